@@ -1,0 +1,1 @@
+"""Age and gender estimation from faces."""

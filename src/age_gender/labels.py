@@ -1,0 +1,272 @@
+"""Readers that turn each data set's own label format into the one label schema of DESIGN.md.
+
+Every reader returns a `LabelTable`: the rows kept, with columns `genders` (0 = female,
+1 = male), `ages` (integer years, 0..100) and `img_paths` (relative to the data set root), plus how
+many rows each rule dropped, so `create_db.py` can say where the data went.
+"""
+
+import dataclasses
+import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.io
+
+from age_gender.errors import UserError
+
+LABEL_COLUMNS = ["genders", "ages", "img_paths"]
+BOX_COLUMNS = ["x_min", "y_min", "x_max", "y_max"]
+MAX_AGE = 100
+
+IMDB_WIKI_FIELDS = ("full_path", "dob", "gender", "photo_taken", "face_score", "second_face_score")
+IMDB_CLEAN_SPLITS = ("train", "valid", "test")
+APPA_REAL_SPLITS = ("train", "valid", "test")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+# MATLAB's day 1 is 0000-01-01, Python's ordinal 1 is 0001-01-01: they differ by 366 days.
+MATLAB_TO_PYTHON_ORDINAL = 366
+UNIX_EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
+MAX_ORDINAL = datetime.date.max.toordinal()
+
+
+@dataclasses.dataclass
+class LabelTable:
+    """Rows kept in the label schema, and the number of rows each rule dropped, in rule order."""
+
+    rows: pd.DataFrame
+    dropped: dict[str, int]
+
+
+def _apply_rules(frame: pd.DataFrame, rules: dict[str, np.ndarray]) -> LabelTable:
+    """Drops rows rule by rule; a row is counted against the first rule it breaks."""
+    keep = np.ones(len(frame), dtype=bool)
+    dropped = {}
+    for name, broken in rules.items():
+        newly = keep & broken
+        dropped[name] = int(newly.sum())
+        keep &= ~broken
+    return LabelTable(frame[keep].reset_index(drop=True), dropped)
+
+
+def _finish(table: LabelTable, source: Path) -> LabelTable:
+    """Puts the schema columns first with their types, and refuses an empty result."""
+    rows = table.rows
+    if rows.empty:
+        raise UserError(f"no rows of {source} are left after filtering; check the data or options")
+    rows["genders"] = rows["genders"].astype(int)
+    rows["ages"] = rows["ages"].astype(int)
+    extra = [column for column in rows.columns if column not in LABEL_COLUMNS]
+    return LabelTable(rows[LABEL_COLUMNS + extra], table.dropped)
+
+
+# IMDB-WIKI ------------------------------------------------------------------------------------
+
+
+def matlab_datenum_ages(dob: np.ndarray, photo_taken: np.ndarray) -> np.ndarray:
+    """Age when the photo was taken, assuming mid-year photos; NaN where the dates make no sense.
+
+    Same rule as the original project: `photo_taken - birth.year`, minus one for births from July
+    on, with the birth ordinal clipped to 1 as `datetime.fromordinal(max(int(dob) - 366, 1))` does.
+    """
+    with np.errstate(invalid="ignore"):
+        ordinal = np.maximum(np.trunc(dob) - MATLAB_TO_PYTHON_ORDINAL, 1)
+        valid = np.isfinite(ordinal) & (ordinal <= MAX_ORDINAL) & np.isfinite(photo_taken)
+    days = np.where(valid, ordinal - UNIX_EPOCH_ORDINAL, 0).astype("datetime64[D]")
+    birth_year = days.astype("datetime64[Y]").astype(np.int64) + 1970
+    birth_month = days.astype("datetime64[M]").astype(np.int64) % 12 + 1
+    ages = photo_taken - birth_year - (birth_month >= 7)
+    return np.where(valid, ages, np.nan)
+
+
+def load_imdb_wiki_mat(mat_path: Path, db: str) -> dict[str, np.ndarray]:
+    """Reads the fields the labels need from `{db}.mat`, as flat arrays of length N."""
+    if not mat_path.is_file():
+        raise UserError(f"{mat_path} not found; run ./download.sh to fetch the IMDB-WIKI crops")
+    try:
+        mat = scipy.io.loadmat(mat_path)
+    except Exception as error:  # scipy raises many types for truncated or foreign files
+        raise UserError(
+            f"cannot read {mat_path} as a MATLAB file ({error}); delete it and download again"
+        ) from error
+    if db not in mat:
+        found = ", ".join(key for key in mat if not key.startswith("__")) or "none"
+        raise UserError(f"{mat_path} has no struct '{db}' (found: {found}); is --db right?")
+    struct = mat[db]
+    names = struct.dtype.names or ()
+    missing = [field for field in IMDB_WIKI_FIELDS if field not in names]
+    if missing:
+        raise UserError(f"{mat_path}: struct '{db}' lacks the fields {', '.join(missing)}")
+    record = struct[0, 0]
+    fields = {field: np.asarray(record[field]).ravel() for field in IMDB_WIKI_FIELDS}
+    lengths = {len(values) for values in fields.values()}
+    if len(lengths) != 1:
+        raise UserError(f"{mat_path}: fields of '{db}' differ in length {sorted(lengths)}")
+    return fields
+
+
+def read_imdb_wiki(mat_path: Path, db: str, min_score: float = 1.0) -> LabelTable:
+    """Labels of the IMDB or WIKI crops, filtered by the original project's four rules."""
+    fields = load_imdb_wiki_mat(mat_path, db)
+    gender = fields["gender"].astype(float)
+    second_face_score = fields["second_face_score"].astype(float)
+    ages = matlab_datenum_ages(fields["dob"].astype(float), fields["photo_taken"].astype(float))
+    with np.errstate(invalid="ignore"):
+        rules = {
+            f"face_score < {min_score}": fields["face_score"].astype(float) < min_score,
+            "second face present": second_face_score > 0,
+            f"age unknown or outside 0..{MAX_AGE}": ~((ages >= 0) & (ages <= MAX_AGE)),
+            "gender unknown": np.isnan(gender),
+        }
+    positions = pd.DataFrame({"genders": gender, "ages": ages, "row": np.arange(len(ages))})
+    table = _apply_rules(positions, rules)
+    kept_paths = fields["full_path"][table.rows.pop("row").to_numpy()]
+    table.rows["img_paths"] = _unwrap_cells(kept_paths, mat_path)
+    return _finish(table, mat_path)
+
+
+def _unwrap_cells(cells: np.ndarray, source: Path) -> np.ndarray:
+    """Turns a MATLAB cell array of strings (each a 1-element array) into one string array."""
+    if len(cells) == 0:
+        return np.array([], dtype=str)
+    strings = np.concatenate(cells)
+    if len(strings) != len(cells):
+        raise UserError(f"{source}: some full_path cells are empty or hold several strings")
+    return strings
+
+
+# UTKFace --------------------------------------------------------------------------------------
+
+UTKFACE_NAME = r"^(?P<age>\d+)_(?P<gender>\d+)_(?P<race>\d+)_(?P<date>\d+)"
+
+
+def read_utkface(root: Path) -> LabelTable:
+    """Labels from UTKFace file names `[age]_[gender]_[race]_[date&time].jpg`, gender flipped."""
+    if not root.is_dir():
+        raise UserError(f"UTKFace folder {root} not found; pass --data_dir with the images")
+    paths = sorted(
+        path.relative_to(root).as_posix()
+        for path in root.rglob("*")
+        if path.suffix.lower() in IMAGE_SUFFIXES
+    )
+    if not paths:
+        raise UserError(f"no images in {root}; is it the UTKFace folder?")
+    frame = pd.DataFrame({"img_paths": paths})
+    fields = frame["img_paths"].str.rsplit("/", n=1).str[-1].str.extract(UTKFACE_NAME)
+    malformed = fields["age"].isna().to_numpy() | ~fields["gender"].isin(["0", "1"]).to_numpy()
+    frame["ages"] = pd.to_numeric(fields["age"])
+    # UTKFace: 0 = male, 1 = female; the schema: 0 = female, 1 = male.
+    frame["genders"] = 1 - pd.to_numeric(fields["gender"]).fillna(0)
+    rules = {
+        "malformed file name": malformed,
+        f"age outside 0..{MAX_AGE}": ~malformed & (frame["ages"] > MAX_AGE).to_numpy(),
+    }
+    return _finish(_apply_rules(frame, rules), root)
+
+
+# IMDB-Clean -----------------------------------------------------------------------------------
+
+GENDER_CODES = {"M": 1, "MALE": 1, "1": 1, "1.0": 1, "F": 0, "FEMALE": 0, "0": 0, "0.0": 0}
+
+
+def _read_csv(path: Path, required: list[str], how_to_get: str) -> pd.DataFrame:
+    """Reads a label CSV, failing with one line when it is missing or lacks columns."""
+    if not path.is_file():
+        raise UserError(f"{path} not found; {how_to_get}")
+    try:
+        frame = pd.read_csv(path, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise UserError(f"cannot parse {path} as CSV: {error}") from error
+    frame.columns = frame.columns.str.strip()
+    missing = [column for column in required if column not in frame.columns]
+    if missing:
+        found = ", ".join(frame.columns)
+        raise UserError(f"{path} lacks the columns {', '.join(missing)} (found: {found})")
+    return frame
+
+
+def gender_codes(values: pd.Series) -> pd.Series:
+    """Maps M/F, male/female or 0/1 to the schema's 0 = female, 1 = male; NaN when unknown."""
+    return values.astype(str).str.strip().str.upper().map(GENDER_CODES)
+
+
+def read_imdb_clean(csv_path: Path) -> LabelTable:
+    """One IMDB-Clean split CSV: `filename, age, gender, x_min, y_min, x_max, y_max, ...`."""
+    source = _read_csv(
+        csv_path,
+        ["filename", "age", "gender", *BOX_COLUMNS],
+        "run ./download.sh --imdb-clean to fetch the IMDB-Clean label CSVs",
+    )
+    frame = pd.DataFrame(
+        {
+            "genders": gender_codes(source["gender"]),
+            "ages": pd.to_numeric(source["age"], errors="coerce"),
+            "img_paths": source["filename"].astype(str),
+        }
+    )
+    for column in BOX_COLUMNS:
+        frame[column] = pd.to_numeric(source[column], errors="coerce")
+    rules = {
+        "gender unknown": frame["genders"].isna().to_numpy(),
+        f"age unknown or outside 0..{MAX_AGE}": ~frame["ages"].between(0, MAX_AGE).to_numpy(),
+        "face box missing": frame[BOX_COLUMNS].isna().any(axis=1).to_numpy(),
+    }
+    table = _apply_rules(frame, rules)
+    table.rows["ages"] = table.rows["ages"].round()
+    return _finish(table, csv_path)
+
+
+# APPA-REAL ------------------------------------------------------------------------------------
+
+
+def read_appa_real(root: Path, split: str) -> LabelTable:
+    """One APPA-REAL split: the aligned `_face.jpg` crops, apparent age as `ages`, real age kept.
+
+    `ages` is the apparent age (rounded, capped at 100), as the original project fine-tuned on it;
+    `apparent_age_avg`, `apparent_age_std` and `real_age` are kept for evaluation.
+    """
+    how_to_get = "run ./download.sh --appa to fetch APPA-REAL, or pass --data_dir"
+    ground_truth = _read_csv(
+        root / f"gt_avg_{split}.csv",
+        ["file_name", "apparent_age_avg", "apparent_age_std", "real_age"],
+        how_to_get,
+    )
+    categories = _read_csv(root / f"allcategories_{split}.csv", ["file", "gender"], how_to_get)
+    merged = ground_truth.merge(
+        categories[["file", "gender"]], left_on="file_name", right_on="file", how="left"
+    )
+    frame = pd.DataFrame(
+        {
+            "genders": gender_codes(merged["gender"]),
+            "ages": merged["apparent_age_avg"].round().clip(upper=MAX_AGE),
+            "img_paths": split + "/" + merged["file_name"].astype(str) + "_face.jpg",
+            "apparent_age_avg": merged["apparent_age_avg"],
+            "apparent_age_std": merged["apparent_age_std"],
+            "real_age": merged["real_age"],
+        }
+    )
+    rules = {
+        "gender unknown": frame["genders"].isna().to_numpy(),
+        "age unknown": frame[["ages", "real_age"]].isna().any(axis=1).to_numpy(),
+    }
+    return _finish(_apply_rules(frame, rules), root / f"gt_avg_{split}.csv")
+
+
+def read_labels_csv(path: Path) -> pd.DataFrame:
+    """Reads a CSV in the label schema (as written by create_db.py), checking columns and ranges."""
+    frame = _read_csv(path, LABEL_COLUMNS, "run create_db.py first, or check data.csv")
+    if frame.empty:
+        raise UserError(f"{path} has no rows")
+    genders = pd.to_numeric(frame["genders"], errors="coerce")
+    ages = pd.to_numeric(frame["ages"], errors="coerce")
+    if not genders.isin([0, 1]).all():
+        raise UserError(f"{path}: column genders must hold only 0 (female) and 1 (male)")
+    if not ages.between(0, MAX_AGE).all():
+        raise UserError(f"{path}: column ages must hold years in 0..{MAX_AGE}")
+    has_boxes = [column in frame.columns for column in BOX_COLUMNS]
+    if any(has_boxes) and not all(has_boxes):
+        raise UserError(f"{path}: a face box needs all of {', '.join(BOX_COLUMNS)}")
+    frame["genders"] = genders.astype(int)
+    frame["ages"] = ages.astype(int)
+    frame["img_paths"] = frame["img_paths"].astype(str)
+    return frame

@@ -1,0 +1,114 @@
+"""create_db.py end to end: outputs, counts printed, and user mistakes as one line."""
+
+import datetime
+
+import numpy as np
+import pandas as pd
+
+from age_gender import synthetic
+
+
+def write_imdb(data_dir, count=200):
+    (data_dir / "imdb_crop").mkdir(parents=True)
+    columns = synthetic.random_imdb_wiki_columns(count, seed=1)
+    synthetic.write_imdb_wiki_mat(data_dir / "imdb_crop" / "imdb.mat", "imdb", columns)
+
+
+def test_imdb_writes_the_original_csv_layout(tmp_path, run_script):
+    write_imdb(tmp_path / "data")
+    result = run_script("create_db.py", "--db", "imdb", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    written = pd.read_csv(tmp_path / "meta" / "imdb.csv")
+    assert list(written.columns) == ["genders", "ages", "img_paths"]
+    assert written["ages"].between(0, 100).all() and set(written["genders"]) <= {0, 1}
+    assert "dropped" in result.stdout and f"kept    {len(written):>8}" in result.stdout
+
+
+def test_existing_output_needs_overwrite_and_stays_intact(tmp_path, run_script):
+    write_imdb(tmp_path / "data")
+    (tmp_path / "meta").mkdir()
+    (tmp_path / "meta" / "imdb.csv").write_text("precious\n")
+    result = run_script("create_db.py", "--db", "imdb", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: meta/imdb.csv exists; pass --overwrite to replace it"
+    ]
+    assert (tmp_path / "meta" / "imdb.csv").read_text() == "precious\n"
+    assert run_script("create_db.py", "--overwrite", cwd=tmp_path).returncode == 0
+    assert (tmp_path / "meta" / "imdb.csv").read_text().startswith("genders,ages,img_paths")
+
+
+def test_user_mistakes_are_one_line(tmp_path, run_script):
+    missing = run_script("create_db.py", "--db", "wiki", cwd=tmp_path)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert "data/wiki_crop/wiki.mat not found" in missing.stderr
+    write_imdb(tmp_path / "data")
+    no_folder = run_script("create_db.py", "--output", "nowhere/x.csv", cwd=tmp_path)
+    assert no_folder.returncode == 2 and "output folder nowhere does not exist" in no_folder.stderr
+    empty = run_script("create_db.py", "--min_score", "100", cwd=tmp_path)
+    assert empty.returncode == 2 and "no rows" in empty.stderr
+    assert not (tmp_path / "meta" / "imdb.csv").exists()
+    assert list((tmp_path / "meta").iterdir()) == []
+
+
+def test_split_data_sets_write_one_csv_per_split(tmp_path, run_script):
+    appa = tmp_path / "appa"
+    for split in ("train", "valid", "test"):
+        synthetic.write_appa_real(appa, split, 3)
+    result = run_script(
+        "create_db.py", "--db", "appa_real", "--data_dir", appa, "--output", "out.csv", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    valid = pd.read_csv(tmp_path / "out_valid.csv")
+    assert valid.columns[:3].tolist() == ["genders", "ages", "img_paths"]
+    assert {"apparent_age_avg", "apparent_age_std", "real_age"} <= set(valid.columns)
+
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    for split in ("train", "valid", "test"):
+        pd.DataFrame(
+            {
+                "filename": ["a.jpg"],
+                "age": [33],
+                "gender": ["F"],
+                "x_min": [1],
+                "y_min": [2],
+                "x_max": [30],
+                "y_max": [40],
+            }
+        ).to_csv(clean / f"imdb_{split}_new_1024.csv", index=False)
+    result = run_script(
+        "create_db.py",
+        "--db",
+        "imdb_clean",
+        "--data_dir",
+        clean,
+        "--imdb_clean_variant",
+        "1024",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    test_split = pd.read_csv(tmp_path / "meta" / "imdb_clean_test.csv")
+    assert test_split.to_dict("list") == {
+        "genders": [0],
+        "ages": [33],
+        "img_paths": ["a.jpg"],
+        "x_min": [1],
+        "y_min": [2],
+        "x_max": [30],
+        "y_max": [40],
+    }
+
+
+def test_utkface_through_the_script(tmp_path, run_script):
+    root = tmp_path / "UTKFace"
+    root.mkdir()
+    born = datetime.date(2000, 1, 1)
+    for age in (1, 50, 99):
+        (root / f"{age}_0_0_{born:%Y%m%d}.jpg.chip.jpg").write_bytes(b"")
+    (root / "broken_name.jpg").write_bytes(b"")
+    result = run_script("create_db.py", "--db", "utkface", "--data_dir", root, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "1 (malformed file name)" in result.stdout
+    written = pd.read_csv(tmp_path / "meta" / "utkface.csv")
+    assert sorted(written["ages"]) == [1, 50, 99] and np.all(written["genders"] == 1)

@@ -1,0 +1,192 @@
+"""IMDB-WIKI, UTKFace, IMDB-Clean and APPA-REAL readers against fixtures in the real formats."""
+
+import datetime
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.io
+
+from age_gender import labels, synthetic
+from age_gender.errors import UserError
+
+
+def original_rules(columns: dict, min_score: float = 1.0) -> pd.DataFrame:
+    """The original project's create_db.py loop, row by row, as the oracle."""
+
+    def calc_age(taken, dob):
+        birth = datetime.datetime.fromordinal(max(int(dob) - 366, 1))
+        return taken - birth.year if birth.month < 7 else taken - birth.year - 1
+
+    rows = []
+    for index in range(len(columns["dob"])):
+        second = columns["second_face_score"][index]
+        gender = columns["gender"][index]
+        if columns["face_score"][index] < min_score:
+            continue
+        if not np.isnan(second) and second > 0.0:
+            continue
+        age = calc_age(columns["photo_taken"][index], columns["dob"][index])
+        if not 0 <= age <= 100:
+            continue
+        if np.isnan(gender):
+            continue
+        rows.append((int(gender), int(age), columns["full_path"][index]))
+    return pd.DataFrame(rows, columns=["genders", "ages", "img_paths"])
+
+
+def row(dob, taken=2010, gender=1.0, score=3.0, second=np.nan, path="00/a.jpg"):
+    return {
+        "dob": dob,
+        "photo_taken": taken,
+        "gender": gender,
+        "face_score": score,
+        "second_face_score": second,
+        "full_path": path,
+    }
+
+
+def write_rows(path, rows, db="imdb"):
+    columns = {key: [r[key] for r in rows] for key in rows[0]}
+    synthetic.write_imdb_wiki_mat(path, db, columns)
+    return columns
+
+
+def test_every_filter_rule_drops_its_rows(tmp_path):
+    born = synthetic.matlab_datenum(datetime.date(1980, 3, 1))
+    rows = [
+        row(born, path="00/kept.jpg"),
+        row(born, score=-np.inf, path="00/no_face.jpg"),
+        row(born, score=0.5, path="00/low_score.jpg"),
+        row(born, second=2.0, path="00/second_face.jpg"),
+        row(born, second=-0.5, path="00/weak_second.jpg"),
+        row(5.0, path="00/broken_dob.jpg"),
+        row(born, taken=1970, path="00/before_birth.jpg"),
+        row(born, gender=np.nan, path="00/no_gender.jpg"),
+        row(born, gender=0.0, path="00/female.jpg"),
+    ]
+    write_rows(tmp_path / "imdb.mat", rows)
+    table = labels.read_imdb_wiki(tmp_path / "imdb.mat", "imdb", min_score=1.0)
+    assert table.rows["img_paths"].tolist() == [
+        "00/kept.jpg",
+        "00/weak_second.jpg",
+        "00/female.jpg",
+    ]
+    assert table.rows["genders"].tolist() == [1, 1, 0]
+    assert table.rows["ages"].tolist() == [30, 30, 30]
+    assert list(table.dropped.values()) == [2, 1, 2, 1]
+
+
+def test_age_changes_at_the_july_boundary(tmp_path):
+    june = synthetic.matlab_datenum(datetime.date(1980, 6, 30))
+    july = synthetic.matlab_datenum(datetime.date(1980, 7, 1))
+    write_rows(
+        tmp_path / "wiki.mat", [row(june, path="j.jpg"), row(july + 0.75, path="k.jpg")], "wiki"
+    )
+    table = labels.read_imdb_wiki(tmp_path / "wiki.mat", "wiki")
+    assert table.rows["ages"].tolist() == [30, 29]
+
+
+def test_matches_the_original_rules_on_random_data(tmp_path):
+    columns = synthetic.random_imdb_wiki_columns(3000, seed=3)
+    synthetic.write_imdb_wiki_mat(tmp_path / "imdb.mat", "imdb", columns)
+    for min_score in (1.0, 2.5):
+        expected = original_rules(columns, min_score)
+        table = labels.read_imdb_wiki(tmp_path / "imdb.mat", "imdb", min_score)
+        pd.testing.assert_frame_equal(table.rows, expected, check_dtype=False)
+        assert len(table.rows) + sum(table.dropped.values()) == 3000
+
+
+def test_nan_and_huge_dates_are_dropped_not_crashed():
+    ages = labels.matlab_datenum_ages(np.array([np.nan, 1e9, 700000.0]), np.array([2000.0] * 3))
+    assert math.isnan(ages[0]) and math.isnan(ages[1])
+    assert ages[2] == 2000 - datetime.date.fromordinal(700000 - 366).year - 1
+
+
+def test_missing_and_foreign_mat_files_are_clear_errors(tmp_path):
+    with pytest.raises(UserError, match="download.sh"):
+        labels.read_imdb_wiki(tmp_path / "imdb.mat", "imdb")
+    scipy.io.savemat(tmp_path / "other.mat", {"wiki": {"dob": np.ones((1, 2))}})
+    with pytest.raises(UserError, match="no struct 'imdb'"):
+        labels.read_imdb_wiki(tmp_path / "other.mat", "imdb")
+    with pytest.raises(UserError, match="lacks the fields full_path"):
+        labels.read_imdb_wiki(tmp_path / "other.mat", "wiki")
+    good = tmp_path / "good.mat"
+    write_rows(good, [row(700000.0)] * 50)
+    truncated = tmp_path / "truncated.mat"
+    truncated.write_bytes(good.read_bytes()[:600])
+    with pytest.raises(UserError, match="cannot read"):
+        labels.read_imdb_wiki(truncated, "imdb")
+
+
+def test_empty_result_is_an_error(tmp_path):
+    write_rows(tmp_path / "imdb.mat", [row(700000.0, score=-np.inf)])
+    with pytest.raises(UserError, match="no rows"):
+        labels.read_imdb_wiki(tmp_path / "imdb.mat", "imdb")
+
+
+def test_utkface_flips_gender_and_skips_malformed_names(tmp_path):
+    root = tmp_path / "UTKFace"
+    root.mkdir()
+    names = [
+        "25_0_1_20170116174525125.jpg.chip.jpg",
+        "3_1_2_20161219140623097.jpg.chip.jpg",
+        "39_1_20170116174525125.jpg.chip.jpg",
+        "110_1_0_20170112213001988.jpg.chip.jpg",
+        "notes.txt",
+    ]
+    for name in names:
+        (root / name).write_bytes(b"")
+    table = labels.read_utkface(root)
+    assert table.rows.to_dict("list") == {
+        "genders": [1, 0],
+        "ages": [25, 3],
+        "img_paths": [names[0], names[1]],
+    }
+    assert table.dropped == {"malformed file name": 1, "age outside 0..100": 1}
+
+
+def test_imdb_clean_accepts_letters_digits_and_extra_columns(tmp_path):
+    path = tmp_path / "imdb_train_new.csv"
+    pd.DataFrame(
+        {
+            "filename": ["01/a.jpg", "02/b.jpg", "03/c.jpg", "04/d.jpg"],
+            "age": [30, 41, 120, 7],
+            "gender": ["M", "F", "M", "1"],
+            "x_min": [10.0, 20, 30, 40],
+            "y_min": [11.0, 21, 31, 41],
+            "x_max": [50.0, 60, 70, 80],
+            "y_max": [51.0, 61, 71, 81],
+            "head_roll": [0.1, 0.2, 0.3, 0.4],
+        }
+    ).to_csv(path, index=False)
+    table = labels.read_imdb_clean(path)
+    assert table.rows["genders"].tolist() == [1, 0, 1]
+    assert table.rows["ages"].tolist() == [30, 41, 7]
+    assert table.rows["x_max"].tolist() == [50, 60, 80]
+    assert "head_roll" not in table.rows.columns
+    assert table.dropped["age unknown or outside 0..100"] == 1
+
+
+def test_appa_real_joins_gender_and_keeps_both_ages(tmp_path):
+    written = synthetic.write_appa_real(tmp_path, "valid", 6)
+    table = labels.read_appa_real(tmp_path, "valid")
+    assert table.rows["img_paths"].tolist() == [f"valid/{n}_face.jpg" for n in written["file_name"]]
+    assert table.rows["genders"].tolist() == written["male"].tolist()
+    assert table.rows["real_age"].tolist() == written["real_age"].tolist()
+    np.testing.assert_allclose(table.rows["ages"], written["apparent_age_avg"].round())
+    with pytest.raises(UserError, match="download.sh --appa"):
+        labels.read_appa_real(tmp_path, "test")
+
+
+def test_label_csv_checks_columns_and_ranges(tmp_path):
+    path = tmp_path / "labels.csv"
+    pd.DataFrame({"genders": [0, 1], "ages": [20.0, 30.0], "img_paths": ["a", "b"]}).to_csv(path)
+    assert labels.read_labels_csv(path)["ages"].tolist() == [20, 30]
+    pd.DataFrame({"genders": [0, 2], "ages": [20, 30], "img_paths": ["a", "b"]}).to_csv(path)
+    with pytest.raises(UserError, match="genders"):
+        labels.read_labels_csv(path)
+    pd.DataFrame({"gender": [0], "ages": [20], "img_paths": ["a"]}).to_csv(path)
+    with pytest.raises(UserError, match="lacks the columns genders"):
+        labels.read_labels_csv(path)
