@@ -1,8 +1,13 @@
-"""Shared fixtures: running the entry points as a user would, in a subprocess."""
+"""Shared fixtures: the entry points run as a user would, and a real HTTP server on loopback."""
 
+import functools
+import http.server
+import io
 import os
+import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -28,3 +33,54 @@ def run_script():
         )
 
     return run
+
+
+class RangeRequestHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files with HTTP Range support; paths in `server.cut_once` are cut mid-way once."""
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def send_head(self):
+        path = Path(self.translate_path(self.path))
+        if not path.is_file():
+            self.send_error(404)
+            return None
+        data = path.read_bytes()
+        start = 0
+        match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
+        if match:
+            start = int(match.group(1))
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.end_headers()
+                return None
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(data) - start))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        body = data[start:]
+        if self.command == "GET" and self.path in self.server.cut_once:
+            self.server.cut_once.discard(self.path)
+            body = body[: len(body) // 2]
+            self.close_connection = True
+        return io.BytesIO(body)
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """A real HTTP server on 127.0.0.1 serving `served/`; yields (base URL, folder, server)."""
+    root = tmp_path / "served"
+    root.mkdir()
+    handler = functools.partial(RangeRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.cut_once = set()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", root, server
+    server.shutdown()
+    server.server_close()
