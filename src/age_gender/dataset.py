@@ -1,0 +1,312 @@
+"""tf.data input pipeline: parallel decode, face crop, resize, augmentation, mixup, random erasing.
+
+Crop, resize, zoom, shift and flip are one `crop_and_resize` per image (instead of a crop, a
+resize and Keras augmentation layers that each resample again), which keeps the pipeline ahead
+of the GPU on few cores. Randomness comes from stateless ops seeded per element
+by `tf.data.Dataset.random`, so a seed gives the same batches whatever the parallelism.
+"""
+
+import concurrent.futures
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from tqdm import tqdm
+
+from age_gender.labels import BOX_COLUMNS
+
+AGE_CLASSES = 101
+GENDER_CLASSES = 2
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """Random changes made to each training image; ranges are symmetric around no change."""
+
+    enabled: bool = True
+    shift: float = 0.03  # fraction of the image size
+    scale: float = 0.2  # zoom by a factor in 1 +- scale
+    rotation: float = 20.0  # degrees
+    flip: bool = True
+    brightness: float = 0.1  # fraction of 255
+    contrast: float = 0.1  # factor in 1 +- contrast
+    erasing_probability: float = 0.0
+    erasing_area: tuple[float, float] = (0.02, 0.25)  # fraction of the image
+    erasing_aspect: tuple[float, float] = (0.3, 3.3)  # height / width
+    mixup_alpha: float = 0.0  # Beta(alpha, alpha); 0 disables mixup
+
+
+# Checking files ---------------------------------------------------------------------------------
+
+
+def unreadable_reason(path: str) -> str | None:
+    """Why an image file cannot be used (missing, empty, not an image, truncated), else None.
+
+    Reads only the first and last bytes: a cut JPEG lacks its end marker, a cut PNG its IEND chunk.
+    """
+    try:
+        with open(path, "rb") as file:
+            head = file.read(8)
+            file.seek(max(0, file.seek(0, 2) - 1024))
+            tail = file.read()
+    except FileNotFoundError:
+        return "missing"
+    except OSError as error:
+        return error.strerror or "unreadable"
+    if not head:
+        return "empty"
+    if head.startswith(b"\xff\xd8"):
+        return None if b"\xff\xd9" in tail else "truncated JPEG"
+    if head.startswith(b"\x89PNG"):
+        return None if b"IEND" in tail[-64:] else "truncated PNG"
+    if head.startswith((b"BM", b"GIF8")):
+        return None
+    return "not a JPEG, PNG, BMP or GIF"
+
+
+def drop_unreadable(frame: pd.DataFrame, root: Path, name: str = "images") -> pd.DataFrame:
+    """Removes rows whose image cannot be read; one warning line gives the count and examples."""
+    paths = [str(root / path) for path in frame["img_paths"]]
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        reasons = list(
+            tqdm(
+                pool.map(unreadable_reason, paths, chunksize=256),
+                total=len(paths),
+                desc=f"checking {name}",
+                unit="file",
+                leave=False,
+                mininterval=1,
+            )
+        )
+    bad = [index for index, reason in enumerate(reasons) if reason]
+    if bad:
+        examples = ", ".join(f"{frame['img_paths'].iloc[i]} ({reasons[i]})" for i in bad[:3])
+        print(
+            f"warning: skipping {len(bad)} of {len(frame)} {name} that cannot be read: {examples}"
+        )
+    return frame.drop(frame.index[bad]).reset_index(drop=True)
+
+
+# Per-image work ---------------------------------------------------------------------------------
+
+
+def decode_image(path: tf.Tensor) -> tf.Tensor:
+    """Any JPEG, PNG, BMP or GIF (grey, RGBA, 16-bit too) as RGB uint8 of shape (H, W, 3)."""
+    return tf.io.decode_image(
+        tf.io.read_file(path), channels=3, dtype=tf.uint8, expand_animations=False
+    )
+
+
+def crop_box(image_shape: tf.Tensor, box: tf.Tensor, margin: float) -> tf.Tensor:
+    """The face box widened by `margin` of its size on each side and clipped to the image.
+
+    A box with x_max <= x_min means 'no box': the whole image is the face crop.
+    """
+    height = tf.cast(image_shape[0], tf.float32)
+    width = tf.cast(image_shape[1], tf.float32)
+    x_min, y_min, x_max, y_max = tf.unstack(box)
+    has_box = x_max > x_min
+    box_width, box_height = x_max - x_min, y_max - y_min
+    widened = tf.stack(
+        [
+            tf.clip_by_value(x_min - margin * box_width, 0.0, width),
+            tf.clip_by_value(y_min - margin * box_height, 0.0, height),
+            tf.clip_by_value(x_max + margin * box_width, 0.0, width),
+            tf.clip_by_value(y_max + margin * box_height, 0.0, height),
+        ]
+    )
+    return tf.where(has_box, widened, tf.stack([0.0, 0.0, width, height]))
+
+
+def resample(
+    image: tf.Tensor, box: tf.Tensor, size: int, zoom=1.0, shift=(0.0, 0.0), flip=False
+) -> tf.Tensor:
+    """Crops `box` (pixels, x_min y_min x_max y_max) and resizes it to size x size, in one pass.
+
+    Zoom, shift (fractions of the output) and mirroring move the sampling grid, so the original
+    project's scale/shift/flip augmentation costs nothing extra. Pixel centres are sampled as
+    cv2.resize does; what falls outside the image is black.
+    """
+    image_shape = tf.cast(tf.shape(image), tf.float32)
+    x_min, y_min, x_max, y_max = tf.unstack(box)
+    extent = tf.stack([y_max - y_min, x_max - x_min]) / zoom
+    centre = tf.stack([y_min + y_max, x_min + x_max]) / 2 + tf.stack(shift)[::-1] * extent
+    # First and last output pixel centres, in source pixel coordinates.
+    first = centre - extent / 2 + extent * 0.5 / size - 0.5
+    last = centre + extent / 2 - extent * 0.5 / size - 0.5
+    scale = image_shape[:2] - 1
+    y1, x1 = tf.unstack(first / scale)
+    y2, x2 = tf.unstack(last / scale)
+    x1, x2 = tf.where(flip, x2, x1), tf.where(flip, x1, x2)
+    return tf.image.crop_and_resize(
+        image[None], tf.stack([y1, x1, y2, x2])[None], [0], [size, size]
+    )[0]
+
+
+def rotate(images: tf.Tensor, angles: tf.Tensor) -> tf.Tensor:
+    """Rotates each square image of a batch about its centre by its angle (radians)."""
+    centre = (tf.cast(tf.shape(images)[1], tf.float32) - 1) / 2
+    cos, sin = tf.cos(angles), tf.sin(angles)
+    zeros = tf.zeros_like(angles)
+    transforms = tf.stack(
+        [
+            cos, -sin, centre - cos * centre + sin * centre,
+            sin, cos, centre - sin * centre - cos * centre,
+            zeros, zeros,
+        ],
+        axis=1,
+    )  # fmt: skip
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images,
+        transforms=transforms,
+        output_shape=tf.shape(images)[1:3],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="CONSTANT",
+    )
+
+
+def random_erasing(images: tf.Tensor, draws: tf.Tensor, augmentation: Augmentation) -> tf.Tensor:
+    """Paints one rectangle per image a random colour, with the paper's area and aspect ranges.
+
+    `draws` holds 8 uniform numbers in [0, 1) per image. Written here because
+    keras.layers.RandomErasing has no aspect range and no stateless seed.
+    """
+    size = tf.cast(tf.shape(images)[1], tf.float32)
+    low, high = augmentation.erasing_area
+    area = low + draws[:, 0] * (high - low)
+    low, high = (math.log(value) for value in augmentation.erasing_aspect)
+    aspect = tf.exp(low + draws[:, 1] * (high - low))
+    height = tf.minimum(tf.round(size * tf.sqrt(area * aspect)), size)
+    width = tf.minimum(tf.round(size * tf.sqrt(area / aspect)), size)
+    top = tf.round(draws[:, 2] * (size - height))
+    left = tf.round(draws[:, 3] * (size - width))
+    erase = draws[:, 4] < augmentation.erasing_probability
+    positions = tf.range(size)[None]
+    rows = (positions >= top[:, None]) & (positions < (top + height)[:, None])
+    columns = (positions >= left[:, None]) & (positions < (left + width)[:, None])
+    inside = rows[:, :, None, None] & columns[:, None, :, None] & erase[:, None, None, None]
+    colours = draws[:, None, None, 5:8] * 255.0
+    return tf.where(inside, colours, images)
+
+
+def mixup(images: tf.Tensor, labels: dict, seed: tf.Tensor, alpha: float) -> tuple[tf.Tensor, dict]:
+    """Mixes each sample with another of the batch; both heads' labels use the image's lambda."""
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    batch = tf.shape(images)[0]
+    first = tf.random.stateless_gamma([batch], seeds[0], alpha)
+    second = tf.random.stateless_gamma([batch], seeds[1], alpha)
+    weight = first / (first + second)
+    partner = tf.argsort(tf.random.stateless_uniform([batch], seeds[2]))
+
+    def mix(values: tf.Tensor) -> tf.Tensor:
+        shape = tf.concat([[batch], tf.ones([tf.rank(values) - 1], tf.int32)], axis=0)
+        lam = tf.reshape(weight, shape)
+        return lam * values + (1.0 - lam) * tf.gather(values, partner)
+
+    return mix(images), {name: mix(values) for name, values in labels.items()}
+
+
+def load_example(
+    example: dict, seed: tf.Tensor, size: int, margin: float, augmentation: Augmentation | None
+) -> tuple[tf.Tensor, dict]:
+    """Decodes and crops one image, with random zoom, shift and flip when augmenting."""
+    image = decode_image(example["path"])
+    box = crop_box(tf.shape(image), example["box"], margin)
+    if augmentation is None:
+        image = resample(image, box, size)
+    else:
+        draws = tf.random.stateless_uniform([4], seed)
+        signed = draws * 2 - 1
+        flip = augmentation.flip & (draws[0] < 0.5)
+        zoom = 1.0 + signed[1] * augmentation.scale
+        shift = (signed[2] * augmentation.shift, signed[3] * augmentation.shift)
+        image = resample(image, box, size, zoom, shift, flip)
+    labels = {
+        "pred_gender": tf.one_hot(example["gender"], GENDER_CLASSES),
+        "pred_age": tf.one_hot(example["age"], AGE_CLASSES),
+    }
+    return image, labels
+
+
+def augment_batch(
+    images: tf.Tensor, labels: dict, seed: tf.Tensor, augmentation: Augmentation
+) -> tuple[tf.Tensor, dict]:
+    """Rotation, brightness, contrast, random erasing and mixup, vectorised over the batch.
+
+    Brightness and contrast follow albumentations' RandomBrightnessContrast, which the original
+    project used: `image * contrast + brightness * 255`.
+    """
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    draws = tf.random.stateless_uniform([tf.shape(images)[0], 11], seeds[0])
+    signed = draws * 2 - 1
+    if augmentation.rotation > 0:
+        images = rotate(images, signed[:, 0] * augmentation.rotation * math.pi / 180)
+    contrast = 1.0 + signed[:, 1, None, None, None] * augmentation.contrast
+    brightness = signed[:, 2, None, None, None] * augmentation.brightness * 255.0
+    images = tf.clip_by_value(images * contrast + brightness, 0.0, 255.0)
+    if augmentation.erasing_probability > 0:
+        images = random_erasing(images, draws[:, 3:], augmentation)
+    if augmentation.mixup_alpha > 0:
+        images, labels = mixup(images, labels, seeds[1], augmentation.mixup_alpha)
+    return images, labels
+
+
+# The data set -----------------------------------------------------------------------------------
+
+
+def label_tensors(frame: pd.DataFrame, root: Path) -> dict[str, np.ndarray]:
+    """Columns as arrays; rows without a face box get an empty one (0, 0, 0, 0)."""
+    if all(column in frame.columns for column in BOX_COLUMNS):
+        boxes = frame[BOX_COLUMNS].to_numpy(np.float32)
+    else:
+        boxes = np.zeros((len(frame), 4), np.float32)
+    return {
+        "path": np.array([str(root / path) for path in frame["img_paths"]]),
+        "box": np.nan_to_num(boxes),
+        "age": frame["ages"].to_numpy(np.int32),
+        "gender": frame["genders"].to_numpy(np.int32),
+    }
+
+
+def make_dataset(
+    frame: pd.DataFrame,
+    root: Path,
+    img_size: int,
+    batch_size: int,
+    margin: float = 0.4,
+    augmentation: Augmentation | None = None,
+    shuffle: bool = False,
+    seed: int = 0,
+) -> tf.data.Dataset:
+    """Batches of (float32 RGB images 0..255, {"pred_gender", "pred_age"} one-hot labels).
+
+    Training sets pass `augmentation` and `shuffle=True`; evaluation sets pass neither. Images that
+    fail to decode despite the file check are dropped with a warning from tf.data.
+    """
+    examples = tf.data.Dataset.from_tensor_slices(label_tensors(frame, root))
+    if shuffle:
+        examples = examples.shuffle(len(frame), seed=seed, reshuffle_each_iteration=True)
+    augment = augmentation if augmentation and augmentation.enabled else None
+
+    def seeds(offset: int) -> tf.data.Dataset:
+        """Two int64 per element: a stateless seed, new each epoch, the same for every run."""
+        return tf.data.Dataset.random(seed=seed + offset, rerandomize_each_iteration=True).batch(2)
+
+    dataset = tf.data.Dataset.zip(examples, seeds(0)).map(
+        lambda example, example_seed: load_example(
+            example, example_seed, img_size, margin, augment
+        ),
+        num_parallel_calls=AUTOTUNE,
+    )
+    dataset = dataset.ignore_errors(log_warning=True).batch(batch_size, drop_remainder=shuffle)
+    if augment is not None:
+        dataset = tf.data.Dataset.zip(dataset, seeds(1)).map(
+            lambda batch, batch_seed: augment_batch(*batch, batch_seed, augment),
+            num_parallel_calls=AUTOTUNE,
+        )
+    return dataset.prefetch(AUTOTUNE)
