@@ -1,0 +1,168 @@
+"""The two-headed age/gender model on any keras.applications backbone, its metrics and metadata.
+
+A model takes raw 0..255 RGB images: the backbone's own preprocessing (and, for weights trained on
+BGR, the channel swap) runs inside it, in the `FaceInput` layer, which also records how the model
+was trained (backbone, channel order, crop margin). A saved `.keras` file therefore describes
+itself and nothing outside needs to know which backbone it holds.
+"""
+
+import importlib
+import inspect
+
+import keras
+import numpy as np
+from keras import ops
+
+from age_gender.dataset import AGE_CLASSES, GENDER_CLASSES
+from age_gender.errors import UserError
+
+FACE_INPUT = "face_input"
+
+
+def backbone_names() -> list[str]:
+    """Every image model constructor in keras.applications."""
+    return sorted(
+        name
+        for name, value in vars(keras.applications).items()
+        if inspect.isfunction(value) and name[0].isupper()
+    )
+
+
+def backbone_constructor(model_name: str):
+    names = backbone_names()
+    if model_name not in names:
+        raise UserError(
+            f"unknown backbone {model_name!r}; keras.applications has: {', '.join(names)}"
+        )
+    return getattr(keras.applications, model_name)
+
+
+def preprocess_function(model_name: str):
+    """The backbone module's own `preprocess_input` (identity for those that rescale inside)."""
+    module = importlib.import_module(backbone_constructor(model_name).__module__)
+    return module.preprocess_input
+
+
+@keras.saving.register_keras_serializable(package="age_gender")
+class FaceInput(keras.layers.Layer):
+    """Raw RGB 0..255 in, the backbone's expected input out; carries the model's metadata."""
+
+    def __init__(self, backbone: str, channel_order: str = "RGB", margin: float = 0.4, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        if channel_order not in ("RGB", "BGR"):
+            raise ValueError(f"channel_order must be RGB or BGR, not {channel_order}")
+        self.backbone = backbone
+        self.channel_order = channel_order
+        self.margin = margin
+        self.preprocess = preprocess_function(backbone)
+
+    def call(self, images):
+        images = ops.cast(images, "float32")
+        if self.channel_order == "BGR":
+            images = ops.flip(images, axis=-1)
+        return self.preprocess(images)
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "backbone": self.backbone,
+            "channel_order": self.channel_order,
+            "margin": self.margin,
+        }
+
+
+def model_metadata(model: keras.Model) -> dict:
+    """Backbone, image size, channel order and margin of a model built by `build_model`."""
+    face_input = model.get_layer(FACE_INPUT)
+    return {
+        "backbone": face_input.backbone,
+        "img_size": int(model.input_shape[1]),
+        "channel_order": face_input.channel_order,
+        "margin": face_input.margin,
+    }
+
+
+def build_model(
+    model_name: str,
+    img_size: int,
+    weights: str | None = "imagenet",
+    dropout: float = 0.0,
+    batchnorm_momentum: float | None = None,
+    margin: float = 0.4,
+    channel_order: str = "RGB",
+) -> keras.Model:
+    """Backbone (include_top=False, average pooling), optional dropout, the two softmax heads.
+
+    The backbone's layers sit flat in the model, as in the original project, so its published
+    HDF5 weights load layer by layer. `batchnorm_momentum` (Keras' default is 0.99 or 0.999)
+    helps from-scratch training and small data sets, where slow moving averages leave the
+    inference-mode statistics far behind the weights.
+    """
+    constructor = backbone_constructor(model_name)
+    inputs = keras.Input((img_size, img_size, 3), name="image")
+    preprocessed = FaceInput(model_name, channel_order, margin, name=FACE_INPUT)(inputs)
+    try:
+        backbone = constructor(
+            include_top=False, weights=weights, input_tensor=preprocessed, pooling="avg"
+        )
+    except ValueError as error:
+        message = f"{model_name} refuses model.img_size={img_size} or its weights: {error}"
+        raise UserError(message) from error
+    except Exception as error:  # keras.utils.get_file raises a bare Exception when offline
+        raise UserError(
+            f"cannot get the ImageNet weights of {model_name} ({error}); train from scratch with "
+            "model.weights=null, or place the weight file in ~/.keras/models"
+        ) from error
+    if batchnorm_momentum is not None:
+        for layer in backbone.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = batchnorm_momentum
+    features = backbone.output
+    if dropout > 0:
+        features = keras.layers.Dropout(dropout)(features)
+    # float32 heads keep the softmax stable under mixed precision.
+    gender = keras.layers.Dense(
+        GENDER_CLASSES, activation="softmax", name="pred_gender", dtype="float32"
+    )(features)
+    age = keras.layers.Dense(AGE_CLASSES, activation="softmax", name="pred_age", dtype="float32")(
+        features
+    )
+    return keras.Model(inputs, [gender, age], name=f"age_gender_{model_name}")
+
+
+AGES = np.arange(AGE_CLASSES, dtype="float32")
+
+
+def expected_age(probabilities):
+    """The mean of an age distribution over 0..100: the age the model predicts."""
+    return ops.sum(probabilities * AGES, axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="age_gender")
+def age_mae(y_true, y_pred):
+    """Absolute error of the expected ages; works with one-hot and mixed (soft) targets."""
+    return ops.abs(expected_age(y_true) - expected_age(y_pred))
+
+
+def compile_model(
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    age_loss_weight: float = 1.0,
+    gender_loss_weight: float = 1.0,
+    jit_compile: bool | str = "auto",
+) -> None:
+    """Cross-entropy on both heads; logs gender accuracy and age MAE of the expected value."""
+    model.compile(
+        optimizer=optimizer,
+        loss={
+            "pred_gender": keras.losses.CategoricalCrossentropy(),
+            "pred_age": keras.losses.CategoricalCrossentropy(),
+        },
+        loss_weights={"pred_gender": gender_loss_weight, "pred_age": age_loss_weight},
+        metrics={
+            "pred_gender": [keras.metrics.CategoricalAccuracy(name="accuracy")],
+            "pred_age": [keras.metrics.MeanMetricWrapper(age_mae, name="mae")],
+        },
+        jit_compile=jit_compile,
+    )

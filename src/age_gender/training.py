@@ -1,0 +1,220 @@
+"""The fit loop: data, strategy, precision, schedule, checkpoints, logs, resume and curves.
+
+Everything a user can get wrong (labels, image folder, backbone, image size, weights) is checked
+before the first step, so a run fails in seconds, not hours in.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import keras
+import matplotlib
+import pandas as pd
+import tensorflow as tf
+from omegaconf import DictConfig, OmegaConf
+
+from age_gender import dataset, labels, model
+from age_gender.errors import UserError
+from age_gender.files import atomic_output
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
+
+BEST_MODEL = "best.keras"
+LOG = "log.csv"
+CURVES = "learning_curves.png"
+MONITOR = "val_pred_age_mae"
+
+
+def choose_strategy() -> tf.distribute.Strategy:
+    """Several workers in TF_CONFIG: multi-worker; several GPUs: mirrored; else the default."""
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    if sum(len(tasks) for tasks in cluster.values()) > 1:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def read_splits(data: DictConfig, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Training and validation labels: `data.val_csv`, else a seeded `data.val_split` share."""
+    for key in ("root", "val_root"):
+        if not Path(data[key]).is_dir():
+            raise UserError(f"image folder data.{key}={data[key]} does not exist")
+    train = labels.read_labels_csv(Path(data.csv))
+    if data.val_csv:
+        return train, labels.read_labels_csv(Path(data.val_csv))
+    if not 0 < data.val_split < 1:
+        raise UserError("data.val_split must be between 0 and 1 when data.val_csv is not set")
+    validation = train.sample(frac=data.val_split, random_state=seed)
+    if validation.empty or len(validation) == len(train):
+        raise UserError(f"{data.csv} has too few rows to hold out data.val_split={data.val_split}")
+    return train.drop(validation.index).reset_index(drop=True), validation.reset_index(drop=True)
+
+
+def augmentation_from(train: DictConfig) -> dataset.Augmentation:
+    erasing = train.random_erasing
+    return dataset.Augmentation(
+        **train.augment,
+        erasing_probability=erasing.probability,
+        erasing_area=tuple(erasing.area),
+        erasing_aspect=tuple(erasing.aspect),
+        mixup_alpha=train.mixup_alpha,
+    )
+
+
+def learning_rate(train: DictConfig, steps_per_epoch: int):
+    """`cosine`: linear warm-up then cosine decay; `step`: the original's x0.2 at 25/50/75 %."""
+    total = train.epochs * steps_per_epoch
+    if train.lr_scheduler == "cosine":
+        warmup = min(train.warmup_epochs * steps_per_epoch, total - 1)
+        return keras.optimizers.schedules.CosineDecay(
+            0.0, max(total - warmup, 1), warmup_target=train.lr, warmup_steps=warmup
+        )
+    if train.lr_scheduler == "step":
+        boundaries = [int(total * fraction) for fraction in (0.25, 0.5, 0.75)]
+        values = [train.lr * factor for factor in (1.0, 0.2, 0.04, 0.008)]
+        return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+    if train.lr_scheduler == "constant":
+        return train.lr
+    raise UserError(
+        f"train.lr_scheduler must be cosine, step or constant, not {train.lr_scheduler}"
+    )
+
+
+def make_optimizer(train: DictConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    rate = learning_rate(train, steps_per_epoch)
+    if train.optimizer_name == "sgd":
+        return keras.optimizers.SGD(rate, momentum=train.momentum, nesterov=True)
+    if train.optimizer_name == "adam":
+        return keras.optimizers.Adam(rate)
+    if train.optimizer_name == "adamw":
+        return keras.optimizers.AdamW(rate, weight_decay=train.weight_decay)
+    raise UserError(f"train.optimizer_name must be sgd, adam or adamw, not {train.optimizer_name}")
+
+
+def finished_epochs(log_path: Path) -> pd.DataFrame:
+    """The epochs a previous run of this output folder logged (empty when there is none)."""
+    if not log_path.exists() or log_path.stat().st_size == 0:
+        return pd.DataFrame()
+    return pd.read_csv(log_path)
+
+
+def plot_learning_curves(log: pd.DataFrame, path: Path) -> None:
+    """Loss, age MAE and gender accuracy per epoch, training and validation, as one PNG."""
+    panels = [
+        ("loss", "loss"),
+        ("pred_age_mae", "age MAE (years)"),
+        ("pred_gender_accuracy", "gender accuracy"),
+    ]
+    figure, axes = plt.subplots(
+        1, len(panels), figsize=(5 * len(panels), 4), constrained_layout=True
+    )
+    epochs = log["epoch"] + 1
+    for axis, (key, title) in zip(axes, panels, strict=True):
+        axis.plot(epochs, log[key], marker="o", label="training")
+        if f"val_{key}" in log:
+            axis.plot(epochs, log[f"val_{key}"], marker="o", label="validation")
+        axis.set(title=title, xlabel="epoch")
+        axis.grid(alpha=0.3)
+        axis.legend()
+    with atomic_output(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=100)
+    plt.close(figure)
+
+
+def wandb_callbacks(cfg: DictConfig, output_dir: Path) -> list[keras.callbacks.Callback]:
+    """Weights & Biases logging when `wandb.project` is set (WANDB_MODE=offline works too)."""
+    if not cfg.wandb.project:
+        return []
+    try:
+        import wandb
+        from wandb.integration.keras import WandbMetricsLogger
+    except ImportError as error:
+        raise UserError(
+            "wandb.project is set but wandb is not installed: pip install wandb"
+        ) from error
+    run_id_file = output_dir / "wandb_run_id"
+    run_id = run_id_file.read_text().strip() if run_id_file.exists() else wandb.util.generate_id()
+    run_id_file.write_text(run_id)
+    wandb.init(
+        project=cfg.wandb.project,
+        entity=cfg.wandb.entity,
+        config=OmegaConf.to_container(cfg, resolve=True),
+        dir=str(output_dir),
+        id=run_id,
+        resume="allow",
+    )
+    return [WandbMetricsLogger()]
+
+
+def train(cfg: DictConfig) -> Path:
+    """Trains as `cfg` says and returns the path of the best model (lowest validation age MAE)."""
+    output_dir = Path(cfg.train.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    log_path, best_path = output_dir / LOG, output_dir / BEST_MODEL
+    previous = finished_epochs(log_path)
+    if len(previous) and not cfg.train.resume:
+        raise UserError(
+            f"{output_dir} holds a run of {len(previous)} epochs; pass train.resume=true to "
+            "continue it or choose another train.output_dir"
+        )
+    if len(previous) >= cfg.train.epochs:
+        print(f"{output_dir} already holds {len(previous)} epochs; raise train.epochs to go on")
+        plot_learning_curves(previous, output_dir / CURVES)
+        return best_path
+
+    keras.utils.set_random_seed(cfg.train.seed)
+    train_rows, val_rows = read_splits(cfg.data, cfg.train.seed)
+    train_rows = dataset.drop_unreadable(train_rows, Path(cfg.data.root), "training images")
+    val_rows = dataset.drop_unreadable(val_rows, Path(cfg.data.val_root), "validation images")
+    if len(train_rows) < cfg.train.batch_size:
+        raise UserError(f"only {len(train_rows)} training images, fewer than train.batch_size")
+    size, margin = cfg.model.img_size, cfg.data.margin
+    train_data = dataset.make_dataset(
+        train_rows, Path(cfg.data.root), size, cfg.train.batch_size, margin,
+        augmentation_from(cfg.train), shuffle=True, seed=cfg.train.seed,
+    )  # fmt: skip
+    val_data = dataset.make_dataset(
+        val_rows, Path(cfg.data.val_root), size, cfg.train.batch_size, margin
+    )
+
+    if cfg.train.mixed_precision:
+        gpu = bool(tf.config.list_logical_devices("GPU"))
+        keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "mixed_bfloat16")
+    with choose_strategy().scope():
+        network = model.build_model(
+            cfg.model.model_name, size, cfg.model.weights, cfg.model.dropout,
+            cfg.model.batchnorm_momentum, margin,
+        )  # fmt: skip
+        steps_per_epoch = len(train_rows) // cfg.train.batch_size
+        model.compile_model(
+            network,
+            make_optimizer(cfg.train, steps_per_epoch),
+            cfg.train.age_loss_weight,
+            cfg.train.gender_loss_weight,
+            cfg.train.jit_compile,
+        )
+
+    best_so_far = previous[MONITOR].min() if MONITOR in previous else None
+    if len(previous):
+        print(f"resuming {output_dir} at epoch {len(previous) + 1} of {cfg.train.epochs}")
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(output_dir / "backup"), delete_checkpoint=False),
+        keras.callbacks.ModelCheckpoint(
+            str(best_path),
+            monitor=MONITOR,
+            mode="min",
+            save_best_only=True,
+            initial_value_threshold=best_so_far,
+            verbose=1,
+        ),  # fmt: skip
+        keras.callbacks.CSVLogger(str(log_path), append=True),
+        keras.callbacks.TensorBoard(str(output_dir / "tensorboard")),
+        *wandb_callbacks(cfg, output_dir),
+    ]
+    network.fit(train_data, validation_data=val_data, epochs=cfg.train.epochs, callbacks=callbacks)
+    plot_learning_curves(finished_epochs(log_path), output_dir / CURVES)
+    print(f"best model: {best_path}\nlearning curves: {output_dir / CURVES}")
+    return best_path
