@@ -8,6 +8,7 @@ itself and nothing outside needs to know which backbone it holds.
 
 import importlib
 import inspect
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -100,11 +101,17 @@ def build_model(
     inference-mode statistics far behind the weights.
     """
     constructor = backbone_constructor(model_name)
+    if weights not in (None, "imagenet") and not Path(weights).is_file():
+        raise UserError(f"model.weights={weights}: no such file; use imagenet, null or a path")
     inputs = keras.Input((img_size, img_size, 3), name="image")
     preprocessed = FaceInput(model_name, channel_order, margin, name=FACE_INPUT)(inputs)
     try:
         backbone = constructor(
-            include_top=False, weights=weights, input_tensor=preprocessed, pooling="avg"
+            include_top=False,
+            weights=weights,
+            input_tensor=preprocessed,
+            input_shape=(img_size, img_size, 3),  # makes Keras check the size
+            pooling="avg",
         )
     except ValueError as error:
         message = f"{model_name} refuses model.img_size={img_size} or its weights: {error}"

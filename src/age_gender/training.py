@@ -6,6 +6,7 @@ before the first step, so a run fails in seconds, not hours in.
 
 import json
 import os
+import uuid
 from pathlib import Path
 
 import keras
@@ -136,7 +137,7 @@ def wandb_callbacks(cfg: DictConfig, output_dir: Path) -> list[keras.callbacks.C
             "wandb.project is set but wandb is not installed: pip install wandb"
         ) from error
     run_id_file = output_dir / "wandb_run_id"
-    run_id = run_id_file.read_text().strip() if run_id_file.exists() else wandb.util.generate_id()
+    run_id = run_id_file.read_text().strip() if run_id_file.exists() else uuid.uuid4().hex[:8]
     run_id_file.write_text(run_id)
     wandb.init(
         project=cfg.wandb.project,

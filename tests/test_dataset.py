@@ -1,0 +1,128 @@
+"""The tf.data pipeline: shapes, crops, augmentation, mixup, random erasing, seeds, bad files."""
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from age_gender import dataset, synthetic
+
+
+@pytest.fixture(scope="module")
+def disks(tmp_path_factory):
+    root = tmp_path_factory.mktemp("disks")
+    return root, synthetic.write_disk_dataset(root, 40, size=48, seed=0)
+
+
+def first_batch(data):
+    images, labels = next(iter(data))
+    return images.numpy(), {name: values.numpy() for name, values in labels.items()}
+
+
+def test_batches_have_the_model_shapes(disks):
+    root, frame = disks
+    images, labels = first_batch(dataset.make_dataset(frame, root, 32, 8))
+    assert images.shape == (8, 32, 32, 3) and images.dtype == np.float32
+    assert labels["pred_gender"].shape == (8, 2) and labels["pred_age"].shape == (8, 101)
+    assert labels["pred_age"].argmax(1).tolist() == frame["ages"][:8].tolist()
+    assert labels["pred_gender"].argmax(1).tolist() == frame["genders"][:8].tolist()
+    assert images.min() >= 0 and images.max() <= 255
+
+
+def test_without_box_the_image_is_resized_as_opencv_does(disks):
+    root, frame = disks
+    images, _ = first_batch(dataset.make_dataset(frame, root, 48, 4))
+    original = cv2.cvtColor(cv2.imread(str(root / frame["img_paths"][0])), cv2.COLOR_BGR2RGB)
+    assert np.abs(images[0] - original).max() <= 16  # same pixels up to the JPEG decoder's DCT
+    images, _ = first_batch(dataset.make_dataset(frame, root, 24, 4))
+    resized = cv2.resize(original, (24, 24), interpolation=cv2.INTER_LINEAR).astype(float)
+    assert np.abs(images[0] - resized).mean() < 4
+
+
+def test_crops_the_box_with_its_margin(tmp_path):
+    image = np.zeros((100, 200, 3), np.uint8)
+    image[40:60, 120:160] = (0, 255, 0)  # the face: x 120..160, y 40..60
+    cv2.imwrite(str(tmp_path / "a.png"), image)
+    frame = pd.DataFrame(
+        {"genders": [1], "ages": [30], "img_paths": ["a.png"],
+         "x_min": [120], "y_min": [40], "x_max": [160], "y_max": [60]}
+    )  # fmt: skip
+    tight, _ = first_batch(dataset.make_dataset(frame, tmp_path, 20, 1, margin=0.0))
+    assert tight[0, 1:-1, 1:-1, 1].min() > 250
+    wide, _ = first_batch(dataset.make_dataset(frame, tmp_path, 20, 1, margin=0.5))
+    # margin 0.5 on each side: the face fills the middle half of each axis.
+    assert wide[0, 7:13, 7:13, 1].min() > 250 and wide[0, :3, :, 1].max() < 5
+    assert wide[0, :, :3, 1].max() < 5
+
+
+def test_mixup_keeps_sums_and_mixes_both_heads_alike():
+    count = 16
+    images = tf.reshape(tf.range(count, dtype=tf.float32), [count, 1, 1, 1]) * tf.ones([1, 4, 4, 3])
+    ages = np.arange(count) * 5
+    labels = {
+        "pred_gender": tf.one_hot(np.arange(count) % 2, 2),
+        "pred_age": tf.one_hot(ages, 101),
+    }
+    mixed_images, mixed = dataset.mixup(images, labels, tf.constant([1, 2], tf.int64), 0.4)
+    gender, age = mixed["pred_gender"].numpy(), mixed["pred_age"].numpy()
+    np.testing.assert_allclose(gender.sum(1), 1, atol=1e-6)
+    np.testing.assert_allclose(age.sum(1), 1, atol=1e-6)
+    values = mixed_images.numpy()[:, 0, 0, 0]
+    for index in range(count):
+        lam = age[index, ages[index]] if age[index, ages[index]] < 1 else 1.0
+        partner = [p for p in np.flatnonzero(age[index]) if p != ages[index]]
+        partner_index = partner[0] // 5 if partner else index
+        assert values[index] == pytest.approx(lam * index + (1 - lam) * partner_index, abs=1e-4)
+        own = gender[index, index % 2]
+        expected = 1.0 if partner_index % 2 == index % 2 else lam
+        assert own == pytest.approx(expected, abs=1e-5)
+
+
+def test_random_erasing_paints_one_rectangle():
+    images = tf.fill([6, 40, 40, 3], 100.0)
+    augmentation = dataset.Augmentation(erasing_probability=1.0, erasing_area=(0.05, 0.3))
+    draws = tf.random.stateless_uniform([6, 8], [3, 4])
+    erased = dataset.random_erasing(images, draws, augmentation).numpy()
+    for image in erased:
+        changed = (image != 100.0).any(axis=2)
+        rows, columns = np.flatnonzero(changed.any(1)), np.flatnonzero(changed.any(0))
+        assert len(rows) and len(columns)
+        box = changed[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
+        assert box.all() and changed.sum() == box.size
+        assert 0.02 <= box.size / changed.size <= 0.4
+    never = dataset.Augmentation(erasing_probability=0.0)
+    assert (dataset.random_erasing(images, draws, never).numpy() == 100.0).all()
+
+
+def test_same_seed_same_batches_other_seed_other_batches(disks):
+    root, frame = disks
+    augmentation = dataset.Augmentation(erasing_probability=0.5, mixup_alpha=0.2)
+
+    def batches(seed):
+        data = dataset.make_dataset(frame, root, 32, 8, 0.4, augmentation, shuffle=True, seed=seed)
+        return [images.numpy() for images, _ in data.take(3)]
+
+    first, again, other = batches(7), batches(7), batches(8)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not np.array_equal(first[0], other[0])
+    plain, _ = first_batch(dataset.make_dataset(frame, root, 32, 8, shuffle=True, seed=7))
+    assert not np.array_equal(first[0], plain)
+
+
+def test_unreadable_images_are_skipped_and_counted(disks, tmp_path, capsys):
+    root, frame = disks
+    good = (root / frame["img_paths"][0]).read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(good[: len(good) // 2])
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "notes.jpg").write_text("not an image")
+    (tmp_path / "ok.jpg").write_bytes(good)
+    names = ["ok.jpg", "cut.jpg", "empty.jpg", "notes.jpg", "gone.jpg"]
+    rows = pd.DataFrame({"genders": [0] * 5, "ages": [1] * 5, "img_paths": names})
+    kept = dataset.drop_unreadable(rows, tmp_path)
+    assert kept["img_paths"].tolist() == ["ok.jpg"]
+    warning = capsys.readouterr().out.strip().splitlines()
+    assert warning == [
+        "warning: skipping 4 of 5 images that cannot be read: cut.jpg (truncated JPEG), "
+        "empty.jpg (empty), notes.jpg (not a JPEG, PNG, BMP or GIF)"
+    ]

@@ -1,0 +1,182 @@
+"""Training through train.py: it learns, resumes, distributes, and refuses bad input early."""
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import REPO
+from hydra import compose, initialize_config_dir
+
+from age_gender import dataset, model, synthetic, training
+from age_gender.errors import UserError
+
+SMALL_MODEL = [
+    "model.model_name=MobileNetV3Small",
+    "model.img_size=64",
+    "model.weights=null",
+    "model.batchnorm_momentum=0.9",
+]
+
+
+@pytest.fixture(scope="module")
+def disks(tmp_path_factory):
+    """1,200 disk images (radius = age, colour = gender) with a fixed validation split."""
+    root = tmp_path_factory.mktemp("disks")
+    frame = synthetic.write_disk_dataset(root / "images", 1200, size=64, seed=0)
+    frame[:1000].to_csv(root / "train.csv", index=False)
+    frame[1000:].to_csv(root / "val.csv", index=False)
+    return root
+
+
+def data_options(root):
+    return [
+        f"data.csv={root}/train.csv",
+        f"data.val_csv={root}/val.csv",
+        f"data.root={root}/images",
+    ]
+
+
+def config(overrides):
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
+def test_the_model_learns_age_and_gender(disks, tmp_path, run_script):
+    output = tmp_path / "run"
+    result = run_script(
+        "train.py", *data_options(disks), *SMALL_MODEL, "train.epochs=5", "train.lr=0.003",
+        f"train.output_dir={output}", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = pd.read_csv(output / "log.csv")
+    validation = pd.read_csv(disks / "val.csv")
+    mean_predictor_mae = (validation["ages"] - validation["ages"].mean()).abs().mean()
+    best = log.loc[log["val_pred_age_mae"].idxmin()]
+    assert best["val_pred_age_mae"] < 0.4 * mean_predictor_mae
+    assert best["val_pred_gender_accuracy"] > 0.9
+    saved = keras.saving.load_model(output / "best.keras")
+    assert model.model_metadata(saved) == {
+        "backbone": "MobileNetV3Small", "img_size": 64, "channel_order": "RGB", "margin": 0.4
+    }  # fmt: skip
+    assert (output / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert any((output / "tensorboard").rglob("events.out.tfevents*"))
+    assert (output / "hydra" / "config.yaml").exists()
+
+
+def test_an_interrupted_run_resumes_with_its_weights(disks, tmp_path):
+    output = tmp_path / "run"
+    arguments = [
+        sys.executable, str(REPO / "train.py"), *data_options(disks), *SMALL_MODEL,
+        "train.epochs=3", f"train.output_dir={output}", "wandb.project=age-gender-test",
+    ]  # fmt: skip
+    environment = {"WANDB_MODE": "offline", "TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"}
+    process = subprocess.Popen(
+        arguments, cwd=tmp_path, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    log_path = output / "log.csv"
+    deadline = time.monotonic() + 300
+    while not (log_path.exists() and len(log_path.read_text().splitlines()) >= 2):
+        assert process.poll() is None, process.stderr.read().decode()[-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    time.sleep(1.0)  # inside epoch 2
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert len(pd.read_csv(log_path)) == 1
+
+    # The backup holds the weights of epoch 1: they give the validation loss logged for it.
+    cfg = config(data_options(disks) + SMALL_MODEL)
+    network = model.build_model("MobileNetV3Small", 64, None, 0.0, 0.9)
+    model.compile_model(network, keras.optimizers.Adam())
+    network.load_weights(output / "backup" / "latest.weights.h5")
+    rows = pd.read_csv(disks / "val.csv")
+    val_data = dataset.make_dataset(rows, disks / "images", 64, cfg.train.batch_size)
+    loss = network.evaluate(val_data, verbose=0, return_dict=True)["loss"]
+    assert loss == pytest.approx(pd.read_csv(log_path)["val_loss"][0], rel=1e-3)
+
+    resumed = subprocess.run(
+        arguments, cwd=tmp_path, env=environment, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming {output} at epoch 2 of 3" in resumed.stdout
+    assert pd.read_csv(log_path)["epoch"].tolist() == [0, 1, 2]
+    assert list((output / "wandb").glob("offline-run-*"))
+    again = subprocess.run(arguments, cwd=tmp_path, env=environment, capture_output=True, text=True)
+    assert again.returncode == 0 and "already holds 3 epochs" in again.stdout
+
+
+def test_mirrored_strategy_on_two_cpus_gives_the_same_step(disks):
+    script = textwrap.dedent(
+        f"""
+        import json
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        two = [tf.config.LogicalDeviceConfiguration()] * 2
+        tf.config.set_logical_device_configuration(cpu, two)
+        import keras, pandas as pd
+        from pathlib import Path
+        from age_gender import dataset, model
+        rows = pd.read_csv("{disks}/train.csv")[:16]
+        data = dataset.make_dataset(rows, Path("{disks}/images"), 32, 16)
+
+        def one_step(strategy):
+            keras.utils.set_random_seed(0)
+            with strategy.scope():
+                network = model.build_model("VGG16", 32, None)
+                model.compile_model(network, keras.optimizers.SGD(0.01))
+            loss = network.fit(data, epochs=1, verbose=0).history["loss"][0]
+            return loss, float(network.get_layer("pred_age").kernel.numpy().sum())
+
+        single = one_step(tf.distribute.OneDeviceStrategy("/cpu:0"))
+        mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        print(json.dumps({{"replicas": mirrored.num_replicas_in_sync,
+                           "single": single, "mirrored": one_step(mirrored)}}))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["replicas"] == 2
+    np.testing.assert_allclose(figures["mirrored"], figures["single"], rtol=1e-4)
+
+
+def test_bad_input_is_one_line_before_training(disks, tmp_path, run_script):
+    result = run_script("train.py", "data.csv=missing.csv", f"data.root={disks}", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: missing.csv not found")
+
+    def error(*overrides):
+        cfg = config(
+            [*data_options(disks), *SMALL_MODEL, f"train.output_dir={tmp_path}/o", *overrides]
+        )
+        with pytest.raises(UserError) as caught:
+            training.train(cfg)
+        return str(caught.value)
+
+    pd.DataFrame({"ages": [1], "img_paths": ["a.jpg"]}).to_csv(tmp_path / "cols.csv")
+    assert "lacks the columns genders" in error(f"data.csv={tmp_path}/cols.csv")
+    pd.DataFrame({"genders": [1], "ages": [130], "img_paths": ["a.jpg"]}).to_csv(tmp_path / "r.csv")
+    assert "ages must hold years in 0..100" in error(f"data.csv={tmp_path}/r.csv")
+    assert "data.root=/nowhere does not exist" in error("data.root=/nowhere")
+    message = error("model.model_name=ResNet5")
+    assert "unknown backbone 'ResNet5'" in message and "ResNet50" in message
+    assert "Input size must be at least 32x32" in error("model.img_size=16")
+    assert "train.optimizer_name must be" in error("train.optimizer_name=rmsprop")
+
+
+def test_imagenet_weights_offline_say_what_to_do(disks, tmp_path, run_script):
+    result = run_script(
+        "train.py", *data_options(disks), "model.model_name=MobileNetV3Small", "model.img_size=64",
+        f"train.output_dir={tmp_path}/o", cwd=tmp_path, env={"KERAS_HOME": str(tmp_path / "keras")},
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "model.weights=null" in result.stderr.strip().splitlines()[-1]
