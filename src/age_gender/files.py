@@ -18,9 +18,12 @@ def check_output_path(path: Path, overwrite: bool) -> None:
 
 @contextlib.contextmanager
 def atomic_output(path: Path) -> Iterator[Path]:
-    """Yields a temporary path beside `path`; renames it to `path` only if the block succeeds."""
+    """Yields a temporary path beside `path`; renames it to `path` only if the block succeeds.
+
+    The temporary name keeps the suffix, for writers that choose the format by it (OpenCV).
+    """
     path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
         yield temporary
         os.replace(temporary, path)

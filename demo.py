@@ -1,0 +1,75 @@
+"""Age and gender of the faces on a webcam, in a folder of images or in a video (see README.md).
+
+python demo.py                                 webcam 0
+python demo.py --image_dir examples            a folder of images
+python demo.py --video clip.mp4 --output_dir out
+"""
+
+import argparse
+from pathlib import Path
+
+from age_gender.errors import UserError, exit_on_user_error
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--weight_file", type=Path, help="a .keras model from train.py or original .hdf5 weights "
+        "(default: the original project's EfficientNetB3, downloaded once)",
+    )  # fmt: skip
+    parser.add_argument("--model", help="'dlib-models': the bundled public-domain networks")
+    parser.add_argument(
+        "--margin", type=float, help="crop margin around faces (default: the model's, 0.4)"
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--image_dir", type=Path, help="annotate the images of this folder")
+    source.add_argument("--video", type=Path, help="annotate this video file")
+    source.add_argument("--camera", type=int, default=0, help="webcam index (default 0)")
+    parser.add_argument("--detector", choices=("hog", "cnn"), default="hog")
+    parser.add_argument("--upsample", type=int, default=1, help="detector upsampling (default 1)")
+    parser.add_argument(
+        "--min_face", type=int, default=0, help="ignore faces smaller than this (pixels)"
+    )
+    parser.add_argument("--output_dir", type=Path, help="write results here instead of showing")
+    parser.add_argument(
+        "--no-display", dest="display", action="store_false", help="never open a window"
+    )
+    return parser.parse_args(argv)
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    from age_gender import demo  # after parsing: TensorFlow is slow to import
+    from age_gender.estimator import load_estimator
+    from age_gender.faces import FaceDetector
+
+    output_dir = args.output_dir
+    if output_dir is None and not (args.display and demo.display_available()):
+        output_dir = Path("output")
+        print("no display: writing results to output/ (set --output_dir to choose)")
+    if output_dir is not None:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    detector = FaceDetector(args.detector, args.upsample, args.min_face)
+    estimator = load_estimator(args.weight_file, args.model)
+    if args.margin is not None:
+        if not hasattr(estimator, "margin"):
+            raise UserError("--margin applies to Keras models, not to dlib-models")
+        estimator.margin = args.margin
+    print(f"model: {estimator.name}, detector: {args.detector}")
+    annotator = demo.Annotator(estimator, detector)
+    if args.image_dir is not None:
+        demo.run_images(annotator, args.image_dir, output_dir)
+    elif args.video is not None:
+        demo.run_video(annotator, str(args.video), args.video.stem, output_dir)
+    else:
+        demo.run_video(annotator, args.camera, f"camera{args.camera}", output_dir)
+    if output_dir is not None:
+        annotator.write_predictions(output_dir)
+        print(f"annotated results and predictions.csv / predictions.json in {output_dir}/")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""The demo: faces found, age and gender estimated and drawn, on images, a video or a webcam.
+
+With a display (and an OpenCV built with windows) results are shown; otherwise, or with
+--no-display, annotated images or an annotated video and predictions.csv / predictions.json
+are written to the output folder.
+"""
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import nullcontext
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from age_gender.drawing import draw_faces
+from age_gender.errors import UserError
+from age_gender.faces import FaceDetector
+from age_gender.files import atomic_output
+from age_gender.tracking import FaceTracker
+
+COLUMNS = [
+    "file", "frame", "faces", "face", "x_min", "y_min", "x_max", "y_max",
+    "age", "age_std", "gender", "gender_probability",
+]  # fmt: skip
+WINDOW = "age and gender (q to quit)"
+
+
+def display_available() -> bool:
+    """True when a window can be opened: a display, and OpenCV built with a GUI backend."""
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        return False
+    try:
+        cv2.namedWindow(WINDOW)
+    except cv2.error:
+        return False
+    return True
+
+
+def read_image(path: Path) -> np.ndarray | None:
+    """RGB uint8, whatever the file holds (grey, alpha, 16-bit, EXIF rotation); None if unreadable.
+
+    cv2.imread with IMREAD_COLOR applies the EXIF orientation and converts the rest.
+    """
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+class Annotator:
+    """Detects, estimates, smooths (for frame sequences) and records predictions."""
+
+    def __init__(self, estimator, detector: FaceDetector):
+        self.estimator = estimator
+        self.detector = detector
+        self.rows: list[dict] = []
+
+    def annotate(
+        self, image: np.ndarray, file: str, frame: int | None = None, tracker=None
+    ) -> np.ndarray:
+        boxes = [face.box for face in self.detector.detect(image)]
+        predictions = self.estimator.predict(image, boxes)
+        if tracker is not None:
+            predictions = tracker.update(boxes, predictions)
+        base = {"file": file, "frame": frame, "faces": len(boxes)}
+        if not boxes:
+            self.rows.append(base)
+        for index, (box, prediction) in enumerate(zip(boxes, predictions, strict=True)):
+            self.rows.append(
+                {
+                    **base,
+                    "face": index,
+                    **dict(zip(("x_min", "y_min", "x_max", "y_max"), box, strict=True)),
+                    "age": round(prediction.age, 2),
+                    "age_std": round(prediction.age_std, 2),
+                    "gender": prediction.gender,
+                    "gender_probability": round(prediction.gender_probability, 4),
+                }
+            )
+        return draw_faces(image, boxes, predictions)
+
+    def write_predictions(self, output_dir: Path) -> None:
+        table = pd.DataFrame(self.rows, columns=COLUMNS)
+        table = table.astype({"frame": "Int64", "face": "Int64"})
+        for column in ("x_min", "y_min", "x_max", "y_max"):
+            table[column] = table[column].astype("Int64")
+        with atomic_output(output_dir / "predictions.csv") as temporary:
+            table.to_csv(temporary, index=False)
+        records = json.loads(table.to_json(orient="records"))
+        with atomic_output(output_dir / "predictions.json") as temporary:
+            temporary.write_text(json.dumps(records, indent=1))
+
+
+def image_files(folder: Path) -> tuple[list[Path], list[Path]]:
+    """Files of the folder sorted by name, split into (images, other files)."""
+    if not folder.is_dir():
+        raise UserError(f"image folder {folder} does not exist")
+    files = sorted(path for path in folder.iterdir() if path.is_file())
+    images = [path for path in files if cv2.haveImageReader(str(path))]
+    return images, [path for path in files if path not in images]
+
+
+def run_images(annotator: Annotator, folder: Path, output_dir: Path | None) -> None:
+    """Annotates every image of `folder`: shown one by one, or written to `output_dir`."""
+    images, others = image_files(folder)
+    if not images:
+        raise UserError(f"no images in {folder}")
+    for path in tqdm(images, desc="images", unit="image", disable=output_dir is None):
+        image = read_image(path)
+        if image is None:
+            others.append(path)
+            continue
+        annotated = annotator.annotate(image, path.name)
+        if output_dir is None:
+            cv2.imshow(WINDOW, cv2.cvtColor(annotated, cv2.COLOR_RGB2BGR))
+            if cv2.waitKey(0) & 0xFF in (ord("q"), 27):
+                break
+        else:
+            with atomic_output(output_dir / path.name) as temporary:
+                cv2.imwrite(str(temporary), cv2.cvtColor(annotated, cv2.COLOR_RGB2BGR))
+    if others:
+        print(f"skipped {len(others)} files that are not readable images, e.g. {others[0].name}")
+
+
+def frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return
+        yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+
+def run_video(annotator: Annotator, source: str | int, name: str, output_dir: Path | None) -> None:
+    """Annotates a video file or a camera with tracking; shows it or writes `<name>.mp4`."""
+    capture = cv2.VideoCapture(source)
+    if not capture.isOpened():
+        what = f"camera {source}" if isinstance(source, int) else f"video {source}"
+        raise UserError(f"cannot open {what}; check that it exists and is readable")
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    tracker = FaceTracker()
+    writer, count = None, 0
+    with atomic_output(output_dir / f"{name}.mp4") if output_dir else nullcontext() as temporary:
+        try:
+            for index, frame in enumerate(tqdm(frames(capture), total=total, unit="frame")):
+                annotated = cv2.cvtColor(
+                    annotator.annotate(frame, name, index, tracker), cv2.COLOR_RGB2BGR
+                )
+                count += 1
+                if temporary is None:
+                    cv2.imshow(WINDOW, annotated)
+                    if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                        break
+                    continue
+                if writer is None:
+                    size = annotated.shape[1], annotated.shape[0]
+                    writer = cv2.VideoWriter(
+                        str(temporary), cv2.VideoWriter_fourcc(*"mp4v"), fps, size
+                    )
+                writer.write(annotated)
+        except KeyboardInterrupt:
+            print("stopped; keeping what was recorded")
+        finally:
+            capture.release()
+            if writer is not None:
+                writer.release()
+        if count == 0:
+            raise UserError(f"no frame could be read from {source}")

