@@ -1,0 +1,114 @@
+"""demo.py end to end: folders with awkward images, a video, the fallback, bad input."""
+
+import json
+
+import cv2
+import numpy as np
+import pandas as pd
+from conftest import REPO
+from PIL import Image
+
+ASTRONAUT = REPO / "examples" / "astronaut.png"
+
+
+def awkward_folder(folder):
+    """The astronaut as grey, RGBA, 16-bit and EXIF-rotated files, the cat, and a text file."""
+    folder.mkdir()
+    bgr = cv2.imread(str(ASTRONAUT))
+    cv2.imwrite(str(folder / "grey.jpg"), cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
+    cv2.imwrite(str(folder / "alpha.png"), cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA))
+    cv2.imwrite(str(folder / "deep.png"), bgr.astype(np.uint16) * 257)
+    # Stored lying on its side; EXIF orientation 6 says "rotate 90 degrees clockwise to view".
+    lying = Image.open(ASTRONAUT).convert("RGB").transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    lying.save(folder / "rotated.jpg", exif=exif.tobytes())
+    (folder / "cat.png").write_bytes((REPO / "examples" / "cat_no_face.png").read_bytes())
+    (folder / "notes.txt").write_text("not an image")
+
+
+def test_image_folder_writes_images_csv_and_json(tmp_path, run_script):
+    awkward_folder(tmp_path / "in")
+    result = run_script(
+        "demo.py", "--image_dir", tmp_path / "in", "--output_dir", tmp_path / "out",
+        "--model", "dlib-models", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "skipped 1 files that are not readable images" in result.stdout
+    table = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    assert table["file"].tolist() == ["alpha.png", "cat.png", "deep.png", "grey.jpg", "rotated.jpg"]
+    faces = table.set_index("file")
+    assert faces.loc["cat.png", "faces"] == 0 and pd.isna(faces.loc["cat.png", "age"])
+    for name in ("alpha.png", "deep.png", "grey.jpg", "rotated.jpg"):
+        assert faces.loc[name, "faces"] == 1, name
+        assert 15 < faces.loc[name, "age"] < 70 and faces.loc[name, "gender"] in ("F", "M")
+    assert faces.loc["alpha.png", "gender"] == "F"
+    rows = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert [row["file"] for row in rows] == table["file"].tolist()
+    assert rows[0]["x_min"] == faces.loc["alpha.png", "x_min"]
+    annotated = cv2.imread(str(tmp_path / "out" / "alpha.png"))
+    original = cv2.imread(str(ASTRONAUT))
+    assert annotated.shape == original.shape and (annotated != original).any()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        ["alpha.png", "cat.png", "deep.png", "grey.jpg", "rotated.jpg", "predictions.csv",
+         "predictions.json"]
+    )  # fmt: skip
+
+
+def test_video_is_annotated_frame_by_frame(tmp_path, run_script):
+    image = cv2.imread(str(ASTRONAUT))
+    writer = cv2.VideoWriter(
+        str(tmp_path / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (512, 512)
+    )
+    for shift in range(8):
+        writer.write(np.roll(image, 3 * shift, axis=1))
+    writer.release()
+    result = run_script(
+        "demo.py", "--video", tmp_path / "clip.mp4", "--output_dir", tmp_path / "out",
+        "--model", "dlib-models", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    assert table["frame"].tolist() == list(range(8)) and (table["faces"] == 1).all()
+    assert table["x_min"].is_monotonic_increasing  # the face moves 21 px right
+    assert 10 <= table["x_min"].iloc[-1] - table["x_min"].iloc[0] <= 35
+    capture = cv2.VideoCapture(str(tmp_path / "out" / "clip.mp4"))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 8
+
+
+def test_no_network_falls_back_to_dlib_models(tmp_path, run_script, http_server):
+    url, _, _ = http_server
+    result = run_script(
+        "demo.py", "--image_dir", REPO / "examples", "--output_dir", tmp_path / "out",
+        cwd=tmp_path, env={"AGE_GENDER_WEIGHTS_URL": url},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "HTTP 404" in result.stdout and "using the bundled dlib-models networks" in result.stdout
+    assert (tmp_path / "out" / "astronaut.png").exists()
+    assert not (tmp_path / "pretrained_models" / "EfficientNetB3_224_weights.11-3.44.hdf5").exists()
+
+
+def test_headless_without_output_dir_writes_to_output(tmp_path, run_script):
+    result = run_script(
+        "demo.py", "--image_dir", REPO / "examples", "--model", "dlib-models",
+        cwd=tmp_path, env={"DISPLAY": ""},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "no display: writing results to output/" in result.stdout
+    assert (tmp_path / "output" / "predictions.csv").exists()
+
+
+def test_bad_input_is_one_line(tmp_path, run_script):
+    def error(*args):
+        result = run_script("demo.py", "--output_dir", tmp_path / "out", *args, cwd=tmp_path)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        return result.stderr.strip().splitlines()[-1]
+
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    assert "cannot open video" in error(
+        "--video", tmp_path / "broken.mp4", "--model", "dlib-models"
+    )
+    assert "cannot open camera 97" in error("--camera", "97", "--model", "dlib-models")
+    (tmp_path / "w.keras").write_bytes(b"garbage")
+    assert "is not a model saved by train.py" in error("--weight_file", tmp_path / "w.keras")
+    assert "image folder" in error("--image_dir", tmp_path / "nowhere", "--model", "dlib-models")
