@@ -1,0 +1,204 @@
+"""Evaluation: predictions for a labelled set, the metrics, a side-by-side table and PNG plots.
+
+Metrics: MAE (against apparent and real age where both exist), the ChaLearn LAP epsilon-error,
+CS@5 (share within 5 years), gender accuracy, and MAE by age group (0-9, ..., 70+).
+"""
+
+import json
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from age_gender.demo import read_image
+from age_gender.faces import FaceDetector
+from age_gender.files import atomic_output
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
+
+GROUP_EDGES = (0, 10, 20, 30, 40, 50, 60, 70)
+
+
+# Metrics ------------------------------------------------------------------------------------
+
+
+def mean_absolute_error(predicted, true) -> float:
+    return float(np.mean(np.abs(np.asarray(predicted) - np.asarray(true))))
+
+
+def epsilon_error(predicted, mean, std) -> float:
+    """ChaLearn LAP: 1 - exp(-(pred - mean)^2 / (2 std^2)), averaged over images."""
+    predicted, mean, std = (np.asarray(values, float) for values in (predicted, mean, std))
+    return float(np.mean(1 - np.exp(-((predicted - mean) ** 2) / (2 * std**2))))
+
+
+def cumulative_score(predicted, true, years: float = 5) -> float:
+    """Share of images whose predicted age is within `years` of the true age."""
+    return float(np.mean(np.abs(np.asarray(predicted) - np.asarray(true)) <= years))
+
+
+def gender_accuracy(predicted, true) -> float:
+    return float(np.mean(np.asarray(predicted) == np.asarray(true)))
+
+
+def group_name(low: int, high: int | None) -> str:
+    return f"{low}+" if high is None else f"{low}-{high - 1}"
+
+
+def mae_by_age_group(predicted, true) -> dict[str, dict]:
+    """Count and MAE for each true-age group; an empty group has MAE None."""
+    predicted, true = np.asarray(predicted, float), np.asarray(true, float)
+    groups = {}
+    for low, high in zip(GROUP_EDGES, (*GROUP_EDGES[1:], None), strict=True):
+        inside = (true >= low) & (true < (high if high is not None else np.inf))
+        error = mean_absolute_error(predicted[inside], true[inside]) if inside.any() else None
+        groups[group_name(low, high)] = {"n": int(inside.sum()), "mae": error}
+    return groups
+
+
+# Predicting ---------------------------------------------------------------------------------
+
+
+def predict_rows(
+    estimator, rows: pd.DataFrame, root: Path, detector: FaceDetector | None = None
+) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """One prediction per row: its box, the detector's best face, or the whole image.
+
+    Returns the predictions (file, predicted_age, age_spread, predicted_gender,
+    gender_probability), the files that could not be read and those where no face was found
+    (predicted on the whole image instead).
+    """
+    has_boxes = {"x_min", "y_min", "x_max", "y_max"} <= set(rows.columns)
+    records, unreadable, no_face = [], [], []
+    for row in tqdm(rows.itertuples(), total=len(rows), desc=estimator.name, unit="image"):
+        image = read_image(root / row.img_paths)
+        if image is None:
+            unreadable.append(row.img_paths)
+            continue
+        box = (0, 0, image.shape[1], image.shape[0])
+        if has_boxes:
+            box = tuple(int(getattr(row, key)) for key in ("x_min", "y_min", "x_max", "y_max"))
+        elif detector is not None:
+            found = detector.detect(image)
+            if found:
+                box = found[0].box
+            else:
+                no_face.append(row.img_paths)
+        (prediction,) = estimator.predict(image, [box])
+        records.append(
+            {
+                "file": row.img_paths,
+                "predicted_age": prediction.age,
+                "age_spread": prediction.age_std,
+                "predicted_gender": int(prediction.gender == "M"),
+                "gender_probability": prediction.gender_probability,
+            }
+        )
+    return pd.DataFrame(records), unreadable, no_face
+
+
+def summarize(table: pd.DataFrame, unreadable: list[str], no_face: list[str]) -> dict:
+    """The metrics of a predictions table that holds `true_age` (and APPA's apparent columns)."""
+    predicted = table["predicted_age"]
+    summary = {
+        "n": int(len(table) + len(unreadable)),
+        "evaluated": int(len(table)),
+        "unreadable": unreadable,
+        "no_face_found": no_face,
+        "mae": mean_absolute_error(predicted, table["true_age"]),
+    }
+    if "apparent_age_avg" in table:
+        summary["mae_apparent"] = mean_absolute_error(predicted, table["apparent_age_avg"])
+        summary["epsilon_error"] = epsilon_error(
+            predicted, table["apparent_age_avg"], table["apparent_age_std"]
+        )
+    summary["cs5"] = cumulative_score(predicted, table["true_age"], 5)
+    summary["gender_accuracy"] = gender_accuracy(table["predicted_gender"], table["true_gender"])
+    summary["mae_by_age_group"] = mae_by_age_group(predicted, table["true_age"])
+    return summary
+
+
+# Reporting ----------------------------------------------------------------------------------
+
+TABLE_ROWS = [
+    ("n", "N", "{:d}"),
+    ("mae_apparent", "MAE vs apparent age", "{:.2f}"),
+    ("mae", "MAE vs real age", "{:.2f}"),
+    ("epsilon_error", "epsilon-error", "{:.4f}"),
+    ("cs5", "CS@5", "{:.3f}"),
+    ("gender_accuracy", "gender accuracy", "{:.3f}"),
+]
+
+
+def format_table(summaries: dict[str, dict]) -> str:
+    """One column per model: the headline metrics, then MAE per age group."""
+    lines = [("", *summaries)]
+    for key, title, style in TABLE_ROWS:
+        if any(key in summary for summary in summaries.values()):
+            lines.append(
+                (title, *(style.format(s[key]) if key in s else "-" for s in summaries.values()))
+            )
+    for group in next(iter(summaries.values()))["mae_by_age_group"]:
+        cells = []
+        for summary in summaries.values():
+            entry = summary["mae_by_age_group"][group]
+            cells.append("-" if entry["mae"] is None else f"{entry['mae']:.2f} ({entry['n']})")
+        lines.append((f"MAE {group}", *cells))
+    widths = [max(len(line[column]) for line in lines) for column in range(len(lines[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )
+
+
+def write_report(table: pd.DataFrame, summary: dict, output_dir: Path) -> None:
+    """predictions.csv, summary.json, predicted_vs_real.png and mae_by_age_group.png."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_output(output_dir / "predictions.csv") as temporary:
+        table.to_csv(temporary, index=False)
+    with atomic_output(output_dir / "summary.json") as temporary:
+        temporary.write_text(json.dumps(summary, indent=1))
+
+    figure, axis = plt.subplots(figsize=(5, 5), constrained_layout=True)
+    axis.scatter(table["true_age"], table["predicted_age"], s=6, alpha=0.5)
+    axis.plot([0, 100], [0, 100], color="grey", linewidth=1)
+    axis.set(xlabel="real age", ylabel="predicted age", xlim=(0, 100), ylim=(0, 100))
+    axis.set_title(f"MAE {summary['mae']:.2f} over {summary['evaluated']} images")
+    save_png(figure, output_dir / "predicted_vs_real.png")
+
+    groups = summary["mae_by_age_group"]
+    figure, axis = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    values = [entry["mae"] if entry["mae"] is not None else 0.0 for entry in groups.values()]
+    bars = axis.bar(list(groups), values)
+    axis.bar_label(bars, labels=[f"n={entry['n']}" for entry in groups.values()], fontsize=8)
+    axis.set(xlabel="real age group", ylabel="MAE (years)", title="MAE by age group")
+    save_png(figure, output_dir / "mae_by_age_group.png")
+
+
+def save_png(figure, path: Path) -> None:
+    with atomic_output(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=100)
+    plt.close(figure)
+
+
+def evaluate(
+    estimators: list, truth: pd.DataFrame, root: Path, output_dir: Path, detector=None
+) -> dict[str, dict]:
+    """Evaluates each estimator on `truth` (img_paths, true_age, true_gender, ...), writes a
+    report per model under `output_dir/<model>/` and returns the summaries by model name."""
+    summaries = {}
+    for estimator in estimators:
+        predictions, unreadable, no_face = predict_rows(estimator, truth, root, detector)
+        if predictions.empty:
+            predictions = pd.DataFrame(columns=["file", "predicted_age", "predicted_gender"])
+        truth_columns = truth.rename(columns={"img_paths": "file"})
+        keep = [c for c in truth_columns if c in ("file", "true_age", "true_gender")
+                or c.startswith("apparent_age")]  # fmt: skip
+        table = predictions.merge(truth_columns[keep], on="file", how="left")
+        summary = summarize(table, unreadable, no_face)
+        write_report(table, summary, output_dir / Path(estimator.name).stem)
+        summaries[estimator.name] = summary
+    return summaries
