@@ -15,6 +15,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--detect", action="store_true", help="detect faces when the CSV has no boxes"
     )
+    parser.add_argument("--batch_size", type=int, default=32, help="faces per model call")
     parser.add_argument("--output_dir", type=Path, default=Path("output/evaluation"))
     return parser.parse_args(argv)
 
@@ -35,7 +36,9 @@ def main(argv: list[str] | None = None) -> None:
     estimators += [load_estimator(model_name=name) for name in args.model]
     estimators = estimators or [load_estimator()]
     detector = FaceDetector("hog") if args.detect else None
-    summaries = evaluation.evaluate(estimators, truth, args.root, args.output_dir, detector)
+    summaries = evaluation.evaluate(
+        estimators, truth, args.root, args.output_dir, detector, args.batch_size
+    )
     print(evaluation.format_table(summaries))
     print(f"reports in {args.output_dir}/")
 

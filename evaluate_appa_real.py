@@ -19,6 +19,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--detect", action="store_true",
         help="detect faces (with the model's margin) on the full images, not the aligned crops",
     )  # fmt: skip
+    parser.add_argument("--batch_size", type=int, default=32, help="faces per model call")
     parser.add_argument("--output_dir", type=Path, default=Path("output/appa_real"))
     return parser.parse_args(argv)
 
@@ -40,7 +41,9 @@ def main(argv: list[str] | None = None) -> None:
     estimators += [load_estimator(model_name=name) for name in args.model]
     estimators = estimators or [load_estimator()]
     detector = FaceDetector("hog") if args.detect else None
-    summaries = evaluation.evaluate(estimators, truth, args.appa_dir, args.output_dir, detector)
+    summaries = evaluation.evaluate(
+        estimators, truth, args.appa_dir, args.output_dir, detector, args.batch_size
+    )
     print(f"APPA-REAL {args.split}{', detected faces' if args.detect else ''}")
     print(evaluation.format_table(summaries))
     print(f"reports in {args.output_dir}/")

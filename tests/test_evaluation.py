@@ -30,7 +30,8 @@ def test_appa_real_report_matches_its_predictions(tmp_path, run_script):
     model.build_model("MobileNetV3Small", 32, None).save(tmp_path / "tiny.keras")
     result = run_script(
         "evaluate_appa_real.py", "--appa_dir", appa, "--weight_file", tmp_path / "tiny.keras",
-        "--model", "dlib-models", "--output_dir", tmp_path / "out", cwd=tmp_path,
+        "--model", "dlib-models", "--output_dir", tmp_path / "out", "--batch_size", "5",
+        cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     report = tmp_path / "out" / "tiny"
@@ -57,11 +58,15 @@ def test_any_labelled_csv(tmp_path, run_script):
     frame.to_csv(tmp_path / "labels.csv", index=False)
     result = run_script(
         "evaluate.py", "--csv", tmp_path / "labels.csv", "--root", tmp_path / "images",
-        "--model", "dlib-models", "--output_dir", tmp_path / "out", cwd=tmp_path,
+        "--model", "dlib-models", "--output_dir", tmp_path / "out", "--detect", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "out" / "dlib-models" / "summary.json").read_text())
     assert summary["n"] == 6 and "mae_apparent" not in summary
+    # Disks are no faces: each is predicted on the whole image and listed, not dropped.
+    assert summary["evaluated"] == 6 and sorted(summary["no_face_found"]) == sorted(
+        frame["img_paths"]
+    )
 
 
 def test_missing_data_and_unknown_columns_are_one_line(tmp_path, run_script):

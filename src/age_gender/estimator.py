@@ -98,10 +98,14 @@ class KerasEstimator:
         return cls(network, path.name)
 
     def predict(self, image: np.ndarray, boxes: list[tuple]) -> list[Prediction]:
-        if not boxes:
+        return self.predict_faces([(image, box) for box in boxes])
+
+    def predict_faces(self, faces: list[tuple[np.ndarray, tuple]]) -> list[Prediction]:
+        """Predictions for (image, box) pairs, from several images, in one model call."""
+        if not faces:
             return []
-        crops = crop_faces(image, boxes, self.margin, self.img_size)
-        return self.predict_crops(crops)
+        crops = [crop_faces(image, [box], self.margin, self.img_size) for image, box in faces]
+        return self.predict_crops(np.concatenate(crops))
 
     def predict_crops(self, crops: np.ndarray) -> list[Prediction]:
         """Predictions for margin crops already resized to img_size (uint8 RGB, N x S x S x 3)."""
@@ -135,6 +139,9 @@ class DlibModelsEstimator:
             male = confidence if result["gender"]["value"] == "male" else 1.0 - confidence
             predictions.append(Prediction(float(result["age"]["value"]), float("nan"), male))
         return predictions
+
+    def predict_faces(self, faces: list[tuple[np.ndarray, tuple]]) -> list[Prediction]:
+        return [found for image, box in faces for found in self.predict(image, [box])]
 
 
 def load_estimator(weight_file: Path | None = None, model_name: str | None = None):

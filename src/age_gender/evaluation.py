@@ -7,7 +7,6 @@ CS@5 (share within 5 years), gender accuracy, and MAE by age group (0-9, ..., 70
 import json
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
@@ -15,9 +14,7 @@ from tqdm import tqdm
 from age_gender.demo import read_image
 from age_gender.faces import FaceDetector
 from age_gender.files import atomic_output
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
+from age_gender.plots import plot_age_groups, plot_predicted_vs_real
 
 GROUP_EDGES = (0, 10, 20, 30, 40, 50, 60, 70)
 
@@ -62,41 +59,52 @@ def mae_by_age_group(predicted, true) -> dict[str, dict]:
 # Predicting ---------------------------------------------------------------------------------
 
 
+def face_box(row, image: np.ndarray, detector: FaceDetector | None) -> tuple | None:
+    """The row's box, else the detector's best face, else the whole image (None: no face)."""
+    if hasattr(row, "x_min"):
+        return tuple(int(getattr(row, key)) for key in ("x_min", "y_min", "x_max", "y_max"))
+    whole = (0, 0, image.shape[1], image.shape[0])
+    if detector is None:
+        return whole
+    found = detector.detect(image)
+    return found[0].box if found else None
+
+
 def predict_rows(
-    estimator, rows: pd.DataFrame, root: Path, detector: FaceDetector | None = None
+    estimator, rows: pd.DataFrame, root: Path, detector=None, batch_size: int = 32
 ) -> tuple[pd.DataFrame, list[str], list[str]]:
-    """One prediction per row: its box, the detector's best face, or the whole image.
+    """One prediction per row, `batch_size` faces per model call.
 
     Returns the predictions (file, predicted_age, age_spread, predicted_gender,
-    gender_probability), the files that could not be read and those where no face was found
-    (predicted on the whole image instead).
+    gender_probability), the files that could not be read, and those where the detector found
+    no face (predicted on the whole image instead, so they stay in N).
     """
-    has_boxes = {"x_min", "y_min", "x_max", "y_max"} <= set(rows.columns)
     records, unreadable, no_face = [], [], []
-    for row in tqdm(rows.itertuples(), total=len(rows), desc=estimator.name, unit="image"):
-        image = read_image(root / row.img_paths)
-        if image is None:
-            unreadable.append(row.img_paths)
-            continue
-        box = (0, 0, image.shape[1], image.shape[0])
-        if has_boxes:
-            box = tuple(int(getattr(row, key)) for key in ("x_min", "y_min", "x_max", "y_max"))
-        elif detector is not None:
-            found = detector.detect(image)
-            if found:
-                box = found[0].box
-            else:
-                no_face.append(row.img_paths)
-        (prediction,) = estimator.predict(image, [box])
-        records.append(
-            {
-                "file": row.img_paths,
-                "predicted_age": prediction.age,
-                "age_spread": prediction.age_std,
-                "predicted_gender": int(prediction.gender == "M"),
-                "gender_probability": prediction.gender_probability,
-            }
-        )
+    with tqdm(total=len(rows), desc=estimator.name, unit="image") as bar:
+        for start in range(0, len(rows), batch_size):
+            faces, files = [], []
+            for row in rows.iloc[start : start + batch_size].itertuples():
+                image = read_image(root / row.img_paths)
+                if image is None:
+                    unreadable.append(row.img_paths)
+                    continue
+                box = face_box(row, image, detector)
+                if box is None:
+                    no_face.append(row.img_paths)
+                    box = (0, 0, image.shape[1], image.shape[0])
+                faces.append((image, box))
+                files.append(row.img_paths)
+            for file, prediction in zip(files, estimator.predict_faces(faces), strict=True):
+                records.append(
+                    {
+                        "file": file,
+                        "predicted_age": prediction.age,
+                        "age_spread": prediction.age_std,
+                        "predicted_gender": int(prediction.gender == "M"),
+                        "gender_probability": prediction.gender_probability,
+                    }
+                )
+            bar.update(min(batch_size, len(rows) - start))
     return pd.DataFrame(records), unreadable, no_face
 
 
@@ -161,37 +169,26 @@ def write_report(table: pd.DataFrame, summary: dict, output_dir: Path) -> None:
         table.to_csv(temporary, index=False)
     with atomic_output(output_dir / "summary.json") as temporary:
         temporary.write_text(json.dumps(summary, indent=1))
-
-    figure, axis = plt.subplots(figsize=(5, 5), constrained_layout=True)
-    axis.scatter(table["true_age"], table["predicted_age"], s=6, alpha=0.5)
-    axis.plot([0, 100], [0, 100], color="grey", linewidth=1)
-    axis.set(xlabel="real age", ylabel="predicted age", xlim=(0, 100), ylim=(0, 100))
-    axis.set_title(f"MAE {summary['mae']:.2f} over {summary['evaluated']} images")
-    save_png(figure, output_dir / "predicted_vs_real.png")
-
-    groups = summary["mae_by_age_group"]
-    figure, axis = plt.subplots(figsize=(6, 4), constrained_layout=True)
-    values = [entry["mae"] if entry["mae"] is not None else 0.0 for entry in groups.values()]
-    bars = axis.bar(list(groups), values)
-    axis.bar_label(bars, labels=[f"n={entry['n']}" for entry in groups.values()], fontsize=8)
-    axis.set(xlabel="real age group", ylabel="MAE (years)", title="MAE by age group")
-    save_png(figure, output_dir / "mae_by_age_group.png")
-
-
-def save_png(figure, path: Path) -> None:
-    with atomic_output(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=100)
-    plt.close(figure)
+    title = f"MAE {summary['mae']:.2f} over {summary['evaluated']} images"
+    plot_predicted_vs_real(table, title, output_dir / "predicted_vs_real.png")
+    plot_age_groups(summary["mae_by_age_group"], output_dir / "mae_by_age_group.png")
 
 
 def evaluate(
-    estimators: list, truth: pd.DataFrame, root: Path, output_dir: Path, detector=None
+    estimators: list,
+    truth: pd.DataFrame,
+    root: Path,
+    output_dir: Path,
+    detector=None,
+    batch_size: int = 32,
 ) -> dict[str, dict]:
     """Evaluates each estimator on `truth` (img_paths, true_age, true_gender, ...), writes a
     report per model under `output_dir/<model>/` and returns the summaries by model name."""
     summaries = {}
     for estimator in estimators:
-        predictions, unreadable, no_face = predict_rows(estimator, truth, root, detector)
+        predictions, unreadable, no_face = predict_rows(
+            estimator, truth, root, detector, batch_size
+        )
         if predictions.empty:
             predictions = pd.DataFrame(columns=["file", "predicted_age", "predicted_gender"])
         truth_columns = truth.rename(columns={"img_paths": "file"})

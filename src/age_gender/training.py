@@ -10,17 +10,13 @@ import uuid
 from pathlib import Path
 
 import keras
-import matplotlib
 import pandas as pd
 import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
 from age_gender import dataset, labels, model
 from age_gender.errors import UserError
-from age_gender.files import atomic_output
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
+from age_gender.plots import plot_learning_curves
 
 BEST_MODEL = "best.keras"
 LOG = "log.csv"
@@ -100,29 +96,6 @@ def finished_epochs(log_path: Path) -> pd.DataFrame:
     if not log_path.exists() or log_path.stat().st_size == 0:
         return pd.DataFrame()
     return pd.read_csv(log_path)
-
-
-def plot_learning_curves(log: pd.DataFrame, path: Path) -> None:
-    """Loss, age MAE and gender accuracy per epoch, training and validation, as one PNG."""
-    panels = [
-        ("loss", "loss"),
-        ("pred_age_mae", "age MAE (years)"),
-        ("pred_gender_accuracy", "gender accuracy"),
-    ]
-    figure, axes = plt.subplots(
-        1, len(panels), figsize=(5 * len(panels), 4), constrained_layout=True
-    )
-    epochs = log["epoch"] + 1
-    for axis, (key, title) in zip(axes, panels, strict=True):
-        axis.plot(epochs, log[key], marker="o", label="training")
-        if f"val_{key}" in log:
-            axis.plot(epochs, log[f"val_{key}"], marker="o", label="validation")
-        axis.set(title=title, xlabel="epoch")
-        axis.grid(alpha=0.3)
-        axis.legend()
-    with atomic_output(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=100)
-    plt.close(figure)
 
 
 def wandb_callbacks(cfg: DictConfig, output_dir: Path) -> list[keras.callbacks.Callback]:

@@ -1,0 +1,57 @@
+"""The PNG plots people look at: learning curves and evaluation reports."""
+
+from pathlib import Path
+
+import matplotlib
+import pandas as pd
+
+from age_gender.files import atomic_output
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
+
+
+def save_png(figure, path: Path) -> None:
+    with atomic_output(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=100)
+    plt.close(figure)
+
+
+def plot_learning_curves(log: pd.DataFrame, path: Path) -> None:
+    """Loss, age MAE and gender accuracy per epoch, training and validation, as one PNG."""
+    panels = [
+        ("loss", "loss"),
+        ("pred_age_mae", "age MAE (years)"),
+        ("pred_gender_accuracy", "gender accuracy"),
+    ]
+    figure, axes = plt.subplots(
+        1, len(panels), figsize=(5 * len(panels), 4), constrained_layout=True
+    )
+    epochs = log["epoch"] + 1
+    for axis, (key, title) in zip(axes, panels, strict=True):
+        axis.plot(epochs, log[key], marker="o", label="training")
+        if f"val_{key}" in log:
+            axis.plot(epochs, log[f"val_{key}"], marker="o", label="validation")
+        axis.set(title=title, xlabel="epoch")
+        axis.grid(alpha=0.3)
+        axis.legend()
+    save_png(figure, path)
+
+
+def plot_predicted_vs_real(table: pd.DataFrame, title: str, path: Path) -> None:
+    """Scatter of predicted against real age, with the diagonal."""
+    figure, axis = plt.subplots(figsize=(5, 5), constrained_layout=True)
+    axis.scatter(table["true_age"], table["predicted_age"], s=6, alpha=0.5)
+    axis.plot([0, 100], [0, 100], color="grey", linewidth=1)
+    axis.set(xlabel="real age", ylabel="predicted age", xlim=(0, 100), ylim=(0, 100), title=title)
+    save_png(figure, path)
+
+
+def plot_age_groups(groups: dict[str, dict], path: Path) -> None:
+    """Bars of MAE per age group, each labelled with its number of images."""
+    figure, axis = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    values = [entry["mae"] if entry["mae"] is not None else 0.0 for entry in groups.values()]
+    bars = axis.bar(list(groups), values)
+    axis.bar_label(bars, labels=[f"n={entry['n']}" for entry in groups.values()], fontsize=8)
+    axis.set(xlabel="real age group", ylabel="MAE (years)", title="MAE by age group")
+    save_png(figure, path)
