@@ -29,12 +29,12 @@ def test_appa_real_report_matches_its_predictions(tmp_path, run_script):
     (appa / "valid" / "000003.jpg_face.jpg").write_bytes(b"broken")
     model.build_model("MobileNetV3Small", 32, None).save(tmp_path / "tiny.keras")
     result = run_script(
-        "evaluate_appa_real.py", "--appa_dir", appa, "--weight_file", tmp_path / "tiny.keras",
+        "evaluate_appa_real.py", "--appa_dir", appa, "--weight_file", "tiny.keras",
         "--model", "dlib-models", "--output_dir", tmp_path / "out", "--batch_size", "5",
         cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    report = tmp_path / "out" / "tiny"
+    report = tmp_path / "out" / "tiny.keras"
     table = pd.read_csv(report / "predictions.csv")
     summary = json.loads((report / "summary.json").read_text())
     assert len(table) == 11 and summary["n"] == 12

@@ -78,7 +78,7 @@ class KerasEstimator:
                 model.model_metadata(network)
             except Exception as error:  # Keras raises many types for broken or foreign files
                 raise UserError(f"{path} is not a model saved by train.py: {error}") from error
-            return cls(network, path.name)
+            return cls(network, str(path))
         match = ORIGINAL_NAME.search(path.name)
         if not match:
             raise UserError(
@@ -95,7 +95,7 @@ class KerasEstimator:
             raise UserError(
                 f"cannot load {path.name} into {match['backbone']} at {match['size']} px: {error}"
             ) from error
-        return cls(network, path.name)
+        return cls(network, str(path))
 
     def predict(self, image: np.ndarray, boxes: list[tuple]) -> list[Prediction]:
         return self.predict_faces([(image, box) for box in boxes])

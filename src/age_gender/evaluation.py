@@ -5,6 +5,7 @@ CS@5 (share within 5 years), gender accuracy, and MAE by age group (0-9, ..., 70
 """
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -183,7 +184,8 @@ def evaluate(
     batch_size: int = 32,
 ) -> dict[str, dict]:
     """Evaluates each estimator on `truth` (img_paths, true_age, true_gender, ...), writes a
-    report per model under `output_dir/<model>/` and returns the summaries by model name."""
+    report per model under `output_dir/<model path with _ for />/` and returns the summaries
+    by model name (the path as given, so two runs' best.keras stay apart)."""
     summaries = {}
     for estimator in estimators:
         predictions, unreadable, no_face = predict_rows(
@@ -196,6 +198,6 @@ def evaluate(
                 or c.startswith("apparent_age")]  # fmt: skip
         table = predictions.merge(truth_columns[keep], on="file", how="left")
         summary = summarize(table, unreadable, no_face)
-        write_report(table, summary, output_dir / Path(estimator.name).stem)
+        write_report(table, summary, output_dir / re.sub(r"[^\w.-]+", "_", estimator.name))
         summaries[estimator.name] = summary
     return summaries
