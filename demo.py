@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> None:
         print("no display: writing results to output/ (set --output_dir to choose)")
     if output_dir is not None:
         output_dir.mkdir(parents=True, exist_ok=True)
+    capture = None
+    if args.image_dir is None:  # open the video or camera first: a mistake there fails fast
+        capture = demo.open_capture(str(args.video) if args.video else args.camera)
     upsample = args.upsample if args.upsample is not None else int(args.image_dir is not None)
     detector = FaceDetector(args.detector, upsample, args.min_face)
     estimator = load_estimator(args.weight_file, args.model)
@@ -66,10 +69,9 @@ def main(argv: list[str] | None = None) -> None:
     annotator = demo.Annotator(estimator, detector)
     if args.image_dir is not None:
         demo.run_images(annotator, args.image_dir, output_dir)
-    elif args.video is not None:
-        demo.run_video(annotator, str(args.video), args.video.stem, output_dir)
     else:
-        demo.run_video(annotator, args.camera, f"camera{args.camera}", output_dir)
+        name = args.video.stem if args.video else f"camera{args.camera}"
+        demo.run_video(annotator, capture, name, output_dir)
     if output_dir is not None:
         annotator.write_predictions(output_dir)
         print(f"annotated results and predictions.csv / predictions.json in {output_dir}/")

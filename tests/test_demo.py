@@ -110,5 +110,7 @@ def test_bad_input_is_one_line(tmp_path, run_script):
     )
     assert "cannot open camera 97" in error("--camera", "97", "--model", "dlib-models")
     (tmp_path / "w.keras").write_bytes(b"garbage")
-    assert "is not a model saved by train.py" in error("--weight_file", tmp_path / "w.keras")
+    examples = REPO / "examples"
+    broken = error("--weight_file", tmp_path / "w.keras", "--image_dir", examples)
+    assert "is not a model saved by train.py" in broken
     assert "image folder" in error("--image_dir", tmp_path / "nowhere", "--model", "dlib-models")

@@ -135,12 +135,19 @@ def frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
         yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
 
 
-def run_video(annotator: Annotator, source: str | int, name: str, output_dir: Path | None) -> None:
-    """Annotates a video file or a camera with tracking; shows it or writes `<name>.mp4`."""
+def open_capture(source: str | int) -> cv2.VideoCapture:
+    """Opens a video file or a camera index, or says in one line why it cannot."""
     capture = cv2.VideoCapture(source)
     if not capture.isOpened():
         what = f"camera {source}" if isinstance(source, int) else f"video {source}"
         raise UserError(f"cannot open {what}; check that it exists and is readable")
+    return capture
+
+
+def run_video(
+    annotator: Annotator, capture: cv2.VideoCapture, name: str, output_dir: Path | None
+) -> None:
+    """Annotates an opened video or camera with tracking; shows it or writes `<name>.mp4`."""
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     tracker = FaceTracker()
@@ -170,4 +177,4 @@ def run_video(annotator: Annotator, source: str | int, name: str, output_dir: Pa
             if writer is not None:
                 writer.release()
         if count == 0:
-            raise UserError(f"no frame could be read from {source}")
+            raise UserError(f"no frame could be read from {name}")

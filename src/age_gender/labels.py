@@ -254,7 +254,7 @@ def read_appa_real(root: Path, split: str) -> LabelTable:
 
 def read_labels_csv(path: Path) -> pd.DataFrame:
     """Reads a CSV in the label schema (as written by create_db.py), checking columns and ranges."""
-    frame = _read_csv(path, LABEL_COLUMNS, "run create_db.py first, or check data.csv")
+    frame = _read_csv(path, LABEL_COLUMNS, "run create_db.py first, or check the path")
     if frame.empty:
         raise UserError(f"{path} has no rows")
     genders = pd.to_numeric(frame["genders"], errors="coerce")
