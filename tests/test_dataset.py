@@ -126,3 +126,17 @@ def test_unreadable_images_are_skipped_and_counted(disks, tmp_path, capsys):
         "warning: skipping 4 of 5 images that cannot be read: cut.jpg (truncated JPEG), "
         "empty.jpg (empty), notes.jpg (not a JPEG, PNG, BMP or GIF)"
     ]
+
+
+def test_warp_without_augmentation_is_the_plain_crop():
+    rng = np.random.default_rng(0)
+    image = tf.constant(rng.integers(0, 256, (90, 120, 3)), tf.uint8)
+    box = tf.constant([10.0, 5.0, 100.0, 80.0])
+    plain = dataset.resample(image, box, 40).numpy()
+    warped = dataset.warp(image, box, 40).numpy()
+    np.testing.assert_allclose(warped, plain, atol=0.01)
+    mirrored = dataset.warp(image, box, 40, flip=True).numpy()
+    np.testing.assert_allclose(mirrored, plain[:, ::-1], atol=0.01)
+    quarter = dataset.warp(image, tf.constant([0.0, 0.0, 120.0, 120.0]), 40, angle=np.pi / 2)
+    square = dataset.resample(image, tf.constant([0.0, 0.0, 120.0, 120.0]), 40).numpy()
+    np.testing.assert_allclose(quarter.numpy()[5:-5, 5:-5], np.rot90(square)[5:-5, 5:-5], atol=0.01)

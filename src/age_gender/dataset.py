@@ -1,8 +1,8 @@
 """tf.data input pipeline: parallel decode, face crop, resize, augmentation, mixup, random erasing.
 
-Crop, resize, zoom, shift and flip are one `crop_and_resize` per image (instead of a crop, a
-resize and Keras augmentation layers that each resample again), which keeps the pipeline ahead
-of the GPU on few cores. Randomness comes from stateless ops seeded per element
+Crop, resize, rotation, zoom, shift and flip are one resampling per image (instead of a crop, a
+resize and Keras augmentation layers that each resample again); photometric changes, random
+erasing and mixup run on whole batches. Randomness comes from stateless ops seeded per element
 by `tf.data.Dataset.random`, so a seed gives the same batches whatever the parallelism.
 """
 
@@ -122,52 +122,58 @@ def crop_box(image_shape: tf.Tensor, box: tf.Tensor, margin: float) -> tf.Tensor
     return tf.where(has_box, widened, tf.stack([0.0, 0.0, width, height]))
 
 
-def resample(
-    image: tf.Tensor, box: tf.Tensor, size: int, zoom=1.0, shift=(0.0, 0.0), flip=False
-) -> tf.Tensor:
-    """Crops `box` (pixels, x_min y_min x_max y_max) and resizes it to size x size, in one pass.
+def resample(image: tf.Tensor, box: tf.Tensor, size: int) -> tf.Tensor:
+    """Crops `box` (pixels: x_min, y_min, x_max, y_max) and resizes it to size x size in one pass.
 
-    Zoom, shift (fractions of the output) and mirroring move the sampling grid, so the original
-    project's scale/shift/flip augmentation costs nothing extra. Pixel centres are sampled as
-    cv2.resize does; what falls outside the image is black.
+    Pixel centres are sampled as cv2.resize does, so evaluation crops match inference crops.
     """
     image_shape = tf.cast(tf.shape(image), tf.float32)
     x_min, y_min, x_max, y_max = tf.unstack(box)
-    extent = tf.stack([y_max - y_min, x_max - x_min]) / zoom
-    centre = tf.stack([y_min + y_max, x_min + x_max]) / 2 + tf.stack(shift)[::-1] * extent
-    # First and last output pixel centres, in source pixel coordinates.
-    first = centre - extent / 2 + extent * 0.5 / size - 0.5
-    last = centre + extent / 2 - extent * 0.5 / size - 0.5
-    scale = image_shape[:2] - 1
-    y1, x1 = tf.unstack(first / scale)
-    y2, x2 = tf.unstack(last / scale)
-    x1, x2 = tf.where(flip, x2, x1), tf.where(flip, x1, x2)
+    extent = tf.stack([y_max - y_min, x_max - x_min])
+    corner = tf.stack([y_min, x_min])
+    # First and last output pixel centres, in source pixel coordinates, over (size - 1) pixels.
+    first = corner + extent * 0.5 / size - 0.5
+    last = corner + extent - extent * 0.5 / size - 0.5
+    y1, x1 = tf.unstack(first / (image_shape[:2] - 1))
+    y2, x2 = tf.unstack(last / (image_shape[:2] - 1))
     return tf.image.crop_and_resize(
         image[None], tf.stack([y1, x1, y2, x2])[None], [0], [size, size]
     )[0]
 
 
-def rotate(images: tf.Tensor, angles: tf.Tensor) -> tf.Tensor:
-    """Rotates each square image of a batch about its centre by its angle (radians)."""
-    centre = (tf.cast(tf.shape(images)[1], tf.float32) - 1) / 2
-    cos, sin = tf.cos(angles), tf.sin(angles)
-    zeros = tf.zeros_like(angles)
-    transforms = tf.stack(
-        [
-            cos, -sin, centre - cos * centre + sin * centre,
-            sin, cos, centre - sin * centre - cos * centre,
-            zeros, zeros,
-        ],
-        axis=1,
-    )  # fmt: skip
+def warp(
+    image: tf.Tensor, box: tf.Tensor, size: int, angle=0.0, zoom=1.0, shift=(0.0, 0.0), flip=False
+) -> tf.Tensor:
+    """`resample` with the original project's geometric augmentation in the same pass.
+
+    The output is the crop rotated by `angle` (radians) about its centre, zoomed by `zoom`,
+    shifted by `shift` (fractions of the output) and mirrored when `flip`, black outside the
+    image: what augmenting after resizing gives, with a single resampling of the source.
+    """
+    x_min, y_min, x_max, y_max = tf.unstack(box)
+    width, height = x_max - x_min, y_max - y_min
+    mirror = tf.where(flip, -1.0, 1.0)
+    cos, sin = tf.cos(angle) / zoom, tf.sin(angle) / zoom
+    # Source = box centre + (width, height) * (L p + shift), p = (pixel + 0.5) / size - 0.5.
+    linear = ((mirror * cos, -sin), (mirror * sin, cos))
+    offset = 0.5 / size - 0.5
+    rows = []
+    for (l0, l1), extent, centre, move in zip(
+        linear, (width, height), ((x_min + x_max) / 2, (y_min + y_max) / 2), shift, strict=True
+    ):
+        rows += [
+            extent * l0 / size,
+            extent * l1 / size,
+            centre - 0.5 + extent * (move + (l0 + l1) * offset),
+        ]
     return tf.raw_ops.ImageProjectiveTransformV3(
-        images=images,
-        transforms=transforms,
-        output_shape=tf.shape(images)[1:3],
+        images=tf.cast(image, tf.float32)[None],
+        transforms=tf.stack([*rows, 0.0, 0.0])[None],
+        output_shape=[size, size],
         fill_value=0.0,
         interpolation="BILINEAR",
         fill_mode="CONSTANT",
-    )
+    )[0]
 
 
 def random_erasing(images: tf.Tensor, draws: tf.Tensor, augmentation: Augmentation) -> tf.Tensor:
@@ -216,18 +222,23 @@ def mixup(images: tf.Tensor, labels: dict, seed: tf.Tensor, alpha: float) -> tup
 def load_example(
     example: dict, seed: tf.Tensor, size: int, margin: float, augmentation: Augmentation | None
 ) -> tuple[tf.Tensor, dict]:
-    """Decodes and crops one image, with random zoom, shift and flip when augmenting."""
+    """Decodes and crops one image, with random rotation, zoom, shift and flip when augmenting."""
     image = decode_image(example["path"])
     box = crop_box(tf.shape(image), example["box"], margin)
     if augmentation is None:
         image = resample(image, box, size)
     else:
-        draws = tf.random.stateless_uniform([4], seed)
+        draws = tf.random.stateless_uniform([5], seed)
         signed = draws * 2 - 1
-        flip = augmentation.flip & (draws[0] < 0.5)
-        zoom = 1.0 + signed[1] * augmentation.scale
-        shift = (signed[2] * augmentation.shift, signed[3] * augmentation.shift)
-        image = resample(image, box, size, zoom, shift, flip)
+        image = warp(
+            image,
+            box,
+            size,
+            angle=signed[0] * augmentation.rotation * math.pi / 180,
+            zoom=1.0 + signed[1] * augmentation.scale,
+            shift=(signed[2] * augmentation.shift, signed[3] * augmentation.shift),
+            flip=augmentation.flip & (draws[4] < 0.5),
+        )
     labels = {
         "pred_gender": tf.one_hot(example["gender"], GENDER_CLASSES),
         "pred_age": tf.one_hot(example["age"], AGE_CLASSES),
@@ -238,7 +249,7 @@ def load_example(
 def augment_batch(
     images: tf.Tensor, labels: dict, seed: tf.Tensor, augmentation: Augmentation
 ) -> tuple[tf.Tensor, dict]:
-    """Rotation, brightness, contrast, random erasing and mixup, vectorised over the batch.
+    """Brightness, contrast, random erasing and mixup, vectorised over the batch.
 
     Brightness and contrast follow albumentations' RandomBrightnessContrast, which the original
     project used: `image * contrast + brightness * 255`.
@@ -246,8 +257,6 @@ def augment_batch(
     seeds = tf.random.experimental.stateless_split(seed, 2)
     draws = tf.random.stateless_uniform([tf.shape(images)[0], 11], seeds[0])
     signed = draws * 2 - 1
-    if augmentation.rotation > 0:
-        images = rotate(images, signed[:, 0] * augmentation.rotation * math.pi / 180)
     contrast = 1.0 + signed[:, 1, None, None, None] * augmentation.contrast
     brightness = signed[:, 2, None, None, None] * augmentation.brightness * 255.0
     images = tf.clip_by_value(images * contrast + brightness, 0.0, 255.0)
