@@ -4,6 +4,7 @@ Metrics: MAE (against apparent and real age where both exist), the ChaLearn LAP 
 CS@5 (share within 5 years), gender accuracy, and MAE by age group (0-9, ..., 70+).
 """
 
+import argparse
 import json
 import re
 from pathlib import Path
@@ -13,6 +14,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from age_gender.demo import read_image
+from age_gender.estimator import load_estimator
 from age_gender.faces import FaceDetector
 from age_gender.files import atomic_output
 from age_gender.plots import plot_age_groups, plot_predicted_vs_real
@@ -200,4 +202,32 @@ def evaluate(
         summary = summarize(table, unreadable, no_face)
         write_report(table, summary, output_dir / re.sub(r"[^\w.-]+", "_", estimator.name))
         summaries[estimator.name] = summary
+    return summaries
+
+
+def add_arguments(parser: argparse.ArgumentParser, output_dir: str) -> None:
+    """The options that evaluate.py and evaluate_appa_real.py share."""
+    parser.add_argument(
+        "--weight_file", type=Path, nargs="*", default=[],
+        help="models to evaluate side by side (default: the demo's model)",
+    )  # fmt: skip
+    parser.add_argument("--model", nargs="*", default=[], help="'dlib-models', the reference")
+    parser.add_argument(
+        "--detect", action="store_true",
+        help="detect faces (with the model's margin) instead of using the whole image or box",
+    )  # fmt: skip
+    parser.add_argument("--batch_size", type=int, default=32, help="faces per model call")
+    parser.add_argument("--output_dir", type=Path, default=Path(output_dir))
+
+
+def run(args: argparse.Namespace, truth: pd.DataFrame, root: Path) -> dict[str, dict]:
+    """Loads the models the options name, evaluates them on `truth` and prints the table."""
+    estimators = [load_estimator(path) for path in args.weight_file]
+    estimators += [load_estimator(model_name=name) for name in args.model]
+    detector = FaceDetector("hog") if args.detect else None
+    summaries = evaluate(
+        estimators or [load_estimator()], truth, root, args.output_dir, detector, args.batch_size
+    )
+    print(format_table(summaries))
+    print(f"reports in {args.output_dir}/")
     return summaries
