@@ -255,13 +255,13 @@ def augment_batch(
     project used: `image * contrast + brightness * 255`.
     """
     seeds = tf.random.experimental.stateless_split(seed, 2)
-    draws = tf.random.stateless_uniform([tf.shape(images)[0], 11], seeds[0])
+    draws = tf.random.stateless_uniform([tf.shape(images)[0], 10], seeds[0])
     signed = draws * 2 - 1
-    contrast = 1.0 + signed[:, 1, None, None, None] * augmentation.contrast
-    brightness = signed[:, 2, None, None, None] * augmentation.brightness * 255.0
+    contrast = 1.0 + signed[:, 0, None, None, None] * augmentation.contrast
+    brightness = signed[:, 1, None, None, None] * augmentation.brightness * 255.0
     images = tf.clip_by_value(images * contrast + brightness, 0.0, 255.0)
     if augmentation.erasing_probability > 0:
-        images = random_erasing(images, draws[:, 3:], augmentation)
+        images = random_erasing(images, draws[:, 2:], augmentation)
     if augmentation.mixup_alpha > 0:
         images, labels = mixup(images, labels, seeds[1], augmentation.mixup_alpha)
     return images, labels

@@ -86,9 +86,8 @@ class Annotator:
 
     def write_predictions(self, output_dir: Path) -> None:
         table = pd.DataFrame(self.rows, columns=COLUMNS)
-        table = table.astype({"frame": "Int64", "face": "Int64"})
-        for column in ("x_min", "y_min", "x_max", "y_max"):
-            table[column] = table[column].astype("Int64")
+        integers = ("frame", "face", "x_min", "y_min", "x_max", "y_max")
+        table = table.astype(dict.fromkeys(integers, "Int64"))
         with atomic_output(output_dir / "predictions.csv") as temporary:
             table.to_csv(temporary, index=False)
         records = json.loads(table.to_json(orient="records"))

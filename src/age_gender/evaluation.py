@@ -62,15 +62,15 @@ def mae_by_age_group(predicted, true) -> dict[str, dict]:
 # Predicting ---------------------------------------------------------------------------------
 
 
-def face_box(row, image: np.ndarray, detector: FaceDetector | None) -> tuple | None:
-    """The row's box, else the detector's best face, else the whole image (None: no face)."""
+def face_box(row, image: np.ndarray, detector: FaceDetector | None) -> tuple[tuple, bool]:
+    """The row's box, else the detector's best face, else the whole image; and whether the
+    detector, when asked, found a face."""
     if hasattr(row, "x_min"):
-        return tuple(int(getattr(row, key)) for key in ("x_min", "y_min", "x_max", "y_max"))
-    whole = (0, 0, image.shape[1], image.shape[0])
-    if detector is None:
-        return whole
-    found = detector.detect(image)
-    return found[0].box if found else None
+        return tuple(int(getattr(row, key)) for key in ("x_min", "y_min", "x_max", "y_max")), True
+    found = detector.detect(image) if detector is not None else []
+    if found:
+        return found[0].box, True
+    return (0, 0, image.shape[1], image.shape[0]), detector is None
 
 
 def predict_rows(
@@ -91,10 +91,9 @@ def predict_rows(
                 if image is None:
                     unreadable.append(row.img_paths)
                     continue
-                box = face_box(row, image, detector)
-                if box is None:
+                box, found = face_box(row, image, detector)
+                if not found:
                     no_face.append(row.img_paths)
-                    box = (0, 0, image.shape[1], image.shape[0])
                 faces.append((image, box))
                 files.append(row.img_paths)
             for file, prediction in zip(files, estimator.predict_faces(faces), strict=True):

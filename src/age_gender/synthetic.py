@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import scipy.io
 
-MATLAB_TO_PYTHON_ORDINAL = 366
+from age_gender.labels import MATLAB_TO_PYTHON_ORDINAL
 
 
 def matlab_datenum(date: datetime.date) -> float:
