@@ -8,11 +8,11 @@ python demo.py --video clip.mp4 --output_dir out
 import argparse
 from pathlib import Path
 
-from age_gender.errors import UserError, exit_on_user_error
+from age_gender.errors import ArgumentParser, UserError, exit_on_user_error, number
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
@@ -21,7 +21,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument("--model", help="'dlib-models': the bundled public-domain networks")
     parser.add_argument(
-        "--margin", type=float, help="crop margin around faces (default: the model's, 0.4)"
+        "--margin",
+        type=number(float, 0),
+        help="crop margin around faces (default: the model's, 0.4)",
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--image_dir", type=Path, help="annotate the images of this folder")
@@ -29,11 +31,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source.add_argument("--camera", type=int, default=0, help="webcam index (default 0)")
     parser.add_argument("--detector", choices=("hog", "cnn"), default="hog")
     parser.add_argument(
-        "--upsample", type=int, help="detector upsampling: finds faces under 80 px but costs 4x "
+        "--upsample", type=number(int, 0),
+        help="detector upsampling: finds faces under 80 px but costs 4x "
         "(default 1 for images; 0 for video and webcam, whose faces are near and large)",
     )  # fmt: skip
     parser.add_argument(
-        "--min_face", type=int, default=0, help="ignore faces smaller than this (pixels)"
+        "--min_face", type=number(int, 0), default=0, help="ignore faces smaller than this (pixels)"
     )
     parser.add_argument("--output_dir", type=Path, help="write results here instead of showing")
     parser.add_argument(
@@ -48,13 +51,14 @@ def main(argv: list[str] | None = None) -> None:
     from age_gender import demo  # after parsing: TensorFlow is slow to import
     from age_gender.estimator import load_estimator
     from age_gender.faces import FaceDetector
+    from age_gender.files import make_output_folder
 
     output_dir = args.output_dir
     if output_dir is None and not (args.display and demo.display_available()):
         output_dir = Path("output")
         print("no display: writing results to output/ (set --output_dir to choose)")
     if output_dir is not None:
-        output_dir.mkdir(parents=True, exist_ok=True)
+        make_output_folder(output_dir)
     capture = None
     if args.image_dir is None:  # open the video or camera first: a mistake there fails fast
         capture = demo.open_capture(str(args.video) if args.video else args.camera)
@@ -67,13 +71,16 @@ def main(argv: list[str] | None = None) -> None:
         estimator.margin = args.margin
     print(f"model: {estimator.name}, detector: {args.detector}")
     annotator = demo.Annotator(estimator, detector)
-    if args.image_dir is not None:
-        demo.run_images(annotator, args.image_dir, output_dir)
-    else:
-        name = args.video.stem if args.video else f"camera{args.camera}"
-        demo.run_video(annotator, capture, name, output_dir)
+    try:
+        if args.image_dir is not None:
+            demo.run_images(annotator, args.image_dir, output_dir)
+        else:
+            name = args.video.stem if args.video else f"camera{args.camera}"
+            demo.run_video(annotator, capture, name, output_dir, args.video)
+    finally:  # the images done so far keep their predictions, whatever stopped the run
+        if output_dir is not None and annotator.rows:
+            annotator.write_predictions(output_dir)
     if output_dir is not None:
-        annotator.write_predictions(output_dir)
         print(f"annotated results and predictions.csv / predictions.json in {output_dir}/")
 
 

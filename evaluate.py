@@ -3,13 +3,13 @@
 import argparse
 from pathlib import Path
 
-from age_gender.errors import UserError, exit_on_user_error
+from age_gender.errors import ArgumentParser, UserError, exit_on_user_error
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from age_gender import evaluation
 
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("--csv", type=Path, required=True, help="labels (genders, ages, img_paths)")
     parser.add_argument("--root", type=Path, required=True, help="folder img_paths start from")
     evaluation.add_arguments(parser, "output/evaluation")

@@ -3,13 +3,13 @@
 import argparse
 from pathlib import Path
 
-from age_gender.errors import UserError, exit_on_user_error
+from age_gender.errors import ArgumentParser, UserError, exit_on_user_error
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from age_gender import evaluation
 
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("--appa_dir", type=Path, default=Path("data/appa-real-release"))
     parser.add_argument("--split", choices=("valid", "test"), default="valid")
     evaluation.add_arguments(parser, "output/appa_real")
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if not args.appa_dir.is_dir():
         raise UserError(f"{args.appa_dir} not found; run ./download.sh --appa, or pass --appa_dir")
-    truth = labels.read_appa_real(args.appa_dir, args.split).rows
+    truth = labels.read_appa_real(args.appa_dir, args.split, "--appa_dir").rows
     truth = truth.rename(columns={"real_age": "true_age", "genders": "true_gender"})
     if args.detect:  # the full images instead of the aligned crops
         truth["img_paths"] = truth["img_paths"].str.removesuffix("_face.jpg")

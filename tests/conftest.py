@@ -35,6 +35,17 @@ def run_script():
     return run
 
 
+def user_error(result: subprocess.CompletedProcess) -> str:
+    """The one `error:` line of a refused run (exit 2, no traceback), which ends its output.
+
+    Progress bars and TensorFlow's own start-up lines may come before it.
+    """
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    lines = result.stderr.strip().splitlines()
+    assert [line for line in lines if line.startswith("error")] == lines[-1:], result.stderr
+    return lines[-1]
+
+
 class RangeRequestHandler(http.server.SimpleHTTPRequestHandler):
     """Serves files with HTTP Range support; paths in `server.cut_once` are cut mid-way once."""
 

@@ -116,16 +116,48 @@ def test_unreadable_images_are_skipped_and_counted(disks, tmp_path, capsys):
     (tmp_path / "cut.jpg").write_bytes(good[: len(good) // 2])
     (tmp_path / "empty.jpg").write_bytes(b"")
     (tmp_path / "notes.jpg").write_text("not an image")
+    # Start and end markers intact, everything between them scrambled: only decoding can tell.
+    scrambled = np.random.default_rng(0).integers(0, 256, len(good) - 22, np.uint8).tobytes()
+    (tmp_path / "corrupt.jpg").write_bytes(good[:20] + scrambled + good[-2:])
     (tmp_path / "ok.jpg").write_bytes(good)
-    names = ["ok.jpg", "cut.jpg", "empty.jpg", "notes.jpg", "gone.jpg"]
-    rows = pd.DataFrame({"genders": [0] * 5, "ages": [1] * 5, "img_paths": names})
+    names = ["ok.jpg", "corrupt.jpg", "cut.jpg", "empty.jpg", "notes.jpg", "gone.jpg"]
+    rows = pd.DataFrame({"genders": [0] * 6, "ages": [1] * 6, "img_paths": names})
     kept = dataset.drop_unreadable(rows, tmp_path)
     assert kept["img_paths"].tolist() == ["ok.jpg"]
     warning = capsys.readouterr().out.strip().splitlines()
     assert warning == [
-        "warning: skipping 4 of 5 images that cannot be read: cut.jpg (truncated JPEG), "
-        "empty.jpg (empty), notes.jpg (not a JPEG, PNG, BMP or GIF)"
+        "warning: skipping 5 of 6 images that cannot be read: corrupt.jpg (corrupt JPEG), "
+        "cut.jpg (truncated JPEG), empty.jpg (empty)"
     ]
+
+
+def test_data_sets_have_a_known_number_of_batches(disks):
+    """Keras runs every epoch alike only when it knows the steps (EfficientNet failed without)."""
+    root, frame = disks
+    training = dataset.make_dataset(
+        frame, root, 32, 16, augmentation=dataset.Augmentation(), shuffle=True
+    )
+    assert training.cardinality().numpy() == len(frame) // 16
+    assert dataset.make_dataset(frame, root, 32, 16).cardinality().numpy() == -(-len(frame) // 16)
+
+
+def test_erasing_and_mixup_work_without_the_other_augmentation(disks):
+    root, frame = disks
+
+    def batch(**options):
+        augmentation = dataset.Augmentation(enabled=False, **options)
+        return first_batch(dataset.make_dataset(frame, root, 32, 8, 0.4, augmentation, seed=3))
+
+    plain_images, plain_labels = first_batch(dataset.make_dataset(frame, root, 32, 8))
+    erased, labels = batch(erasing_probability=1.0)
+    changed = (erased != plain_images).any(axis=3)
+    assert changed.any(axis=(1, 2)).all()  # one rectangle per image, the rest untouched
+    for mask in changed:
+        rows, columns = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        assert mask.sum() == len(rows) * len(columns)
+    np.testing.assert_array_equal(labels["pred_age"], plain_labels["pred_age"])
+    _, mixed = batch(mixup_alpha=0.4)
+    assert (mixed["pred_age"].max(axis=1) < 1).any()  # soft labels: mixup ran
 
 
 def test_warp_without_augmentation_is_the_plain_crop():

@@ -5,7 +5,7 @@ import json
 import cv2
 import numpy as np
 import pandas as pd
-from conftest import REPO
+from conftest import REPO, user_error
 from PIL import Image
 
 ASTRONAUT = REPO / "examples" / "astronaut.png"
@@ -114,3 +114,88 @@ def test_bad_input_is_one_line(tmp_path, run_script):
     broken = error("--weight_file", tmp_path / "w.keras", "--image_dir", examples)
     assert "is not a model saved by train.py" in broken
     assert "image folder" in error("--image_dir", tmp_path / "nowhere", "--model", "dlib-models")
+
+
+def copy_examples(folder):
+    folder.mkdir()
+    for path in (REPO / "examples").iterdir():
+        (folder / path.name).write_bytes(path.read_bytes())
+    return {path.name: path.read_bytes() for path in folder.iterdir()}
+
+
+def test_outputs_never_replace_inputs(tmp_path, run_script):
+    photos = tmp_path / "photos"
+    originals = copy_examples(photos)
+    (tmp_path / "link").symlink_to(photos)
+    for output in (photos, tmp_path / "link"):
+        result = run_script(
+            "demo.py", "--image_dir", photos, "--output_dir", output, "--model", "dlib-models",
+            cwd=tmp_path,
+        )  # fmt: skip
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.strip().splitlines() == [
+            f"error: writing {output}/astronaut.png and 1 more would replace an input file; "
+            "choose another output folder"
+        ]
+        assert {path.name: path.read_bytes() for path in photos.iterdir()} == originals
+
+    image = cv2.imread(str(ASTRONAUT))
+    writer = cv2.VideoWriter(
+        str(photos / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 5, (512, 512)
+    )
+    writer.write(image)
+    writer.release()
+    video = (photos / "clip.mp4").read_bytes()
+    result = run_script(
+        "demo.py", "--video", photos / "clip.mp4", "--output_dir", photos, "--model", "dlib-models",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2 and "would replace an input file" in result.stderr
+    assert (photos / "clip.mp4").read_bytes() == video
+
+
+def test_any_readable_name_is_written_and_finished_results_survive(tmp_path, run_script):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    png = ASTRONAUT.read_bytes()
+    (photos / "a.png").write_bytes(png)
+    (photos / "photo").write_bytes(png)  # no suffix: OpenCV reads it, but has no writer for it
+    cv2.imwrite(str(photos / "x.jpg"), cv2.imread(str(ASTRONAUT)))
+    (photos / "x.jpg").rename(photos / "x.jpeg.bak")
+    (photos / "z.png").write_bytes(png)
+    out = tmp_path / "out"
+    (out / "z.png").mkdir(parents=True)  # a folder where z.png's annotated copy must go
+    result = run_script(
+        "demo.py",
+        "--image_dir",
+        photos,
+        "--output_dir",
+        out,
+        "--model",
+        "dlib-models",
+        cwd=tmp_path,
+    )
+    assert user_error(result).startswith(f"error: cannot write {out}/z.png")
+    assert cv2.imread(str(out / "photo.png")) is not None
+    assert cv2.imread(str(out / "x.jpeg.bak.png")) is not None
+    # The images done before the failure keep their predictions.
+    table = pd.read_csv(out / "predictions.csv")
+    assert table["file"].tolist() == ["a.png", "photo", "x.jpeg.bak", "z.png"]
+    assert (table["faces"] == 1).all()
+    assert json.loads((out / "predictions.json").read_text())[1]["file"] == "photo"
+
+
+def test_bad_options_are_one_line(tmp_path, run_script):
+    (tmp_path / "file").write_text("")
+    for args, message in [
+        (["--output_dir", tmp_path / "file"], f"error: output folder {tmp_path}/file is a file"),
+        (["--margin", "-0.6"], "error: argument --margin: must be 0 or more, not -0.6"),
+        (["--margin", "nan"], "error: argument --margin: 'nan' is not a number"),
+        (["--upsample", "-1"], "error: argument --upsample: must be 0 or more, not -1"),
+        (["--min_face", "-3"], "error: argument --min_face: must be 0 or more, not -3"),
+    ]:
+        result = run_script(
+            "demo.py", "--image_dir", REPO / "examples", "--model", "dlib-models", *args,
+            cwd=tmp_path,
+        )  # fmt: skip
+        assert user_error(result).startswith(message)

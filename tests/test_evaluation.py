@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import user_error
 
 from age_gender import evaluation, model, synthetic
 
@@ -36,7 +37,7 @@ def test_appa_real_report_matches_its_predictions(tmp_path, run_script):
     assert result.returncode == 0, result.stderr[-3000:]
     report = tmp_path / "out" / "tiny.keras"
     table = pd.read_csv(report / "predictions.csv")
-    summary = json.loads((report / "summary.json").read_text())
+    summary = json.loads((report / "summary.json").read_text(), parse_constant=strict_json)
     assert len(table) == 11 and summary["n"] == 12
     assert summary["unreadable"] == ["valid/000003.jpg_face.jpg"]
     mae_real = (table["predicted_age"] - table["true_age"]).abs().mean()
@@ -51,6 +52,36 @@ def test_appa_real_report_matches_its_predictions(tmp_path, run_script):
     for name in ("predicted_vs_real.png", "mae_by_age_group.png"):
         assert (report / name).read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "out" / "dlib-models" / "summary.json").exists()
+
+
+def strict_json(constant):
+    raise AssertionError(f"{constant} is not JSON")
+
+
+def test_several_faces_per_image_are_each_their_own_row(tmp_path, run_script):
+    """IMDB-Clean lists each face of an image on its own row, with its box."""
+    frame = synthetic.write_disk_dataset(tmp_path / "images", 4, size=64)
+    rows = pd.concat([frame, frame]).reset_index(drop=True)
+    rows["ages"] = [10, 20, 30, 40, 50, 60, 70, 80]
+    rows["x_min"], rows["y_min"] = [4] * 4 + [30] * 4, [4] * 4 + [30] * 4
+    rows["x_max"], rows["y_max"] = [34] * 4 + [60] * 4, [34] * 4 + [60] * 4
+    rows.to_csv(tmp_path / "faces.csv", index=False)
+    model.build_model("MobileNetV3Small", 32, None).save(tmp_path / "tiny.keras")
+    result = run_script(
+        "evaluate.py", "--csv", tmp_path / "faces.csv", "--root", tmp_path / "images",
+        "--weight_file", "tiny.keras", "--output_dir", tmp_path / "out", "--batch_size", "3",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = pd.read_csv(tmp_path / "out" / "tiny.keras" / "predictions.csv")
+    summary = json.loads((tmp_path / "out" / "tiny.keras" / "summary.json").read_text())
+    assert summary["n"] == summary["evaluated"] == len(table) == 8
+    assert table["true_age"].tolist() == rows["ages"].tolist()
+    assert table[["file", "x_min", "y_max"]].equals(rows[["img_paths", "x_min", "y_max"]].set_axis(
+        ["file", "x_min", "y_max"], axis=1))  # fmt: skip
+    assert summary["mae"] == pytest.approx(
+        (table["predicted_age"] - table["true_age"]).abs().mean()
+    )
 
 
 def test_any_labelled_csv(tmp_path, run_script):
@@ -72,9 +103,39 @@ def test_any_labelled_csv(tmp_path, run_script):
 def test_missing_data_and_unknown_columns_are_one_line(tmp_path, run_script):
     result = run_script("evaluate_appa_real.py", "--model", "dlib-models", cwd=tmp_path)
     assert result.returncode == 2 and "./download.sh --appa" in result.stderr
+    appa = tmp_path / "appa-real-release"
+    synthetic.write_appa_real(appa, "valid", 2, size=32)
+    result = run_script("evaluate_appa_real.py", "--appa_dir", appa, "--split", "test")
+    assert result.returncode == 2 and "or pass --appa_dir" in result.stderr
     appa = tmp_path / "appa"
     appa.mkdir()
     (appa / "gt_avg_valid.csv").write_text("name,age\na.jpg,3\n")
     result = run_script("evaluate_appa_real.py", "--appa_dir", appa, cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "lacks the columns file_name" in result.stderr
+
+
+def test_refused_evaluations_are_one_line_and_write_nothing(tmp_path, run_script):
+    frame = synthetic.write_disk_dataset(tmp_path / "images", 3, size=32)
+    frame.to_csv(tmp_path / "labels.csv", index=False)
+
+    def error(*args):
+        result = run_script(
+            "evaluate.py", "--csv", tmp_path / "labels.csv", "--model", "dlib-models",
+            "--output_dir", tmp_path / "out", *args, cwd=tmp_path,
+        )  # fmt: skip
+        return user_error(result)
+
+    for batch_size in ("0", "-1", "x"):
+        assert "argument --batch_size" in error(
+            "--root", tmp_path / "images", "--batch_size", batch_size
+        )
+    (tmp_path / "broken").mkdir()
+    for name in frame["img_paths"]:
+        (tmp_path / "broken" / name).parent.mkdir(exist_ok=True)
+        (tmp_path / "broken" / name).write_bytes(b"not an image")
+    assert "none of the 3 images could be read" in error("--root", tmp_path / "broken")
+    (tmp_path / "file").write_text("")
+    message = error("--root", tmp_path / "images", "--output_dir", tmp_path / "file")
+    assert "is a file" in message
+    assert not (tmp_path / "out").exists()

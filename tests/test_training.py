@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO
+from conftest import REPO, user_error
 from hydra import compose, initialize_config_dir
 
 from age_gender import dataset, model, synthetic, training
@@ -35,10 +35,10 @@ def disks(tmp_path_factory):
     return root
 
 
-def data_options(root):
+def data_options(root, train="train.csv", val="val.csv"):
     return [
-        f"data.csv={root}/train.csv",
-        f"data.val_csv={root}/val.csv",
+        f"data.csv={root}/{train}",
+        f"data.val_csv={root}/{val}",
         f"data.root={root}/images",
     ]
 
@@ -68,6 +68,33 @@ def test_the_model_learns_age_and_gender(disks, tmp_path, run_script):
     assert (output / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
     assert any((output / "tensorboard").rglob("events.out.tfevents*"))
     assert (output / "hydra" / "config.yaml").exists()
+
+
+# The families README.md promises, each by its smallest member.
+BACKBONE_FAMILIES = [
+    "EfficientNetB0", "EfficientNetV2B0", "ConvNeXtTiny", "MobileNetV3Small", "ResNet50V2", "VGG16"
+]  # fmt: skip
+
+
+def test_every_backbone_family_trains_past_its_first_epoch(disks, tmp_path, run_script):
+    """EfficientNet used to fail at epoch 2 on a data set of unknown length."""
+    rows = pd.read_csv(disks / "train.csv")
+    rows[:320].to_csv(tmp_path / "train.csv", index=False)
+    rows[320:368].to_csv(tmp_path / "val.csv", index=False)
+    data = [f"data.csv={tmp_path}/train.csv", f"data.val_csv={tmp_path}/val.csv",
+            f"data.root={disks}/images"]  # fmt: skip
+    result = run_script(
+        "train.py", "--multirun", f"model.model_name={','.join(BACKBONE_FAMILIES)}",
+        "model.img_size=32", "model.weights=null", "train.epochs=2", "train.batch_size=16",
+        *data, f"train.output_dir={tmp_path}/runs/${{model.model_name}}", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in BACKBONE_FAMILIES:
+        log = pd.read_csv(tmp_path / "runs" / name / "log.csv")
+        assert log["epoch"].tolist() == [0, 1], name
+        assert np.isfinite(log["val_pred_age_mae"]).all(), name
+        saved = keras.saving.load_model(tmp_path / "runs" / name / "best.keras")
+        assert model.model_metadata(saved)["backbone"] == name
 
 
 def test_an_interrupted_run_resumes_with_its_weights(disks, tmp_path):
@@ -171,6 +198,28 @@ def test_bad_input_is_one_line_before_training(disks, tmp_path, run_script):
     assert "unknown backbone 'ResNet5'" in message and "ResNet50" in message
     assert "Input size must be at least 32x32" in error("model.img_size=16")
     assert "train.optimizer_name must be" in error("train.optimizer_name=rmsprop")
+    for key, value in [("train.epochs", 0), ("train.epochs", -1), ("model.img_size", 0),
+                       ("model.img_size", -5), ("train.batch_size", 0)]:  # fmt: skip
+        assert f"{key} must be a whole number of 1 or more, not {value}" in error(f"{key}={value}")
+    assert "model.dropout must be a number in [0, 1), not 1.5" in error("model.dropout=1.5")
+    assert "data.margin must be a number at least 0" in error("data.margin=-0.2")
+
+    # The backbone is checked before any image is: these images do not even exist.
+    missing = pd.DataFrame({"genders": [1] * 40, "ages": [3] * 40, "img_paths": ["no.jpg"] * 40})
+    missing.to_csv(tmp_path / "missing.csv", index=False)
+    assert "unknown backbone" in error(f"data.csv={tmp_path}/missing.csv", "model.model_name=X")
+    message = error(f"data.val_csv={tmp_path}/missing.csv")
+    assert message.startswith("none of the validation images")
+
+
+def test_a_refused_start_leaves_no_output_folder(disks, tmp_path, run_script):
+    for override in ("train.epochs=0", "model.dropout=1.5", "model.model_name=ResNet5"):
+        result = run_script(
+            "train.py", *data_options(disks), *SMALL_MODEL, override,
+            f"train.output_dir={tmp_path}/o", cwd=tmp_path,
+        )  # fmt: skip
+        user_error(result)
+        assert not (tmp_path / "o").exists(), override
 
 
 def test_imagenet_weights_offline_say_what_to_do(disks, tmp_path, run_script):

@@ -6,7 +6,6 @@ erasing and mixup run on whole batches. Randomness comes from stateless ops seed
 by `tf.data.Dataset.random`, so a seed gives the same batches whatever the parallelism.
 """
 
-import concurrent.futures
 import dataclasses
 import math
 from pathlib import Path
@@ -25,7 +24,11 @@ AUTOTUNE = tf.data.AUTOTUNE
 
 @dataclasses.dataclass(frozen=True)
 class Augmentation:
-    """Random changes made to each training image; ranges are symmetric around no change."""
+    """Random changes made to training images; ranges are symmetric around no change.
+
+    `enabled` switches the original project's augmentation (geometric and photometric); random
+    erasing and mixup have their own switches (a probability and an alpha above 0).
+    """
 
     enabled: bool = True
     shift: float = 0.03  # fraction of the image size
@@ -39,12 +42,17 @@ class Augmentation:
     erasing_aspect: tuple[float, float] = (0.3, 3.3)  # height / width
     mixup_alpha: float = 0.0  # Beta(alpha, alpha); 0 disables mixup
 
+    @property
+    def changes_batches(self) -> bool:
+        """Whether any batch-level stage (photometric, erasing, mixup) has work to do."""
+        return self.enabled or self.erasing_probability > 0 or self.mixup_alpha > 0
+
 
 # Checking files ---------------------------------------------------------------------------------
 
 
-def unreadable_reason(path: str) -> str | None:
-    """Why an image file cannot be used (missing, empty, not an image, truncated), else None.
+def unreadable_reason(path: str) -> str:
+    """Why an image file failed to decode: missing, empty, not an image, truncated, or corrupt.
 
     Reads only the first and last bytes: a cut JPEG lacks its end marker, a cut PNG its IEND chunk.
     """
@@ -60,31 +68,53 @@ def unreadable_reason(path: str) -> str | None:
     if not head:
         return "empty"
     if head.startswith(b"\xff\xd8"):
-        return None if b"\xff\xd9" in tail else "truncated JPEG"
+        return "corrupt JPEG" if b"\xff\xd9" in tail else "truncated JPEG"
     if head.startswith(b"\x89PNG"):
-        return None if b"IEND" in tail[-64:] else "truncated PNG"
+        return "corrupt PNG" if b"IEND" in tail[-64:] else "truncated PNG"
     if head.startswith((b"BM", b"GIF8")):
-        return None
+        return "corrupt image"
     return "not a JPEG, PNG, BMP or GIF"
 
 
+def probe_image(path: tf.Tensor) -> tf.Tensor:
+    """Decodes an image as the pipeline will, to find files that would fail there; its shape.
+
+    JPEGs are decoded at 1/8 scale: that still reads every coded block, at a fraction of the cost.
+    """
+    contents = tf.io.read_file(path)
+    return tf.cond(
+        tf.io.is_jpeg(contents),
+        lambda: tf.shape(tf.io.decode_jpeg(contents, channels=3, ratio=8)),
+        lambda: tf.shape(decode_image(contents)),
+    )
+
+
 def drop_unreadable(frame: pd.DataFrame, root: Path, name: str = "images") -> pd.DataFrame:
-    """Removes rows whose image cannot be read; one warning line gives the count and examples."""
+    """Removes rows whose image the pipeline could not decode; one warning line gives the count
+    and examples.
+
+    Every image is decoded once, in parallel, by the pipeline's own decoder: a data set with a
+    known number of images (and so of steps) is what keeps training from failing mid-run.
+    """
     paths = [str(root / path) for path in frame["img_paths"]]
-    with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        reasons = list(
-            tqdm(
-                pool.map(unreadable_reason, paths, chunksize=256),
-                total=len(paths),
-                desc=f"checking {name}",
-                unit="file",
-                leave=False,
-                mininterval=1,
-            )
+    probes = (
+        tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), paths))
+        .map(lambda index, path: (index, probe_image(path)), num_parallel_calls=AUTOTUNE)
+        .ignore_errors()
+        .batch(256)
+    )
+    decoded = np.zeros(len(paths), bool)
+    with tqdm(
+        total=len(paths), desc=f"checking {name}", unit="image", leave=False, mininterval=1
+    ) as bar:
+        for indices, _ in probes.as_numpy_iterator():
+            decoded[indices] = True
+            bar.update(len(indices))
+    bad = np.flatnonzero(~decoded)
+    if len(bad):
+        examples = ", ".join(
+            f"{frame['img_paths'].iloc[i]} ({unreadable_reason(paths[i])})" for i in bad[:3]
         )
-    bad = [index for index, reason in enumerate(reasons) if reason]
-    if bad:
-        examples = ", ".join(f"{frame['img_paths'].iloc[i]} ({reasons[i]})" for i in bad[:3])
         print(
             f"warning: skipping {len(bad)} of {len(frame)} {name} that cannot be read: {examples}"
         )
@@ -94,11 +124,9 @@ def drop_unreadable(frame: pd.DataFrame, root: Path, name: str = "images") -> pd
 # Per-image work ---------------------------------------------------------------------------------
 
 
-def decode_image(path: tf.Tensor) -> tf.Tensor:
+def decode_image(contents: tf.Tensor) -> tf.Tensor:
     """Any JPEG, PNG, BMP or GIF (grey, RGBA, 16-bit too) as RGB uint8 of shape (H, W, 3)."""
-    return tf.io.decode_image(
-        tf.io.read_file(path), channels=3, dtype=tf.uint8, expand_animations=False
-    )
+    return tf.io.decode_image(contents, channels=3, dtype=tf.uint8, expand_animations=False)
 
 
 def crop_box(image_shape: tf.Tensor, box: tf.Tensor, margin: float) -> tf.Tensor:
@@ -223,7 +251,7 @@ def load_example(
     example: dict, seed: tf.Tensor, size: int, margin: float, augmentation: Augmentation | None
 ) -> tuple[tf.Tensor, dict]:
     """Decodes and crops one image, with random rotation, zoom, shift and flip when augmenting."""
-    image = decode_image(example["path"])
+    image = decode_image(tf.io.read_file(example["path"]))
     box = crop_box(tf.shape(image), example["box"], margin)
     if augmentation is None:
         image = resample(image, box, size)
@@ -256,10 +284,11 @@ def augment_batch(
     """
     seeds = tf.random.experimental.stateless_split(seed, 2)
     draws = tf.random.stateless_uniform([tf.shape(images)[0], 10], seeds[0])
-    signed = draws * 2 - 1
-    contrast = 1.0 + signed[:, 0, None, None, None] * augmentation.contrast
-    brightness = signed[:, 1, None, None, None] * augmentation.brightness * 255.0
-    images = tf.clip_by_value(images * contrast + brightness, 0.0, 255.0)
+    if augmentation.enabled:
+        signed = draws * 2 - 1
+        contrast = 1.0 + signed[:, 0, None, None, None] * augmentation.contrast
+        brightness = signed[:, 1, None, None, None] * augmentation.brightness * 255.0
+        images = tf.clip_by_value(images * contrast + brightness, 0.0, 255.0)
     if augmentation.erasing_probability > 0:
         images = random_erasing(images, draws[:, 2:], augmentation)
     if augmentation.mixup_alpha > 0:
@@ -296,13 +325,14 @@ def make_dataset(
 ) -> tf.data.Dataset:
     """Batches of (float32 RGB images 0..255, {"pred_gender", "pred_age"} one-hot labels).
 
-    Training sets pass `augmentation` and `shuffle=True`; evaluation sets pass neither. Images that
-    fail to decode despite the file check are dropped with a warning from tf.data.
+    Training sets pass `augmentation` and `shuffle=True`; evaluation sets pass neither. Rows must
+    have passed `drop_unreadable`: the data set has a known number of batches (what Keras needs
+    to run every epoch alike), so an image that fails to decode stops it.
     """
     examples = tf.data.Dataset.from_tensor_slices(label_tensors(frame, root))
     if shuffle:
         examples = examples.shuffle(len(frame), seed=seed, reshuffle_each_iteration=True)
-    augment = augmentation if augmentation and augmentation.enabled else None
+    geometric = augmentation if augmentation and augmentation.enabled else None
 
     def seeds(offset: int) -> tf.data.Dataset:
         """Two int64 per element: a stateless seed, new each epoch, the same for every run."""
@@ -310,14 +340,17 @@ def make_dataset(
 
     dataset = tf.data.Dataset.zip(examples, seeds(0)).map(
         lambda example, example_seed: load_example(
-            example, example_seed, img_size, margin, augment
+            example, example_seed, img_size, margin, geometric
         ),
         num_parallel_calls=AUTOTUNE,
     )
-    dataset = dataset.ignore_errors(log_warning=True).batch(batch_size, drop_remainder=shuffle)
-    if augment is not None:
+    dataset = dataset.batch(batch_size, drop_remainder=shuffle)
+    if augmentation and augmentation.changes_batches:
         dataset = tf.data.Dataset.zip(dataset, seeds(1)).map(
-            lambda batch, batch_seed: augment_batch(*batch, batch_seed, augment),
+            lambda batch, batch_seed: augment_batch(*batch, batch_seed, augmentation),
             num_parallel_calls=AUTOTUNE,
         )
-    return dataset.prefetch(AUTOTUNE)
+    options = tf.data.Options()
+    # Several workers each take every n-th batch (the examples are in memory, not in files).
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options).prefetch(AUTOTUNE)

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from age_gender.drawing import draw_faces
 from age_gender.errors import UserError
 from age_gender.faces import FaceDetector
-from age_gender.files import atomic_output
+from age_gender.files import atomic_output, check_inputs_kept
 from age_gender.tracking import FaceTracker
 
 COLUMNS = [
@@ -28,6 +28,7 @@ COLUMNS = [
     "age", "age_std", "gender", "gender_probability",
 ]  # fmt: skip
 WINDOW = "age and gender (q to quit)"
+PREDICTION_FILES = ("predictions.csv", "predictions.json")
 
 
 def display_available() -> bool:
@@ -88,11 +89,28 @@ class Annotator:
         table = pd.DataFrame(self.rows, columns=COLUMNS)
         integers = ("frame", "face", "x_min", "y_min", "x_max", "y_max")
         table = table.astype(dict.fromkeys(integers, "Int64"))
-        with atomic_output(output_dir / "predictions.csv") as temporary:
+        csv_path, json_path = (output_dir / name for name in PREDICTION_FILES)
+        with atomic_output(csv_path) as temporary:
             table.to_csv(temporary, index=False)
         records = json.loads(table.to_json(orient="records"))
-        with atomic_output(output_dir / "predictions.json") as temporary:
+        with atomic_output(json_path) as temporary:
             temporary.write_text(json.dumps(records, indent=1))
+
+
+def annotated_name(path: Path) -> str:
+    """The annotated copy's file name: the input's, plus `.png` where OpenCV cannot write its
+    suffix (`photo`, `x.jpeg.bak`)."""
+    return path.name if cv2.haveImageWriter(path.name) else f"{path.name}.png"
+
+
+def write_image(path: Path, image: np.ndarray) -> None:
+    """Writes an RGB image atomically, in the format its suffix names."""
+    try:
+        with atomic_output(path) as temporary:
+            if not cv2.imwrite(str(temporary), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+                raise OSError("OpenCV could not write it")
+    except OSError as error:
+        raise UserError(f"cannot write {path}: {error.strerror or error}") from error
 
 
 def image_files(folder: Path) -> tuple[list[Path], list[Path]]:
@@ -109,6 +127,11 @@ def run_images(annotator: Annotator, folder: Path, output_dir: Path | None) -> N
     images, others = image_files(folder)
     if not images:
         raise UserError(f"no images in {folder}")
+    if output_dir is not None:
+        outputs = [output_dir / annotated_name(path) for path in images]
+        check_inputs_kept(
+            outputs + [output_dir / name for name in PREDICTION_FILES], images + others
+        )
     for path in tqdm(images, desc="images", unit="image", disable=output_dir is None):
         image = read_image(path)
         if image is None:
@@ -120,8 +143,7 @@ def run_images(annotator: Annotator, folder: Path, output_dir: Path | None) -> N
             if cv2.waitKey(0) & 0xFF in (ord("q"), 27):
                 break
         else:
-            with atomic_output(output_dir / path.name) as temporary:
-                cv2.imwrite(str(temporary), cv2.cvtColor(annotated, cv2.COLOR_RGB2BGR))
+            write_image(output_dir / annotated_name(path), annotated)
     if others:
         print(f"skipped {len(others)} files that are not readable images, e.g. {others[0].name}")
 
@@ -144,9 +166,17 @@ def open_capture(source: str | int) -> cv2.VideoCapture:
 
 
 def run_video(
-    annotator: Annotator, capture: cv2.VideoCapture, name: str, output_dir: Path | None
+    annotator: Annotator,
+    capture: cv2.VideoCapture,
+    name: str,
+    output_dir: Path | None,
+    source: Path | None = None,
 ) -> None:
-    """Annotates an opened video or camera with tracking; shows it or writes `<name>.mp4`."""
+    """Annotates an opened video (from file `source`) or camera with tracking; shows it or
+    writes `<name>.mp4`."""
+    if output_dir is not None and source is not None:
+        outputs = [output_dir / f"{name}.mp4"] + [output_dir / file for file in PREDICTION_FILES]
+        check_inputs_kept(outputs, [source])
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     tracker = FaceTracker()

@@ -6,6 +6,7 @@ CS@5 (share within 5 years), gender accuracy, and MAE by age group (0-9, ..., 70
 
 import argparse
 import json
+import math
 import re
 from pathlib import Path
 
@@ -14,9 +15,11 @@ import pandas as pd
 from tqdm import tqdm
 
 from age_gender.demo import read_image
+from age_gender.errors import UserError, number
 from age_gender.estimator import load_estimator
 from age_gender.faces import FaceDetector
-from age_gender.files import atomic_output
+from age_gender.files import atomic_output, check_output_folder, make_output_folder
+from age_gender.labels import BOX_COLUMNS
 from age_gender.plots import plot_age_groups, plot_predicted_vs_real
 
 GROUP_EDGES = (0, 10, 20, 30, 40, 50, 60, 70)
@@ -76,16 +79,17 @@ def face_box(row, image: np.ndarray, detector: FaceDetector | None) -> tuple[tup
 def predict_rows(
     estimator, rows: pd.DataFrame, root: Path, detector=None, batch_size: int = 32
 ) -> tuple[pd.DataFrame, list[str], list[str]]:
-    """One prediction per row, `batch_size` faces per model call.
+    """One prediction per row (each face of an image is its own row), `batch_size` faces per
+    model call.
 
     Returns the predictions (file, predicted_age, age_spread, predicted_gender,
-    gender_probability), the files that could not be read, and those where the detector found
-    no face (predicted on the whole image instead, so they stay in N).
+    gender_probability) indexed like `rows`, the files that could not be read, and those where
+    the detector found no face (predicted on the whole image instead, so they stay in N).
     """
     records, unreadable, no_face = [], [], []
     with tqdm(total=len(rows), desc=estimator.name, unit="image") as bar:
         for start in range(0, len(rows), batch_size):
-            faces, files = [], []
+            faces, done = [], []
             for row in rows.iloc[start : start + batch_size].itertuples():
                 image = read_image(root / row.img_paths)
                 if image is None:
@@ -95,11 +99,12 @@ def predict_rows(
                 if not found:
                     no_face.append(row.img_paths)
                 faces.append((image, box))
-                files.append(row.img_paths)
-            for file, prediction in zip(files, estimator.predict_faces(faces), strict=True):
+                done.append(row)
+            for row, prediction in zip(done, estimator.predict_faces(faces), strict=True):
                 records.append(
                     {
-                        "file": file,
+                        "row": row.Index,
+                        "file": row.img_paths,
                         "predicted_age": prediction.age,
                         "age_spread": prediction.age_std,
                         "predicted_gender": int(prediction.gender == "M"),
@@ -107,7 +112,9 @@ def predict_rows(
                     }
                 )
             bar.update(min(batch_size, len(rows) - start))
-    return pd.DataFrame(records), unreadable, no_face
+    columns = ["row", "file", "predicted_age", "age_spread", "predicted_gender",
+               "gender_probability"]  # fmt: skip
+    return pd.DataFrame(records, columns=columns).set_index("row"), unreadable, no_face
 
 
 def summarize(table: pd.DataFrame, unreadable: list[str], no_face: list[str]) -> dict:
@@ -164,13 +171,22 @@ def format_table(summaries: dict[str, dict]) -> str:
     )
 
 
+def json_safe(value):
+    """The summary with undefined figures (NaN, infinities) as null: JSON has no NaN."""
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def write_report(table: pd.DataFrame, summary: dict, output_dir: Path) -> None:
     """predictions.csv, summary.json, predicted_vs_real.png and mae_by_age_group.png."""
-    output_dir.mkdir(parents=True, exist_ok=True)
+    make_output_folder(output_dir)
     with atomic_output(output_dir / "predictions.csv") as temporary:
         table.to_csv(temporary, index=False)
     with atomic_output(output_dir / "summary.json") as temporary:
-        temporary.write_text(json.dumps(summary, indent=1))
+        temporary.write_text(json.dumps(json_safe(summary), indent=1, allow_nan=False))
     title = f"MAE {summary['mae']:.2f} over {summary['evaluated']} images"
     plot_predicted_vs_real(table, title, output_dir / "predicted_vs_real.png")
     plot_age_groups(summary["mae_by_age_group"], output_dir / "mae_by_age_group.png")
@@ -187,17 +203,20 @@ def evaluate(
     """Evaluates each estimator on `truth` (img_paths, true_age, true_gender, ...), writes a
     report per model under `output_dir/<model path with _ for />/` and returns the summaries
     by model name (the path as given, so two runs' best.keras stay apart)."""
+    truth = truth.reset_index(drop=True)
+    keep = [column for column in truth if column in ("true_age", "true_gender", *BOX_COLUMNS)
+            or column.startswith("apparent_age")]  # fmt: skip
     summaries = {}
     for estimator in estimators:
         predictions, unreadable, no_face = predict_rows(
             estimator, truth, root, detector, batch_size
         )
         if predictions.empty:
-            predictions = pd.DataFrame(columns=["file", "predicted_age", "predicted_gender"])
-        truth_columns = truth.rename(columns={"img_paths": "file"})
-        keep = [c for c in truth_columns if c in ("file", "true_age", "true_gender")
-                or c.startswith("apparent_age")]  # fmt: skip
-        table = predictions.merge(truth_columns[keep], on="file", how="left")
+            raise UserError(
+                f"none of the {len(truth)} images could be read (e.g. {root / unreadable[0]}); "
+                "check the image folder"
+            )
+        table = predictions.join(truth[keep])  # row by row: an image may hold several faces
         summary = summarize(table, unreadable, no_face)
         write_report(table, summary, output_dir / re.sub(r"[^\w.-]+", "_", estimator.name))
         summaries[estimator.name] = summary
@@ -215,12 +234,15 @@ def add_arguments(parser: argparse.ArgumentParser, output_dir: str) -> None:
         "--detect", action="store_true",
         help="detect faces (with the model's margin) instead of using the whole image or box",
     )  # fmt: skip
-    parser.add_argument("--batch_size", type=int, default=32, help="faces per model call")
+    parser.add_argument(
+        "--batch_size", type=number(int, 1), default=32, help="faces per model call"
+    )
     parser.add_argument("--output_dir", type=Path, default=Path(output_dir))
 
 
 def run(args: argparse.Namespace, truth: pd.DataFrame, root: Path) -> dict[str, dict]:
     """Loads the models the options name, evaluates them on `truth` and prints the table."""
+    check_output_folder(args.output_dir)
     estimators = [load_estimator(path) for path in args.weight_file]
     estimators += [load_estimator(model_name=name) for name in args.model]
     detector = FaceDetector("hog") if args.detect else None

@@ -16,6 +16,34 @@ def check_output_path(path: Path, overwrite: bool) -> None:
         raise UserError(f"{path} exists; pass --overwrite to replace it")
 
 
+def check_output_folder(path: Path) -> None:
+    """Fails before any work when a file stands where the output folder should be."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"output folder {path} is a file; name a folder")
+
+
+def make_output_folder(path: Path) -> Path:
+    """Creates the output folder (and its parents), or says in one line why it cannot."""
+    check_output_folder(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot create output folder {path}: {error.strerror}") from error
+    return path
+
+
+def check_inputs_kept(outputs: list[Path], inputs: list[Path]) -> None:
+    """Refuses outputs that would replace an input file (the same path, or a link to it)."""
+    kept = {path.resolve() for path in inputs}
+    replaced = [path for path in outputs if path.resolve() in kept]
+    if replaced:
+        others = f" and {len(replaced) - 1} more" if len(replaced) > 1 else ""
+        raise UserError(
+            f"writing {replaced[0]}{others} would replace an input file; "
+            "choose another output folder"
+        )
+
+
 @contextlib.contextmanager
 def atomic_output(path: Path) -> Iterator[Path]:
     """Yields a temporary path beside `path`; renames it to `path` only if the block succeeds.

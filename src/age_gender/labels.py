@@ -219,13 +219,13 @@ def read_imdb_clean(csv_path: Path) -> LabelTable:
 # APPA-REAL ------------------------------------------------------------------------------------
 
 
-def read_appa_real(root: Path, split: str) -> LabelTable:
+def read_appa_real(root: Path, split: str, folder_option: str = "--data_dir") -> LabelTable:
     """One APPA-REAL split: the aligned `_face.jpg` crops, apparent age as `ages`, real age kept.
 
     `ages` is the apparent age (rounded, capped at 100), as the original project fine-tuned on it;
     `apparent_age_avg`, `apparent_age_std` and `real_age` are kept for evaluation.
     """
-    how_to_get = "run ./download.sh --appa to fetch APPA-REAL, or pass --data_dir"
+    how_to_get = f"run ./download.sh --appa to fetch APPA-REAL, or pass {folder_option}"
     ground_truth = _read_csv(
         root / f"gt_avg_{split}.csv",
         ["file_name", "apparent_age_avg", "apparent_age_std", "real_age"],

@@ -5,7 +5,9 @@ before the first step, so a run fails in seconds, not hours in.
 """
 
 import json
+import math
 import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -24,14 +26,55 @@ CURVES = "learning_curves.png"
 MONITOR = "val_pred_age_mae"
 
 
+def check_config(cfg: DictConfig) -> None:
+    """Refuses impossible settings in one line, before any image is read or model built."""
+    model.backbone_constructor(cfg.model.model_name)
+    for key in ("train.epochs", "train.batch_size", "model.img_size"):
+        value = OmegaConf.select(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UserError(f"{key} must be a whole number of 1 or more, not {value}")
+    for key, low, high in (("model.dropout", 0, 1), ("data.margin", 0, math.inf)):
+        value = OmegaConf.select(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value < high:
+            interval = f"at least {low}" if high == math.inf else f"in [{low}, {high})"
+            raise UserError(f"{key} must be a number {interval}, not {value}")
+    if not isinstance(cfg.train.lr, int | float) or not cfg.train.lr > 0:
+        raise UserError(f"train.lr must be a number above 0, not {cfg.train.lr}")
+
+
+def tf_config() -> dict:
+    return json.loads(os.environ.get("TF_CONFIG") or "{}")
+
+
 def choose_strategy() -> tf.distribute.Strategy:
-    """Several workers in TF_CONFIG: multi-worker; several GPUs: mirrored; else the default."""
-    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
-    if sum(len(tasks) for tasks in cluster.values()) > 1:
+    """Several workers in TF_CONFIG: multi-worker; several GPUs: mirrored; else the default.
+
+    Call it before any other TensorFlow work: a multi-worker strategy must configure the
+    collective ops at program start-up.
+    """
+    if sum(len(tasks) for tasks in tf_config().get("cluster", {}).values()) > 1:
         return tf.distribute.MultiWorkerMirroredStrategy()
     if len(tf.config.list_logical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def worker_index() -> int | None:
+    """None on the chief (or alone), else this worker's number: workers other than the chief
+    train alike but keep their files (the backup for resuming) apart and write no results."""
+    task, cluster = tf_config().get("task", {}), tf_config().get("cluster", {})
+    index = int(task.get("index", 0))
+    if task.get("type", "chief") == "chief" or ("chief" not in cluster and index == 0):
+        return None
+    return index
+
+
+def discard_failed_start(output_dir: Path) -> None:
+    """Removes what Hydra wrote into a new output folder for a run that failed its checks."""
+    shutil.rmtree(output_dir / "hydra", ignore_errors=True)
+    (output_dir / "train.log").unlink(missing_ok=True)
+    if output_dir.is_dir() and not any(output_dir.iterdir()):
+        output_dir.rmdir()
 
 
 def read_splits(data: DictConfig, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -123,29 +166,28 @@ def wandb_callbacks(cfg: DictConfig, output_dir: Path) -> list[keras.callbacks.C
     return [WandbMetricsLogger()]
 
 
-def train(cfg: DictConfig) -> Path:
-    """Trains as `cfg` says and returns the path of the best model (lowest validation age MAE)."""
-    output_dir = Path(cfg.train.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    log_path, best_path = output_dir / LOG, output_dir / BEST_MODEL
-    previous = finished_epochs(log_path)
-    if len(previous) and not cfg.train.resume:
-        raise UserError(
-            f"{output_dir} holds a run of {len(previous)} epochs; pass train.resume=true to "
-            "continue it or choose another train.output_dir"
-        )
-    if len(previous) >= cfg.train.epochs:
-        print(f"{output_dir} already holds {len(previous)} epochs; raise train.epochs to go on")
-        plot_learning_curves(previous, output_dir / CURVES)
-        return best_path
-
+def prepare(cfg: DictConfig, strategy: tf.distribute.Strategy):
+    """The model, compiled, and the training and validation data sets; checks the data."""
     keras.utils.set_random_seed(cfg.train.seed)
     train_rows, val_rows = read_splits(cfg.data, cfg.train.seed)
+    size, margin = cfg.model.img_size, cfg.data.margin
+    if cfg.train.mixed_precision:
+        gpu = bool(tf.config.list_logical_devices("GPU"))
+        keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "mixed_bfloat16")
+    with strategy.scope():  # before reading every image: a wrong size or weights fail fast
+        network = model.build_model(
+            cfg.model.model_name, size, cfg.model.weights, cfg.model.dropout,
+            cfg.model.batchnorm_momentum, margin,
+        )  # fmt: skip
     train_rows = dataset.drop_unreadable(train_rows, Path(cfg.data.root), "training images")
     val_rows = dataset.drop_unreadable(val_rows, Path(cfg.data.val_root), "validation images")
     if len(train_rows) < cfg.train.batch_size:
-        raise UserError(f"only {len(train_rows)} training images, fewer than train.batch_size")
-    size, margin = cfg.model.img_size, cfg.data.margin
+        raise UserError(
+            f"only {len(train_rows)} readable training images, fewer than "
+            f"train.batch_size={cfg.train.batch_size}"
+        )
+    if val_rows.empty:
+        raise UserError(f"none of the validation images in {cfg.data.val_root} can be read")
     train_data = dataset.make_dataset(
         train_rows, Path(cfg.data.root), size, cfg.train.batch_size, margin,
         augmentation_from(cfg.train), shuffle=True, seed=cfg.train.seed,
@@ -153,42 +195,63 @@ def train(cfg: DictConfig) -> Path:
     val_data = dataset.make_dataset(
         val_rows, Path(cfg.data.val_root), size, cfg.train.batch_size, margin
     )
-
-    if cfg.train.mixed_precision:
-        gpu = bool(tf.config.list_logical_devices("GPU"))
-        keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "mixed_bfloat16")
-    with choose_strategy().scope():
-        network = model.build_model(
-            cfg.model.model_name, size, cfg.model.weights, cfg.model.dropout,
-            cfg.model.batchnorm_momentum, margin,
-        )  # fmt: skip
-        steps_per_epoch = len(train_rows) // cfg.train.batch_size
+    with strategy.scope():
         model.compile_model(
             network,
-            make_optimizer(cfg.train, steps_per_epoch),
+            make_optimizer(cfg.train, len(train_rows) // cfg.train.batch_size),
             cfg.train.age_loss_weight,
             cfg.train.gender_loss_weight,
             cfg.train.jit_compile,
         )
+    return network, train_data, val_data
 
-    best_so_far = previous[MONITOR].min() if MONITOR in previous else None
+
+def train(cfg: DictConfig) -> Path:
+    """Trains as `cfg` says and returns the path of the best model (lowest validation age MAE)."""
+    output_dir = Path(cfg.train.output_dir)
+    log_path, best_path = output_dir / LOG, output_dir / BEST_MODEL
+    previous = finished_epochs(log_path)
+    strategy = choose_strategy()
+    try:
+        check_config(cfg)
+        if len(previous) and not cfg.train.resume:
+            raise UserError(
+                f"{output_dir} holds a run of {len(previous)} epochs; pass train.resume=true to "
+                "continue it or choose another train.output_dir"
+            )
+        if len(previous) >= cfg.train.epochs:
+            print(f"{output_dir} already holds {len(previous)} epochs; raise train.epochs to go on")
+            plot_learning_curves(previous, output_dir / CURVES)
+            return best_path
+        network, train_data, val_data = prepare(cfg, strategy)
+    except UserError:
+        if previous.empty:
+            discard_failed_start(output_dir)
+        raise
+
+    output_dir.mkdir(parents=True, exist_ok=True)
     if len(previous):
         print(f"resuming {output_dir} at epoch {len(previous) + 1} of {cfg.train.epochs}")
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(output_dir / "backup"), delete_checkpoint=False),
-        keras.callbacks.ModelCheckpoint(
-            str(best_path),
-            monitor=MONITOR,
-            mode="min",
-            save_best_only=True,
-            initial_value_threshold=best_so_far,
-            verbose=1,
-        ),  # fmt: skip
-        keras.callbacks.CSVLogger(str(log_path), append=True),
-        keras.callbacks.TensorBoard(str(output_dir / "tensorboard")),
-        *wandb_callbacks(cfg, output_dir),
-    ]
+    worker = worker_index()
+    backup_dir = output_dir / "backup" / ("" if worker is None else f"worker-{worker}")
+    callbacks = [keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=False)]
+    if worker is None:
+        best_so_far = previous[MONITOR].min() if MONITOR in previous else None
+        callbacks += [
+            keras.callbacks.ModelCheckpoint(
+                str(best_path),
+                monitor=MONITOR,
+                mode="min",
+                save_best_only=True,
+                initial_value_threshold=best_so_far,
+                verbose=1,
+            ),  # fmt: skip
+            keras.callbacks.CSVLogger(str(log_path), append=True),
+            keras.callbacks.TensorBoard(str(output_dir / "tensorboard")),
+            *wandb_callbacks(cfg, output_dir),
+        ]
     network.fit(train_data, validation_data=val_data, epochs=cfg.train.epochs, callbacks=callbacks)
-    plot_learning_curves(finished_epochs(log_path), output_dir / CURVES)
-    print(f"best model: {best_path}\nlearning curves: {output_dir / CURVES}")
+    if worker is None:
+        plot_learning_curves(finished_epochs(log_path), output_dir / CURVES)
+        print(f"best model: {best_path}\nlearning curves: {output_dir / CURVES}")
     return best_path
