@@ -4,7 +4,7 @@ import argparse
 from pathlib import Path
 
 from age_gender import labels
-from age_gender.errors import exit_on_user_error
+from age_gender.errors import ArgumentParser, exit_on_user_error, number
 from age_gender.files import atomic_output, check_output_path
 
 DATABASES = ("imdb", "wiki", "utkface", "imdb_clean", "appa_real")
@@ -19,13 +19,16 @@ SPLITS = {"imdb_clean": labels.IMDB_CLEAN_SPLITS, "appa_real": labels.APPA_REAL_
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("--db", choices=DATABASES, default="imdb", help="data set to read")
     parser.add_argument(
         "--data_dir", type=Path, help="where the data set lies (default: data/<its usual folder>)"
     )
     parser.add_argument(
-        "--min_score", type=float, default=1.0, help="IMDB-WIKI: minimum face score (default 1.0)"
+        "--min_score",
+        type=number(float),
+        default=1.0,
+        help="IMDB-WIKI: minimum face score (default 1.0)",
     )
     parser.add_argument(
         "--imdb_clean_variant",

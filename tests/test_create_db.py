@@ -4,6 +4,8 @@ import datetime
 
 import numpy as np
 import pandas as pd
+import scipy.io
+from conftest import user_error
 
 from age_gender import synthetic
 
@@ -112,3 +114,48 @@ def test_utkface_through_the_script(tmp_path, run_script):
     assert "1 (malformed file name)" in result.stdout
     written = pd.read_csv(tmp_path / "meta" / "utkface.csv")
     assert sorted(written["ages"]) == [1, 50, 99] and np.all(written["genders"] == 1)
+
+
+def write_struct(path, db, fields, shape=(1, 1)):
+    """Saves `fields` (each 1xN) as a MATLAB struct array of `shape`, every element alike."""
+    struct = np.empty(shape, dtype=[(name, object) for name in fields])
+    for index in np.ndindex(shape):
+        struct[index] = tuple(fields.values())
+    scipy.io.savemat(path, {db: struct})
+
+
+def cells(values):
+    cell = np.empty((1, len(values)), dtype=object)
+    cell[0, :] = list(values)
+    return cell
+
+
+def test_malformed_mat_files_and_options_are_one_line(tmp_path, run_script):
+    columns = synthetic.random_imdb_wiki_columns(20, seed=2)
+    fields = {name: np.asarray(values, float).reshape(1, -1) for name, values in columns.items()
+              if name != "full_path"}  # fmt: skip
+    fields["full_path"] = cells(columns["full_path"])
+    mat = tmp_path / "wiki.mat"
+
+    def error(*args, **changes):
+        write_struct(mat, "wiki", {**fields, **changes.pop("fields", {})}, **changes)
+        result = run_script(
+            "create_db.py", "--db", "wiki", "--data_dir", tmp_path, *args, cwd=tmp_path
+        )
+        return user_error(result)
+
+    assert "field dob of 'wiki' must hold numbers" in error(
+        fields={"dob": cells(["1980-01-01"] * 20)}
+    )
+    assert "full_path must be a cell array of one path string each" in error(
+        fields={"full_path": np.arange(20.0).reshape(1, -1)}
+    )
+    assert "'wiki' is a 1x2 struct array" in error(shape=(1, 2))
+    (tmp_path / "folder.csv").mkdir()
+    assert "folder.csv is a folder; name a file" in error("--output", tmp_path / "folder.csv")
+    assert "argument --min_score: 'nan' is not a number" in error("--min_score", "nan")
+    write_struct(mat, "wiki", fields)
+    assert (
+        run_script("create_db.py", "--db", "wiki", "--data_dir", tmp_path, cwd=tmp_path).returncode
+        == 0
+    )

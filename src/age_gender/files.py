@@ -12,6 +12,8 @@ def check_output_path(path: Path, overwrite: bool) -> None:
     """Fails before any work when the output could not be written or would clobber a file."""
     if not path.parent.is_dir():
         raise UserError(f"output folder {path.parent} does not exist; create it or choose another")
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; name a file")
     if path.exists() and not overwrite:
         raise UserError(f"{path} exists; pass --overwrite to replace it")
 

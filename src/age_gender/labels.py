@@ -97,8 +97,18 @@ def load_imdb_wiki_mat(mat_path: Path, db: str) -> dict[str, np.ndarray]:
     missing = [field for field in IMDB_WIKI_FIELDS if field not in names]
     if missing:
         raise UserError(f"{mat_path}: struct '{db}' lacks the fields {', '.join(missing)}")
+    if struct.shape != (1, 1):
+        shape = "x".join(map(str, struct.shape))
+        raise UserError(
+            f"{mat_path}: '{db}' is a {shape} struct array, not the one struct of 1xN fields"
+        )
     record = struct[0, 0]
     fields = {field: np.asarray(record[field]).ravel() for field in IMDB_WIKI_FIELDS}
+    for field in IMDB_WIKI_FIELDS[1:]:  # all but full_path are numbers
+        try:
+            fields[field] = fields[field].astype(float)
+        except (TypeError, ValueError) as error:
+            raise UserError(f"{mat_path}: field {field} of '{db}' must hold numbers") from error
     lengths = {len(values) for values in fields.values()}
     if len(lengths) != 1:
         raise UserError(f"{mat_path}: fields of '{db}' differ in length {sorted(lengths)}")
@@ -108,13 +118,12 @@ def load_imdb_wiki_mat(mat_path: Path, db: str) -> dict[str, np.ndarray]:
 def read_imdb_wiki(mat_path: Path, db: str, min_score: float = 1.0) -> LabelTable:
     """Labels of the IMDB or WIKI crops, filtered by the original project's four rules."""
     fields = load_imdb_wiki_mat(mat_path, db)
-    gender = fields["gender"].astype(float)
-    second_face_score = fields["second_face_score"].astype(float)
-    ages = matlab_datenum_ages(fields["dob"].astype(float), fields["photo_taken"].astype(float))
+    gender = fields["gender"]
+    ages = matlab_datenum_ages(fields["dob"], fields["photo_taken"])
     with np.errstate(invalid="ignore"):
         rules = {
-            f"face_score < {min_score}": fields["face_score"].astype(float) < min_score,
-            "second face present": second_face_score > 0,
+            f"face_score < {min_score}": fields["face_score"] < min_score,
+            "second face present": fields["second_face_score"] > 0,
             f"age unknown or outside 0..{MAX_AGE}": ~((ages >= 0) & (ages <= MAX_AGE)),
             "gender unknown": np.isnan(gender),
         }
@@ -129,9 +138,12 @@ def _unwrap_cells(cells: np.ndarray, source: Path) -> np.ndarray:
     """Turns a MATLAB cell array of strings (each a 1-element array) into one string array."""
     if len(cells) == 0:
         return np.array([], dtype=str)
-    strings = np.concatenate(cells)
-    if len(strings) != len(cells):
-        raise UserError(f"{source}: some full_path cells are empty or hold several strings")
+    try:
+        strings = np.concatenate(cells)
+    except ValueError:  # numbers, not cells
+        strings = np.array([])
+    if strings.dtype.kind != "U" or len(strings) != len(cells):
+        raise UserError(f"{source}: full_path must be a cell array of one path string each")
     return strings
 
 
