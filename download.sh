@@ -82,17 +82,33 @@ get_archive() {
   extract "$archive" "$name"
 }
 
-need_gb=0
-[ $want_imdb = 1 ] && need_gb=$((need_gb + 14))
-[ $want_wiki = 1 ] && need_gb=$((need_gb + 2))
-[ $want_appa = 1 ] && need_gb=$((need_gb + 1))
-free_gb=$(df -Pk "$DATA_DIR" | awk 'NR == 2 { print int($4 / 1048576) }')
-echo "needs up to $need_gb GB in $DATA_DIR while extracting (archive and files); $free_gb GB free"
-[ "$free_gb" -ge "$need_gb" ] || fail "not enough disk space in $DATA_DIR; free some or set DATA_DIR"
+# The archives wanted and not yet extracted, as "URL NAME" lines.
+archives() {
+  [ $want_imdb = 1 ] && echo "$IMDB_WIKI_URL/imdb_crop.tar imdb_crop"
+  [ $want_wiki = 1 ] && echo "$IMDB_WIKI_URL/wiki_crop.tar wiki_crop"
+  [ $want_appa = 1 ] && echo "$APPA_URL/appa-real-release.zip appa-real-release"
+  true
+}
 
-[ $want_imdb = 1 ] && get_archive "$IMDB_WIKI_URL/imdb_crop.tar" imdb_crop
-[ $want_wiki = 1 ] && get_archive "$IMDB_WIKI_URL/wiki_crop.tar" wiki_crop
-[ $want_appa = 1 ] && get_archive "$APPA_URL/appa-real-release.zip" appa-real-release
+# Disk space needed: each archive twice (the archive and what it extracts to), less what a cut
+# download already holds; a server that announces no size counts as nothing.
+need=0
+while read -r url name; do
+  [ -n "$url" ] && [ ! -d "$DATA_DIR/$name" ] || continue
+  [ -f "$DATA_DIR/${url##*/}" ] && continue
+  curl -sfIL -o /dev/null "$url" || fail "cannot reach $url (missing or server down); check the address or try later"
+  size=$(remote_size "$url")
+  part="$DATA_DIR/${url##*/}.part"
+  have=$( [ -f "$part" ] && stat -c %s "$part" || echo 0)
+  need=$((need + 2 * ${size:-0} - have))
+done <<< "$(archives)"
+free=$(( $(df -Pk "$DATA_DIR" | awk 'NR == 2 { print $4 }') * 1024 ))
+echo "needs up to $(numfmt --to=iec "$need") in $DATA_DIR while extracting; $(numfmt --to=iec "$free") free"
+[ "$free" -ge "$need" ] || fail "not enough disk space in $DATA_DIR; free some or set DATA_DIR"
+
+while read -r url name; do
+  [ -z "$url" ] || get_archive "$url" "$name"
+done <<< "$(archives)"
 if [ $want_clean = 1 ]; then
   mkdir -p "$DATA_DIR/imdb-clean/csvs"
   for file in $IMDB_CLEAN_FILES; do

@@ -5,6 +5,7 @@ import http.server
 import io
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -95,3 +96,17 @@ def http_server(tmp_path):
     yield f"http://127.0.0.1:{server.server_port}", root, server
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def offline(tmp_path):
+    """Environment variables under which every HTTP(S) request meets a refusing local port (a
+    proxy that is a bound, never listening socket) and Keras has no cached weights: a machine
+    with network behaves like one without."""
+    with socket.socket() as refusing:
+        refusing.bind(("127.0.0.1", 0))
+        proxy = f"http://127.0.0.1:{refusing.getsockname()[1]}"
+        yield {
+            **{name: proxy for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")},
+            "no_proxy": "", "NO_PROXY": "", "KERAS_HOME": str(tmp_path / "keras"),
+        }  # fmt: skip

@@ -17,9 +17,10 @@ def make_tar(path, folder, files):
             archive.addfile(info, io.BytesIO(data))
 
 
-def download(data_dir, base_url, *flags):
+def download(data_dir, base_url, *flags, path=None):
     environment = {
         **os.environ,
+        "PATH": path or os.environ["PATH"],
         "DATA_DIR": str(data_dir),
         "IMDB_WIKI_URL": base_url,
         "APPA_URL": base_url,
@@ -47,6 +48,10 @@ def test_downloads_extracts_and_skips_when_done(tmp_path, http_server):
     data = tmp_path / "data"
     first = download(data, url)
     assert first.returncode == 0, first.stderr
+    # Each archive counts twice: itself and what it extracts to.
+    archives = sum((root / name).stat().st_size for name in ("imdb_crop.tar", "wiki_crop.tar"))
+    need = subprocess.run(["numfmt", "--to=iec", str(2 * archives)], capture_output=True, text=True)
+    assert f"needs up to {need.stdout.strip()} in {data}" in first.stdout
     assert (data / "imdb_crop" / "00" / "1.jpg").read_bytes() == payload
     assert (data / "wiki_crop" / "wiki.mat").read_bytes() == b"mat"
     assert sorted(p.name for p in data.iterdir()) == ["imdb_crop", "wiki_crop"]
@@ -103,3 +108,22 @@ def test_unknown_option(tmp_path):
         ["bash", str(REPO / "download.sh"), "--everything"], capture_output=True, text=True
     )
     assert result.returncode != 0 and "error: unknown option --everything" in result.stderr
+
+
+def test_too_little_disk_space_stops_before_downloading(tmp_path, http_server):
+    """The free space is a fake `df` on PATH: the test never depends on the machine's disk."""
+    url, root, _ = http_server
+    serve_imdb_wiki(root)
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "df").write_text(
+        "#!/bin/sh\necho 'Filesystem 1024-blocks Used Available Capacity Mounted on'\n"
+        "echo 'fake 1000 999 1 99% /'\n"
+    )
+    (tools / "df").chmod(0o755)
+    data = tmp_path / "data"
+    result = download(data, url, "--imdb", path=f"{tools}:{os.environ['PATH']}")
+    assert result.returncode != 0
+    assert "error: not enough disk space" in result.stderr.strip().splitlines()[-1]
+    assert "1.0K free" in result.stdout
+    assert list(data.iterdir()) == []

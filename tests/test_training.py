@@ -222,10 +222,12 @@ def test_a_refused_start_leaves_no_output_folder(disks, tmp_path, run_script):
         assert not (tmp_path / "o").exists(), override
 
 
-def test_imagenet_weights_offline_say_what_to_do(disks, tmp_path, run_script):
+def test_imagenet_weights_offline_say_what_to_do(disks, tmp_path, run_script, offline):
     result = run_script(
         "train.py", *data_options(disks), "model.model_name=MobileNetV3Small", "model.img_size=64",
-        f"train.output_dir={tmp_path}/o", cwd=tmp_path, env={"KERAS_HOME": str(tmp_path / "keras")},
+        f"train.output_dir={tmp_path}/o", cwd=tmp_path, env=offline,
     )  # fmt: skip
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "model.weights=null" in result.stderr.strip().splitlines()[-1]
+    message = user_error(result)
+    assert "cannot get the ImageNet weights of MobileNetV3Small" in message
+    assert "model.weights=null" in message and "Connection refused" in message
+    assert not (tmp_path / "o").exists()
