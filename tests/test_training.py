@@ -1,7 +1,9 @@
 """Training through train.py: it learns, resumes, distributes, and refuses bad input early."""
 
 import json
+import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -174,6 +176,59 @@ def test_mirrored_strategy_on_two_cpus_gives_the_same_step(disks):
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["replicas"] == 2
     np.testing.assert_allclose(figures["mirrored"], figures["single"], rtol=1e-4)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Keras 3 cannot fit under MultiWorkerMirroredStrategy (keras-team/keras#20585): its "
+    "symbolic build reduces a nested batch across workers. Strict: a Keras that fixes it fails "
+    "this marker, and the test then guards multi-worker training.",
+)
+def test_two_workers_train_and_only_the_chief_writes(disks, tmp_path):
+    rows = pd.read_csv(disks / "train.csv")
+    rows[:64].to_csv(tmp_path / "train.csv", index=False)
+    rows[64:96].to_csv(tmp_path / "val.csv", index=False)
+    output = tmp_path / "run"
+    arguments = [
+        sys.executable, str(REPO / "train.py"), f"data.csv={tmp_path}/train.csv",
+        f"data.val_csv={tmp_path}/val.csv", f"data.root={disks}/images", *SMALL_MODEL,
+        "model.img_size=32", "train.epochs=2", "train.batch_size=16", f"train.output_dir={output}",
+    ]  # fmt: skip
+    cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
+    workers = [
+        subprocess.Popen(
+            arguments,
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={
+                **os.environ,
+                "TF_CPP_MIN_LOG_LEVEL": "2",
+                "TF_CONFIG": json.dumps(
+                    {"cluster": cluster, "task": {"type": "worker", "index": index}}
+                ),
+            },
+        )  # fmt: skip
+        for index in range(2)
+    ]
+    try:
+        errors = [worker.communicate(timeout=300)[1] for worker in workers]
+    finally:
+        for worker in workers:
+            worker.kill()
+    assert [worker.returncode for worker in workers] == [0, 0], errors[0][-3000:]
+    assert pd.read_csv(output / "log.csv")["epoch"].tolist() == [0, 1]
+    assert (output / "best.keras").exists()
+    # The other worker kept only its own backup, apart from the chief's.
+    assert (output / "backup" / "worker-1").is_dir()
+    assert not list(output.glob("**/worker-0*"))
 
 
 def test_bad_input_is_one_line_before_training(disks, tmp_path, run_script):
