@@ -57,11 +57,13 @@ def main(argv: list[str] | None = None) -> None:
     if output_dir is None and not (args.display and demo.display_available()):
         output_dir = Path("output")
         print("no display: writing results to output/ (set --output_dir to choose)")
-    if output_dir is not None:
-        make_output_folder(output_dir)
-    capture = None
-    if args.image_dir is None:  # open the video or camera first: a mistake there fails fast
+    # Inputs and outputs are checked before the model loads: a mistake there fails fast.
+    if args.image_dir is not None:
+        images, others = demo.image_files(args.image_dir, output_dir)
+    else:
         capture = demo.open_capture(str(args.video) if args.video else args.camera)
+        name = args.video.stem if args.video else f"camera{args.camera}"
+        demo.check_outputs([args.video] if args.video else [], [f"{name}.mp4"], output_dir)
     upsample = args.upsample if args.upsample is not None else int(args.image_dir is not None)
     detector = FaceDetector(args.detector, upsample, args.min_face)
     estimator = load_estimator(args.weight_file, args.model)
@@ -69,14 +71,15 @@ def main(argv: list[str] | None = None) -> None:
         if not hasattr(estimator, "margin"):
             raise UserError("--margin applies to Keras models, not to dlib-models")
         estimator.margin = args.margin
+    if output_dir is not None:
+        make_output_folder(output_dir)
     print(f"model: {estimator.name}, detector: {args.detector}")
     annotator = demo.Annotator(estimator, detector)
     try:
         if args.image_dir is not None:
-            demo.run_images(annotator, args.image_dir, output_dir)
+            demo.run_images(annotator, images, others, output_dir)
         else:
-            name = args.video.stem if args.video else f"camera{args.camera}"
-            demo.run_video(annotator, capture, name, output_dir, args.video)
+            demo.run_video(annotator, capture, name, output_dir)
     finally:  # the images done so far keep their predictions, whatever stopped the run
         if output_dir is not None and annotator.rows:
             annotator.write_predictions(output_dir)

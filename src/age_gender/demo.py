@@ -113,25 +113,30 @@ def write_image(path: Path, image: np.ndarray) -> None:
         raise UserError(f"cannot write {path}: {error.strerror or error}") from error
 
 
-def image_files(folder: Path) -> tuple[list[Path], list[Path]]:
-    """Files of the folder sorted by name, split into (images, other files)."""
+def check_outputs(inputs: list[Path], names: list[str], output_dir: Path | None) -> None:
+    """Refuses, before any work, outputs (`names` and the predictions, in `output_dir`) that
+    would replace one of `inputs`."""
+    if output_dir is not None:
+        check_inputs_kept([output_dir / name for name in [*names, *PREDICTION_FILES]], inputs)
+
+
+def image_files(folder: Path, output_dir: Path | None) -> tuple[list[Path], list[Path]]:
+    """Files of the folder sorted by name, split into (images, other files); refuses a folder
+    without images, and an output folder where the results would replace any of its files."""
     if not folder.is_dir():
         raise UserError(f"image folder {folder} does not exist")
     files = sorted(path for path in folder.iterdir() if path.is_file())
     images = [path for path in files if cv2.haveImageReader(str(path))]
+    if not images:
+        raise UserError(f"no images in {folder}")
+    check_outputs(files, [annotated_name(path) for path in images], output_dir)
     return images, [path for path in files if path not in images]
 
 
-def run_images(annotator: Annotator, folder: Path, output_dir: Path | None) -> None:
-    """Annotates every image of `folder`: shown one by one, or written to `output_dir`."""
-    images, others = image_files(folder)
-    if not images:
-        raise UserError(f"no images in {folder}")
-    if output_dir is not None:
-        outputs = [output_dir / annotated_name(path) for path in images]
-        check_inputs_kept(
-            outputs + [output_dir / name for name in PREDICTION_FILES], images + others
-        )
+def run_images(
+    annotator: Annotator, images: list[Path], others: list[Path], output_dir: Path | None
+) -> None:
+    """Annotates `images`: shown one by one, or written to `output_dir`."""
     for path in tqdm(images, desc="images", unit="image", disable=output_dir is None):
         image = read_image(path)
         if image is None:
@@ -166,17 +171,9 @@ def open_capture(source: str | int) -> cv2.VideoCapture:
 
 
 def run_video(
-    annotator: Annotator,
-    capture: cv2.VideoCapture,
-    name: str,
-    output_dir: Path | None,
-    source: Path | None = None,
+    annotator: Annotator, capture: cv2.VideoCapture, name: str, output_dir: Path | None
 ) -> None:
-    """Annotates an opened video (from file `source`) or camera with tracking; shows it or
-    writes `<name>.mp4`."""
-    if output_dir is not None and source is not None:
-        outputs = [output_dir / f"{name}.mp4"] + [output_dir / file for file in PREDICTION_FILES]
-        check_inputs_kept(outputs, [source])
+    """Annotates an opened video or camera with tracking; shows it or writes `<name>.mp4`."""
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     tracker = FaceTracker()
