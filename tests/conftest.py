@@ -18,14 +18,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def run_script():
-    """Runs `python <script> args...` of the repository in `cwd`; returns the finished process."""
+    """Runs `python <script> args...` of the repository (or `python -c CODE args...`) in `cwd`;
+    returns the finished process."""
 
     def run(
         script: str, *args: str, cwd: Path = REPO, timeout: float = 600, env: dict | None = None
     ):
         environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+        command = [script] if script.startswith("-") else [str(REPO / script)]
         return subprocess.run(
-            [sys.executable, str(REPO / script), *map(str, args)],
+            [sys.executable, *command, *map(str, args)],
             cwd=cwd,
             capture_output=True,
             text=True,

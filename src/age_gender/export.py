@@ -1,0 +1,94 @@
+"""A Keras model as ONNX, with its metadata inside the file, kept only if it matches the original.
+
+Parity is checked on fixed crops before the file is given its name: the expected age within
+0.05 years and P(male) within 1e-4 of the Keras model's.
+"""
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from age_gender import synthetic
+from age_gender.errors import UserError
+from age_gender.estimator import KerasEstimator
+from age_gender.files import atomic_output
+from age_gender.runtimes import METADATA_KEY, OnnxEstimator
+
+AGE_TOLERANCE = 0.05  # years
+MALE_TOLERANCE = 1e-4
+HEADS = {
+    "pred_gender": "softmax over (female, male)",
+    "pred_age": "softmax over ages 0..100; the age is its expected value",
+}
+INPUT = "float32 RGB 0..255, N x S x S x 3: the face box widened by the margin, resized to S"
+
+
+def parity_crops(size: int, count: int = 8) -> np.ndarray:
+    """Fixed, varied crops (disks of every size on noise) that any model maps differently."""
+    rng = np.random.default_rng(0)
+    ages = np.linspace(0, 100, count).astype(int)
+    return np.stack([synthetic.disk_image(age, age % 2, size, rng) for age in ages])
+
+
+def embed_normalization_constants(network: keras.Model) -> None:
+    """Holds each Normalization layer's mean and variance as NumPy arrays, so tracing writes them
+    into the graph as constants; as tensors they become extra graph inputs of the ONNX file."""
+    for layer in network.layers:
+        if isinstance(layer, keras.layers.Normalization) and layer.mean is not None:
+            layer.mean, layer.variance = np.asarray(layer.mean), np.asarray(layer.variance)
+
+
+def write_onnx(estimator: KerasEstimator, path: Path) -> None:
+    """Keras' own ONNX export, then the metadata written into the file."""
+    import onnx
+
+    network = estimator.network
+    network(np.zeros((1, estimator.img_size, estimator.img_size, 3), np.float32))
+    embed_normalization_constants(network)
+    network.export(str(path), format="onnx", verbose=False)
+    exported = onnx.load(str(path))
+    if len(exported.graph.input) != 1:
+        names = ", ".join(graph_input.name for graph_input in exported.graph.input)
+        raise UserError(f"the ONNX export of {estimator.name} has extra inputs ({names})")
+    heads = {"2": "pred_gender", "101": "pred_age"}
+    outputs = {
+        heads[str(output.type.tensor_type.shape.dim[-1].dim_value)]: output.name
+        for output in exported.graph.output
+    }
+    metadata = {**estimator.metadata, "heads": HEADS, "input": INPUT, "outputs": outputs}
+    entry = exported.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
+    onnx.save(exported, str(path))
+
+
+def parity(reference, candidate, crops: np.ndarray) -> tuple[float, float]:
+    """The largest differences in expected age (years) and in P(male) over `crops`."""
+    pairs = list(zip(reference.predict_crops(crops), candidate.predict_crops(crops), strict=True))
+    age = max(abs(a.age - b.age) for a, b in pairs)
+    male = max(abs(a.male_probability - b.male_probability) for a, b in pairs)
+    return age, male
+
+
+def export_onnx(estimator: KerasEstimator, path: Path) -> tuple[float, float]:
+    """Writes `path` when the exported model matches; returns the parity figures."""
+    with atomic_output(path) as temporary:
+        write_onnx(estimator, temporary)
+        try:
+            exported = OnnxEstimator.load(temporary)
+        except UserError as error:
+            raise UserError(
+                f"the ONNX export of {estimator.name} does not load in onnxruntime, so this "
+                f"backbone cannot be exported ({str(error).splitlines()[0][-300:]})"
+            ) from error
+        crops = parity_crops(estimator.img_size)
+        age, male = parity(estimator, exported, crops)
+        print(
+            f"parity on {len(crops)} crops: expected age within "
+            f"{age:.5f} years (limit {AGE_TOLERANCE}), P(male) within {male:.2e} "
+            f"(limit {MALE_TOLERANCE})"
+        )
+        if not (age <= AGE_TOLERANCE and male <= MALE_TOLERANCE):
+            raise UserError(f"the ONNX export of {estimator.name} does not match it; not kept")
+    return age, male
