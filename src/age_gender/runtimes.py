@@ -1,7 +1,9 @@
-"""Estimators for exported models: ONNX through onnxruntime, with no TensorFlow import.
+"""Estimators for exported models, with no TensorFlow import: ONNX through onnxruntime, TFLite
+through the LiteRT interpreter.
 
-An exported file carries its metadata (backbone, image size, channel order, margin, which output
-is which head), written by `export.py`, so it runs without the training stack.
+An exported model carries its metadata (backbone, image size, channel order, margin, which output
+is which head), written by `export.py` (inside an ONNX file, beside a TFLite file), so it runs
+without the training stack.
 """
 
 import json
@@ -53,4 +55,53 @@ class OnnxEstimator(CropEstimator):
     def predict_crops(self, crops: np.ndarray) -> list[Prediction]:
         feeds = {self._input: crops.astype(np.float32)}
         gender, age = self.session.run(self._outputs, feeds)
+        return decode(gender, age)
+
+
+def sidecar_path(model_path: Path) -> Path:
+    """The JSON beside a TFLite file that holds its metadata: `model.tflite.json`."""
+    return model_path.with_name(f"{model_path.name}.json")
+
+
+class TFLiteEstimator(CropEstimator):
+    """A TFLite model exported by `export.py`, run by the LiteRT interpreter (one at a time)."""
+
+    def __init__(self, interpreter, metadata: dict, name: str):
+        self.interpreter = interpreter
+        self.metadata = metadata
+        self.name = name
+        self.img_size = metadata["img_size"]
+        self.margin = metadata["margin"]
+        self._input = interpreter.get_input_details()[0]["index"]
+        indices = {output["name"]: output["index"] for output in interpreter.get_output_details()}
+        self._outputs = [indices[metadata["outputs"][head]] for head in ("pred_gender", "pred_age")]
+
+    @classmethod
+    def load(cls, path: Path, metadata: dict | None = None) -> "TFLiteEstimator":
+        """`path` with the metadata of its sidecar JSON, unless given."""
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as error:
+            raise UserError(
+                f"running {path.name} needs the LiteRT runtime: pip install 'age-gender[litert]'"
+            ) from error
+        if not path.is_file():
+            raise UserError(f"weight file {path} not found")
+        if metadata is None:
+            sidecar = sidecar_path(path)
+            if not sidecar.is_file():
+                raise UserError(f"{sidecar} not found: export.py writes it beside {path.name}")
+            metadata = json.loads(sidecar.read_text())
+        try:
+            interpreter = Interpreter(model_path=str(path))
+        except Exception as error:  # LiteRT raises ValueError or RuntimeError for broken files
+            raise UserError(f"{path} is not a TFLite model: {error}") from error
+        return cls(interpreter, metadata, str(path))
+
+    def predict_crops(self, crops: np.ndarray) -> list[Prediction]:
+        self.interpreter.resize_tensor_input(self._input, crops.shape)
+        self.interpreter.allocate_tensors()
+        self.interpreter.set_tensor(self._input, crops.astype(np.float32))
+        self.interpreter.invoke()
+        gender, age = (self.interpreter.get_tensor(index) for index in self._outputs)
         return decode(gender, age)
