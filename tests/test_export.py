@@ -80,17 +80,13 @@ def test_exports_match_keras_and_run_without_tensorflow(varied_model, tmp_path, 
 def test_bad_exports_are_one_line(tmp_path, run_script):
     missing = run_script("export.py", "--weight_file", "none.keras", cwd=tmp_path)
     assert "weight file none.keras not found" in user_error(missing)
-    (tmp_path / "broken.onnx").write_bytes(b"not a model")
-    result = run_script(
-        "demo.py", "--image_dir", REPO / "examples", "--weight_file", tmp_path / "broken.onnx",
-        "--output_dir", tmp_path / "out", cwd=tmp_path,
-    )  # fmt: skip
-    assert "is not an ONNX model" in user_error(result)
-    (tmp_path / "lone.tflite").write_bytes(b"not a model")
-    result = run_script(
-        "demo.py", "--image_dir", REPO / "examples", "--weight_file", tmp_path / "lone.tflite",
-        "--output_dir", tmp_path / "out", cwd=tmp_path,
-    )  # fmt: skip
-    assert "lone.tflite.json not found: export.py writes it beside lone.tflite" in user_error(
-        result
-    )
+    for name, message in [
+        ("broken.onnx", "is not an ONNX model"),
+        ("lone.tflite", "lone.tflite.json not found: export.py writes it beside lone.tflite"),
+    ]:
+        (tmp_path / name).write_bytes(b"not a model")
+        result = run_script(
+            "demo.py", "--image_dir", REPO / "examples", "--weight_file", tmp_path / name,
+            "--output_dir", tmp_path / "out", cwd=tmp_path,
+        )  # fmt: skip
+        assert message in user_error(result)

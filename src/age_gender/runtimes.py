@@ -6,6 +6,7 @@ is which head), written by `export.py` (inside an ONNX file, beside a TFLite fil
 without the training stack.
 """
 
+import importlib
 import json
 from pathlib import Path
 
@@ -15,6 +16,20 @@ from age_gender.errors import UserError
 from age_gender.estimator import CropEstimator, Prediction, decode
 
 METADATA_KEY = "age_gender"
+
+
+def import_runtime(module: str, path: Path, extra: str):
+    """The runtime module that runs `path`, or one line saying how to install it; and `path`
+    must exist."""
+    try:
+        runtime = importlib.import_module(module)
+    except ImportError as error:
+        raise UserError(
+            f"running {path.name} needs {module}: pip install 'age-gender[{extra}]'"
+        ) from error
+    if not path.is_file():
+        raise UserError(f"weight file {path} not found")
+    return runtime
 
 
 class OnnxEstimator(CropEstimator):
@@ -38,14 +53,7 @@ class OnnxEstimator(CropEstimator):
 
     @classmethod
     def load(cls, path: Path) -> "OnnxEstimator":
-        try:
-            import onnxruntime
-        except ImportError as error:
-            raise UserError(
-                f"running {path.name} needs onnxruntime: pip install 'age-gender[onnx]'"
-            ) from error
-        if not path.is_file():
-            raise UserError(f"weight file {path} not found")
+        onnxruntime = import_runtime("onnxruntime", path, "onnx")
         try:
             session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own types for broken files
@@ -79,21 +87,14 @@ class TFLiteEstimator(CropEstimator):
     @classmethod
     def load(cls, path: Path, metadata: dict | None = None) -> "TFLiteEstimator":
         """`path` with the metadata of its sidecar JSON, unless given."""
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError as error:
-            raise UserError(
-                f"running {path.name} needs the LiteRT runtime: pip install 'age-gender[litert]'"
-            ) from error
-        if not path.is_file():
-            raise UserError(f"weight file {path} not found")
+        litert = import_runtime("ai_edge_litert.interpreter", path, "litert")
         if metadata is None:
             sidecar = sidecar_path(path)
             if not sidecar.is_file():
                 raise UserError(f"{sidecar} not found: export.py writes it beside {path.name}")
             metadata = json.loads(sidecar.read_text())
         try:
-            interpreter = Interpreter(model_path=str(path))
+            interpreter = litert.Interpreter(model_path=str(path))
         except Exception as error:  # LiteRT raises ValueError or RuntimeError for broken files
             raise UserError(f"{path} is not a TFLite model: {error}") from error
         return cls(interpreter, metadata, str(path))
