@@ -8,35 +8,21 @@ python demo.py --video clip.mp4 --output_dir out
 import argparse
 from pathlib import Path
 
-from age_gender.errors import ArgumentParser, UserError, exit_on_user_error, number
+from age_gender import options
+from age_gender.errors import ArgumentParser, exit_on_user_error
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--weight_file", type=Path, help="a .keras model from train.py or original .hdf5 weights "
-        "(default: the original project's EfficientNetB3, downloaded once)",
-    )  # fmt: skip
-    parser.add_argument("--model", help="'dlib-models': the bundled public-domain networks")
-    parser.add_argument(
-        "--margin",
-        type=number(float, 0),
-        help="crop margin around faces (default: the model's, 0.4)",
-    )
+    options.add_model_options(parser)
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--image_dir", type=Path, help="annotate the images of this folder")
     source.add_argument("--video", type=Path, help="annotate this video file")
     source.add_argument("--camera", type=int, default=0, help="webcam index (default 0)")
-    parser.add_argument("--detector", choices=("hog", "cnn"), default="hog")
-    parser.add_argument(
-        "--upsample", type=number(int, 0),
-        help="detector upsampling: finds faces under 80 px but costs 4x "
-        "(default 1 for images; 0 for video and webcam, whose faces are near and large)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--min_face", type=number(int, 0), default=0, help="ignore faces smaller than this (pixels)"
+    options.add_detector_options(
+        parser, "default 1 for images; 0 for video and webcam, whose faces are near and large"
     )
     parser.add_argument("--output_dir", type=Path, help="write results here instead of showing")
     parser.add_argument(
@@ -49,8 +35,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     from age_gender import demo  # after parsing: TensorFlow is slow to import
-    from age_gender.estimator import load_estimator
-    from age_gender.faces import FaceDetector
     from age_gender.files import make_output_folder
 
     output_dir = args.output_dir
@@ -64,13 +48,8 @@ def main(argv: list[str] | None = None) -> None:
         capture = demo.open_capture(str(args.video) if args.video else args.camera)
         name = args.video.stem if args.video else f"camera{args.camera}"
         demo.check_outputs([args.video] if args.video else [], [f"{name}.mp4"], output_dir)
-    upsample = args.upsample if args.upsample is not None else int(args.image_dir is not None)
-    detector = FaceDetector(args.detector, upsample, args.min_face)
-    estimator = load_estimator(args.weight_file, args.model)
-    if args.margin is not None:
-        if not hasattr(estimator, "margin"):
-            raise UserError("--margin applies to Keras models, not to dlib-models")
-        estimator.margin = args.margin
+    detector = options.make_detector(args, default_upsample=int(args.image_dir is not None))
+    estimator = options.load_model(args)
     if output_dir is not None:
         make_output_folder(output_dir)
     print(f"model: {estimator.name}, detector: {args.detector}")

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from age_gender.drawing import draw_faces
 from age_gender.errors import UserError
+from age_gender.estimator import Prediction
 from age_gender.faces import FaceDetector
 from age_gender.files import atomic_output, check_inputs_kept
 from age_gender.tracking import FaceTracker
@@ -53,6 +54,17 @@ def read_image(path: Path) -> np.ndarray | None:
     return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def face_record(box: tuple, prediction: Prediction) -> dict:
+    """One face as the demo's table and the server's JSON give it."""
+    return {
+        **dict(zip(("x_min", "y_min", "x_max", "y_max"), box, strict=True)),
+        "age": round(prediction.age, 2),
+        "age_std": round(prediction.age_std, 2),
+        "gender": prediction.gender,
+        "gender_probability": round(prediction.gender_probability, 4),
+    }
+
+
 class Annotator:
     """Detects, estimates, smooths (for frame sequences) and records predictions."""
 
@@ -72,17 +84,7 @@ class Annotator:
         if not boxes:
             self.rows.append(base)
         for index, (box, prediction) in enumerate(zip(boxes, predictions, strict=True)):
-            self.rows.append(
-                {
-                    **base,
-                    "face": index,
-                    **dict(zip(("x_min", "y_min", "x_max", "y_max"), box, strict=True)),
-                    "age": round(prediction.age, 2),
-                    "age_std": round(prediction.age_std, 2),
-                    "gender": prediction.gender,
-                    "gender_probability": round(prediction.gender_probability, 4),
-                }
-            )
+            self.rows.append({**base, "face": index, **face_record(box, prediction)})
         return draw_faces(image, boxes, predictions)
 
     def write_predictions(self, output_dir: Path) -> None:

@@ -1,0 +1,59 @@
+"""A REST API and a web page for age and gender estimation (see README.md).
+
+python serve.py                                  http://127.0.0.1:8000, the default model
+python serve.py --weight_file exported/m.onnx    an exported model, no TensorFlow needed
+python serve.py --model dlib-models --token SECRET --cors https://example.org
+"""
+
+import argparse
+
+from age_gender import options
+from age_gender.errors import ArgumentParser, UserError, exit_on_user_error, number
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    options.add_model_options(parser)
+    options.add_detector_options(parser, "default 1: uploads are photos, faces can be small")
+    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to accept other machines")
+    parser.add_argument("--port", type=number(int, 0), default=8000, help="0: any free port")
+    parser.add_argument(
+        "--max_upload_mb", type=number(float, 0.001), default=10.0, help="largest upload (MB)"
+    )
+    parser.add_argument(
+        "--max_megapixels", type=number(float, 0.001), default=40.0,
+        help="largest image, in millions of pixels (decompression bombs stop here)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--queue", type=number(int, 1), default=64,
+        help="requests in progress at once; more get 503 (default 64)",
+    )  # fmt: skip
+    parser.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on /v1 routes")
+    parser.add_argument("--cors", metavar="ORIGIN", help="allow this web origin to call the API")
+    return parser.parse_args(argv)
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        import uvicorn
+
+        from age_gender import serving
+    except ImportError as error:
+        raise UserError(f"serve.py needs {error.name}: pip install 'age-gender[serve]'") from error
+
+    limits = serving.Limits(args.max_upload_mb, args.max_megapixels, args.queue)
+    inference = serving.Inference(options.load_model(args), options.make_detector(args, 1), limits)
+    app = serving.create_app(inference, args.token, args.cors)
+    print(f"model: {inference.model_name}, detector: {args.detector}")
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    except OSError as error:
+        raise UserError(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from error
+
+
+if __name__ == "__main__":
+    main()

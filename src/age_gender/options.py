@@ -1,0 +1,50 @@
+"""Command-line options that every script running a model shares: which model, which detector."""
+
+import argparse
+from pathlib import Path
+
+from age_gender.errors import UserError, number
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--weight_file", type=Path, help="a .keras model from train.py, original .hdf5 weights, "
+        "or a model exported to .onnx / .tflite (default: the original project's EfficientNetB3, "
+        "downloaded once)",
+    )  # fmt: skip
+    parser.add_argument("--model", help="'dlib-models': the bundled public-domain networks")
+    parser.add_argument(
+        "--margin",
+        type=number(float, 0),
+        help="crop margin around faces (default: the model's, 0.4)",
+    )
+
+
+def add_detector_options(parser: argparse.ArgumentParser, upsample_help: str) -> None:
+    parser.add_argument("--detector", choices=("hog", "cnn"), default="hog")
+    parser.add_argument(
+        "--upsample", type=number(int, 0),
+        help=f"detector upsampling: finds faces under 80 px but costs 4x ({upsample_help})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--min_face", type=number(int, 0), default=0, help="ignore faces smaller than this (pixels)"
+    )
+
+
+def load_model(args: argparse.Namespace):
+    """The estimator the options name, with their margin."""
+    from age_gender.estimator import load_estimator
+
+    estimator = load_estimator(args.weight_file, args.model)
+    if args.margin is not None:
+        if not hasattr(estimator, "margin"):
+            raise UserError("--margin applies to models of this project, not to dlib-models")
+        estimator.margin = args.margin
+    return estimator
+
+
+def make_detector(args: argparse.Namespace, default_upsample: int):
+    from age_gender.faces import FaceDetector
+
+    upsample = args.upsample if args.upsample is not None else default_upsample
+    return FaceDetector(args.detector, upsample, args.min_face)

@@ -1,0 +1,269 @@
+"""The REST API and its web page: one model, loaded once, behind limits that keep the server up.
+
+The server never reads a path or fetches a URL named in a request, keeps uploads in memory only,
+and answers every mistake with a JSON error and its status, never a traceback. Detection and
+estimation run in worker threads, one image at a time (dlib's detector and the models are not
+shared between threads), so the event loop keeps accepting and refusing requests meanwhile.
+"""
+
+import dataclasses
+import io
+import logging
+import secrets
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
+from PIL import Image, ImageOps, UnidentifiedImageError
+from pydantic import BaseModel
+from starlette.formparsers import MultiPartParser
+
+from age_gender.demo import face_record
+from age_gender.faces import FaceDetector
+
+WEB = Path(__file__).parent / "web"
+FORMATS = {"JPEG", "PNG", "WEBP"}
+MULTIPART_OVERHEAD = 64 * 1024  # bytes of a multipart body around the file: boundaries, headers
+log = logging.getLogger("age_gender.serving")
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """What one request may ask of the server."""
+
+    max_upload_mb: float = 10.0
+    max_megapixels: float = 40.0
+    queue: int = 64  # requests waiting or running at once; beyond it, 503
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1_000_000)
+
+
+class Face(BaseModel):
+    x_min: int
+    y_min: int
+    x_max: int
+    y_max: int
+    age: float
+    age_std: float | None  # None where the model gives no age distribution (dlib-models)
+    gender: str
+    gender_probability: float
+    score: float
+
+
+class PredictResponse(BaseModel):
+    width: int
+    height: int
+    model: str
+    time_ms: float
+    faces: list[Face]
+
+
+class UploadLimit:
+    """ASGI middleware: a request body over `limit` bytes gets 413 before anything parses it.
+
+    The body is gathered in memory up to the limit (never spooled to disk), then handed on.
+    """
+
+    def __init__(self, app, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length", b"0")
+        if length.isdigit() and int(length) > self.limit:
+            return await self.refuse(scope, receive, send)
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self.limit:
+                return await self.refuse(scope, receive, send)
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def refuse(self, scope, receive, send) -> None:
+        megabytes = (self.limit - MULTIPART_OVERHEAD) / 1_000_000
+        detail = f"the upload is over the server's limit of {megabytes:g} MB"
+        await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+
+
+def decode_upload(data: bytes, limits: Limits) -> np.ndarray:
+    """The uploaded image as RGB uint8 (EXIF orientation applied), or the HTTP error it earns.
+
+    Its size is read from the header before any pixel is decoded, so a decompression bomb costs
+    nothing; Pillow's full decode notices truncated files, which OpenCV would pad with grey.
+    """
+    if not data:
+        raise HTTPException(422, "the uploaded file is empty")
+    if len(data) > limits.max_upload_bytes:
+        raise HTTPException(413, f"the image is over the limit of {limits.max_upload_mb:g} MB")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.format not in FORMATS:
+                raise HTTPException(415, f"{image.format} is not accepted; send JPEG, PNG or WebP")
+            if image.width * image.height > limits.max_megapixels * 1e6:
+                raise HTTPException(
+                    413, f"the image has {image.width} x {image.height} pixels, over the limit "
+                    f"of {limits.max_megapixels:g} megapixels",
+                )  # fmt: skip
+            image.load()
+            return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    except UnidentifiedImageError as error:
+        raise HTTPException(415, "not an image; send JPEG, PNG or WebP") from error
+    except Image.DecompressionBombError as error:
+        raise HTTPException(413, f"the image is over the pixel limit: {error}") from error
+    except (OSError, SyntaxError, ValueError) as error:  # Pillow's errors for damaged files
+        raise HTTPException(422, f"the image is truncated or corrupt: {error}") from error
+
+
+class Inference:
+    """The detector and the estimator, used by one thread at a time."""
+
+    def __init__(self, estimator, detector: FaceDetector, limits: Limits):
+        self.estimator = estimator
+        self.detector = detector
+        self.limits = limits
+        self.lock = threading.Lock()
+        self.model_name = Path(estimator.name).name  # a file name, never a server path
+        self.warm_up()
+
+    def warm_up(self) -> None:
+        """One call of each, so the first request does not pay for graph building or caches."""
+        blank = np.zeros((240, 320, 3), np.uint8)
+        with self.lock:
+            self.detector.detect(blank)
+            self.estimator.predict(blank, [(100, 60, 220, 180)])
+
+    def predict(self, data: bytes) -> PredictResponse:
+        started = time.perf_counter()
+        image = decode_upload(data, self.limits)
+        with self.lock:
+            faces = self.detector.detect(image)
+            predictions = self.estimator.predict(image, [face.box for face in faces])
+        records = []
+        for face, prediction in zip(faces, predictions, strict=True):
+            record = face_record(face.box, prediction)
+            age_std = None if np.isnan(record["age_std"]) else record["age_std"]
+            records.append(Face(**{**record, "age_std": age_std}, score=round(face.score, 3)))
+        return PredictResponse(
+            width=image.shape[1],
+            height=image.shape[0],
+            model=self.model_name,
+            time_ms=round((time.perf_counter() - started) * 1000, 1),
+            faces=records,
+        )
+
+    def describe(self) -> dict:
+        metadata = getattr(self.estimator, "metadata", {})
+        return {
+            "model": self.model_name,
+            "metadata": {key: value for key, value in metadata.items() if key != "outputs"},
+            "detector": {
+                "kind": self.detector.kind,
+                "upsample": self.detector.upsample,
+                "min_face": self.detector.min_size,
+            },
+            "limits": dataclasses.asdict(self.limits),
+        }
+
+
+def bearer_check(token: str | None):
+    """A dependency that lets a request through only with `Authorization: Bearer <token>`."""
+    scheme = HTTPBearer(auto_error=False)
+
+    def check(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(scheme)]):
+        if token is None:
+            return
+        if credentials is None or not secrets.compare_digest(credentials.credentials, token):
+            raise HTTPException(
+                401, "a valid bearer token is needed", headers={"WWW-Authenticate": "Bearer"}
+            )
+
+    return check
+
+
+def create_app(
+    inference: Inference, token: str | None = None, cors_origin: str | None = None
+) -> FastAPI:
+    """The API (`/v1/...`, `/healthz`), the web page at `/`, and the limits around them."""
+    # FastAPIOffline: FastAPI whose OpenAPI page (/docs) is served from the package, no CDN.
+    app = FastAPIOffline(
+        title="age-gender",
+        summary="Age and gender of the faces in an image",
+        version="1",
+    )
+    limits = inference.limits
+    # Multipart files stay in memory up to the upload limit: an upload is never written to disk.
+    MultiPartParser.spool_max_size = limits.max_upload_bytes + MULTIPART_OVERHEAD
+    app.add_middleware(UploadLimit, limit=limits.max_upload_bytes + MULTIPART_OVERHEAD)
+    if cors_origin:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=[cors_origin],
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization"],
+        )
+    authorised = [Depends(bearer_check(token))]
+    active = 0
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, error: Exception) -> JSONResponse:
+        log.exception("error while answering %s", request.url.path)
+        return JSONResponse({"detail": "internal error; the server log has the details"}, 500)
+
+    @app.post("/v1/predict", dependencies=authorised)
+    async def predict(
+        image: Annotated[UploadFile, File(description="a JPEG, PNG or WebP image")],
+    ) -> PredictResponse:
+        """Faces in the image, each with its box, age, age spread and gender."""
+        nonlocal active
+        if active >= limits.queue:
+            raise HTTPException(503, f"busy: {active} requests in progress; retry shortly")
+        active += 1
+        try:
+            data = await image.read()
+            return await run_in_threadpool(inference.predict, data)
+        finally:
+            active -= 1
+
+    @app.get("/v1/model", dependencies=authorised)
+    def model() -> dict:
+        """The model, its metadata, the detector settings and the request limits."""
+        return inference.describe()
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(WEB / "index.html")
+
+    app.mount("/web", StaticFiles(directory=WEB), name="web")
+    return app
