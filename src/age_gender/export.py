@@ -1,8 +1,10 @@
-"""A Keras model as ONNX or TFLite, with its metadata, kept only if it matches the original.
+"""A Keras model as ONNX, TFLite or a SavedModel, with its metadata, kept only if it matches
+the original.
 
-Parity is checked on fixed crops before the file is given its name: the expected age within
-0.05 years and P(male) within 1e-4 of the Keras model's. ONNX holds the metadata inside the file;
-TFLite in a sidecar JSON beside it (`model.tflite.json`).
+Parity is checked on fixed crops before the output is given its name: the expected age within
+0.05 years and P(male) within 1e-4 of the Keras model's. ONNX holds the metadata inside the file,
+a SavedModel inside its folder (`assets.extra/age_gender.json`), TFLite in a sidecar JSON beside
+it (`model.tflite.json`).
 """
 
 import json
@@ -13,7 +15,7 @@ import numpy as np
 
 from age_gender import synthetic
 from age_gender.errors import UserError
-from age_gender.estimator import KerasEstimator
+from age_gender.estimator import KerasEstimator, SavedModelEstimator
 from age_gender.files import atomic_output
 from age_gender.runtimes import METADATA_KEY, OnnxEstimator, TFLiteEstimator, sidecar_path
 
@@ -25,7 +27,7 @@ HEADS = {
 }
 INPUT = "float32 RGB 0..255, N x S x S x 3: the face box widened by the margin, resized to S"
 HEAD_BY_WIDTH = {2: "pred_gender", 101: "pred_age"}
-SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite"}
+SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite", "saved_model": "_saved_model"}
 
 
 def parity_crops(size: int, count: int = 8) -> np.ndarray:
@@ -86,7 +88,22 @@ def write_tflite(estimator: KerasEstimator, path: Path) -> TFLiteEstimator:
     return TFLiteEstimator.load(path, export_metadata(estimator, outputs))
 
 
-WRITERS = {"onnx": write_onnx, "tflite": write_tflite}
+def write_saved_model(estimator: KerasEstimator, path: Path) -> SavedModelEstimator:
+    """Keras' own SavedModel export (a folder), the metadata written inside it; its runner."""
+    import tensorflow as tf
+
+    traced(estimator).export(str(path), format="tf_saved_model", verbose=False)
+    signature = tf.saved_model.load(str(path)).signatures["serving_default"]
+    outputs = {
+        HEAD_BY_WIDTH[spec.shape[-1]]: name for name, spec in signature.structured_outputs.items()
+    }
+    metadata_path = path / SavedModelEstimator.METADATA
+    metadata_path.parent.mkdir()
+    metadata_path.write_text(json.dumps(export_metadata(estimator, outputs), indent=1))
+    return SavedModelEstimator.load(path)
+
+
+WRITERS = {"onnx": write_onnx, "tflite": write_tflite, "saved_model": write_saved_model}
 
 
 def parity(reference, candidate, crops: np.ndarray) -> tuple[float, float]:

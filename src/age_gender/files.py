@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,12 +51,19 @@ def check_inputs_kept(outputs: list[Path], inputs: list[Path]) -> None:
 def atomic_output(path: Path) -> Iterator[Path]:
     """Yields a temporary path beside `path`; renames it to `path` only if the block succeeds.
 
+    The block may write a file or a folder (a SavedModel) there.
+
     The temporary name keeps the suffix, for writers that choose the format by it (OpenCV).
     """
     path = Path(path)
     temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
         yield temporary
+        if temporary.is_dir() and path.is_dir():  # a folder output replaces the earlier one
+            shutil.rmtree(path)
         os.replace(temporary, path)
     finally:
-        temporary.unlink(missing_ok=True)
+        if temporary.is_dir():
+            shutil.rmtree(temporary)
+        else:
+            temporary.unlink(missing_ok=True)
