@@ -1,17 +1,14 @@
 """Shared fixtures: the entry points run as a user would, and a real HTTP server on loopback."""
 
-import contextlib
 import functools
 import http.server
 import io
 import os
-import queue
 import re
 import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -115,39 +112,3 @@ def offline(tmp_path):
             **{name: proxy for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")},
             "no_proxy": "", "NO_PROXY": "", "KERAS_HOME": str(tmp_path / "keras"),
         }  # fmt: skip
-
-
-@contextlib.contextmanager
-def running_server(*args, cwd: Path = REPO, start_timeout: float = 180) -> Iterator[str]:
-    """`python serve.py args...` on a free port of 127.0.0.1; yields its base URL, stops it after.
-
-    Its output is read all along (so the pipe never fills) and shown if it fails to start.
-    """
-    process = subprocess.Popen(
-        [sys.executable, str(REPO / "serve.py"), "--port", "0", *map(str, args)],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(
-        target=lambda: [lines.put(line) for line in process.stdout], daemon=True
-    ).start()
-    seen = []
-    try:
-        while True:
-            try:
-                seen.append(lines.get(timeout=start_timeout))
-            except queue.Empty:
-                raise AssertionError("serve.py did not start:\n" + "".join(seen)) from None
-            match = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", seen[-1])
-            if match:
-                break
-            if process.poll() is not None and lines.empty():
-                raise AssertionError("serve.py stopped:\n" + "".join(seen))
-        yield match.group(1)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)

@@ -7,7 +7,9 @@ import shutil
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO, running_server
+from conftest import REPO
+
+from age_gender.server_process import running_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(

@@ -8,9 +8,10 @@ import numpy as np
 import onnx
 import pandas as pd
 import pytest
-from conftest import REPO, running_server, user_error
+from conftest import REPO, user_error
 
 from age_gender import export, model
+from age_gender.server_process import running_server
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,10 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, running_server
+from conftest import REPO
 from PIL import Image
+
+from age_gender.server_process import running_server
 
 ASTRONAUT = REPO / "examples" / "astronaut.png"
 
