@@ -6,6 +6,7 @@ python serve.py --model dlib-models --token SECRET --cors https://example.org
 """
 
 import argparse
+import socket
 
 from age_gender import options
 from age_gender.errors import ArgumentParser, UserError, exit_on_user_error, number
@@ -35,6 +36,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def check_port(host: str, port: int) -> None:
+    """Fails in one line when host:port cannot be listened on (taken, or not this machine's)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise UserError(
+                f"cannot listen on {host}:{port}: {error.strerror}; choose another --port or --host"
+            ) from error
+
+
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
@@ -45,14 +58,12 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError as error:
         raise UserError(f"serve.py needs {error.name}: pip install 'age-gender[serve]'") from error
 
+    check_port(args.host, args.port)  # before the model loads: a taken port fails fast
     limits = serving.Limits(args.max_upload_mb, args.max_megapixels, args.queue)
     inference = serving.Inference(options.load_model(args), options.make_detector(args, 1), limits)
     app = serving.create_app(inference, args.token, args.cors)
     print(f"model: {inference.model_name}, detector: {args.detector}")
-    try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="info")
-    except OSError as error:
-        raise UserError(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from error
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 import concurrent.futures
 import io
+import socket
 import struct
 import zlib
 
@@ -10,7 +11,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO
+from conftest import REPO, user_error
 from PIL import Image
 
 from age_gender.server_process import running_server
@@ -208,3 +209,12 @@ def test_token_cors_limits_and_queue(tmp_path):
     with httpx.Client() as client, running_server("--model", "dlib-models") as url:
         answer = client.get(f"{url}/healthz", headers={"Origin": "http://example.org"})
     assert "access-control-allow-origin" not in answer.headers
+
+
+def test_a_taken_port_is_one_line(run_script):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_script("serve.py", "--model", "dlib-models", "--port", port, timeout=120)
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in user_error(result)
