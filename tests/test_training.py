@@ -285,3 +285,57 @@ def test_imagenet_weights_offline_say_what_to_do(disks, tmp_path, run_script, of
     assert "cannot get the ImageNet weights of MobileNetV3Small" in message
     assert "model.weights=null" in message and "Connection refused" in message
     assert not (tmp_path / "o").exists()
+
+
+def test_freeze_then_train_resumes_in_its_phase(disks, tmp_path, run_script):
+    """train.freeze_epochs=1: epoch 1 leaves the backbone as loaded, epoch 2 (a resumed run)
+    trains it."""
+    backbone = keras.applications.MobileNetV3Small(
+        include_top=False, weights=None, input_shape=(64, 64, 3), pooling="avg"
+    )
+    backbone.save_weights(tmp_path / "backbone.weights.h5")
+    output = tmp_path / "run"
+    options = [
+        *data_options(disks), *SMALL_MODEL[:2], f"model.weights={tmp_path}/backbone.weights.h5",
+        "train.freeze_epochs=1", f"train.output_dir={output}",
+    ]  # fmt: skip
+
+    def backbone_changes(weights_file) -> list[str]:
+        network = model.build_model("MobileNetV3Small", 64, None)
+        network.load_weights(weights_file)
+        return [
+            layer.name
+            for layer in backbone.layers
+            if layer.weights
+            and not all(
+                np.array_equal(mine, theirs)
+                for mine, theirs in zip(
+                    network.get_layer(layer.name).get_weights(), layer.get_weights(), strict=True
+                )
+            )
+        ]
+
+    first = run_script("train.py", *options, "train.epochs=1", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "epochs 1-1: heads only" in first.stdout
+    assert backbone_changes(output / "backup-heads" / "latest.weights.h5") == []
+    second = run_script("train.py", *options, "train.epochs=2", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"resuming {output} at epoch 2 of 2" in second.stdout
+    assert len(backbone_changes(output / "backup" / "latest.weights.h5")) > 10
+    assert pd.read_csv(output / "log.csv")["epoch"].tolist() == [0, 1]
+
+
+def test_plateau_lowers_the_learning_rate(disks, tmp_path, run_script):
+    pd.read_csv(disks / "train.csv")[:96].to_csv(tmp_path / "small.csv", index=False)
+    result = run_script(
+        "train.py", *data_options(disks), f"data.csv={tmp_path}/small.csv", *SMALL_MODEL,
+        "train.epochs=3", "train.lr=0.002", "train.lr_scheduler=plateau",
+        "train.plateau.patience=0", "train.plateau.factor=0.25", "train.plateau.min_delta=1000",
+        f"train.output_dir={tmp_path / 'run'}", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    # Epoch 1 improves on nothing; epochs 2 and 3 miss min_delta, so each ends with the rate
+    # cut by the factor (the log shows the rate an epoch trained with).
+    rates = pd.read_csv(tmp_path / "run" / "log.csv")["learning_rate"].tolist()
+    np.testing.assert_allclose(rates, [0.002, 0.002, 0.0005], rtol=1e-5)

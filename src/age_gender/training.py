@@ -4,6 +4,7 @@ Everything a user can get wrong (labels, image folder, backbone, image size, wei
 before the first step, so a run fails in seconds, not hours in.
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -40,6 +41,9 @@ def check_config(cfg: DictConfig) -> None:
             raise UserError(f"{key} must be a number {interval}, not {value}")
     if not isinstance(cfg.train.lr, int | float) or not cfg.train.lr > 0:
         raise UserError(f"train.lr must be a number above 0, not {cfg.train.lr}")
+    freeze = cfg.train.freeze_epochs
+    if isinstance(freeze, bool) or not isinstance(freeze, int) or freeze < 0:
+        raise UserError(f"train.freeze_epochs must be a whole number of 0 or more, not {freeze}")
 
 
 def tf_config() -> dict:
@@ -104,9 +108,11 @@ def augmentation_from(train: DictConfig) -> dataset.Augmentation:
     )
 
 
-def learning_rate(train: DictConfig, steps_per_epoch: int):
-    """`cosine`: linear warm-up then cosine decay; `step`: the original's x0.2 at 25/50/75 %."""
-    total = train.epochs * steps_per_epoch
+def learning_rate(train: DictConfig, steps_per_epoch: int, epochs: int):
+    """`cosine`: linear warm-up then cosine decay; `step`: the original's x0.2 at 25/50/75 %;
+    `constant`, and `plateau` (constant, lowered by the ReduceLROnPlateau callback), over
+    `epochs` epochs."""
+    total = epochs * steps_per_epoch
     if train.lr_scheduler == "cosine":
         warmup = min(train.warmup_epochs * steps_per_epoch, total - 1)
         return keras.optimizers.schedules.CosineDecay(
@@ -116,15 +122,17 @@ def learning_rate(train: DictConfig, steps_per_epoch: int):
         boundaries = [int(total * fraction) for fraction in (0.25, 0.5, 0.75)]
         values = [train.lr * factor for factor in (1.0, 0.2, 0.04, 0.008)]
         return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
-    if train.lr_scheduler == "constant":
+    if train.lr_scheduler in ("constant", "plateau"):
         return train.lr
     raise UserError(
-        f"train.lr_scheduler must be cosine, step or constant, not {train.lr_scheduler}"
+        f"train.lr_scheduler must be cosine, step, constant or plateau, not {train.lr_scheduler}"
     )
 
 
-def make_optimizer(train: DictConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    rate = learning_rate(train, steps_per_epoch)
+def make_optimizer(
+    train: DictConfig, steps_per_epoch: int, epochs: int
+) -> keras.optimizers.Optimizer:
+    rate = learning_rate(train, steps_per_epoch, epochs)
     if train.optimizer_name == "sgd":
         return keras.optimizers.SGD(rate, momentum=train.momentum, nesterov=True)
     if train.optimizer_name == "adam":
@@ -166,8 +174,51 @@ def wandb_callbacks(cfg: DictConfig, output_dir: Path) -> list[keras.callbacks.C
     return [WandbMetricsLogger()]
 
 
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """Epochs [start, end) trained with the backbone frozen (heads only) or not; each phase
+    keeps its own backup, so an interrupted run resumes in the phase it was in."""
+
+    start: int
+    end: int
+    frozen: bool
+    backup: str
+
+
+def phases(train: DictConfig) -> list[Phase]:
+    """Heads only for `train.freeze_epochs` epochs (Age-Gender-Pred's schedule), then all."""
+    frozen = min(train.freeze_epochs, train.epochs)
+    candidates = [
+        Phase(0, frozen, True, "backup-heads"),
+        Phase(frozen, train.epochs, False, "backup"),
+    ]
+    return [phase for phase in candidates if phase.end > phase.start]
+
+
+def set_backbone_frozen(network: keras.Model, frozen: bool) -> None:
+    """Makes every layer but the two heads untrainable (BatchNorm then runs in inference mode)."""
+    for layer in network.layers:
+        layer.trainable = not frozen or layer.name in ("pred_gender", "pred_age")
+
+
+def compile_for(
+    network: keras.Model, cfg: DictConfig, strategy, steps_per_epoch: int, phase: Phase
+) -> None:
+    """Compiles `network` for `phase`: its trainable layers, a schedule over its epochs."""
+    set_backbone_frozen(network, phase.frozen)
+    with strategy.scope():
+        model.compile_model(
+            network,
+            make_optimizer(cfg.train, steps_per_epoch, phase.end - phase.start),
+            cfg.train.age_loss_weight,
+            cfg.train.gender_loss_weight,
+            cfg.train.jit_compile,
+        )
+
+
 def prepare(cfg: DictConfig, strategy: tf.distribute.Strategy):
-    """The model, compiled, and the training and validation data sets; checks the data."""
+    """The model, the training and validation data sets and the steps per epoch; checks the
+    data."""
     keras.utils.set_random_seed(cfg.train.seed)
     train_rows, val_rows = read_splits(cfg.data, cfg.train.seed)
     size, margin = cfg.model.img_size, cfg.data.margin
@@ -195,15 +246,26 @@ def prepare(cfg: DictConfig, strategy: tf.distribute.Strategy):
     val_data = dataset.make_dataset(
         val_rows, Path(cfg.data.val_root), size, cfg.train.batch_size, margin
     )
-    with strategy.scope():
-        model.compile_model(
-            network,
-            make_optimizer(cfg.train, len(train_rows) // cfg.train.batch_size),
-            cfg.train.age_loss_weight,
-            cfg.train.gender_loss_weight,
-            cfg.train.jit_compile,
-        )
-    return network, train_data, val_data
+    learning_rate(cfg.train, 1, 1)  # a wrong scheduler name fails before training
+    return network, train_data, val_data, len(train_rows) // cfg.train.batch_size
+
+
+def result_callbacks(cfg: DictConfig, output_dir: Path) -> list[keras.callbacks.Callback]:
+    """What the chief writes: the best model so far, the epoch log, TensorBoard, W&B."""
+    best_so_far = finished_epochs(output_dir / LOG).get(MONITOR, pd.Series(dtype=float)).min()
+    return [
+        keras.callbacks.ModelCheckpoint(
+            str(output_dir / BEST_MODEL),
+            monitor=MONITOR,
+            mode="min",
+            save_best_only=True,
+            initial_value_threshold=None if pd.isna(best_so_far) else best_so_far,
+            verbose=1,
+        ),
+        keras.callbacks.CSVLogger(str(output_dir / LOG), append=True),
+        keras.callbacks.TensorBoard(str(output_dir / "tensorboard")),
+        *wandb_callbacks(cfg, output_dir),
+    ]
 
 
 def train(cfg: DictConfig) -> Path:
@@ -223,7 +285,7 @@ def train(cfg: DictConfig) -> Path:
             print(f"{output_dir} already holds {len(previous)} epochs; raise train.epochs to go on")
             plot_learning_curves(previous, output_dir / CURVES)
             return best_path
-        network, train_data, val_data = prepare(cfg, strategy)
+        network, train_data, val_data, steps_per_epoch = prepare(cfg, strategy)
     except UserError:
         if previous.empty:
             discard_failed_start(output_dir)
@@ -233,24 +295,26 @@ def train(cfg: DictConfig) -> Path:
     if len(previous):
         print(f"resuming {output_dir} at epoch {len(previous) + 1} of {cfg.train.epochs}")
     worker = worker_index()
-    backup_dir = output_dir / "backup" / ("" if worker is None else f"worker-{worker}")
-    callbacks = [keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=False)]
-    if worker is None:
-        best_so_far = previous[MONITOR].min() if MONITOR in previous else None
-        callbacks += [
-            keras.callbacks.ModelCheckpoint(
-                str(best_path),
-                monitor=MONITOR,
-                mode="min",
-                save_best_only=True,
-                initial_value_threshold=best_so_far,
-                verbose=1,
-            ),  # fmt: skip
-            keras.callbacks.CSVLogger(str(log_path), append=True),
-            keras.callbacks.TensorBoard(str(output_dir / "tensorboard")),
-            *wandb_callbacks(cfg, output_dir),
-        ]
-    network.fit(train_data, validation_data=val_data, epochs=cfg.train.epochs, callbacks=callbacks)
+    for phase in phases(cfg.train):
+        if phase.frozen:
+            print(f"epochs {phase.start + 1}-{phase.end}: heads only (train.freeze_epochs)")
+        compile_for(network, cfg, strategy, steps_per_epoch, phase)
+        backup_dir = output_dir / phase.backup / ("" if worker is None else f"worker-{worker}")
+        callbacks = [keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=False)]
+        if cfg.train.lr_scheduler == "plateau":
+            plateau = keras.callbacks.ReduceLROnPlateau(
+                MONITOR, mode="min", verbose=1, **cfg.train.plateau
+            )
+            callbacks.append(plateau)
+        if worker is None:
+            callbacks += result_callbacks(cfg, output_dir)
+        network.fit(
+            train_data,
+            validation_data=val_data,
+            initial_epoch=phase.start,
+            epochs=phase.end,
+            callbacks=callbacks,
+        )
     if worker is None:
         plot_learning_curves(finished_epochs(log_path), output_dir / CURVES)
         print(f"best model: {best_path}\nlearning curves: {output_dir / CURVES}")
