@@ -7,13 +7,14 @@ from age_gender import labels
 from age_gender.errors import ArgumentParser, exit_on_user_error, number
 from age_gender.files import atomic_output, check_output_path
 
-DATABASES = ("imdb", "wiki", "utkface", "imdb_clean", "appa_real")
+DATABASES = ("imdb", "wiki", "utkface", "imdb_clean", "appa_real", "fgnet")
 DEFAULT_DATA_DIRS = {
     "imdb": "data/imdb_crop",
     "wiki": "data/wiki_crop",
     "utkface": "data/UTKFace",
     "imdb_clean": "data/imdb-clean/csvs",
     "appa_real": "data/appa-real-release",
+    "fgnet": "data/FGNET/images",
 }
 SPLITS = {"imdb_clean": labels.IMDB_CLEAN_SPLITS, "appa_real": labels.APPA_REAL_SPLITS}
 
@@ -52,6 +53,8 @@ def read_tables(args: argparse.Namespace, data_dir: Path) -> dict[str, labels.La
         return {"": labels.read_imdb_wiki(mat_path, args.db, args.min_score)}
     if args.db == "utkface":
         return {"": labels.read_utkface(data_dir)}
+    if args.db == "fgnet":
+        return {"": labels.read_fgnet(data_dir)}
     if args.db == "imdb_clean":
         suffix = "_1024" if args.imdb_clean_variant == "1024" else ""
         return {

@@ -12,6 +12,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__)
     parser.add_argument("--csv", type=Path, required=True, help="labels (genders, ages, img_paths)")
     parser.add_argument("--root", type=Path, required=True, help="folder img_paths start from")
+    parser.add_argument(
+        "--group_by", metavar="COLUMN",
+        help="also report the MAE per value of this column (e.g. subject, for FG-NET)",
+    )  # fmt: skip
     evaluation.add_arguments(parser, "output/evaluation")
     return parser.parse_args(argv)
 

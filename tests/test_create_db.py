@@ -159,3 +159,23 @@ def test_malformed_mat_files_and_options_are_one_line(tmp_path, run_script):
         run_script("create_db.py", "--db", "wiki", "--data_dir", tmp_path, cwd=tmp_path).returncode
         == 0
     )
+
+
+def test_fgnet_names_give_subject_and_age_and_unknown_gender(tmp_path, run_script):
+    root = tmp_path / "FGNET" / "images"
+    root.mkdir(parents=True)
+    for name in ("001A02.JPG", "001A43a.JPG", "002a05.jpg", "082A61B.JPG", "notes.JPG"):
+        (root / name).write_bytes(b"")
+    result = run_script("create_db.py", "--db", "fgnet", "--data_dir", root, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "1 (malformed file name)" in result.stdout
+    written = pd.read_csv(tmp_path / "meta" / "fgnet.csv", dtype={"subject": str})
+    assert written["img_paths"].tolist() == [
+        "001A02.JPG",
+        "001A43a.JPG",
+        "002a05.jpg",
+        "082A61B.JPG",
+    ]
+    assert written["ages"].tolist() == [2, 43, 5, 61]
+    assert written["subject"].tolist() == ["001", "001", "002", "082"]
+    assert (written["genders"] == -1).all()

@@ -1,12 +1,13 @@
 """The tf.data pipeline: shapes, crops, augmentation, mixup, random erasing, seeds, bad files."""
 
 import cv2
+import keras
 import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
 
-from age_gender import dataset, synthetic
+from age_gender import dataset, model, synthetic
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,11 @@ def test_mixup_keeps_sums_and_mixes_both_heads_alike():
         "pred_gender": tf.one_hot(np.arange(count) % 2, 2),
         "pred_age": tf.one_hot(ages, 101),
     }
-    mixed_images, mixed = dataset.mixup(images, labels, tf.constant([1, 2], tf.int64), 0.4)
+    weights = {"pred_gender": tf.ones([count]), "pred_age": tf.ones([count])}
+    mixed_images, mixed, mixed_weights = dataset.mixup(
+        images, labels, weights, tf.constant([1, 2], tf.int64), 0.4
+    )
+    np.testing.assert_allclose(mixed_weights["pred_gender"], 1, atol=1e-6)
     gender, age = mixed["pred_gender"].numpy(), mixed["pred_age"].numpy()
     np.testing.assert_allclose(gender.sum(1), 1, atol=1e-6)
     np.testing.assert_allclose(age.sum(1), 1, atol=1e-6)
@@ -172,3 +177,35 @@ def test_warp_without_augmentation_is_the_plain_crop():
     quarter = dataset.warp(image, tf.constant([0.0, 0.0, 120.0, 120.0]), 40, angle=np.pi / 2)
     square = dataset.resample(image, tf.constant([0.0, 0.0, 120.0, 120.0]), 40).numpy()
     np.testing.assert_allclose(quarter.numpy()[5:-5, 5:-5], np.rot90(square)[5:-5, 5:-5], atol=0.01)
+
+
+def test_unknown_genders_teach_age_only(disks):
+    root, frame = disks
+    frame = frame[:16].copy()
+    assert len(next(iter(dataset.make_dataset(frame, root, 32, 16)))) == 2  # no loss weights
+    frame["genders"] = np.where(np.arange(16) % 2, frame["genders"], -1)
+    _, labels, weights = next(iter(dataset.make_dataset(frame, root, 32, 16)))
+    np.testing.assert_array_equal(weights[0], np.arange(16) % 2)  # gender, then age
+    np.testing.assert_array_equal(weights[1], np.ones(16))
+    np.testing.assert_array_equal(labels["pred_gender"].numpy().sum(1), np.arange(16) % 2)
+    mixing = dataset.Augmentation(enabled=False, mixup_alpha=0.4)
+    _, mixed, mixed_weights = next(iter(dataset.make_dataset(frame, root, 32, 16, 0.4, mixing)))
+    gender, weight = mixed["pred_gender"].numpy(), mixed_weights[0].numpy()
+    # A known gender mixed in keeps a whole target, weighted by its share; two unknown, none.
+    np.testing.assert_allclose(gender.sum(1), (weight > 0).astype(float), atol=1e-5)
+    assert ((weight >= 0) & (weight <= 1)).all()
+
+    # The gender loss of rows of unknown gender is 0: Keras weighs them out.
+    network = model.build_model("MobileNetV3Small", 32, None)
+    model.compile_model(network, keras.optimizers.Adam())
+    half = network.evaluate(dataset.make_dataset(frame, root, 32, 16), verbose=0, return_dict=True)
+    images = next(iter(dataset.make_dataset(frame, root, 32, 16)))[0]
+    predicted = network.predict(images, verbose=0)[0].argmax(1)
+    known = frame["genders"].to_numpy() >= 0
+    expected = (predicted[known] == frame["genders"].to_numpy()[known]).mean()
+    assert half["pred_gender_accuracy"] == pytest.approx(expected)  # over known genders only
+    frame["genders"] = -1
+    losses = network.evaluate(
+        dataset.make_dataset(frame, root, 32, 16), verbose=0, return_dict=True
+    )
+    assert losses["pred_gender_loss"] == 0 and losses["pred_age_loss"] > 0

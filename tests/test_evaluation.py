@@ -139,3 +139,33 @@ def test_refused_evaluations_are_one_line_and_write_nothing(tmp_path, run_script
     message = error("--root", tmp_path / "images", "--output_dir", tmp_path / "file")
     assert "is a file" in message
     assert not (tmp_path / "out").exists()
+
+
+def test_unknown_genders_and_mae_per_group(tmp_path, run_script):
+    frame = synthetic.write_disk_dataset(tmp_path / "images", 8, size=48)
+    frame["genders"] = [0, 1, -1, -1, 0, 1, -1, 0]
+    frame["subject"] = ["001", "001", "002", "002", "002", "003", "003", "003"]
+    frame.to_csv(tmp_path / "labels.csv", index=False)
+    result = run_script(
+        "evaluate.py", "--csv", tmp_path / "labels.csv", "--root", tmp_path / "images",
+        "--model", "dlib-models", "--output_dir", tmp_path / "out", "--group_by", "subject",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "dlib-models" / "summary.json").read_text())
+    table = pd.read_csv(tmp_path / "out" / "dlib-models" / "predictions.csv")
+    known = table[table["true_gender"] >= 0]
+    assert summary["gender_known"] == 5 == len(known)
+    assert summary["gender_accuracy"] == pytest.approx(
+        (known["predicted_gender"] == known["true_gender"]).mean()
+    )
+    groups = summary["mae_by_group"]
+    assert sorted(groups) == ["1", "2", "3"] and [groups[g]["n"] for g in "123"] == [2, 3, 3]
+    errors = (table["predicted_age"] - table["true_age"]).abs()
+    assert groups["2"]["mae"] == pytest.approx(errors[2:5].mean())
+    assert "MAE subject 2" in result.stdout
+    missing = run_script(
+        "evaluate.py", "--csv", tmp_path / "labels.csv", "--root", tmp_path / "images",
+        "--group_by", "person", cwd=tmp_path,
+    )  # fmt: skip
+    assert "--group_by person: the labels have no such column" in user_error(missing)

@@ -19,6 +19,7 @@ from age_gender.labels import BOX_COLUMNS
 
 AGE_CLASSES = 101
 GENDER_CLASSES = 2
+HEADS = ("pred_gender", "pred_age")  # the model's outputs, in order
 AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -230,8 +231,12 @@ def random_erasing(images: tf.Tensor, draws: tf.Tensor, augmentation: Augmentati
     return images + inside * (colours - images)
 
 
-def mixup(images: tf.Tensor, labels: dict, seed: tf.Tensor, alpha: float) -> tuple[tf.Tensor, dict]:
-    """Mixes each sample with another of the batch; both heads' labels use the image's lambda."""
+def mixup(
+    images: tf.Tensor, labels: dict, weights: dict, seed: tf.Tensor, alpha: float
+) -> tuple[tf.Tensor, dict, dict]:
+    """Mixes each sample with another of the batch; both heads' labels and loss weights use the
+    image's lambda. A gender target mixed with an unknown gender (all zeros, weight 0) is
+    renormalised, so the known part alone teaches gender, with its share as weight."""
     seeds = tf.random.experimental.stateless_split(seed, 3)
     batch = tf.shape(images)[0]
     first = tf.random.stateless_gamma([batch], seeds[0], alpha)
@@ -244,13 +249,17 @@ def mixup(images: tf.Tensor, labels: dict, seed: tf.Tensor, alpha: float) -> tup
         lam = tf.reshape(weight, shape)
         return lam * values + (1.0 - lam) * tf.gather(values, partner)
 
-    return mix(images), {name: mix(values) for name, values in labels.items()}
+    labels = {name: mix(values) for name, values in labels.items()}
+    gender = labels["pred_gender"]
+    labels["pred_gender"] = gender / tf.maximum(tf.reduce_sum(gender, -1, keepdims=True), 1e-6)
+    return mix(images), labels, {name: mix(values) for name, values in weights.items()}
 
 
 def load_example(
     example: dict, seed: tf.Tensor, size: int, margin: float, augmentation: Augmentation | None
 ) -> tuple[tf.Tensor, dict]:
-    """Decodes and crops one image, with random rotation, zoom, shift and flip when augmenting."""
+    """Decodes and crops one image, with random rotation, zoom, shift and flip when augmenting;
+    its one-hot labels and per-head loss weights."""
     image = decode_image(tf.io.read_file(example["path"]))
     box = crop_box(tf.shape(image), example["box"], margin)
     if augmentation is None:
@@ -268,15 +277,20 @@ def load_example(
             flip=augmentation.flip & (draws[4] < 0.5),
         )
     labels = {
+        # An unknown gender (-1) gives an all-zero target, and a loss weight of 0.
         "pred_gender": tf.one_hot(example["gender"], GENDER_CLASSES),
         "pred_age": tf.one_hot(example["age"], AGE_CLASSES),
     }
-    return image, labels
+    weights = {
+        "pred_gender": tf.cast(example["gender"] >= 0, tf.float32),
+        "pred_age": tf.constant(1.0),
+    }
+    return image, labels, weights
 
 
 def augment_batch(
-    images: tf.Tensor, labels: dict, seed: tf.Tensor, augmentation: Augmentation
-) -> tuple[tf.Tensor, dict]:
+    images: tf.Tensor, labels: dict, weights: dict, seed: tf.Tensor, augmentation: Augmentation
+) -> tuple[tf.Tensor, dict, dict]:
     """Brightness, contrast, random erasing and mixup, vectorised over the batch.
 
     Brightness and contrast follow albumentations' RandomBrightnessContrast, which the original
@@ -292,8 +306,8 @@ def augment_batch(
     if augmentation.erasing_probability > 0:
         images = random_erasing(images, draws[:, 2:], augmentation)
     if augmentation.mixup_alpha > 0:
-        images, labels = mixup(images, labels, seeds[1], augmentation.mixup_alpha)
-    return images, labels
+        images, labels, weights = mixup(images, labels, weights, seeds[1], augmentation.mixup_alpha)
+    return images, labels, weights
 
 
 # The data set -----------------------------------------------------------------------------------
@@ -323,7 +337,9 @@ def make_dataset(
     shuffle: bool = False,
     seed: int = 0,
 ) -> tf.data.Dataset:
-    """Batches of (float32 RGB images 0..255, {"pred_gender", "pred_age"} one-hot labels).
+    """Batches of (float32 RGB images 0..255, {"pred_gender", "pred_age"} one-hot labels), plus
+    per-head loss weights (gender, age) when some gender is unknown (-1): those rows teach age
+    only.
 
     Training sets pass `augmentation` and `shuffle=True`; evaluation sets pass neither. Rows must
     have passed `drop_unreadable`: the data set has a known number of batches (what Keras needs
@@ -350,6 +366,13 @@ def make_dataset(
             lambda batch, batch_seed: augment_batch(*batch, batch_seed, augmentation),
             num_parallel_calls=AUTOTUNE,
         )
+    if (frame["genders"] < 0).any():  # loss weights only where some gender is unknown,
+        # in the order of the model's outputs: Keras matches weights by position, not by name.
+        dataset = dataset.map(
+            lambda images, labels, weights: (images, labels, tuple(weights[h] for h in HEADS))
+        )
+    else:
+        dataset = dataset.map(lambda images, labels, weights: (images, labels))
     options = tf.data.Options()
     # Several workers each take every n-th batch (the examples are in memory, not in files).
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA

@@ -44,7 +44,21 @@ def cumulative_score(predicted, true, years: float = 5) -> float:
 
 
 def gender_accuracy(predicted, true) -> float:
-    return float(np.mean(np.asarray(predicted) == np.asarray(true)))
+    """Share of right genders among the faces whose gender is known (not -1); NaN if none is."""
+    predicted, true = np.asarray(predicted), np.asarray(true)
+    known = true >= 0
+    return float(np.mean(predicted[known] == true[known])) if known.any() else math.nan
+
+
+def mae_by_group(table: pd.DataFrame, column: str) -> dict[str, dict]:
+    """N and MAE of each value of `column` (a subject, for leave-one-person-out studies)."""
+    return {
+        str(value): {
+            "n": int(len(group)),
+            "mae": mean_absolute_error(group["predicted_age"], group["true_age"]),
+        }
+        for value, group in table.groupby(column, sort=True)
+    }
 
 
 def group_name(low: int, high: int | None) -> str:
@@ -117,8 +131,11 @@ def predict_rows(
     return pd.DataFrame(records, columns=columns).set_index("row"), unreadable, no_face
 
 
-def summarize(table: pd.DataFrame, unreadable: list[str], no_face: list[str]) -> dict:
-    """The metrics of a predictions table that holds `true_age` (and APPA's apparent columns)."""
+def summarize(
+    table: pd.DataFrame, unreadable: list[str], no_face: list[str], group_by: str | None = None
+) -> dict:
+    """The metrics of a predictions table that holds `true_age` (and APPA's apparent columns),
+    with the MAE of each `group_by` value when asked."""
     predicted = table["predicted_age"]
     summary = {
         "n": int(len(table) + len(unreadable)),
@@ -134,7 +151,11 @@ def summarize(table: pd.DataFrame, unreadable: list[str], no_face: list[str]) ->
         )
     summary["cs5"] = cumulative_score(predicted, table["true_age"], 5)
     summary["gender_accuracy"] = gender_accuracy(table["predicted_gender"], table["true_gender"])
+    summary["gender_known"] = int((table["true_gender"] >= 0).sum())
     summary["mae_by_age_group"] = mae_by_age_group(predicted, table["true_age"])
+    if group_by:
+        summary["group_by"] = group_by
+        summary["mae_by_group"] = mae_by_group(table, group_by)
     return summary
 
 
@@ -147,7 +168,17 @@ TABLE_ROWS = [
     ("epsilon_error", "epsilon-error", "{:.4f}"),
     ("cs5", "CS@5", "{:.3f}"),
     ("gender_accuracy", "gender accuracy", "{:.3f}"),
+    ("gender_known", "  faces of known gender", "{:d}"),
 ]
+
+
+def cell(style: str, value) -> str:
+    """A figure as the table shows it; '-' for an undefined one."""
+    return (
+        "-"
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else (style.format(value))
+    )
 
 
 def format_table(summaries: dict[str, dict]) -> str:
@@ -155,15 +186,18 @@ def format_table(summaries: dict[str, dict]) -> str:
     lines = [("", *summaries)]
     for key, title, style in TABLE_ROWS:
         if any(key in summary for summary in summaries.values()):
-            lines.append(
-                (title, *(style.format(s[key]) if key in s else "-" for s in summaries.values()))
-            )
-    for group in next(iter(summaries.values()))["mae_by_age_group"]:
-        cells = []
-        for summary in summaries.values():
-            entry = summary["mae_by_age_group"][group]
-            cells.append("-" if entry["mae"] is None else f"{entry['mae']:.2f} ({entry['n']})")
-        lines.append((f"MAE {group}", *cells))
+            lines.append((title, *(cell(style, s.get(key)) for s in summaries.values())))
+    first = next(iter(summaries.values()))
+    for key, prefix in (
+        ("mae_by_age_group", "MAE"),
+        ("mae_by_group", f"MAE {first.get('group_by')}"),
+    ):
+        for group in first.get(key, {}):
+            cells = []
+            for summary in summaries.values():
+                entry = summary[key][group]
+                cells.append("-" if entry["mae"] is None else f"{entry['mae']:.2f} ({entry['n']})")
+            lines.append((f"{prefix} {group}", *cells))
     widths = [max(len(line[column]) for line in lines) for column in range(len(lines[0]))]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
@@ -199,13 +233,14 @@ def evaluate(
     output_dir: Path,
     detector=None,
     batch_size: int = 32,
+    group_by: str | None = None,
 ) -> dict[str, dict]:
     """Evaluates each estimator on `truth` (img_paths, true_age, true_gender, ...), writes a
     report per model under `output_dir/<model path with _ for />/` and returns the summaries
     by model name (the path as given, so two runs' best.keras stay apart)."""
     truth = truth.reset_index(drop=True)
-    keep = [column for column in truth if column in ("true_age", "true_gender", *BOX_COLUMNS)
-            or column.startswith("apparent_age")]  # fmt: skip
+    wanted = ("true_age", "true_gender", *BOX_COLUMNS, group_by)
+    keep = [column for column in truth if column in wanted or column.startswith("apparent_age")]
     summaries = {}
     for estimator in estimators:
         predictions, unreadable, no_face = predict_rows(
@@ -217,7 +252,7 @@ def evaluate(
                 "check the image folder"
             )
         table = predictions.join(truth[keep])  # row by row: an image may hold several faces
-        summary = summarize(table, unreadable, no_face)
+        summary = summarize(table, unreadable, no_face, group_by)
         write_report(table, summary, output_dir / re.sub(r"[^\w.-]+", "_", estimator.name))
         summaries[estimator.name] = summary
     return summaries
@@ -243,12 +278,16 @@ def add_arguments(parser: argparse.ArgumentParser, output_dir: str) -> None:
 def run(args: argparse.Namespace, truth: pd.DataFrame, root: Path) -> dict[str, dict]:
     """Loads the models the options name, evaluates them on `truth` and prints the table."""
     check_output_folder(args.output_dir)
+    group_by = getattr(args, "group_by", None)
+    if group_by and group_by not in truth:
+        raise UserError(f"--group_by {group_by}: the labels have no such column")
     estimators = [load_estimator(path) for path in args.weight_file]
     estimators += [load_estimator(model_name=name) for name in args.model]
     detector = FaceDetector("hog") if args.detect else None
     summaries = evaluate(
-        estimators or [load_estimator()], truth, root, args.output_dir, detector, args.batch_size
-    )
+        estimators or [load_estimator()], truth, root, args.output_dir, detector,
+        args.batch_size, group_by,
+    )  # fmt: skip
     print(format_table(summaries))
     print(f"reports in {args.output_dir}/")
     return summaries

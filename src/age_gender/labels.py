@@ -1,8 +1,9 @@
 """Readers that turn each data set's own label format into the one label schema of DESIGN.md.
 
 Every reader returns a `LabelTable`: the rows kept, with columns `genders` (0 = female,
-1 = male), `ages` (integer years, 0..100) and `img_paths` (relative to the data set root), plus how
-many rows each rule dropped, so `create_db.py` can say where the data went.
+1 = male, -1 = unknown: FG-NET has no gender labels), `ages` (integer years, 0..100) and
+`img_paths` (relative to the data set root), plus how many rows each rule dropped, so
+`create_db.py` can say where the data went.
 """
 
 import dataclasses
@@ -18,6 +19,7 @@ from age_gender.errors import UserError
 LABEL_COLUMNS = ["genders", "ages", "img_paths"]
 BOX_COLUMNS = ["x_min", "y_min", "x_max", "y_max"]
 MAX_AGE = 100
+UNKNOWN_GENDER = -1
 
 IMDB_WIKI_FIELDS = ("full_path", "dob", "gender", "photo_taken", "face_score", "second_face_score")
 IMDB_CLEAN_SPLITS = ("train", "valid", "test")
@@ -147,6 +149,23 @@ def _unwrap_cells(cells: np.ndarray, source: Path) -> np.ndarray:
     return strings
 
 
+# Data sets labelled by file name --------------------------------------------------------------
+
+
+def image_paths(root: Path, what: str) -> list[str]:
+    """The images under `root` (recursively), relative to it; refuses a missing or empty folder."""
+    if not root.is_dir():
+        raise UserError(f"{what} {root} not found; pass --data_dir with the images")
+    paths = sorted(
+        path.relative_to(root).as_posix()
+        for path in root.rglob("*")
+        if path.suffix.lower() in IMAGE_SUFFIXES
+    )
+    if not paths:
+        raise UserError(f"no images in {root}; is it the {what}?")
+    return paths
+
+
 # UTKFace --------------------------------------------------------------------------------------
 
 UTKFACE_NAME = r"^(?P<age>\d+)_(?P<gender>\d+)_(?P<race>\d+)_(?P<date>\d+)"
@@ -154,16 +173,7 @@ UTKFACE_NAME = r"^(?P<age>\d+)_(?P<gender>\d+)_(?P<race>\d+)_(?P<date>\d+)"
 
 def read_utkface(root: Path) -> LabelTable:
     """Labels from UTKFace file names `[age]_[gender]_[race]_[date&time].jpg`, gender flipped."""
-    if not root.is_dir():
-        raise UserError(f"UTKFace folder {root} not found; pass --data_dir with the images")
-    paths = sorted(
-        path.relative_to(root).as_posix()
-        for path in root.rglob("*")
-        if path.suffix.lower() in IMAGE_SUFFIXES
-    )
-    if not paths:
-        raise UserError(f"no images in {root}; is it the UTKFace folder?")
-    frame = pd.DataFrame({"img_paths": paths})
+    frame = pd.DataFrame({"img_paths": image_paths(root, "UTKFace folder")})
     fields = frame["img_paths"].str.rsplit("/", n=1).str[-1].str.extract(UTKFACE_NAME)
     malformed = fields["age"].isna().to_numpy() | ~fields["gender"].isin(["0", "1"]).to_numpy()
     frame["ages"] = pd.to_numeric(fields["age"])
@@ -173,6 +183,25 @@ def read_utkface(root: Path) -> LabelTable:
         "malformed file name": malformed,
         f"age outside 0..{MAX_AGE}": ~malformed & (frame["ages"] > MAX_AGE).to_numpy(),
     }
+    return _finish(_apply_rules(frame, rules), root)
+
+
+# FG-NET ---------------------------------------------------------------------------------------
+
+FGNET_NAME = r"^(?P<subject>\d{3})a(?P<age>\d{2})[a-z]?\.(jpe?g|png)$"  # lower-cased names
+
+
+def read_fgnet(root: Path) -> LabelTable:
+    """Labels from FG-NET file names `001A02.JPG` (subject 001, age 2; a letter may follow the
+    age, `001A43a.JPG`; any case). FG-NET has no gender labels: `genders` is -1 (unknown), and
+    `subject` is kept for leave-one-person-out studies."""
+    frame = pd.DataFrame({"img_paths": image_paths(root, "FG-NET images folder")})
+    names = frame["img_paths"].str.rsplit("/", n=1).str[-1].str.lower()
+    fields = names.str.extract(FGNET_NAME)
+    frame["ages"] = pd.to_numeric(fields["age"])
+    frame["genders"] = UNKNOWN_GENDER
+    frame["subject"] = fields["subject"]
+    rules = {"malformed file name": fields["age"].isna().to_numpy()}
     return _finish(_apply_rules(frame, rules), root)
 
 
@@ -271,8 +300,10 @@ def read_labels_csv(path: Path) -> pd.DataFrame:
         raise UserError(f"{path} has no rows")
     genders = pd.to_numeric(frame["genders"], errors="coerce")
     ages = pd.to_numeric(frame["ages"], errors="coerce")
-    if not genders.isin([0, 1]).all():
-        raise UserError(f"{path}: column genders must hold only 0 (female) and 1 (male)")
+    if not genders.isin([0, 1, UNKNOWN_GENDER]).all():
+        raise UserError(
+            f"{path}: column genders must hold only 0 (female), 1 (male) and -1 (unknown)"
+        )
     if not ages.between(0, MAX_AGE).all():
         raise UserError(f"{path}: column ages must hold years in 0..{MAX_AGE}")
     has_boxes = [column in frame.columns for column in BOX_COLUMNS]

@@ -167,9 +167,8 @@ def compile_model(
             "pred_age": keras.losses.CategoricalCrossentropy(),
         },
         loss_weights={"pred_gender": gender_loss_weight, "pred_age": age_loss_weight},
-        metrics={
-            "pred_gender": [keras.metrics.CategoricalAccuracy(name="accuracy")],
-            "pred_age": [keras.metrics.MeanMetricWrapper(age_mae, name="mae")],
-        },
+        metrics={"pred_age": [keras.metrics.MeanMetricWrapper(age_mae, name="mae")]},
+        # Weighted: rows of unknown gender (loss weight 0) do not count in the accuracy.
+        weighted_metrics={"pred_gender": [keras.metrics.CategoricalAccuracy(name="accuracy")]},
         jit_compile=jit_compile,
     )

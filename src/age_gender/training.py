@@ -198,7 +198,7 @@ def phases(train: DictConfig) -> list[Phase]:
 def set_backbone_frozen(network: keras.Model, frozen: bool) -> None:
     """Makes every layer but the two heads untrainable (BatchNorm then runs in inference mode)."""
     for layer in network.layers:
-        layer.trainable = not frozen or layer.name in ("pred_gender", "pred_age")
+        layer.trainable = not frozen or layer.name in dataset.HEADS
 
 
 def compile_for(
