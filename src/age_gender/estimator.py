@@ -17,6 +17,8 @@ from age_gender.errors import UserError
 from age_gender.faces import crop_faces
 
 DLIB_MODELS = "dlib-models"
+DEX_MODELS = ("dex", "dex-apparent")
+MODEL_NAMES = (DLIB_MODELS, *DEX_MODELS)
 ORIGINAL_NAME = re.compile(r"(?P<backbone>[A-Za-z0-9]+)_(?P<size>\d+)_.*\.(hdf5|h5)$")
 
 
@@ -207,8 +209,14 @@ def load_estimator(weight_file: Path | None = None, model_name: str | None = Non
 
     if model_name == DLIB_MODELS:
         return DlibModelsEstimator()
+    if model_name in DEX_MODELS:
+        from age_gender.runtimes import DexEstimator
+
+        return DexEstimator.load(apparent=model_name == "dex-apparent")
     if model_name is not None:
-        raise UserError(f"unknown --model {model_name!r}; the only named model is {DLIB_MODELS}")
+        raise UserError(
+            f"unknown --model {model_name!r}; the named models are {', '.join(MODEL_NAMES)}"
+        )
     if weight_file is not None and Path(weight_file).suffix in (".onnx", ".tflite"):
         from age_gender.runtimes import OnnxEstimator, TFLiteEstimator
 

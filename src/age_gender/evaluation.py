@@ -264,7 +264,9 @@ def add_arguments(parser: argparse.ArgumentParser, output_dir: str) -> None:
         "--weight_file", type=Path, nargs="*", default=[],
         help="models to evaluate side by side (default: the demo's model)",
     )  # fmt: skip
-    parser.add_argument("--model", nargs="*", default=[], help="'dlib-models', the reference")
+    parser.add_argument(
+        "--model", nargs="*", default=[], help="named models: dlib-models, dex, dex-apparent"
+    )
     parser.add_argument(
         "--detect", action="store_true",
         help="detect faces (with the model's margin) instead of using the whole image or box",

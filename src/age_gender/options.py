@@ -12,7 +12,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "or a model exported to .onnx / .tflite (default: the original project's EfficientNetB3, "
         "downloaded once)",
     )  # fmt: skip
-    parser.add_argument("--model", help="'dlib-models': the bundled public-domain networks")
+    parser.add_argument(
+        "--model", help="a named model: dlib-models (bundled, public domain), dex or "
+        "dex-apparent (DEX's VGG-16 ONNX files in pretrained_models/dex/)",
+    )  # fmt: skip
     parser.add_argument(
         "--margin",
         type=number(float, 0),
