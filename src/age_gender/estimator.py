@@ -18,7 +18,8 @@ from age_gender.faces import crop_faces
 
 DLIB_MODELS = "dlib-models"
 DEX_MODELS = ("dex", "dex-apparent")
-MODEL_NAMES = (DLIB_MODELS, *DEX_MODELS)
+ORIGINAL_WRN = "original-wrn"  # the original project's v0.5 WRN-16-8, downloaded once
+MODEL_NAMES = (DLIB_MODELS, ORIGINAL_WRN, *DEX_MODELS)
 ORIGINAL_NAME = re.compile(r"(?P<backbone>[A-Za-z0-9]+)_(?P<size>\d+)_.*\.(hdf5|h5)$")
 
 
@@ -75,6 +76,25 @@ class CropEstimator:
         raise NotImplementedError
 
 
+def original_architecture(path: Path) -> tuple[str, int]:
+    """Backbone and image size of the original project's HDF5 weights: from the name
+    (`EfficientNetB3_224_weights.11-3.44.hdf5`), else from the layers (its wide ResNet,
+    `weights.28-3.73.hdf5`)."""
+    from age_gender import wide_resnet
+
+    match = ORIGINAL_NAME.search(path.name)
+    if match:
+        return match["backbone"], int(match["size"])
+    described = wide_resnet.describe_hdf5(path)
+    if described:
+        depth, width, size = described
+        return f"WideResNet{depth}_{width}", size
+    raise UserError(
+        f"cannot tell the architecture of {path.name}: use a .keras file from train.py, an "
+        "original checkpoint named <backbone>_<size>_....hdf5, or the original's wide ResNet"
+    )
+
+
 class KerasEstimator(CropEstimator):
     """A two-headed Keras model called through one compiled function (no per-call predict())."""
 
@@ -107,21 +127,14 @@ class KerasEstimator(CropEstimator):
             except Exception as error:  # Keras raises many types for broken or foreign files
                 raise UserError(f"{path} is not a model saved by train.py: {error}") from error
             return cls(network, str(path))
-        match = ORIGINAL_NAME.search(path.name)
-        if not match:
-            raise UserError(
-                f"cannot tell the architecture of {path.name}: use a .keras file from train.py "
-                "or an original checkpoint named <backbone>_<size>_....hdf5"
-            )
+        backbone, size = original_architecture(path)
         # The original project fed BGR to the backbone; the model converts RGB inside.
-        network = model.build_model(
-            match["backbone"], int(match["size"]), weights=None, margin=0.4, channel_order="BGR"
-        )
+        network = model.build_model(backbone, size, weights=None, margin=0.4, channel_order="BGR")
         try:
             network.load_weights(path)
         except Exception as error:  # h5py and Keras raise many types for a bad file
             raise UserError(
-                f"cannot load {path.name} into {match['backbone']} at {match['size']} px: {error}"
+                f"cannot load {path.name} into {backbone} at {size} px: {error}"
             ) from error
         return cls(network, str(path))
 
@@ -209,6 +222,8 @@ def load_estimator(weight_file: Path | None = None, model_name: str | None = Non
 
     if model_name == DLIB_MODELS:
         return DlibModelsEstimator()
+    if model_name == ORIGINAL_WRN:
+        return KerasEstimator.load(weights.fetch(weights.WIDE_RESNET))
     if model_name in DEX_MODELS:
         from age_gender.runtimes import DexEstimator
 

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from age_gender.demo import read_image
 from age_gender.errors import UserError, number
-from age_gender.estimator import load_estimator
+from age_gender.estimator import MODEL_NAMES, load_estimator
 from age_gender.faces import FaceDetector
 from age_gender.files import atomic_output, check_output_folder, make_output_folder
 from age_gender.labels import BOX_COLUMNS
@@ -265,7 +265,7 @@ def add_arguments(parser: argparse.ArgumentParser, output_dir: str) -> None:
         help="models to evaluate side by side (default: the demo's model)",
     )  # fmt: skip
     parser.add_argument(
-        "--model", nargs="*", default=[], help="named models: dlib-models, dex, dex-apparent"
+        "--model", nargs="*", default=[], help="named models: " + ", ".join(MODEL_NAMES)
     )
     parser.add_argument(
         "--detect", action="store_true",

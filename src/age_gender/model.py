@@ -6,6 +6,7 @@ was trained (backbone, channel order, crop margin). A saved `.keras` file theref
 itself and nothing outside needs to know which backbone it holds.
 """
 
+import functools
 import importlib
 import inspect
 from pathlib import Path
@@ -14,6 +15,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from age_gender import wide_resnet
 from age_gender.dataset import AGE_CLASSES, GENDER_CLASSES
 from age_gender.errors import UserError
 
@@ -30,16 +32,24 @@ def backbone_names() -> list[str]:
 
 
 def backbone_constructor(model_name: str):
+    """keras.applications' constructor, or a wide ResNet's (`WideResNet<depth>_<width>`)."""
+    shape = wide_resnet.parse_name(model_name)
+    if shape is not None:
+        return functools.partial(wide_resnet.wide_resnet, *shape)
     names = backbone_names()
     if model_name not in names:
         raise UserError(
-            f"unknown backbone {model_name!r}; keras.applications has: {', '.join(names)}"
+            f"unknown backbone {model_name!r}; keras.applications has: {', '.join(names)}; "
+            "and WideResNet<depth>_<width> (e.g. WideResNet16_8) is built in"
         )
     return getattr(keras.applications, model_name)
 
 
 def preprocess_function(model_name: str):
-    """The backbone module's own `preprocess_input` (identity for those that rescale inside)."""
+    """The backbone module's own `preprocess_input` (identity for those that rescale inside,
+    and for wide ResNets, which the original fed raw 0..255 pixels)."""
+    if wide_resnet.parse_name(model_name) is not None:
+        return lambda images: images
     module = importlib.import_module(backbone_constructor(model_name).__module__)
     return module.preprocess_input
 
@@ -128,13 +138,15 @@ def build_model(
     features = backbone.output
     if dropout > 0:
         features = keras.layers.Dropout(dropout)(features)
-    # float32 heads keep the softmax stable under mixed precision.
+    # float32 heads keep the softmax stable under mixed precision. The original's wide ResNet
+    # has heads without bias: its weights load only into the same.
+    bias = wide_resnet.parse_name(model_name) is None
     gender = keras.layers.Dense(
-        GENDER_CLASSES, activation="softmax", name="pred_gender", dtype="float32"
+        GENDER_CLASSES, activation="softmax", use_bias=bias, name="pred_gender", dtype="float32"
     )(features)
-    age = keras.layers.Dense(AGE_CLASSES, activation="softmax", name="pred_age", dtype="float32")(
-        features
-    )
+    age = keras.layers.Dense(
+        AGE_CLASSES, activation="softmax", use_bias=bias, name="pred_age", dtype="float32"
+    )(features)
     return keras.Model(inputs, [gender, age], name=f"age_gender_{model_name}")
 
 

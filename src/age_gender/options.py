@@ -13,8 +13,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "downloaded once)",
     )  # fmt: skip
     parser.add_argument(
-        "--model", help="a named model: dlib-models (bundled, public domain), dex or "
-        "dex-apparent (DEX's VGG-16 ONNX files in pretrained_models/dex/)",
+        "--model", help="a named model: dlib-models (bundled, public domain), original-wrn (the "
+        "original's v0.5 WRN-16-8, downloaded once), dex or dex-apparent (DEX's VGG-16 ONNX "
+        "files in pretrained_models/dex/)",
     )  # fmt: skip
     parser.add_argument(
         "--margin",

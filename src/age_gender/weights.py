@@ -31,6 +31,13 @@ PUBLISHED = WeightFile(
 )
 
 
+WIDE_RESNET = WeightFile(
+    name="weights.28-3.73.hdf5",  # WRN-16-8 at 64 px, BGR, margin 0.4: the original's first model
+    url="https://github.com/yu4u/age-gender-estimation/releases/download/v0.5/weights.28-3.73.hdf5",
+    md5="fbe63257a054c1c5466cfd7bf14646d6",
+)
+
+
 class DownloadError(UserError):
     """The file could not be fetched (no network, missing, cut, or a wrong checksum)."""
 
