@@ -15,6 +15,8 @@ import pandas as pd
 import tensorflow as tf
 from tqdm import tqdm
 
+from age_gender import alignment
+from age_gender.alignment import EYE_COLUMNS
 from age_gender.labels import BOX_COLUMNS
 
 AGE_CLASSES = 101
@@ -256,14 +258,22 @@ def mixup(
 
 
 def load_example(
-    example: dict, seed: tf.Tensor, size: int, margin: float, augmentation: Augmentation | None
-) -> tuple[tf.Tensor, dict]:
+    example: dict,
+    seed: tf.Tensor,
+    size: int,
+    margin: float,
+    augmentation: Augmentation | None,
+    align: bool = False,
+) -> tuple[tf.Tensor, dict, dict]:
     """Decodes and crops one image, with random rotation, zoom, shift and flip when augmenting;
     its one-hot labels and per-head loss weights."""
     image = decode_image(tf.io.read_file(example["path"]))
-    box = crop_box(tf.shape(image), example["box"], margin)
+    if align:  # the aligned box (margin included) and its angle, from the eyes
+        box, angle = example["box"], example["angle"]
+    else:
+        box, angle = crop_box(tf.shape(image), example["box"], margin), 0.0
     if augmentation is None:
-        image = resample(image, box, size)
+        image = warp(image, box, size, angle=angle) if align else resample(image, box, size)
     else:
         draws = tf.random.stateless_uniform([5], seed)
         signed = draws * 2 - 1
@@ -271,7 +281,7 @@ def load_example(
             image,
             box,
             size,
-            angle=signed[0] * augmentation.rotation * math.pi / 180,
+            angle=angle + signed[0] * augmentation.rotation * math.pi / 180,
             zoom=1.0 + signed[1] * augmentation.scale,
             shift=(signed[2] * augmentation.shift, signed[3] * augmentation.shift),
             flip=augmentation.flip & (draws[4] < 0.5),
@@ -313,15 +323,24 @@ def augment_batch(
 # The data set -----------------------------------------------------------------------------------
 
 
-def label_tensors(frame: pd.DataFrame, root: Path) -> dict[str, np.ndarray]:
-    """Columns as arrays; rows without a face box get an empty one (0, 0, 0, 0)."""
-    if all(column in frame.columns for column in BOX_COLUMNS):
+def label_tensors(
+    frame: pd.DataFrame, root: Path, align: bool = False, margin: float = 0.4
+) -> dict[str, np.ndarray]:
+    """Columns as arrays; rows without a face box get an empty one (0, 0, 0, 0). Aligned, the
+    box is the aligned face (margin included) from the eye columns, with its angle."""
+    angles = np.zeros(len(frame), np.float32)
+    if align:
+        aligned = [alignment.aligned_box(eyes, margin) for eyes in frame[EYE_COLUMNS].to_numpy()]
+        boxes = np.array([box for box, _ in aligned], np.float32).reshape(-1, 4)
+        angles = np.array([angle for _, angle in aligned], np.float32)
+    elif all(column in frame.columns for column in BOX_COLUMNS):
         boxes = frame[BOX_COLUMNS].to_numpy(np.float32)
     else:
         boxes = np.zeros((len(frame), 4), np.float32)
     return {
         "path": np.array([str(root / path) for path in frame["img_paths"]]),
         "box": np.nan_to_num(boxes),
+        "angle": angles,
         "age": frame["ages"].to_numpy(np.int32),
         "gender": frame["genders"].to_numpy(np.int32),
     }
@@ -336,16 +355,18 @@ def make_dataset(
     augmentation: Augmentation | None = None,
     shuffle: bool = False,
     seed: int = 0,
+    align: bool = False,
 ) -> tf.data.Dataset:
     """Batches of (float32 RGB images 0..255, {"pred_gender", "pred_age"} one-hot labels), plus
     per-head loss weights (gender, age) when some gender is unknown (-1): those rows teach age
     only.
 
-    Training sets pass `augmentation` and `shuffle=True`; evaluation sets pass neither. Rows must
+    Training sets pass `augmentation` and `shuffle=True`; evaluation sets pass neither. `align`
+    crops each face turned so its eyes are level (the frame needs the eye columns). Rows must
     have passed `drop_unreadable`: the data set has a known number of batches (what Keras needs
     to run every epoch alike), so an image that fails to decode stops it.
     """
-    examples = tf.data.Dataset.from_tensor_slices(label_tensors(frame, root))
+    examples = tf.data.Dataset.from_tensor_slices(label_tensors(frame, root, align, margin))
     if shuffle:
         examples = examples.shuffle(len(frame), seed=seed, reshuffle_each_iteration=True)
     geometric = augmentation if augmentation and augmentation.enabled else None
@@ -356,7 +377,7 @@ def make_dataset(
 
     dataset = tf.data.Dataset.zip(examples, seeds(0)).map(
         lambda example, example_seed: load_example(
-            example, example_seed, img_size, margin, geometric
+            example, example_seed, img_size, margin, geometric, align
         ),
         num_parallel_calls=AUTOTUNE,
     )

@@ -65,10 +65,23 @@ class CropEstimator:
         return self.predict_faces([(image, box) for box in boxes])
 
     def predict_faces(self, faces: list[tuple[np.ndarray, tuple]]) -> list[Prediction]:
-        """Predictions for (image, box) pairs, from several images, in one model call."""
+        """Predictions for (image, box) pairs, from several images, in one model call; faces
+        aligned by their eyes when the model was trained so."""
         if not faces:
             return []
-        crops = [crop_faces(image, [box], self.margin, self.img_size) for image, box in faces]
+        if getattr(self, "metadata", {}).get("aligned"):
+            from age_gender import alignment
+
+            if not hasattr(self, "_eye_finder"):
+                self._eye_finder = alignment.EyeFinder()
+            crops = [
+                alignment.aligned_crops(
+                    image, [self._eye_finder.eyes(image, box)], self.margin, self.img_size
+                )
+                for image, box in faces
+            ]
+        else:
+            crops = [crop_faces(image, [box], self.margin, self.img_size) for image, box in faces]
         return self.predict_crops(np.concatenate(crops))
 
     def predict_crops(self, crops: np.ndarray) -> list[Prediction]:

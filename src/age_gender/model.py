@@ -58,7 +58,14 @@ def preprocess_function(model_name: str):
 class FaceInput(keras.layers.Layer):
     """Raw RGB 0..255 in, the backbone's expected input out; carries the model's metadata."""
 
-    def __init__(self, backbone: str, channel_order: str = "RGB", margin: float = 0.4, **kwargs):
+    def __init__(
+        self,
+        backbone: str,
+        channel_order: str = "RGB",
+        margin: float = 0.4,
+        aligned: bool = False,
+        **kwargs,
+    ):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if channel_order not in ("RGB", "BGR"):
@@ -66,6 +73,7 @@ class FaceInput(keras.layers.Layer):
         self.backbone = backbone
         self.channel_order = channel_order
         self.margin = margin
+        self.aligned = aligned
         self.preprocess = preprocess_function(backbone)
 
     def call(self, images):
@@ -80,17 +88,20 @@ class FaceInput(keras.layers.Layer):
             "backbone": self.backbone,
             "channel_order": self.channel_order,
             "margin": self.margin,
+            "aligned": self.aligned,
         }
 
 
 def model_metadata(model: keras.Model) -> dict:
-    """Backbone, image size, channel order and margin of a model built by `build_model`."""
+    """Backbone, image size, channel order, margin and whether faces are aligned (by the eyes),
+    of a model built by `build_model`."""
     face_input = model.get_layer(FACE_INPUT)
     return {
         "backbone": face_input.backbone,
         "img_size": int(model.input_shape[1]),
         "channel_order": face_input.channel_order,
         "margin": face_input.margin,
+        "aligned": face_input.aligned,
     }
 
 
@@ -102,6 +113,7 @@ def build_model(
     batchnorm_momentum: float | None = None,
     margin: float = 0.4,
     channel_order: str = "RGB",
+    aligned: bool = False,
 ) -> keras.Model:
     """Backbone (include_top=False, average pooling), optional dropout, the two softmax heads.
 
@@ -114,7 +126,7 @@ def build_model(
     if weights not in (None, "imagenet") and not Path(weights).is_file():
         raise UserError(f"model.weights={weights}: no such file; use imagenet, null or a path")
     inputs = keras.Input((img_size, img_size, 3), name="image")
-    preprocessed = FaceInput(model_name, channel_order, margin, name=FACE_INPUT)(inputs)
+    preprocessed = FaceInput(model_name, channel_order, margin, aligned, name=FACE_INPUT)(inputs)
     try:
         backbone = constructor(
             include_top=False,

@@ -17,7 +17,7 @@ import pandas as pd
 import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
-from age_gender import dataset, labels, model
+from age_gender import alignment, dataset, labels, model
 from age_gender.errors import UserError
 from age_gender.plots import plot_learning_curves
 
@@ -216,19 +216,35 @@ def compile_for(
         )
 
 
+def with_eyes(rows: pd.DataFrame, csv: str, name: str) -> pd.DataFrame:
+    """The rows whose eyes landmarks.py found (a warning counts the others); refuses a CSV
+    without eye columns."""
+    if not set(alignment.EYE_COLUMNS) <= set(rows.columns):
+        raise UserError(
+            f"data.align=true needs eye positions in {csv}: run landmarks.py on it first"
+        )
+    found = rows[alignment.EYE_COLUMNS].notna().all(axis=1)
+    if not found.all():
+        print(f"warning: skipping {(~found).sum()} of {len(rows)} {name} faces without eyes found")
+    return rows[found].reset_index(drop=True)
+
+
 def prepare(cfg: DictConfig, strategy: tf.distribute.Strategy):
     """The model, the training and validation data sets and the steps per epoch; checks the
     data."""
     keras.utils.set_random_seed(cfg.train.seed)
     train_rows, val_rows = read_splits(cfg.data, cfg.train.seed)
-    size, margin = cfg.model.img_size, cfg.data.margin
+    size, margin, align = cfg.model.img_size, cfg.data.margin, bool(cfg.data.align)
+    if align:
+        train_rows = with_eyes(train_rows, cfg.data.csv, "training")
+        val_rows = with_eyes(val_rows, cfg.data.val_csv or cfg.data.csv, "validation")
     if cfg.train.mixed_precision:
         gpu = bool(tf.config.list_logical_devices("GPU"))
         keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "mixed_bfloat16")
     with strategy.scope():  # before reading every image: a wrong size or weights fail fast
         network = model.build_model(
             cfg.model.model_name, size, cfg.model.weights, cfg.model.dropout,
-            cfg.model.batchnorm_momentum, margin,
+            cfg.model.batchnorm_momentum, margin, aligned=align,
         )  # fmt: skip
     train_rows = dataset.drop_unreadable(train_rows, Path(cfg.data.root), "training images")
     val_rows = dataset.drop_unreadable(val_rows, Path(cfg.data.val_root), "validation images")
@@ -241,10 +257,10 @@ def prepare(cfg: DictConfig, strategy: tf.distribute.Strategy):
         raise UserError(f"none of the validation images in {cfg.data.val_root} can be read")
     train_data = dataset.make_dataset(
         train_rows, Path(cfg.data.root), size, cfg.train.batch_size, margin,
-        augmentation_from(cfg.train), shuffle=True, seed=cfg.train.seed,
+        augmentation_from(cfg.train), shuffle=True, seed=cfg.train.seed, align=align,
     )  # fmt: skip
     val_data = dataset.make_dataset(
-        val_rows, Path(cfg.data.val_root), size, cfg.train.batch_size, margin
+        val_rows, Path(cfg.data.val_root), size, cfg.train.batch_size, margin, align=align
     )
     learning_rate(cfg.train, 1, 1)  # a wrong scheduler name fails before training
     return network, train_data, val_data, len(train_rows) // cfg.train.batch_size

@@ -1,0 +1,83 @@
+"""Eye positions for every face of a label CSV, found once for training with data.align=true.
+
+Work is split into chunks that worker processes do in parallel (each loads dlib's detector and
+shape predictor once); each finished chunk is written as a part (temporary name, then rename),
+so a killed run started again does only the chunks still missing, and the parts are merged into
+the output at the end.
+"""
+
+import shutil
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from age_gender.alignment import EYE_COLUMNS, EyeFinder
+from age_gender.demo import read_image
+from age_gender.faces import FaceDetector
+from age_gender.files import atomic_output
+from age_gender.labels import BOX_COLUMNS
+
+_worker: dict = {}
+
+
+def start_worker(root: Path, upsample: int) -> None:
+    """Each process's own detector and predictor (dlib objects are not shared across forks)."""
+    _worker.update(root=root, detector=FaceDetector("hog", upsample), finder=EyeFinder())
+
+
+def face_box(row: pd.Series, image: np.ndarray) -> tuple | None:
+    """The row's face box, else the most confident detection, else None."""
+    if all(column in row for column in BOX_COLUMNS) and row[BOX_COLUMNS].notna().all():
+        return tuple(row[BOX_COLUMNS])
+    faces = _worker["detector"].detect(image)
+    return faces[0].box if faces else None
+
+
+def find_eyes(chunk: tuple[int, pd.DataFrame]) -> tuple[int, pd.DataFrame]:
+    """The chunk's img_paths and eye columns (NaN where the image or its face is missing)."""
+    index, rows = chunk
+    eyes = np.full((len(rows), len(EYE_COLUMNS)), np.nan)
+    for position, (_, row) in enumerate(rows.iterrows()):
+        image = read_image(_worker["root"] / row["img_paths"])
+        box = None if image is None else face_box(row, image)
+        if box is not None:
+            eyes[position] = _worker["finder"].eyes(image, box)
+    found = pd.DataFrame(eyes.round(2), columns=EYE_COLUMNS)
+    return index, pd.concat([rows[["img_paths"]].reset_index(drop=True), found], axis=1)
+
+
+def part_done(path: Path, rows: pd.DataFrame) -> bool:
+    """Whether the part at `path` exists and holds exactly these rows' images."""
+    if not path.exists():
+        return False
+    return pd.read_csv(path)["img_paths"].astype(str).tolist() == rows["img_paths"].tolist()
+
+
+def add_eyes(
+    frame: pd.DataFrame, root: Path, output: Path, workers: int, chunk_size: int, upsample: int
+) -> pd.DataFrame:
+    """`frame` with the eye columns, written to `output`; resumes from the parts of a killed run."""
+    parts = output.with_name(f".{output.name}.parts")
+    parts.mkdir(exist_ok=True)
+    chunks = [(start // chunk_size, frame[start : start + chunk_size])
+              for start in range(0, len(frame), chunk_size)]  # fmt: skip
+    todo = [(i, rows) for i, rows in chunks if not part_done(parts / f"{i:06d}.csv", rows)]
+    done = len(frame) - sum(len(rows) for _, rows in todo)
+    with (
+        Pool(workers, initializer=start_worker, initargs=(root, upsample)) as pool,
+        tqdm(total=len(frame), initial=done, desc="finding eyes", unit="face") as bar,
+    ):
+        for index, eyes in pool.imap_unordered(find_eyes, todo):
+            with atomic_output(parts / f"{index:06d}.csv") as temporary:
+                eyes.to_csv(temporary, index=False)
+            bar.update(len(eyes))
+    merged = pd.concat([pd.read_csv(parts / f"{i:06d}.csv") for i, _ in chunks], ignore_index=True)
+    result = frame.drop(columns=EYE_COLUMNS, errors="ignore").reset_index(drop=True)
+    result[EYE_COLUMNS] = merged[EYE_COLUMNS]
+    with atomic_output(output) as temporary:
+        result.to_csv(temporary, index=False)
+    shutil.rmtree(parts)
+    return result
