@@ -53,7 +53,8 @@ def test_a_saved_model_loads_with_its_metadata_and_outputs(tmp_path):
     network.save(tmp_path / "tiny.keras")
     loaded = estimator.KerasEstimator.load(tmp_path / "tiny.keras")
     assert loaded.metadata == {
-        "backbone": "MobileNetV3Small", "img_size": 32, "channel_order": "RGB", "margin": 0.3
+        "backbone": "MobileNetV3Small", "img_size": 32, "channel_order": "RGB", "margin": 0.3,
+        "aligned": False,
     }  # fmt: skip
     crops = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     gender, age = network(crops.astype("float32"))
