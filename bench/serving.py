@@ -19,6 +19,7 @@ import cv2
 import httpx
 import keras
 import numpy as np
+from inference import best_ms, frame_with_one_face  # bench/inference.py: the same frame and timer
 
 from age_gender import export, model
 from age_gender.demo import Annotator
@@ -26,27 +27,6 @@ from age_gender.estimator import KerasEstimator
 from age_gender.faces import FaceDetector
 from age_gender.runtimes import OnnxEstimator
 from age_gender.server_process import running_server
-
-ASTRONAUT = Path(__file__).resolve().parents[1] / "examples" / "astronaut.png"
-
-
-def best_ms(function, repeats: int = 20) -> float:
-    """The fastest of `repeats` runs, in milliseconds, after one warm-up run."""
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return 1000 * min(times)
-
-
-def frame_with_one_face() -> np.ndarray:
-    """The astronaut portrait on a 640x480 canvas: one face of about 90 px, as from a webcam."""
-    portrait = cv2.cvtColor(cv2.imread(str(ASTRONAUT)), cv2.COLOR_BGR2RGB)
-    frame = np.full((480, 640, 3), 40, np.uint8)
-    frame[:480, 64:576] = portrait[:480]
-    return frame
 
 
 def latencies(url: str, image: bytes, clients: int, requests: int) -> tuple[list[float], float]:
