@@ -54,12 +54,20 @@ def decode(gender_probabilities: np.ndarray, age_probabilities: np.ndarray) -> l
 class CropEstimator:
     """A two-headed model of this project, whatever runs it: margin crops in, predictions out.
 
-    Subclasses set `name`, `img_size` and `margin` and implement `predict_crops`.
+    Its metadata (backbone, img_size, channel_order, margin, aligned) says how to crop; subclasses
+    implement `predict_crops`. `margin` may be changed after loading (`--margin`).
     """
 
-    name: str
-    img_size: int
-    margin: float
+    def __init__(self, metadata: dict, name: str):
+        self.metadata = metadata
+        self.name = name
+        self.img_size = metadata["img_size"]
+        self.margin = metadata["margin"]
+        self.eye_finder = None
+        if metadata.get("aligned"):  # trained on faces aligned by the eyes: find them too
+            from age_gender.alignment import EyeFinder
+
+            self.eye_finder = EyeFinder()
 
     def predict(self, image: np.ndarray, boxes: list[tuple]) -> list[Prediction]:
         return self.predict_faces([(image, box) for box in boxes])
@@ -69,15 +77,11 @@ class CropEstimator:
         aligned by their eyes when the model was trained so."""
         if not faces:
             return []
-        if getattr(self, "metadata", {}).get("aligned"):
-            from age_gender import alignment
+        if self.eye_finder is not None:
+            from age_gender.alignment import aligned_crops
 
-            if not hasattr(self, "_eye_finder"):
-                self._eye_finder = alignment.EyeFinder()
             crops = [
-                alignment.aligned_crops(
-                    image, [self._eye_finder.eyes(image, box)], self.margin, self.img_size
-                )
+                aligned_crops(image, [self.eye_finder.eyes(image, box)], self.margin, self.img_size)
                 for image, box in faces
             ]
         else:
@@ -116,11 +120,8 @@ class KerasEstimator(CropEstimator):
 
         from age_gender.model import model_metadata
 
+        super().__init__(model_metadata(network), name)
         self.network = network
-        self.name = name
-        self.metadata = model_metadata(network)
-        self.img_size = self.metadata["img_size"]
-        self.margin = self.metadata["margin"]
         signature = [tf.TensorSpec([None, self.img_size, self.img_size, 3], tf.uint8)]
         self._call = tf.function(lambda images: network(images, training=False), signature)
 
@@ -163,11 +164,8 @@ class SavedModelEstimator(CropEstimator):
     METADATA = Path("assets.extra") / "age_gender.json"
 
     def __init__(self, serve, metadata: dict, name: str):
+        super().__init__(metadata, name)
         self.serve = serve
-        self.metadata = metadata
-        self.name = name
-        self.img_size = metadata["img_size"]
-        self.margin = metadata["margin"]
 
     @classmethod
     def load(cls, path: Path) -> "SavedModelEstimator":

@@ -174,11 +174,8 @@ TABLE_ROWS = [
 
 def cell(style: str, value) -> str:
     """A figure as the table shows it; '-' for an undefined one."""
-    return (
-        "-"
-        if value is None or (isinstance(value, float) and math.isnan(value))
-        else (style.format(value))
-    )
+    undefined = value is None or (isinstance(value, float) and math.isnan(value))
+    return "-" if undefined else style.format(value)
 
 
 def format_table(summaries: dict[str, dict]) -> str:

@@ -83,9 +83,10 @@ def write_tflite(estimator: KerasEstimator, path: Path) -> TFLiteEstimator:
     from ai_edge_litert.interpreter import Interpreter
 
     traced(estimator).export(str(path), format="litert", verbose=False)
-    details = Interpreter(model_path=str(path)).get_output_details()
+    interpreter = Interpreter(model_path=str(path))
+    details = interpreter.get_output_details()
     outputs = {HEAD_BY_WIDTH[int(output["shape"][-1])]: output["name"] for output in details}
-    return TFLiteEstimator.load(path, export_metadata(estimator, outputs))
+    return TFLiteEstimator(interpreter, export_metadata(estimator, outputs), str(path))
 
 
 def write_saved_model(estimator: KerasEstimator, path: Path) -> SavedModelEstimator:
@@ -97,10 +98,11 @@ def write_saved_model(estimator: KerasEstimator, path: Path) -> SavedModelEstima
     outputs = {
         HEAD_BY_WIDTH[spec.shape[-1]]: name for name, spec in signature.structured_outputs.items()
     }
+    metadata = export_metadata(estimator, outputs)
     metadata_path = path / SavedModelEstimator.METADATA
     metadata_path.parent.mkdir()
-    metadata_path.write_text(json.dumps(export_metadata(estimator, outputs), indent=1))
-    return SavedModelEstimator.load(path)
+    metadata_path.write_text(json.dumps(metadata, indent=1))
+    return SavedModelEstimator(signature, metadata, str(path))
 
 
 WRITERS = {"onnx": write_onnx, "tflite": write_tflite, "saved_model": write_saved_model}

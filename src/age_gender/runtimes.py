@@ -78,11 +78,8 @@ class OnnxEstimator(CropEstimator):
         if metadata is None:
             raise UserError(f"{name} was not exported by export.py: it carries no {METADATA_KEY} "
                             "metadata")  # fmt: skip
-        self.metadata = json.loads(metadata)
+        super().__init__(json.loads(metadata), name)
         self.session = session
-        self.name = name
-        self.img_size = self.metadata["img_size"]
-        self.margin = self.metadata["margin"]
         self._input = session.get_inputs()[0].name
         self._outputs = [
             self.metadata["outputs"]["pred_gender"],
@@ -108,24 +105,20 @@ class TFLiteEstimator(CropEstimator):
     """A TFLite model exported by `export.py`, run by the LiteRT interpreter (one at a time)."""
 
     def __init__(self, interpreter, metadata: dict, name: str):
+        super().__init__(metadata, name)
         self.interpreter = interpreter
-        self.metadata = metadata
-        self.name = name
-        self.img_size = metadata["img_size"]
-        self.margin = metadata["margin"]
         self._input = interpreter.get_input_details()[0]["index"]
         indices = {output["name"]: output["index"] for output in interpreter.get_output_details()}
         self._outputs = [indices[metadata["outputs"][head]] for head in ("pred_gender", "pred_age")]
 
     @classmethod
-    def load(cls, path: Path, metadata: dict | None = None) -> "TFLiteEstimator":
-        """`path` with the metadata of its sidecar JSON, unless given."""
+    def load(cls, path: Path) -> "TFLiteEstimator":
+        """`path` with the metadata of its sidecar JSON."""
         litert = import_runtime("ai_edge_litert.interpreter", path, "litert")
-        if metadata is None:
-            sidecar = sidecar_path(path)
-            if not sidecar.is_file():
-                raise UserError(f"{sidecar} not found: export.py writes it beside {path.name}")
-            metadata = json.loads(sidecar.read_text())
+        sidecar = sidecar_path(path)
+        if not sidecar.is_file():
+            raise UserError(f"{sidecar} not found: export.py writes it beside {path.name}")
+        metadata = json.loads(sidecar.read_text())
         try:
             interpreter = litert.Interpreter(model_path=str(path))
         except Exception as error:  # LiteRT raises ValueError or RuntimeError for broken files
@@ -156,14 +149,11 @@ class DexEstimator(CropEstimator):
     side, as the paper crops it); age is the expected value of a 101-way softmax, gender a
     2-way softmax (0 = female)."""
 
-    img_size = 224
-    margin = 0.4
+    METADATA = {"backbone": "VGG16 (DEX)", "img_size": 224, "channel_order": "BGR", "margin": 0.4}
 
     def __init__(self, age_session, gender_session, name: str):
+        super().__init__(dict(self.METADATA), name)
         self.sessions = (gender_session, age_session)
-        self.name = name
-        self.metadata = {"backbone": "VGG16 (DEX)", "img_size": 224, "channel_order": "BGR",
-                         "margin": self.margin}  # fmt: skip
 
     @classmethod
     def load(cls, apparent: bool = False, folder: Path = DEX_DIR) -> "DexEstimator":

@@ -41,6 +41,7 @@ def check_config(cfg: DictConfig) -> None:
             raise UserError(f"{key} must be a number {interval}, not {value}")
     if not isinstance(cfg.train.lr, int | float) or not cfg.train.lr > 0:
         raise UserError(f"train.lr must be a number above 0, not {cfg.train.lr}")
+    learning_rate(cfg.train, 1, 1)  # a wrong train.lr_scheduler fails here, with its message
     freeze = cfg.train.freeze_epochs
     if isinstance(freeze, bool) or not isinstance(freeze, int) or freeze < 0:
         raise UserError(f"train.freeze_epochs must be a whole number of 0 or more, not {freeze}")
@@ -262,7 +263,6 @@ def prepare(cfg: DictConfig, strategy: tf.distribute.Strategy):
     val_data = dataset.make_dataset(
         val_rows, Path(cfg.data.val_root), size, cfg.train.batch_size, margin, align=align
     )
-    learning_rate(cfg.train, 1, 1)  # a wrong scheduler name fails before training
     return network, train_data, val_data, len(train_rows) // cfg.train.batch_size
 
 
