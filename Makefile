@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 $(BIN)/activate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,cnn,wandb,export,serve]'
+	$(BIN)/pip install --quiet -e '.[test,cnn,wandb,export,serve,scale]'
 	touch $(BIN)/activate
 
 demo: $(BIN)/activate

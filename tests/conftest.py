@@ -112,3 +112,27 @@ def offline(tmp_path):
             **{name: proxy for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")},
             "no_proxy": "", "NO_PROXY": "", "KERAS_HOME": str(tmp_path / "keras"),
         }  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def varied_model(tmp_path_factory):
+    """EfficientNetB0 (the default family: its Normalization layer is the known ONNX trap) with
+    BGR input and random heads large enough that every crop gets its own prediction."""
+    import keras
+    import numpy as np
+
+    from age_gender import export, model
+
+    folder = tmp_path_factory.mktemp("varied_model")
+    keras.utils.set_random_seed(0)  # the same backbone every run: its predictions are checked
+    network = model.build_model("EfficientNetB0", 48, None, margin=0.3, channel_order="BGR")
+    # An untrained EfficientNet's features are tiny (about 1e-6): heads scaled to them give
+    # logits of a few units, so each crop gets its own, far from uniform, prediction.
+    features = keras.Model(network.input, network.get_layer("pred_age").input)
+    scale = float(np.std(features(export.parity_crops(48).astype("float32"))))
+    rng = np.random.default_rng(0)
+    for name in ("pred_gender", "pred_age"):
+        kernel = network.get_layer(name).kernel
+        kernel.assign(rng.normal(0, 3.0 / (scale * kernel.shape[0] ** 0.5), kernel.shape))
+    network.save(folder / "tiny.keras")
+    return folder

@@ -13,6 +13,7 @@ import dlib
 import numpy as np
 
 from age_gender.errors import UserError
+from age_gender.faces import crop_faces
 
 EYE_COLUMNS = ["eye_left_x", "eye_left_y", "eye_right_x", "eye_right_y"]  # left in the image
 # The face square, in eye distances: about the size of dlib's HOG box, with the eyes above its
@@ -76,3 +77,13 @@ def aligned_crops(image: np.ndarray, eyes_list: list, margin: float, size: int) 
             borderMode=cv2.BORDER_CONSTANT, borderValue=0,
         )  # fmt: skip
     return crops
+
+
+def model_crops(
+    image: np.ndarray, boxes: list[tuple], margin: float, size: int, eye_finder: EyeFinder | None
+) -> np.ndarray:
+    """The crops a model of this project takes (N, size, size, 3): margin crops of the boxes, or
+    crops aligned by the eyes when the model was trained so (an eye finder is given)."""
+    if eye_finder is None:
+        return crop_faces(image, boxes, margin, size)
+    return aligned_crops(image, [eye_finder.eyes(image, box) for box in boxes], margin, size)

@@ -22,12 +22,11 @@ from age_gender.errors import UserError
 from age_gender.estimator import Prediction
 from age_gender.faces import FaceDetector
 from age_gender.files import atomic_output, check_inputs_kept
+from age_gender.labels import BOX_COLUMNS
 from age_gender.tracking import FaceTracker
 
-COLUMNS = [
-    "file", "frame", "faces", "face", "x_min", "y_min", "x_max", "y_max",
-    "age", "age_std", "gender", "gender_probability",
-]  # fmt: skip
+PREDICTION = ["age", "age_std", "gender", "gender_probability"]
+COLUMNS = ["file", "frame", "faces", "face", *BOX_COLUMNS, *PREDICTION]
 WINDOW = "age and gender (q to quit)"
 PREDICTION_FILES = ("predictions.csv", "predictions.json")
 
@@ -54,15 +53,19 @@ def read_image(path: Path) -> np.ndarray | None:
     return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def face_record(box: tuple, prediction: Prediction) -> dict:
-    """One face as the demo's table and the server's JSON give it."""
+def prediction_record(prediction: Prediction) -> dict:
+    """A prediction as the tables and the server's JSON give it."""
     return {
-        **dict(zip(("x_min", "y_min", "x_max", "y_max"), box, strict=True)),
         "age": round(prediction.age, 2),
         "age_std": round(prediction.age_std, 2),
         "gender": prediction.gender,
         "gender_probability": round(prediction.gender_probability, 4),
     }
+
+
+def face_record(box: tuple, prediction: Prediction) -> dict:
+    """One face as the demo's table and the server's JSON give it."""
+    return {**dict(zip(BOX_COLUMNS, box, strict=True)), **prediction_record(prediction)}
 
 
 class Annotator:
@@ -89,8 +92,7 @@ class Annotator:
 
     def write_predictions(self, output_dir: Path) -> None:
         table = pd.DataFrame(self.rows, columns=COLUMNS)
-        integers = ("frame", "face", "x_min", "y_min", "x_max", "y_max")
-        table = table.astype(dict.fromkeys(integers, "Int64"))
+        table = table.astype(dict.fromkeys(["frame", "face", *BOX_COLUMNS], "Int64"))
         csv_path, json_path = (output_dir / name for name in PREDICTION_FILES)
         with atomic_output(csv_path) as temporary:
             table.to_csv(temporary, index=False)

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 
 from age_gender.errors import UserError
-from age_gender.faces import crop_faces
 
 DLIB_MODELS = "dlib-models"
 DEX_MODELS = ("dex", "dex-apparent")
@@ -77,15 +76,12 @@ class CropEstimator:
         aligned by their eyes when the model was trained so."""
         if not faces:
             return []
-        if self.eye_finder is not None:
-            from age_gender.alignment import aligned_crops
+        from age_gender.alignment import model_crops
 
-            crops = [
-                aligned_crops(image, [self.eye_finder.eyes(image, box)], self.margin, self.img_size)
-                for image, box in faces
-            ]
-        else:
-            crops = [crop_faces(image, [box], self.margin, self.img_size) for image, box in faces]
+        crops = [
+            model_crops(image, [box], self.margin, self.img_size, self.eye_finder)
+            for image, box in faces
+        ]
         return self.predict_crops(np.concatenate(crops))
 
     def predict_crops(self, crops: np.ndarray) -> list[Prediction]:

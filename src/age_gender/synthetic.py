@@ -127,3 +127,37 @@ def write_appa_real(
         }
     ).to_csv(root / f"allcategories_{split}.csv", index=False)
     return table
+
+
+def write_face_photos(
+    folder: Path, portrait: np.ndarray, count: int, seed: int = 0, sizes: tuple = (400, 800)
+) -> list[Path]:
+    """Writes `count` JPEGs of `sizes[0]`..`sizes[1]` px with one to three copies of the head in
+    `portrait` (an RGB photo of one face), flipped and scaled at random, side by side on a noisy
+    background: a photo collection for annotation tests and benchmarks."""
+    from age_gender.faces import FaceDetector, margin_box
+
+    x_min, y_min, x_max, y_max = margin_box(
+        FaceDetector().detect(portrait)[0].box, 0.6, portrait.shape
+    )
+    portrait = portrait[y_min:y_max, x_min:x_max]
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index in range(count):
+        height, width = (int(side) for side in rng.integers(sizes[0], sizes[1] + 1, 2))
+        canvas = rng.integers(30, 90, (height, width, 3), dtype=np.uint8)
+        heads = int(rng.integers(1, 4))
+        column = width // heads
+        for slot in range(heads):
+            head = portrait[:, ::-1] if rng.random() < 0.5 else portrait
+            scale = min(rng.uniform(0.6, 1.2), column / head.shape[1], height / head.shape[0])
+            head = cv2.resize(head, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            top = int(rng.integers(0, height - head.shape[0] + 1))
+            left = slot * column + int(rng.integers(0, column - head.shape[1] + 1))
+            canvas[top : top + head.shape[0], left : left + head.shape[1]] = head
+        path = folder / f"{index:05d}.jpg"
+        bgr = cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR)
+        cv2.imwrite(str(path), bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        paths.append(path)
+    return paths

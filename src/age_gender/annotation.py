@@ -1,0 +1,294 @@
+"""Age and gender for every face of a collection of images, as one table (annotate.py).
+
+Worker processes decode, detect and crop (each loads dlib once); the main process runs the model
+on batches of faces gathered across images, so nothing is decoded twice and the model sees full
+batches. Images are done in parts of `part_size`, each written when complete (temporary name,
+then rename) into a folder beside the output: a run killed at any moment and started again with
+the same arguments does only the parts still missing. The parts are merged into the output at
+the end, every image exactly once.
+"""
+
+import dataclasses
+import glob
+import json
+import multiprocessing
+import shutil
+import time
+from collections import deque
+from collections.abc import Iterable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from age_gender.alignment import EyeFinder, model_crops
+from age_gender.demo import PREDICTION, prediction_record, read_image
+from age_gender.errors import UserError
+from age_gender.estimator import Prediction
+from age_gender.faces import FaceDetector
+from age_gender.files import atomic_output
+from age_gender.labels import BOX_COLUMNS
+
+IMAGE_SUFFIXES = {
+    ".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".webp", ".tif", ".tiff",
+    ".ppm", ".pgm", ".pbm", ".pnm", ".jp2", ".sr", ".ras",
+}  # fmt: skip
+OUTPUT_SUFFIXES = (".parquet", ".csv", ".jsonl")
+OK, NO_FACE, UNREADABLE = "ok", "no face", "unreadable"
+IMAGE_COLUMNS = ["file", "status", "width", "height", "faces"]
+FACE_COLUMNS = ["face", *BOX_COLUMNS, "score"]
+COLUMNS = [*IMAGE_COLUMNS, *FACE_COLUMNS, *PREDICTION]
+INTEGER_COLUMNS = ["width", "height", "faces", "face", *BOX_COLUMNS]
+PARTS_AHEAD = 2  # parts being decoded while the model runs: bounds the crops held in memory
+
+
+def list_images(source: str, root: Path | None = None) -> tuple[Path, list[str]]:
+    """(the folder names start from, the image names): every image file under a folder (by
+    suffix, recursively), every file a glob matches, or the `img_paths` of a CSV (each once)."""
+    path = Path(source)
+    if root is not None and path.suffix.lower() != ".csv":
+        raise UserError("--root applies to a CSV input (its img_paths start there)")
+    if path.is_dir():
+        files = (file for file in path.rglob("*") if file.suffix.lower() in IMAGE_SUFFIXES)
+        base, names = path, sorted(str(file.relative_to(path)) for file in files if file.is_file())
+    elif path.suffix.lower() == ".csv":
+        base, names = root or Path(), csv_images(path)
+        if not base.is_dir():
+            raise UserError(f"image folder {base} does not exist; set --root to the folder of "
+                            "the CSV's img_paths")  # fmt: skip
+    elif glob.has_magic(source):
+        base, names = Path(), sorted(name for name in glob.glob(source, recursive=True)
+                                     if Path(name).is_file())  # fmt: skip
+    else:
+        raise UserError(f"{source} is not a folder, a CSV file or a glob pattern ('photos/*.jpg')")
+    if not names:
+        raise UserError(f"no images in {source}")
+    return base, names
+
+
+def csv_images(path: Path) -> list[str]:
+    """The CSV's `img_paths`, each once, in order of first appearance."""
+    if not path.is_file():
+        raise UserError(f"CSV file {path} does not exist")
+    try:
+        paths = pd.read_csv(path, usecols=["img_paths"])["img_paths"]
+    except ValueError as error:  # pandas' message for a missing column
+        raise UserError(f"{path} needs an img_paths column: {error}") from error
+    return list(dict.fromkeys(paths.dropna().astype(str)))
+
+
+def table_format(output: Path) -> str:
+    """The output's format, by its suffix; Parquet needs pyarrow."""
+    suffix = output.suffix.lower()
+    if suffix not in OUTPUT_SUFFIXES:
+        raise UserError(f"name the output {', '.join(OUTPUT_SUFFIXES)}, not {output.name}")
+    if suffix == ".parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError as error:
+            raise UserError("Parquet output needs pyarrow: pip install pyarrow, or name the "
+                            "output .csv or .jsonl") from error  # fmt: skip
+    return suffix
+
+
+def typed(rows: Iterable[dict] | pd.DataFrame) -> pd.DataFrame:
+    """The output table: its columns in order, integers as nullable integers."""
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    return table.astype({**dict.fromkeys(INTEGER_COLUMNS, "Int64"), "score": float})
+
+
+def write_table(table: pd.DataFrame, output: Path) -> None:
+    """Writes the table in the format the output's suffix names, atomically."""
+    with atomic_output(output) as temporary:
+        if output.suffix.lower() == ".parquet":
+            table.to_parquet(temporary, index=False)
+        elif output.suffix.lower() == ".csv":
+            table.to_csv(temporary, index=False)
+        else:
+            table.to_json(temporary, orient="records", lines=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class FaceFinding:
+    """How workers find and crop faces: the detector's options and the model's crop (no
+    crop_size: the model takes whole images and crops itself, as dlib-models does)."""
+
+    detector: str = "hog"
+    upsample: int = 1
+    min_face: int = 0
+    crop_size: int | None = None
+    margin: float = 0.4
+    aligned: bool = False
+
+    @classmethod
+    def for_model(cls, estimator, detector: str, upsample: int, min_face: int) -> "FaceFinding":
+        if not hasattr(estimator, "predict_crops"):
+            return cls(detector, upsample, min_face)
+        aligned = estimator.eye_finder is not None
+        return cls(detector, upsample, min_face, estimator.img_size, estimator.margin, aligned)
+
+
+_worker: dict = {}
+
+
+def start_worker(root: Path, finding: FaceFinding) -> None:
+    """Each worker's own detector (dlib objects are not shared between processes)."""
+    cv2.setNumThreads(1)  # the workers are the parallelism
+    _worker.update(
+        root=root,
+        finding=finding,
+        detector=FaceDetector(finding.detector, finding.upsample, finding.min_face),
+        eye_finder=EyeFinder() if finding.aligned else None,
+    )
+
+
+def examine(name: str) -> tuple[list[dict], np.ndarray | None]:
+    """One image's rows (one per face, else one saying why there is none) and what the model
+    takes of it: its faces' crops (N, S, S, 3), or the whole image for a model that crops
+    itself; None without faces."""
+    finding = _worker["finding"]
+    image = read_image(_worker["root"] / name)
+    if image is None:
+        return [{"file": name, "status": UNREADABLE}], None
+    height, width = image.shape[:2]
+    faces = _worker["detector"].detect(image)
+    base = {"file": name, "width": width, "height": height, "faces": len(faces)}
+    if not faces:
+        return [{**base, "status": NO_FACE}], None
+    rows = [
+        {**base, "status": OK, "face": index, **dict(zip(BOX_COLUMNS, face.box, strict=True)),
+         "score": round(face.score, 3)}
+        for index, face in enumerate(faces)
+    ]  # fmt: skip
+    if finding.crop_size is None:
+        return rows, image
+    boxes = [face.box for face in faces]
+    return rows, model_crops(image, boxes, finding.margin, finding.crop_size, _worker["eye_finder"])
+
+
+def predict(estimator, examined: list[tuple[list[dict], np.ndarray | None]], batch_size: int):
+    """The predictions for the faces of `examined`, in order: crops in batches of `batch_size`
+    across images, or whole images one by one for a model that crops itself."""
+    taken = [(rows, faces) for rows, faces in examined if faces is not None]
+    if not taken:
+        return []
+    if not hasattr(estimator, "predict_crops"):
+        return [found for rows, image in taken
+                for found in estimator.predict(image, [box(row) for row in rows])]  # fmt: skip
+    crops = np.concatenate([faces for _, faces in taken])
+    return [
+        found
+        for start in range(0, len(crops), batch_size)
+        for found in estimator.predict_crops(crops[start : start + batch_size])
+    ]
+
+
+def box(row: dict) -> tuple[int, int, int, int]:
+    return tuple(row[column] for column in BOX_COLUMNS)
+
+
+def with_predictions(rows: list[dict], predictions: list[Prediction]) -> list[dict]:
+    """The rows, those of faces (in order) completed with their predictions."""
+    found = iter(predictions)
+    return [{**row, **prediction_record(next(found))} if row["status"] == OK else row
+            for row in rows]  # fmt: skip
+
+
+class Parts:
+    """The finished parts of a run, in a folder beside the output, with the settings that made
+    them: parts of other settings are never mixed in."""
+
+    def __init__(self, output: Path, settings: dict, overwrite: bool):
+        self.folder = output.with_name(f".{output.name}.parts")
+        settings_file = self.folder / "settings.json"
+        if self.folder.is_dir():
+            earlier = json.loads(settings_file.read_text()) if settings_file.is_file() else None
+            if earlier == settings:
+                return
+            if not overwrite:
+                raise UserError(
+                    f"{self.folder} holds an unfinished run with other arguments; run again "
+                    "with the same arguments to finish it, or pass --overwrite to start over"
+                )
+            shutil.rmtree(self.folder)
+        self.folder.mkdir()
+        with atomic_output(settings_file) as temporary:
+            temporary.write_text(json.dumps(settings, indent=1))
+
+    def path(self, index: int) -> Path:
+        return self.folder / f"{index:06d}.pkl"
+
+    def done(self, index: int, names: list[str]) -> bool:
+        """Whether part `index` exists and holds exactly these images."""
+        path = self.path(index)
+        return path.is_file() and pd.read_pickle(path)["file"].unique().tolist() == names
+
+    def write(self, index: int, table: pd.DataFrame) -> None:
+        with atomic_output(self.path(index)) as temporary:
+            table.to_pickle(temporary)
+
+    def merge(self, count: int) -> pd.DataFrame:
+        return pd.concat([pd.read_pickle(self.path(index)) for index in range(count)],
+                         ignore_index=True)  # fmt: skip
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder)
+
+
+def finish_part(
+    index: int, results: Iterable, estimator, batch_size: int, parts: Parts, bar: tqdm
+) -> int:
+    """Waits for a part's images, estimates their faces and writes the part; returns the number
+    of faces."""
+    examined = []
+    for result in results:
+        examined.append(result)
+        bar.update()
+    rows = [row for image_rows, _ in examined for row in image_rows]
+    predictions = predict(estimator, examined, batch_size)
+    parts.write(index, typed(with_predictions(rows, predictions)))
+    return len(predictions)
+
+
+def annotate(
+    names: list[str],
+    root: Path,
+    output: Path,
+    estimator,
+    finding: FaceFinding,
+    parts: Parts,
+    workers: int,
+    batch_size: int,
+    part_size: int,
+) -> pd.DataFrame:
+    """Annotates the images `names` (under `root`) and writes the table to `output`."""
+    chunks = [names[start : start + part_size] for start in range(0, len(names), part_size)]
+    todo = [index for index, chunk in enumerate(chunks) if not parts.done(index, chunk)]
+    done = len(names) - sum(len(chunks[index]) for index in todo)
+    if done:
+        print(f"resuming: {done} of {len(names)} images were done by an earlier run")
+    context = multiprocessing.get_context("spawn")  # no fork of a process running TensorFlow
+    with (
+        context.Pool(workers, start_worker, (root, finding)) as pool,
+        tqdm(total=len(names), initial=done, desc="annotating", unit="image") as bar,
+    ):
+        started, faces = time.perf_counter(), 0
+        in_flight: deque = deque()
+
+        def finish_oldest() -> None:
+            nonlocal faces
+            faces += finish_part(*in_flight.popleft(), estimator, batch_size, parts, bar)
+            bar.set_postfix(faces_per_s=f"{faces / (time.perf_counter() - started):.1f}")
+
+        for index in todo:
+            in_flight.append((index, pool.imap(examine, chunks[index])))
+            if len(in_flight) > PARTS_AHEAD:
+                finish_oldest()
+        while in_flight:
+            finish_oldest()
+    table = parts.merge(len(chunks))
+    write_table(table, output)
+    parts.remove()
+    return table
