@@ -168,21 +168,37 @@ def examine(name: str) -> tuple[list[dict], np.ndarray | None]:
     return rows, model_crops(image, boxes, finding.margin, finding.crop_size, _worker["eye_finder"])
 
 
-def predict(estimator, examined: list[tuple[list[dict], np.ndarray | None]], batch_size: int):
-    """The predictions for the faces of `examined`, in order: crops in batches of `batch_size`
-    across images, or whole images one by one for a model that crops itself."""
-    taken = [(rows, faces) for rows, faces in examined if faces is not None]
-    if not taken:
-        return []
-    if not hasattr(estimator, "predict_crops"):
-        return [found for rows, image in taken
-                for found in estimator.predict(image, [box(row) for row in rows])]  # fmt: skip
-    crops = np.concatenate([faces for _, faces in taken])
-    return [
-        found
-        for start in range(0, len(crops), batch_size)
-        for found in estimator.predict_crops(crops[start : start + batch_size])
-    ]
+class FaceBatches:
+    """Faces gathered across images and estimated `batch_size` at a time as they arrive, so the
+    model runs while the workers go on; predictions come out in the order faces went in."""
+
+    def __init__(self, estimator, batch_size: int):
+        self.estimator = estimator
+        self.batch_size = batch_size
+        self.crops: list[np.ndarray] = []
+        self.predictions: list[Prediction] = []
+
+    def add(self, rows: list[dict], faces: np.ndarray | None) -> None:
+        """One image's rows and what `examine` gave of its faces."""
+        if faces is None:
+            return
+        if not hasattr(self.estimator, "predict_crops"):  # a model that crops itself
+            self.predictions += self.estimator.predict(faces, [box(row) for row in rows])
+            return
+        self.crops.append(faces)
+        if sum(len(crops) for crops in self.crops) >= self.batch_size:
+            self.run(whole_batches_only=True)
+
+    def run(self, whole_batches_only: bool = False) -> list[Prediction]:
+        """Estimates the faces waiting (but those short of a whole batch, if asked)."""
+        if self.crops:
+            crops = np.concatenate(self.crops)
+            end = len(crops) - len(crops) % self.batch_size if whole_batches_only else len(crops)
+            for start in range(0, end, self.batch_size):
+                batch = crops[start : min(start + self.batch_size, end)]
+                self.predictions += self.estimator.predict_crops(batch)
+            self.crops = [crops[end:]] if end < len(crops) else []
+        return self.predictions
 
 
 def box(row: dict) -> tuple[int, int, int, int]:
@@ -240,14 +256,14 @@ class Parts:
 def finish_part(
     index: int, results: Iterable, estimator, batch_size: int, parts: Parts, bar: tqdm
 ) -> int:
-    """Waits for a part's images, estimates their faces and writes the part; returns the number
-    of faces."""
-    examined = []
-    for result in results:
-        examined.append(result)
+    """Estimates a part's faces as its images arrive and writes the part; returns the number of
+    faces."""
+    rows, batches = [], FaceBatches(estimator, batch_size)
+    for image_rows, faces in results:
+        rows += image_rows
+        batches.add(image_rows, faces)
         bar.update()
-    rows = [row for image_rows, _ in examined for row in image_rows]
-    predictions = predict(estimator, examined, batch_size)
+    predictions = batches.run()
     parts.write(index, typed(with_predictions(rows, predictions)))
     return len(predictions)
 
