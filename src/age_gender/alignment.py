@@ -3,15 +3,15 @@ and scaled by their distance, then widened by the margin like a detector's box.
 
 The eyes come from dlib's 5-point shape predictor (shipped in `face_recognition_models`). An
 aligned face is described by a box in its own turned frame and an angle, so training applies it
-inside the single resampling `dataset.warp` does, and inference here with one `cv2.warpAffine`.
+inside the single resampling of `warping.warp`, as inference does.
 """
 
 import math
 
-import cv2
 import dlib
 import numpy as np
 
+from age_gender import warping
 from age_gender.errors import UserError
 from age_gender.faces import crop_faces
 
@@ -61,21 +61,11 @@ def aligned_box(eyes, margin: float) -> tuple[np.ndarray, float]:
 
 def aligned_crops(image: np.ndarray, eyes_list: list, margin: float, size: int) -> np.ndarray:
     """Aligned crops resized to size x size (N, size, size, 3), black outside the image: the same
-    sampling as `dataset.warp` with the aligned box and angle."""
+    resampling as training's with the aligned box and angle."""
     crops = np.empty((len(eyes_list), size, size, 3), np.uint8)
     for index, eyes in enumerate(eyes_list):
-        (x_min, y_min, x_max, y_max), angle = aligned_box(eyes, margin)
-        side = (x_max - x_min) / size
-        cos, sin = math.cos(angle) * side, math.sin(angle) * side
-        centre = np.array([(x_min + x_max) / 2, (y_min + y_max) / 2])
-        # Output pixel p (centre at p + 0.5) samples the source at centre + R (p + 0.5 - size / 2).
-        linear = np.array([[cos, -sin], [sin, cos]])
-        offset = centre - 0.5 + linear @ np.full(2, 0.5 - size / 2)
-        matrix = np.hstack([linear, offset[:, None]])
-        crops[index] = cv2.warpAffine(
-            image, matrix, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-            borderMode=cv2.BORDER_CONSTANT, borderValue=0,
-        )  # fmt: skip
+        box, angle = aligned_box(eyes, margin)
+        crops[index] = warping.warp(image, box, size, angle=angle)
     return crops
 
 
