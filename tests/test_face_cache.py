@@ -1,0 +1,105 @@
+"""cache_faces.py: the cache gives training the crops of the originals, and resumes after a kill."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pandas as pd
+from conftest import REPO, user_error
+
+from age_gender import dataset
+
+
+def photo(path, width=400, height=300, seed=0):
+    """A smooth random photo (JPEG): details of about 30 px, as a face has at the sizes here,
+    so resampling twice (through the cache) stays close to resampling once."""
+    noise = np.random.default_rng(seed).integers(0, 256, (height // 30, width // 30, 3), np.uint8)
+    cv2.imwrite(str(path), cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC))
+
+
+def test_training_on_the_cache_gives_the_crops_of_the_originals(tmp_path, run_script):
+    (tmp_path / "images").mkdir()
+    boxes = [(150, 100, 250, 200), (0, 0, 80, 90), (330, 220, 400, 300), (120, 60, 200, 180)]
+    for index in range(len(boxes)):
+        photo(tmp_path / "images" / f"{index}.jpg", seed=index)
+        # Face crops without a box (the whole image is the face), as IMDB-WIKI's.
+        photo(tmp_path / "images" / f"crop{index}.jpg", 100, 120, seed=index)
+    frame = pd.DataFrame(boxes, columns=["x_min", "y_min", "x_max", "y_max"])
+    frame.insert(0, "img_paths", [f"{index}.jpg" for index in range(len(boxes))])
+    frame.insert(0, "ages", [20, 30, 40, 50])
+    frame.insert(0, "genders", [0, 1, 0, 1])
+    crops = frame.assign(img_paths=[f"crop{index}.jpg" for index in range(len(boxes))])
+    crops[["x_min", "y_min", "x_max", "y_max"]] = None
+    frame = pd.concat([frame, crops])  # faces near the borders too
+    frame.to_csv(tmp_path / "labels.csv", index=False)
+
+    result = run_script(
+        "cache_faces.py", "--csv", tmp_path / "labels.csv", "--root", tmp_path / "images",
+        "--output_dir", tmp_path / "cache", "--img_size", "48", "--workers", "2",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "cache: 8 faces" in result.stdout and "MiB on disk" in result.stdout
+    cached = pd.read_csv(tmp_path / "cache" / "labels.csv")
+    assert cached[["genders", "ages"]].equals(frame[["genders", "ages"]].reset_index(drop=True))
+    sides = {cv2.imread(str(tmp_path / "cache" / path)).shape for path in cached["img_paths"]}
+    assert sides == {(100, 100, 3)}  # 1.25 x 48 for the crop, room for augmentation around it
+
+    def batch(rows, root, augmentation=None):
+        data = dataset.make_dataset(rows, root, 48, 8, 0.4, augmentation, seed=5)
+        return next(iter(data))[0].numpy().astype(float)
+
+    frame = frame.reset_index(drop=True)
+    plain = np.abs(batch(frame, tmp_path / "images") - batch(cached, tmp_path / "cache"))
+    # Resampling twice: a crop one pixel off would differ by 20 on average. On the image's own
+    # border the cache blends its last pixel with the black beyond, as augmentation does.
+    assert plain.mean() < 3 and np.percentile(plain[:, 1:-1, 1:-1], 99) < 15, plain.mean()
+    augmentation = dataset.Augmentation(erasing_probability=0.5)
+    augmented = np.abs(
+        batch(frame, tmp_path / "images", augmentation)
+        - batch(cached, tmp_path / "cache", augmentation)
+    )
+    assert augmented.mean() < 3.5, augmented.mean()
+
+
+def test_a_killed_cache_resumes(tmp_path, run_script):
+    (tmp_path / "images").mkdir()
+    photo(tmp_path / "images" / "big.jpg", 1200, 900)
+    rng = np.random.default_rng(0)
+    corners = rng.integers(0, 800, (300, 2))
+    sides = rng.integers(60, 300, (300, 1))
+    frame = pd.DataFrame(np.hstack([corners, corners + sides]), columns=["x_min", "y_min",
+                         "x_max", "y_max"])  # fmt: skip
+    frame.insert(0, "img_paths", "big.jpg")  # several faces in one photo, as in IMDB-Clean
+    frame.insert(0, "ages", 30)
+    frame.insert(0, "genders", 1)
+    frame.to_csv(tmp_path / "labels.csv", index=False)
+    arguments = ["--csv", tmp_path / "labels.csv", "--root", tmp_path / "images",
+                 "--output_dir", tmp_path / "cache", "--workers", "1"]  # fmt: skip
+    run = subprocess.Popen(
+        [sys.executable, str(REPO / "cache_faces.py"), *map(str, arguments)],
+        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while len(list((tmp_path / "cache").glob("faces/*/*.jpg"))) < 20 and run.poll() is None:
+        assert time.monotonic() < deadline, "nothing was cached"
+        time.sleep(0.01)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    assert not (tmp_path / "cache" / "labels.csv").exists()
+    for path in (tmp_path / "cache").glob("faces/*/[!.]*.jpg"):  # complete or absent
+        assert cv2.imread(str(path)) is not None, path
+
+    resumed = run_script("cache_faces.py", *arguments)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    done = int(resumed.stdout.split("resuming: ")[1].split()[0])
+    assert 20 <= done < 300
+    cached = pd.read_csv(tmp_path / "cache" / "labels.csv")
+    files = sorted((tmp_path / "cache").glob("faces/*/*.jpg"))
+    assert len(cached) == 300 == len(files) == cached["img_paths"].nunique()
+    assert not list((tmp_path / "cache").glob("faces/*/.*"))  # no temporary file left
+    again = run_script("cache_faces.py", *arguments)
+    assert "exists; pass --overwrite" in user_error(again)
