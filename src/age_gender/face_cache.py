@@ -10,8 +10,8 @@ cached image, so training on it samples the same pixels as training on the origi
 
 import hashlib
 import math
+import multiprocessing
 import os
-from multiprocessing import Pool
 from pathlib import Path
 
 import cv2
@@ -104,7 +104,8 @@ def cache_faces(
     readable = np.ones(len(frame), bool)
     written = 0
     with (
-        Pool(workers, initializer=cv2.setNumThreads, initargs=(1,)) as pool,
+        # Spawned, not forked: a fork of a process running TensorFlow's threads can hang.
+        multiprocessing.get_context("spawn").Pool(workers, cv2.setNumThreads, (1,)) as pool,
         tqdm(total=len(frame), initial=int(done.sum()), desc="caching", unit="face") as bar,
     ):
         for index, size in pool.imap_unordered(cache_face, tasks, chunksize=16):
