@@ -84,10 +84,9 @@ def main(argv: list[str] | None = None) -> None:
         annotation_ray.import_ray()  # before the model loads: a missing extra fails fast
     root, names = annotation.list_images(args.input, args.root)
     check_inputs_kept([args.output], [root / name for name in names])
-    options.make_detector(args, default_upsample=1)  # a wrong detector option fails here
+    detector = options.make_detector(args, default_upsample=1)  # a wrong option fails here
     estimator = options.load_model(args)
-    upsample = 1 if args.upsample is None else args.upsample
-    finding = annotation.FaceFinding.for_model(estimator, args.detector, upsample, args.min_face)
+    finding = annotation.FaceFinding.for_model(estimator, detector)
     print(f"{len(names)} images; model: {estimator.name}, detector: {args.detector}")
     if args.engine == "ray":
         annotation_ray.annotate(

@@ -89,7 +89,8 @@ def main() -> None:
         size = estimator.img_size
         estimator.predict_crops(np.zeros((1, size, size, 3), np.uint8))  # traced before timing
 
-        annotator = demo.Annotator(estimator, FaceDetector("hog", upsample=1))
+        detector = FaceDetector("hog", upsample=1)  # the default for images, in both
+        annotator = demo.Annotator(estimator, detector)
         (folder / "demo").mkdir()
         started = time.perf_counter()
         demo.run_images(annotator, paths, [], folder / "demo")
@@ -98,7 +99,7 @@ def main() -> None:
         demo_faces = sum(1 for row in annotator.rows if "age" in row)
 
         names = [path.name for path in paths]
-        finding = annotation.FaceFinding.for_model(estimator, "hog", 1, 0)
+        finding = annotation.FaceFinding.for_model(estimator, detector)
         output = folder / "faces.parquet"
         parts = annotation.Parts(output, {"bench": True}, overwrite=True)
         started = time.perf_counter()

@@ -123,11 +123,13 @@ class FaceFinding:
     aligned: bool = False
 
     @classmethod
-    def for_model(cls, estimator, detector: str, upsample: int, min_face: int) -> "FaceFinding":
+    def for_model(cls, estimator, detector: FaceDetector) -> "FaceFinding":
+        """The settings of `detector`, and the crops `estimator` takes."""
+        found = (detector.kind, detector.upsample, detector.min_size)
         if not hasattr(estimator, "predict_crops"):
-            return cls(detector, upsample, min_face)
+            return cls(*found)
         aligned = estimator.eye_finder is not None
-        return cls(detector, upsample, min_face, estimator.img_size, estimator.margin, aligned)
+        return cls(*found, estimator.img_size, estimator.margin, aligned)
 
 
 _worker: dict = {}

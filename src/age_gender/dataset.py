@@ -1,11 +1,11 @@
 """tf.data input pipeline: parallel decode, face crop, resize, augmentation, mixup, random erasing.
 
-Decoding and the crop, resize, rotation, zoom, shift and flip are OpenCV's (one `cv2.imread` and
-one `cv2.warpAffine` per image, through `tf.numpy_function`: OpenCV releases the GIL, so the
-parallel map uses every core, at 2-12x the speed of TensorFlow's CPU image kernels); photometric
-changes, random erasing and mixup run on whole batches in TensorFlow. Randomness comes from
-stateless ops seeded per element by `tf.data.Dataset.random`, so a seed gives the same batches
-whatever the parallelism.
+Each image is OpenCV's work in one `tf.numpy_function`: one `cv2.imread`, one `cv2.warpAffine` for
+the crop, resize, rotation, zoom, shift and flip, then brightness, contrast and random erasing on
+the uint8 crop (OpenCV releases the GIL, so the parallel map uses every core, at 2-12x the speed
+of TensorFlow's CPU image kernels). Mixup, the one stage that needs the batch, blends its uint8
+images with OpenCV too. Randomness comes from stateless ops seeded per element by
+`tf.data.Dataset.random`, so a seed gives the same batches whatever the parallelism.
 """
 
 import dataclasses
@@ -153,18 +153,19 @@ def load_face(
         raise ValueError(f"cannot read {path.decode()}")
     if not align:
         box = warping.crop_box(image.shape, box, margin)
-    change = {"angle": float(angle)}
-    if augmentation is not None and augmentation.enabled:
+    if augmentation is None or not augmentation.enabled:
+        face = warping.warp(image, box, size, angle=float(angle))
+    else:
         signed = draws * 2 - 1
-        change = {
-            "angle": change["angle"] + signed[0] * augmentation.rotation * math.pi / 180,
-            "zoom": 1.0 + signed[1] * augmentation.scale,
-            "shift": signed[2:4] * augmentation.shift,
-            "flip": augmentation.flip and draws[4] < 0.5,
-        }
-    face = cv2.cvtColor(warping.warp(image, box, size, **change), cv2.COLOR_BGR2RGB)
-    if augmentation is not None and augmentation.enabled:
+        face = warping.warp(
+            image, box, size,
+            angle=float(angle) + signed[0] * augmentation.rotation * math.pi / 180,
+            zoom=1.0 + signed[1] * augmentation.scale,
+            shift=signed[2:4] * augmentation.shift,
+            flip=augmentation.flip and draws[4] < 0.5,
+        )  # fmt: skip
         face = brightness_contrast(face, signed[5:7], augmentation)
+    face = cv2.cvtColor(face, cv2.COLOR_BGR2RGB)
     if augmentation is not None and draws[7] < augmentation.erasing_probability:
         erase_rectangle(face, draws[8:], augmentation)
     return face
@@ -334,11 +335,7 @@ def make_dataset(
     if (frame["genders"] < 0).any():  # loss weights only where some gender is unknown,
         # in the order of the model's outputs: Keras matches weights by position, not by name.
         dataset = dataset.map(
-            lambda images, labels, weights: (
-                tf.cast(images, tf.float32),
-                labels,
-                tuple(weights[h] for h in HEADS),
-            )
+            lambda images, labels, weights: (images, labels, tuple(weights[h] for h in HEADS))
         )
     else:
         dataset = dataset.map(lambda images, labels, weights: (images, labels))

@@ -11,7 +11,6 @@ cached image, so training on it samples the same pixels as training on the origi
 import hashlib
 import math
 import multiprocessing
-import os
 from pathlib import Path
 
 import cv2
@@ -21,6 +20,7 @@ from tqdm import tqdm
 
 from age_gender import warping
 from age_gender.errors import UserError
+from age_gender.files import atomic_output
 from age_gender.labels import BOX_COLUMNS
 
 JPEG_QUALITY = 95
@@ -58,9 +58,8 @@ def cache_face(task: tuple) -> tuple[int, int | None]:
     ok, encoded = cv2.imencode(".jpg", face, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.stem}.{os.getpid()}.tmp.jpg")
-    temporary.write_bytes(encoded.tobytes())
-    os.replace(temporary, target)
+    with atomic_output(target) as temporary:
+        temporary.write_bytes(encoded.tobytes())
     return index, len(encoded)
 
 
@@ -91,7 +90,7 @@ def cache_faces(
     side = round(crop_side * room_factor)
     names = [cached_name(path, box, margin, side)
              for path, box in zip(frame["img_paths"], boxes, strict=True)]  # fmt: skip
-    for leftover in output_dir.glob(f"{FOLDER}/*/.*.tmp.jpg"):  # cut short by a killed run
+    for leftover in output_dir.glob(f"{FOLDER}/*/.*.tmp.jpg"):  # atomic_output's, left by a kill
         leftover.unlink()
     done = np.array([(output_dir / name).is_file() for name in names], bool)
     if done.any():
