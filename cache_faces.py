@@ -44,7 +44,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     from age_gender import face_cache, labels
-    from age_gender.files import atomic_output, check_output_path, make_output_folder
+    from age_gender.files import (
+        atomic_output,
+        check_inputs_kept,
+        check_output_path,
+        make_output_folder,
+    )
 
     if args.zoom >= 1:
         raise UserError(f"--zoom must be below 1, not {args.zoom}")
@@ -52,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(f"image folder {args.root} does not exist")
     make_output_folder(args.output_dir)
     output = args.output_dir / args.csv.name
+    check_inputs_kept([output], [args.csv])  # the cache's CSV takes the input's name
     check_output_path(output, args.overwrite)
     frame = labels.read_labels_csv(args.csv)
     room = face_cache.room(args.rotation, args.zoom, args.shift)

@@ -103,3 +103,6 @@ def test_a_killed_cache_resumes(tmp_path, run_script):
     assert not list((tmp_path / "cache").glob("faces/*/.*"))  # no temporary file left
     again = run_script("cache_faces.py", *arguments)
     assert "exists; pass --overwrite" in user_error(again)
+    beside = run_script("cache_faces.py", *arguments[:4], "--output_dir", tmp_path, "--overwrite")
+    assert "would replace an input file" in user_error(beside)  # the CSV keeps its name
+    assert (tmp_path / "labels.csv").read_text().startswith("genders,ages,img_paths")
