@@ -4,7 +4,7 @@ import argparse
 from pathlib import Path
 
 from age_gender import labels
-from age_gender.errors import ArgumentParser, exit_on_user_error, number
+from age_gender.errors import ArgumentParser, UserError, exit_on_user_error, number
 from age_gender.files import atomic_output, check_output_path
 
 DATABASES = ("imdb", "wiki", "utkface", "imdb_clean", "appa_real", "fgnet")
@@ -42,8 +42,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         help="CSV to write (default meta/<db>.csv); split data sets write <name>_<split>.csv",
     )
+    parser.add_argument(
+        "--val_fraction",
+        type=number(float),
+        default=0.0,
+        help="data sets without splits: hold out this share for validation, chosen by a hash of "
+        "each file name, as <name>_train.csv and <name>_val.csv (default 0: one CSV)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     return parser.parse_args(argv)
+
+
+def split_names(args: argparse.Namespace) -> tuple[str, ...]:
+    """The splits written: the data set's own, train and val when held out by hash, else ''."""
+    if args.db in SPLITS:
+        return SPLITS[args.db]
+    return ("train", "val") if args.val_fraction else ("",)
 
 
 def read_tables(args: argparse.Namespace, data_dir: Path) -> dict[str, labels.LabelTable]:
@@ -76,10 +90,17 @@ def main(argv: list[str] | None = None) -> None:
     if output is None:
         output = Path("meta") / f"{args.db}.csv"
         output.parent.mkdir(exist_ok=True)
-    for split in SPLITS.get(args.db, ("",)):
+    if not 0 <= args.val_fraction < 1:
+        raise UserError(f"--val_fraction must be in [0, 1), not {args.val_fraction}")
+    if args.val_fraction and args.db in SPLITS:
+        raise UserError(f"--db {args.db} has its own splits; leave out --val_fraction")
+    for split in split_names(args):
         check_output_path(output_path(output, split), args.overwrite)
 
-    for split, table in read_tables(args, data_dir).items():
+    tables = read_tables(args, data_dir)
+    if args.val_fraction:
+        tables = labels.hash_split(tables[""], args.val_fraction)
+    for split, table in tables.items():
         path = output_path(output, split)
         total = len(table.rows) + sum(table.dropped.values())
         print(f"{args.db}{' ' + split if split else ''}: {total} rows read")

@@ -143,6 +143,7 @@ def load_face(
     margin: float,
     align: bool,
     augmentation: Augmentation | None,
+    offset: tuple[float, float] = (0.0, 0.0),
 ) -> np.ndarray:
     """Reads the image at `path` and returns its face crop, size x size RGB uint8: cropped,
     resized and (with `augmentation` and its `draws`, IMAGE_DRAWS numbers in [0, 1)) turned,
@@ -152,7 +153,7 @@ def load_face(
     if image is None:  # drop_unreadable let it through, then the file changed
         raise ValueError(f"cannot read {path.decode()}")
     if not align:
-        box = warping.crop_box(image.shape, box, margin)
+        box = warping.crop_box(image.shape, box, margin, offset)
     if augmentation is None or not augmentation.enabled:
         face = warping.warp(image, box, size, angle=float(angle))
     else:
@@ -237,6 +238,7 @@ def load_example(
     margin: float,
     augmentation: Augmentation | None,
     align: bool = False,
+    offset: tuple[float, float] = (0.0, 0.0),
 ) -> tuple[tf.Tensor, dict, dict]:
     """Decodes and crops one image with OpenCV, with random rotation, zoom, shift and flip when
     augmenting (drawn here from the element's stateless seed); its one-hot labels and per-head
@@ -247,7 +249,8 @@ def load_example(
         draws = tf.random.stateless_uniform([IMAGE_DRAWS], seed)
     image = tf.numpy_function(
         functools.partial(
-            load_face, size=size, margin=margin, align=align, augmentation=augmentation
+            load_face, size=size, margin=margin, align=align, augmentation=augmentation,
+            offset=offset,
         ),
         [example["path"], example["box"], example["angle"], draws],
         tf.uint8,
@@ -261,7 +264,7 @@ def load_example(
     }
     weights = {
         "pred_gender": tf.cast(example["gender"] >= 0, tf.float32),
-        "pred_age": tf.constant(1.0),
+        "pred_age": example["age_weight"],
     }
     return image, labels, weights
 
@@ -269,11 +272,28 @@ def load_example(
 # The data set -----------------------------------------------------------------------------------
 
 
+def balanced_age_weights(ages: np.ndarray, sigma: float = 2.0, power: float = 0.5) -> np.ndarray:
+    """Per-face loss weights against the skew of ages: the inverse of the age frequency smoothed
+    by a Gaussian of `sigma` years (label distribution smoothing, Yang et al., ICML 2021: a rare
+    age borrows its neighbours' counts), to the `power` (0.5: square-root inverse), mean 1."""
+    from scipy.ndimage import gaussian_filter1d
+
+    counts = np.bincount(np.asarray(ages, int), minlength=AGE_CLASSES).astype(float)
+    smoothed = gaussian_filter1d(counts, sigma, mode="constant")
+    weights = np.maximum(smoothed[np.asarray(ages, int)], 1e-6) ** -power
+    return (weights / weights.mean()).astype(np.float32)
+
+
 def label_tensors(
-    frame: pd.DataFrame, root: Path, align: bool = False, margin: float = 0.4
+    frame: pd.DataFrame,
+    root: Path,
+    align: bool = False,
+    margin: float = 0.4,
+    age_weights: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Columns as arrays; rows without a face box get an empty one (0, 0, 0, 0). Aligned, the
-    box is the aligned face (margin included) from the eye columns, with its angle."""
+    box is the aligned face (margin included) from the eye columns, with its angle. The age
+    loss weight of each row is 1 unless `age_weights` are given."""
     angles = np.zeros(len(frame), np.float32)
     if align:
         aligned = [alignment.aligned_box(eyes, margin) for eyes in frame[EYE_COLUMNS].to_numpy()]
@@ -289,6 +309,7 @@ def label_tensors(
         "angle": angles,
         "age": frame["ages"].to_numpy(np.int32),
         "gender": frame["genders"].to_numpy(np.int32),
+        "age_weight": np.ones(len(frame), np.float32) if age_weights is None else age_weights,
     }
 
 
@@ -302,6 +323,8 @@ def make_dataset(
     shuffle: bool = False,
     seed: int = 0,
     align: bool = False,
+    age_weights: np.ndarray | None = None,
+    offset: tuple[float, float] = (0.0, 0.0),
 ) -> tf.data.Dataset:
     """Batches of (uint8 RGB images, {"pred_gender", "pred_age"} one-hot labels), plus
     per-head loss weights (gender, age) when some gender is unknown (-1): those rows teach age
@@ -310,15 +333,18 @@ def make_dataset(
     Training sets pass `augmentation` and `shuffle=True`; evaluation sets pass neither. `align`
     crops each face turned so its eyes are level (the frame needs the eye columns). Rows must
     have passed `drop_unreadable`: the data set has a known number of batches (what Keras needs
-    to run every epoch alike), so an image that fails to decode stops it.
+    to run every epoch alike), so an image that fails to decode stops it. `age_weights` (one per
+    row, see `balanced_age_weights`) weigh the age loss; `offset` moves the crop as
+    `warping.crop_box` says.
     """
-    examples = tf.data.Dataset.from_tensor_slices(label_tensors(frame, root, align, margin))
+    tensors = label_tensors(frame, root, align, margin, age_weights)
+    examples = tf.data.Dataset.from_tensor_slices(tensors)
     if shuffle:
         examples = examples.shuffle(len(frame), seed=seed, reshuffle_each_iteration=True)
 
-    def seeds(offset: int) -> tf.data.Dataset:
+    def seeds(stream: int) -> tf.data.Dataset:
         """Two int64 per element: a stateless seed, new each epoch, the same for every run."""
-        return tf.data.Dataset.random(seed=seed + offset, rerandomize_each_iteration=True).batch(2)
+        return tf.data.Dataset.random(seed=seed + stream, rerandomize_each_iteration=True).batch(2)
 
     dataset = tf.data.Dataset.zip(examples, seeds(0)).map(
         lambda example, example_seed: load_example(
@@ -332,7 +358,7 @@ def make_dataset(
             lambda batch, batch_seed: mixup(*batch, batch_seed, augmentation.mixup_alpha),
             num_parallel_calls=AUTOTUNE,
         )
-    if (frame["genders"] < 0).any():  # loss weights only where some gender is unknown,
+    if (frame["genders"] < 0).any() or age_weights is not None:  # loss weights only if needed,
         # in the order of the model's outputs: Keras matches weights by position, not by name.
         dataset = dataset.map(
             lambda images, labels, weights: (images, labels, tuple(weights[h] for h in HEADS))

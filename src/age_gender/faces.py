@@ -6,6 +6,7 @@ import cv2
 import dlib
 import numpy as np
 
+from age_gender import warping
 from age_gender.errors import UserError
 
 
@@ -87,24 +88,12 @@ class FaceDetector:
         return sorted(faces, key=lambda face: -face.score)
 
 
-def margin_box(box: tuple[int, int, int, int], margin: float, shape: tuple) -> tuple[int, ...]:
-    """The box widened by `margin` of its width and height on each side, clipped to the image."""
-    x_min, y_min, x_max, y_max = box
-    width, height = x_max - x_min, y_max - y_min
-    return (
-        max(int(x_min - margin * width), 0),
-        max(int(y_min - margin * height), 0),
-        min(int(x_max + margin * width), shape[1]),
-        min(int(y_max + margin * height), shape[0]),
-    )
-
-
-def crop_faces(image: np.ndarray, boxes: list[tuple], margin: float, size: int) -> np.ndarray:
-    """Margin crops resized to size x size (aspect not kept, as in training): (N, size, size, 3)."""
+def crop_faces(
+    image: np.ndarray, boxes: list[tuple], margin: float, size: int, offset=(0.0, 0.0)
+) -> np.ndarray:
+    """The model's crops of `boxes` (see `warping.crop_box`), resized to size x size with the
+    training pipeline's own resampling (aspect not kept, as in training): (N, size, size, 3)."""
     crops = np.empty((len(boxes), size, size, 3), np.uint8)
     for index, box in enumerate(boxes):
-        x_min, y_min, x_max, y_max = margin_box(box, margin, image.shape)
-        crops[index] = cv2.resize(
-            image[y_min:y_max, x_min:x_max], (size, size), interpolation=cv2.INTER_LINEAR
-        )
+        crops[index] = warping.warp(image, warping.crop_box(image.shape, box, margin, offset), size)
     return crops

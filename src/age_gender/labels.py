@@ -8,6 +8,7 @@ Every reader returns a `LabelTable`: the rows kept, with columns `genders` (0 = 
 
 import dataclasses
 import datetime
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,19 @@ def _finish(table: LabelTable, source: Path) -> LabelTable:
     rows["ages"] = rows["ages"].astype(int)
     extra = [column for column in rows.columns if column not in LABEL_COLUMNS]
     return LabelTable(rows[LABEL_COLUMNS + extra], table.dropped)
+
+
+def hash_split(table: LabelTable, val_fraction: float) -> dict[str, LabelTable]:
+    """Training and validation rows chosen by a hash of each file's name, not a random draw: the
+    same file lands on the same side on every machine and after the data set grows, so a
+    validation face is never trained on by a later run."""
+    names = table.rows["img_paths"].str.rsplit("/", n=1).str[-1]
+    position = names.map(lambda name: int(hashlib.sha256(name.encode()).hexdigest()[:12], 16))
+    validation = (position / 16**12 < val_fraction).to_numpy()
+    return {
+        "train": LabelTable(table.rows[~validation].reset_index(drop=True), table.dropped),
+        "val": LabelTable(table.rows[validation].reset_index(drop=True), {}),
+    }
 
 
 # IMDB-WIKI ------------------------------------------------------------------------------------

@@ -64,6 +64,7 @@ class FaceInput(keras.layers.Layer):
         channel_order: str = "RGB",
         margin: float = 0.4,
         aligned: bool = False,
+        offset: tuple[float, float] = (0.0, 0.0),
         **kwargs,
     ):
         kwargs.setdefault("dtype", "float32")
@@ -74,6 +75,7 @@ class FaceInput(keras.layers.Layer):
         self.channel_order = channel_order
         self.margin = margin
         self.aligned = aligned
+        self.offset = tuple(float(value) for value in offset)
         self.preprocess = preprocess_function(backbone)
 
     def call(self, images):
@@ -89,12 +91,14 @@ class FaceInput(keras.layers.Layer):
             "channel_order": self.channel_order,
             "margin": self.margin,
             "aligned": self.aligned,
+            "offset": list(self.offset),
         }
 
 
 def model_metadata(model: keras.Model) -> dict:
-    """Backbone, image size, channel order, margin and whether faces are aligned (by the eyes),
-    of a model built by `build_model`."""
+    """Backbone, image size, channel order, the framing (margin and offset: see
+    `warping.crop_box`) and whether faces are aligned (by the eyes), of a model built by
+    `build_model`."""
     face_input = model.get_layer(FACE_INPUT)
     return {
         "backbone": face_input.backbone,
@@ -102,6 +106,7 @@ def model_metadata(model: keras.Model) -> dict:
         "channel_order": face_input.channel_order,
         "margin": face_input.margin,
         "aligned": face_input.aligned,
+        "offset": list(face_input.offset),
     }
 
 
@@ -114,6 +119,7 @@ def build_model(
     margin: float = 0.4,
     channel_order: str = "RGB",
     aligned: bool = False,
+    offset: tuple[float, float] = (0.0, 0.0),
 ) -> keras.Model:
     """Backbone (include_top=False, average pooling), optional dropout, the two softmax heads.
 
@@ -126,7 +132,9 @@ def build_model(
     if weights not in (None, "imagenet") and not Path(weights).is_file():
         raise UserError(f"model.weights={weights}: no such file; use imagenet, null or a path")
     inputs = keras.Input((img_size, img_size, 3), name="image")
-    preprocessed = FaceInput(model_name, channel_order, margin, aligned, name=FACE_INPUT)(inputs)
+    preprocessed = FaceInput(
+        model_name, channel_order, margin, aligned, offset, name=FACE_INPUT
+    )(inputs)
     try:
         backbone = constructor(
             include_top=False,
@@ -176,19 +184,91 @@ def age_mae(y_true, y_pred):
     return ops.abs(expected_age(y_true) - expected_age(y_pred))
 
 
+def label_distribution(ages_one_hot, sigma: float):
+    """DLDL's target: each age's one-hot (or mixup's soft) label spread into a Gaussian of
+    `sigma` years around it, cut to 0..100 and summing to 1."""
+    distance = AGES[:, None] - AGES[None, :]
+    kernel = np.exp(-(distance**2) / (2 * sigma**2))
+    kernel /= kernel.sum(axis=1, keepdims=True)
+    return ops.matmul(ops.cast(ages_one_hot, "float32"), ops.convert_to_tensor(kernel))
+
+
+@keras.saving.register_keras_serializable(package="age_gender")
+class DLDLLoss(keras.losses.Loss):
+    """DLDL-v2 (Gao et al., 2018): KL divergence to a Gaussian label distribution, plus the
+    L1 error of the expected age, so the distribution learns neighbouring ages and its mean
+    learns the age itself."""
+
+    def __init__(self, sigma: float = 2.0, l1_weight: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.sigma = sigma
+        self.l1_weight = l1_weight
+
+    def call(self, y_true, y_pred):
+        target = label_distribution(y_true, self.sigma)
+        eps = keras.config.epsilon()
+        divergence = ops.sum(target * (ops.log(target + eps) - ops.log(y_pred + eps)), axis=-1)
+        return divergence + self.l1_weight * age_mae(y_true, y_pred)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "sigma": self.sigma, "l1_weight": self.l1_weight}
+
+
+@keras.saving.register_keras_serializable(package="age_gender")
+class MeanVarianceLoss(keras.losses.Loss):
+    """Mean-variance loss (Pan et al., CVPR 2018): cross-entropy, plus half the squared error
+    of the expected age and the distribution's variance, with the paper's weights."""
+
+    def __init__(self, mean_weight: float = 0.2, variance_weight: float = 0.05, **kwargs):
+        super().__init__(**kwargs)
+        self.mean_weight = mean_weight
+        self.variance_weight = variance_weight
+
+    def call(self, y_true, y_pred):
+        cross_entropy = keras.losses.categorical_crossentropy(y_true, y_pred)
+        mean = expected_age(y_pred)
+        variance = ops.sum(y_pred * (AGES - mean[:, None]) ** 2, axis=-1)
+        squared = ops.square(mean - expected_age(ops.cast(y_true, "float32")))
+        return cross_entropy + self.mean_weight * squared / 2 + self.variance_weight * variance
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "mean_weight": self.mean_weight,
+            "variance_weight": self.variance_weight,
+        }
+
+
+AGE_LOSSES = ("ce", "dldl", "mean_variance")
+
+
+def age_loss(name: str, sigma: float = 2.0) -> keras.losses.Loss:
+    """The age head's loss: `ce` (the original's), `dldl` or `mean_variance`."""
+    if name == "ce":
+        return keras.losses.CategoricalCrossentropy()
+    if name == "dldl":
+        return DLDLLoss(sigma)
+    if name == "mean_variance":
+        return MeanVarianceLoss()
+    raise UserError(f"train.age_loss must be one of {', '.join(AGE_LOSSES)}, not {name}")
+
+
 def compile_model(
     model: keras.Model,
     optimizer: keras.optimizers.Optimizer,
     age_loss_weight: float = 1.0,
     gender_loss_weight: float = 1.0,
     jit_compile: bool | str = "auto",
+    age_loss_name: str = "ce",
+    age_sigma: float = 2.0,
 ) -> None:
-    """Cross-entropy on both heads; logs gender accuracy and age MAE of the expected value."""
+    """Cross-entropy on the gender head, `age_loss_name` on the age head; logs gender accuracy
+    and age MAE of the expected value."""
     model.compile(
         optimizer=optimizer,
         loss={
             "pred_gender": keras.losses.CategoricalCrossentropy(),
-            "pred_age": keras.losses.CategoricalCrossentropy(),
+            "pred_age": age_loss(age_loss_name, age_sigma),
         },
         loss_weights={"pred_gender": gender_loss_weight, "pred_age": age_loss_weight},
         metrics={"pred_age": [keras.metrics.MeanMetricWrapper(age_mae, name="mae")]},

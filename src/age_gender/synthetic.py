@@ -135,11 +135,12 @@ def write_face_photos(
     """Writes `count` JPEGs of `sizes[0]`..`sizes[1]` px with one to three copies of the head in
     `portrait` (an RGB photo of one face), flipped and scaled at random, side by side on a noisy
     background: a photo collection for annotation tests and benchmarks."""
-    from age_gender.faces import FaceDetector, margin_box
+    from age_gender.faces import FaceDetector
+    from age_gender.warping import crop_box
 
-    x_min, y_min, x_max, y_max = margin_box(
-        FaceDetector().detect(portrait)[0].box, 0.6, portrait.shape
-    )
+    x_min, y_min, x_max, y_max = crop_box(
+        portrait.shape, FaceDetector().detect(portrait)[0].box, 0.6
+    ).astype(int)
     portrait = portrait[y_min:y_max, x_min:x_max]
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ import pandas as pd
 import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
-from age_gender import alignment, dataset, labels, model
+from age_gender import alignment, dataset, framing, labels, model
 from age_gender.errors import UserError
 from age_gender.plots import plot_learning_curves
 
@@ -42,6 +42,9 @@ def check_config(cfg: DictConfig) -> None:
     if not isinstance(cfg.train.lr, int | float) or not cfg.train.lr > 0:
         raise UserError(f"train.lr must be a number above 0, not {cfg.train.lr}")
     learning_rate(cfg.train, 1, 1)  # a wrong train.lr_scheduler fails here, with its message
+    model.age_loss(cfg.train.age_loss)  # a wrong name fails here, with its message
+    if cfg.train.age_balance not in ("none", "lds"):
+        raise UserError(f"train.age_balance must be none or lds, not {cfg.train.age_balance}")
     freeze = cfg.train.freeze_epochs
     if isinstance(freeze, bool) or not isinstance(freeze, int) or freeze < 0:
         raise UserError(f"train.freeze_epochs must be a whole number of 0 or more, not {freeze}")
@@ -214,6 +217,8 @@ def compile_for(
             cfg.train.age_loss_weight,
             cfg.train.gender_loss_weight,
             cfg.train.jit_compile,
+            cfg.train.age_loss,
+            cfg.train.age_sigma,
         )
 
 
@@ -230,12 +235,45 @@ def with_eyes(rows: pd.DataFrame, csv: str, name: str) -> pd.DataFrame:
     return rows[found].reset_index(drop=True)
 
 
+def crop_framing(cfg: DictConfig, rows: pd.DataFrame) -> tuple[float, tuple[float, float]]:
+    """The margin and offset the model records: `data.margin` for faces with boxes; for
+    pre-cropped faces (no boxes: the whole image is the face), where the detector's box sits in
+    them, so that inference from a detected box crops what training saw."""
+    if cfg.data.align or set(labels.BOX_COLUMNS) <= set(rows.columns):
+        return cfg.data.margin, (0.0, 0.0)
+    measured = framing.framing_of_crops(
+        rows, Path(cfg.data.root), cfg.data.framing_sample, cfg.train.seed
+    )
+    if measured is None:
+        print(
+            "warning: the face detector finds too few faces in these crops to measure their "
+            f"framing; the model records data.margin={cfg.data.margin}"
+        )
+        return cfg.data.margin, (0.0, 0.0)
+    print(
+        f"framing: the detector's box is found in {measured.found} of {cfg.data.framing_sample} "
+        f"crops; the crop is that box with margin {measured.margin:.3f}, offset "
+        f"{measured.offset} (box size varies by {measured.spread:.1%})"
+    )
+    return measured.margin, measured.offset
+
+
+def age_weights(cfg: DictConfig, rows: pd.DataFrame):
+    """Per-face age loss weights for `train.age_balance=lds`, else None (all 1)."""
+    if cfg.train.age_balance == "none":
+        return None
+    return dataset.balanced_age_weights(
+        rows["ages"].to_numpy(), cfg.train.age_sigma, cfg.train.age_balance_power
+    )
+
+
 def prepare(cfg: DictConfig, strategy: tf.distribute.Strategy):
     """The model, the training and validation data sets and the steps per epoch; checks the
     data."""
     keras.utils.set_random_seed(cfg.train.seed)
     train_rows, val_rows = read_splits(cfg.data, cfg.train.seed)
-    size, margin, align = cfg.model.img_size, cfg.data.margin, bool(cfg.data.align)
+    size, align = cfg.model.img_size, bool(cfg.data.align)
+    margin, offset = crop_framing(cfg, train_rows)
     if align:
         train_rows = with_eyes(train_rows, cfg.data.csv, "training")
         val_rows = with_eyes(val_rows, cfg.data.val_csv or cfg.data.csv, "validation")
@@ -245,7 +283,7 @@ def prepare(cfg: DictConfig, strategy: tf.distribute.Strategy):
     with strategy.scope():  # before reading every image: a wrong size or weights fail fast
         network = model.build_model(
             cfg.model.model_name, size, cfg.model.weights, cfg.model.dropout,
-            cfg.model.batchnorm_momentum, margin, aligned=align,
+            cfg.model.batchnorm_momentum, margin, aligned=align, offset=offset,
         )  # fmt: skip
     train_rows = dataset.drop_unreadable(train_rows, Path(cfg.data.root), "training images")
     val_rows = dataset.drop_unreadable(val_rows, Path(cfg.data.val_root), "validation images")
@@ -259,10 +297,12 @@ def prepare(cfg: DictConfig, strategy: tf.distribute.Strategy):
     train_data = dataset.make_dataset(
         train_rows, Path(cfg.data.root), size, cfg.train.batch_size, margin,
         augmentation_from(cfg.train), shuffle=True, seed=cfg.train.seed, align=align,
+        age_weights=age_weights(cfg, train_rows), offset=offset,
     )  # fmt: skip
     val_data = dataset.make_dataset(
-        val_rows, Path(cfg.data.val_root), size, cfg.train.batch_size, margin, align=align
-    )
+        val_rows, Path(cfg.data.val_root), size, cfg.train.batch_size, margin, align=align,
+        offset=offset,
+    )  # fmt: skip
     return network, train_data, val_data, len(train_rows) // cfg.train.batch_size
 
 

@@ -12,17 +12,22 @@ import cv2
 import numpy as np
 
 
-def crop_box(shape: tuple, box, margin: float) -> np.ndarray:
-    """The face box widened by `margin` of its size on each side and clipped to the image
-    (x_min, y_min, x_max, y_max, floats). A box with x_max <= x_min means 'no box': the whole
-    image is the face crop."""
+def crop_box(shape: tuple, box, margin: float, offset=(0.0, 0.0)) -> np.ndarray:
+    """The model's crop of a face box: widened by `margin` of its size on each side, its centre
+    moved by `offset` (fractions of the box's width and height), clipped to the image
+    (x_min, y_min, x_max, y_max, floats). The same for training and inference, so a model sees
+    a detected face as it saw its training faces. A box with x_max <= x_min means 'no box': the
+    whole image is the face crop."""
     height, width = shape[:2]
     x_min, y_min, x_max, y_max = (float(value) for value in box)
     if x_max <= x_min:
         return np.array([0.0, 0.0, width, height])
     box_width, box_height = x_max - x_min, y_max - y_min
-    widened = [x_min - margin * box_width, y_min - margin * box_height,
-               x_max + margin * box_width, y_max + margin * box_height]  # fmt: skip
+    centre_x = (x_min + x_max) / 2 + offset[0] * box_width
+    centre_y = (y_min + y_max) / 2 + offset[1] * box_height
+    half_width, half_height = (0.5 + margin) * box_width, (0.5 + margin) * box_height
+    widened = [centre_x - half_width, centre_y - half_height,
+               centre_x + half_width, centre_y + half_height]  # fmt: skip
     return np.clip(widened, 0.0, [width, height, width, height])
 
 
