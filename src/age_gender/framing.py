@@ -33,11 +33,11 @@ def measure_framing(
 ) -> Framing | None:
     """The median framing of the detector's best box in each whole-image face crop; None when
     the detector finds fewer than `min_found` faces (then there is nothing to learn from)."""
-    detector = detector or FaceDetector(upsample=0)
+    detector = detector or FaceDetector()
     sizes, offsets = [], []
     for path in paths:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        faces = detector.detect(image[..., ::-1]) if image is not None else []
+        faces = detector.detect(np.ascontiguousarray(image[..., ::-1])) if image is not None else []
         if not faces:
             continue
         height, width = image.shape[:2]
