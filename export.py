@@ -9,6 +9,7 @@ import importlib
 from pathlib import Path
 
 from age_gender.errors import ArgumentParser, UserError, exit_on_user_error
+from age_gender.options import add_tta_option, set_tta
 
 NEEDS = {
     "onnx": ("tf2onnx", "onnx", "onnxruntime"),
@@ -26,6 +27,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--format", choices=(*NEEDS, "all"), default="onnx", help="all: every format"
     )
     parser.add_argument("--output_dir", type=Path, default=Path("exported"))
+    add_tta_option(parser)
     return parser.parse_args(argv)
 
 
@@ -43,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     from age_gender.files import make_output_folder
 
     estimator = KerasEstimator.load(args.weight_file)
+    set_tta(estimator, args.tta)
     folder = make_output_folder(args.output_dir)
     for form in forms:
         path = folder / f"{args.weight_file.stem}{export.SUFFIXES[form]}"

@@ -70,10 +70,16 @@ def aligned_crops(image: np.ndarray, eyes_list: list, margin: float, size: int) 
 
 
 def model_crops(
-    image: np.ndarray, boxes: list[tuple], margin: float, size: int, eye_finder: EyeFinder | None
+    image: np.ndarray,
+    boxes: list[tuple],
+    margin: float,
+    size: int,
+    eye_finder: EyeFinder | None,
+    offset: tuple[float, float] = (0.0, 0.0),
 ) -> np.ndarray:
-    """The crops a model of this project takes (N, size, size, 3): margin crops of the boxes, or
-    crops aligned by the eyes when the model was trained so (an eye finder is given)."""
+    """The crops a model of this project takes (N, size, size, 3): the boxes framed as the model
+    was trained (margin, offset), or crops aligned by the eyes when the model was trained so (an
+    eye finder is given)."""
     if eye_finder is None:
-        return crop_faces(image, boxes, margin, size)
+        return crop_faces(image, boxes, margin, size, offset)
     return aligned_crops(image, [eye_finder.eyes(image, box) for box in boxes], margin, size)

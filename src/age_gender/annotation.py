@@ -121,6 +121,7 @@ class FaceFinding:
     crop_size: int | None = None
     margin: float = 0.4
     aligned: bool = False
+    offset: tuple[float, float] = (0.0, 0.0)
 
     @classmethod
     def for_model(cls, estimator, detector: FaceDetector) -> "FaceFinding":
@@ -129,7 +130,7 @@ class FaceFinding:
         if not hasattr(estimator, "predict_crops"):
             return cls(*found)
         aligned = estimator.eye_finder is not None
-        return cls(*found, estimator.img_size, estimator.margin, aligned)
+        return cls(*found, estimator.img_size, estimator.margin, aligned, estimator.offset)
 
 
 _worker: dict = {}
@@ -167,7 +168,10 @@ def examine(name: str) -> tuple[list[dict], np.ndarray | None]:
     if finding.crop_size is None:
         return rows, image
     boxes = [face.box for face in faces]
-    return rows, model_crops(image, boxes, finding.margin, finding.crop_size, _worker["eye_finder"])
+    crops = model_crops(
+        image, boxes, finding.margin, finding.crop_size, _worker["eye_finder"], finding.offset
+    )
+    return rows, crops
 
 
 class FaceBatches:

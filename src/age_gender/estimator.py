@@ -51,10 +51,11 @@ def decode(gender_probabilities: np.ndarray, age_probabilities: np.ndarray) -> l
 
 
 class CropEstimator:
-    """A two-headed model of this project, whatever runs it: margin crops in, predictions out.
+    """A two-headed model of this project, whatever runs it: crops in, predictions out.
 
-    Its metadata (backbone, img_size, channel_order, margin, aligned) says how to crop; subclasses
-    implement `predict_crops`. `margin` may be changed after loading (`--margin`).
+    Its metadata (backbone, img_size, channel_order, margin, offset, aligned, tta) says how to
+    crop and whether to average each face with its mirror image; subclasses implement
+    `probabilities`. `margin` and `tta` may be changed after loading (`--margin`, `--tta`).
     """
 
     def __init__(self, metadata: dict, name: str):
@@ -62,6 +63,8 @@ class CropEstimator:
         self.name = name
         self.img_size = metadata["img_size"]
         self.margin = metadata["margin"]
+        self.offset = tuple(metadata.get("offset", (0.0, 0.0)))
+        self.tta = metadata.get("tta", "none")
         self.eye_finder = None
         if metadata.get("aligned"):  # trained on faces aligned by the eyes: find them too
             from age_gender.alignment import EyeFinder
@@ -79,13 +82,24 @@ class CropEstimator:
         from age_gender.alignment import model_crops
 
         crops = [
-            model_crops(image, [box], self.margin, self.img_size, self.eye_finder)
+            model_crops(image, [box], self.margin, self.img_size, self.eye_finder, self.offset)
             for image, box in faces
         ]
         return self.predict_crops(np.concatenate(crops))
 
     def predict_crops(self, crops: np.ndarray) -> list[Prediction]:
-        """Predictions for margin crops already resized to img_size (uint8 RGB, N x S x S x 3)."""
+        """Predictions for the model's crops, already resized to img_size (uint8 RGB,
+        N x S x S x 3); with `tta` = flip, the mean of each face's and its mirror's outputs."""
+        if self.tta == "none":
+            return decode(*self.probabilities(crops))
+        gender, age = self.probabilities(np.concatenate([crops, crops[:, :, ::-1]]))
+        count = len(crops)
+        return decode(
+            (gender[:count] + gender[count:]) / 2, (age[:count] + age[count:]) / 2
+        )
+
+    def probabilities(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The gender and age softmax outputs (N x 2, N x 101) for crops as `predict_crops`."""
         raise NotImplementedError
 
 
@@ -148,9 +162,9 @@ class KerasEstimator(CropEstimator):
             ) from error
         return cls(network, str(path))
 
-    def predict_crops(self, crops: np.ndarray) -> list[Prediction]:
-        gender, age = self._call(crops)
-        return decode(np.asarray(gender), np.asarray(age))
+    def probabilities(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        gender, age = self._call(np.ascontiguousarray(crops))
+        return np.asarray(gender), np.asarray(age)
 
 
 class SavedModelEstimator(CropEstimator):
@@ -177,14 +191,14 @@ class SavedModelEstimator(CropEstimator):
             raise UserError(f"{path} is not a SavedModel: {error}") from error
         return cls(serve, json.loads((path / cls.METADATA).read_text()), str(path))
 
-    def predict_crops(self, crops: np.ndarray) -> list[Prediction]:
+    def probabilities(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import tensorflow as tf
 
         results = self.serve(tf.constant(crops, tf.float32))
         gender, age = (
             results[self.metadata["outputs"][head]] for head in ("pred_gender", "pred_age")
         )
-        return decode(gender.numpy(), age.numpy())
+        return gender.numpy(), age.numpy()
 
 
 class DlibModelsEstimator:

@@ -20,6 +20,7 @@ from age_gender.estimator import MODEL_NAMES, load_estimator
 from age_gender.faces import FaceDetector
 from age_gender.files import atomic_output, check_output_folder, make_output_folder
 from age_gender.labels import BOX_COLUMNS
+from age_gender.options import add_tta_option, set_tta
 from age_gender.plots import plot_age_groups, plot_predicted_vs_real
 
 GROUP_EDGES = (0, 10, 20, 30, 40, 50, 60, 70)
@@ -153,6 +154,9 @@ def summarize(
     summary["gender_accuracy"] = gender_accuracy(table["predicted_gender"], table["true_gender"])
     summary["gender_known"] = int((table["true_gender"] >= 0).sum())
     summary["mae_by_age_group"] = mae_by_age_group(predicted, table["true_age"])
+    old = (table["true_age"] >= 60).to_numpy()
+    if old.any():  # the tail of the age range, where skewed training data fails first
+        summary["mae_60_plus"] = mean_absolute_error(predicted[old], table["true_age"][old])
     if group_by:
         summary["group_by"] = group_by
         summary["mae_by_group"] = mae_by_group(table, group_by)
@@ -166,6 +170,7 @@ TABLE_ROWS = [
     ("mae_apparent", "MAE vs apparent age", "{:.2f}"),
     ("mae", "MAE vs real age", "{:.2f}"),
     ("epsilon_error", "epsilon-error", "{:.4f}"),
+    ("mae_60_plus", "MAE of ages 60+", "{:.2f}"),
     ("cs5", "CS@5", "{:.3f}"),
     ("gender_accuracy", "gender accuracy", "{:.3f}"),
     ("gender_known", "  faces of known gender", "{:d}"),
@@ -271,6 +276,7 @@ def add_arguments(parser: argparse.ArgumentParser, output_dir: str) -> None:
     parser.add_argument(
         "--batch_size", type=number(int, 1), default=32, help="faces per model call"
     )
+    add_tta_option(parser)
     parser.add_argument("--output_dir", type=Path, default=Path(output_dir))
 
 
@@ -282,6 +288,8 @@ def run(args: argparse.Namespace, truth: pd.DataFrame, root: Path) -> dict[str, 
         raise UserError(f"--group_by {group_by}: the labels have no such column")
     estimators = [load_estimator(path) for path in args.weight_file]
     estimators += [load_estimator(model_name=name) for name in args.model]
+    for estimator in estimators:
+        set_tta(estimator, args.tta)
     detector = FaceDetector("hog") if args.detect else None
     summaries = evaluate(
         estimators or [load_estimator()], truth, root, args.output_dir, detector,

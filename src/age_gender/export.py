@@ -46,8 +46,12 @@ def embed_normalization_constants(network: keras.Model) -> None:
 
 
 def export_metadata(estimator: KerasEstimator, outputs: dict[str, str]) -> dict:
-    """What inference needs: backbone, size, channel order, margin, and which output is which."""
-    return {**estimator.metadata, "heads": HEADS, "input": INPUT, "outputs": outputs}
+    """What inference needs: backbone, size, channel order, framing, test-time augmentation, and
+    which output is which."""
+    return {
+        **estimator.metadata, "tta": estimator.tta, "heads": HEADS, "input": INPUT,
+        "outputs": outputs,
+    }  # fmt: skip
 
 
 def traced(estimator: KerasEstimator) -> keras.Model:

@@ -5,6 +5,8 @@ from pathlib import Path
 
 from age_gender.errors import UserError, number
 
+TTA_MODES = ("none", "flip")
+
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -20,8 +22,26 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--margin",
         type=number(float, 0),
-        help="crop margin around faces (default: the model's, 0.4)",
+        help="crop margin around faces (default: the model's, as it was trained)",
     )
+    add_tta_option(parser)
+
+
+def add_tta_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tta", choices=TTA_MODES,
+        help="test-time augmentation: flip averages each face with its mirror image, at twice "
+        "the model's time (default: the model's own, recorded at export; else none)",
+    )  # fmt: skip
+
+
+def set_tta(estimator, tta: str | None) -> None:
+    """Applies `--tta` to a model of this project; refuses it for one that crops itself."""
+    if tta is None:
+        return
+    if not hasattr(estimator, "tta"):
+        raise UserError("--tta applies to models of this project, not to dlib-models")
+    estimator.tta = tta
 
 
 def add_detector_options(parser: argparse.ArgumentParser, upsample_help: str) -> None:
@@ -44,6 +64,7 @@ def load_model(args: argparse.Namespace):
         if not hasattr(estimator, "margin"):
             raise UserError("--margin applies to models of this project, not to dlib-models")
         estimator.margin = args.margin
+    set_tta(estimator, args.tta)
     return estimator
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from age_gender.errors import UserError
-from age_gender.estimator import CropEstimator, Prediction, decode
+from age_gender.estimator import CropEstimator
 
 METADATA_KEY = "age_gender"
 
@@ -90,10 +90,10 @@ class OnnxEstimator(CropEstimator):
     def load(cls, path: Path) -> "OnnxEstimator":
         return cls(onnx_session(path), str(path))
 
-    def predict_crops(self, crops: np.ndarray) -> list[Prediction]:
+    def probabilities(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         feeds = {self._input: crops.astype(np.float32)}
         gender, age = self.session.run(self._outputs, feeds)
-        return decode(gender, age)
+        return gender, age
 
 
 def sidecar_path(model_path: Path) -> Path:
@@ -125,13 +125,13 @@ class TFLiteEstimator(CropEstimator):
             raise UserError(f"{path} is not a TFLite model: {error}") from error
         return cls(interpreter, metadata, str(path))
 
-    def predict_crops(self, crops: np.ndarray) -> list[Prediction]:
+    def probabilities(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self.interpreter.resize_tensor_input(self._input, crops.shape)
         self.interpreter.allocate_tensors()
         self.interpreter.set_tensor(self._input, crops.astype(np.float32))
         self.interpreter.invoke()
         gender, age = (self.interpreter.get_tensor(index) for index in self._outputs)
-        return decode(gender, age)
+        return gender, age
 
 
 DEX_DIR = Path("pretrained_models") / "dex"
@@ -168,10 +168,10 @@ class DexEstimator(CropEstimator):
         age, gender = (onnx_session(folder / name) for name in names)
         return cls(age, gender, "dex-apparent" if apparent else "dex")
 
-    def predict_crops(self, crops: np.ndarray) -> list[Prediction]:
+    def probabilities(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         images = np.ascontiguousarray(crops[..., ::-1].transpose(0, 3, 1, 2), np.float32)
         gender, age = (run_by_batch(session, images) for session in self.sessions)
-        return decode(gender, age)
+        return gender, age
 
 
 def run_by_batch(session, images: np.ndarray) -> np.ndarray:
