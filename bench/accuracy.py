@@ -1,0 +1,136 @@
+"""Accuracy on real faces: the utkface_cpu recipe against dlib-models, on faces training never saw.
+
+python bench/accuracy.py --data data/UTKFace            split, train (about 50 min), evaluate
+python bench/accuracy.py --data data/UTKFace --weight_file runs/final/best.keras   no training
+
+DIR holds UTKFace's aligned and cropped faces, named as released (licence: non-commercial
+research only; nothing of them is written outside --work). The faces are split by a hash of
+their file names (create_db.py --val_fraction 0.1); utkface_cpu trains on the training part,
+and both models are measured on the validation part twice:
+- whole crops: each 200x200 crop is the face, as UTKFace's own benchmarks measure it;
+- scenes: the same faces pasted into 640x480 photo backgrounds (scenes.py: 35-230 px, turned up
+  to 25 degrees, varied light), through annotate.py with each model's own defaults, as a user
+  runs it; MAE and gender over the faces the detector finds (IoU >= 0.3 with the truth).
+Prints one table; the last two lines are `utkface_scene_mae: Y` and `utkface_mae: X`.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from age_gender import evaluation, labels, scenes
+from age_gender.estimator import load_estimator
+from age_gender.options import set_tta
+
+REPO = Path(__file__).resolve().parents[1]
+BACKGROUNDS = REPO.parent / "shared" / "assets" / "backgrounds"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, required=True, help="UTKFace's face crops")
+    parser.add_argument("--work", type=Path, default=Path("output/accuracy"))
+    parser.add_argument("--weight_file", type=Path, help="a trained model: skip training")
+    parser.add_argument("--tta", choices=("none", "flip"), default="flip")
+    parser.add_argument("--scenes", type=int, default=120, help="scene frames to build")
+    parser.add_argument("--backgrounds", type=Path, default=BACKGROUNDS)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args()
+
+
+def run(*command: str) -> None:
+    """Runs a script of this project; its own line says what went wrong."""
+    subprocess.run([sys.executable, *command], cwd=REPO, check=True)
+
+
+def train(args: argparse.Namespace, meta: Path) -> tuple[Path, float]:
+    """utkface_cpu on the training split; the best model and the wall-clock minutes."""
+    output_dir = args.work / "train"
+    started = time.perf_counter()
+    run(
+        "train.py", "+experiment=utkface_cpu", f"data.root={args.data.resolve()}",
+        f"data.csv={meta / 'utkface_train.csv'}", f"data.val_csv={meta / 'utkface_val.csv'}",
+        f"train.output_dir={output_dir.resolve()}",
+    )  # fmt: skip
+    return output_dir / "best.keras", (time.perf_counter() - started) / 60
+
+
+def whole_crops(args, model_path: Path, validation: pd.DataFrame) -> dict[str, dict]:
+    """evaluate.py's summaries of both models on the validation crops (each crop is the face)."""
+    estimators = [load_estimator(model_path), load_estimator(model_name="dlib-models")]
+    set_tta(estimators[0], args.tta)
+    truth = validation.rename(columns={"ages": "true_age", "genders": "true_gender"})
+    summaries = evaluation.evaluate(estimators, truth, args.data, args.work / "crops")
+    return dict(zip(("ours", "dlib-models"), summaries.values(), strict=True))
+
+
+def scene_figures(args, model_path: Path, validation: pd.DataFrame) -> dict[str, dict]:
+    """Scenes of the validation faces through annotate.py, for both models."""
+    folder = args.work / "scenes"
+    backgrounds = sorted(path for path in args.backgrounds.iterdir() if path.is_file())
+    made = scenes.build_scenes(validation, args.data, backgrounds, args.scenes, args.seed)
+    truth = scenes.write_scenes(made, folder / "frames")
+    figures = {}
+    for name, model in (("ours", ["--weight_file", str(model_path.resolve()), "--tta", args.tta]),
+                        ("dlib-models", ["--model", "dlib-models"])):  # fmt: skip
+        table = folder / f"{name}.csv"
+        run("annotate.py", str((folder / "frames").resolve()), "--output", str(table.resolve()),
+            "--overwrite", *model)  # fmt: skip
+        found = pd.read_csv(table)
+        found = found[found["status"] == "ok"]
+        matched = scenes.match_faces(truth, found)
+        hit = matched["found_age"].notna()
+        errors = (matched.loc[hit, "found_age"] - matched.loc[hit, "ages"]).abs()
+        genders = (matched.loc[hit, "found_gender"] == "M").astype(int)
+        old = matched.loc[hit, "ages"] >= 60
+        figures[name] = {
+            "faces": len(truth), "found": int(hit.sum()),
+            "false_positives": matched.attrs["false_positives"],
+            "mae": float(errors.mean()), "mae_60_plus": float(errors[old].mean()),
+            "gender_accuracy": float((genders == matched.loc[hit, "genders"]).mean()),
+        }  # fmt: skip
+    return figures
+
+
+def main() -> None:
+    args = parse_args()
+    meta = (args.work / "meta").resolve()
+    meta.mkdir(parents=True, exist_ok=True)
+    run("create_db.py", "--db", "utkface", "--data_dir", str(args.data.resolve()),
+        "--val_fraction", "0.1", "--output", str(meta / "utkface.csv"), "--overwrite")  # fmt: skip
+    minutes = None
+    model_path = args.weight_file
+    if model_path is None:
+        model_path, minutes = train(args, meta)
+    validation = labels.read_labels_csv(meta / "utkface_val.csv")
+    crops = whole_crops(args, model_path, validation)
+    found = scene_figures(args, model_path, validation)
+    (args.work / "figures.json").write_text(
+        json.dumps({"crops": crops, "scenes": found, "minutes": minutes}, indent=1, default=str)
+    )
+    print(f"\nvalidation faces: {len(validation)}; tta: {args.tta}; training minutes: "
+          f"{'-' if minutes is None else f'{minutes:.1f}'}")  # fmt: skip
+    print("| model | MAE | CS@5 | gender | 60+ MAE | scenes: found | MAE | gender | 60+ MAE |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name in ("ours", "dlib-models"):
+        crop, scene = crops[name], found[name]
+        print(
+            f"| {name} | {crop['mae']:.2f} | {crop['cs5']:.1%} | {crop['gender_accuracy']:.1%} | "
+            f"{crop.get('mae_60_plus', np.nan):.2f} | {scene['found']}/{scene['faces']} "
+            f"({scene['false_positives']} false) | {scene['mae']:.2f} | "
+            f"{scene['gender_accuracy']:.1%} | {scene['mae_60_plus']:.2f} |"
+        )
+    print(f"utkface_scene_mae: {found['ours']['mae']:.2f}")
+    print(f"utkface_mae: {crops['ours']['mae']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
