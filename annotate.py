@@ -74,7 +74,7 @@ def check_output(output: Path, overwrite: bool, engine: str) -> None:
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    from age_gender import annotation
+    from age_gender import annotation, jobs
     from age_gender.files import check_inputs_kept
 
     check_output(args.output, args.overwrite, args.engine)
@@ -83,7 +83,10 @@ def main(argv: list[str] | None = None) -> None:
 
         annotation_ray.import_ray()  # before the model loads: a missing extra fails fast
     root, names = annotation.list_images(args.input, args.root)
-    check_inputs_kept([args.output], [root / name for name in names])
+    inputs = [root / name for name in names]
+    if Path(args.input).is_file():  # a CSV of img_paths is an input too
+        inputs.append(Path(args.input))
+    check_inputs_kept([args.output], inputs)
     detector = options.make_detector(args, default_upsample=1)  # a wrong option fails here
     estimator = options.load_model(args)
     finding = annotation.FaceFinding.for_model(estimator, detector)
@@ -96,10 +99,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"-> {args.output}/ (a Parquet dataset)")
         return
     settings = {
-        "input": args.input, "root": str(root), "model": estimator.name,
+        "input": args.input, "root": str(root.resolve()), "model": estimator.name,
         "finding": dataclasses.asdict(finding), "part_size": args.part_size,
     }  # fmt: skip
-    parts = annotation.Parts(args.output, settings, args.overwrite)
+    parts = jobs.Parts(args.output, settings, args.overwrite)
     table = annotation.annotate(
         names, root, args.output, estimator, finding, parts, args.workers, args.batch_size,
         args.part_size,

@@ -21,9 +21,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--output_dir", type=Path, required=True,
         help="the cache: faces/ and a CSV of the input's name (shared by several CSVs)",
     )  # fmt: skip
-    parser.add_argument("--img_size", type=number(int, 8), default=224, help="model.img_size")
     parser.add_argument(
-        "--scale", type=number(float, 0.1), default=1.25,
+        "--img_size", type=number(int, 8, 2048), default=224, help="model.img_size (8-2048)"
+    )
+    parser.add_argument(
+        "--scale", type=number(float, 0.1, 4), default=1.25,
         help="the training crop is cached at this many times img_size (default 1.25)",
     )  # fmt: skip
     parser.add_argument("--margin", type=number(float, 0), default=0.4, help="data.margin")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from age_gender import labels
 from age_gender.errors import ArgumentParser, UserError, exit_on_user_error, number
-from age_gender.files import atomic_output, check_output_path
+from age_gender.files import atomic_output, check_output_path, make_output_folder
 
 DATABASES = ("imdb", "wiki", "utkface", "imdb_clean", "appa_real", "fgnet")
 DEFAULT_DATA_DIRS = {
@@ -88,8 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     data_dir = args.data_dir or Path(DEFAULT_DATA_DIRS[args.db])
     output = args.output
     if output is None:
-        output = Path("meta") / f"{args.db}.csv"
-        output.parent.mkdir(exist_ok=True)
+        output = make_output_folder(Path("meta")) / f"{args.db}.csv"
     if not 0 <= args.val_fraction < 1:
         raise UserError(f"--val_fraction must be in [0, 1), not {args.val_fraction}")
     if args.val_fraction and args.db in SPLITS:

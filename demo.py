@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from age_gender import options
-from age_gender.errors import ArgumentParser, exit_on_user_error
+from age_gender.errors import ArgumentParser, exit_on_user_error, number
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -20,13 +20,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--image_dir", type=Path, help="annotate the images of this folder")
     source.add_argument("--video", type=Path, help="annotate this video file")
-    source.add_argument("--camera", type=int, default=0, help="webcam index (default 0)")
+    source.add_argument(
+        "--camera", type=number(int, 0), default=0, help="webcam index (default 0)"
+    )
     options.add_detector_options(
         parser, "default 1 for images; 0 for video and webcam, whose faces are near and large"
     )
     parser.add_argument("--output_dir", type=Path, help="write results here instead of showing")
     parser.add_argument(
         "--no-display", dest="display", action="store_false", help="never open a window"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier run's outputs in --output_dir"
     )
     return parser.parse_args(argv)
 
@@ -35,19 +40,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     from age_gender import demo  # after parsing: TensorFlow is slow to import
-    from age_gender.files import make_output_folder
+    from age_gender.files import check_output_folder, make_output_folder
 
     output_dir = args.output_dir
     if output_dir is None and not (args.display and demo.display_available()):
         output_dir = Path("output")
         print("no display: writing results to output/ (set --output_dir to choose)")
     # Inputs and outputs are checked before the model loads: a mistake there fails fast.
+    if output_dir is not None:
+        check_output_folder(output_dir)
     if args.image_dir is not None:
-        images, others = demo.image_files(args.image_dir, output_dir)
+        images, names = demo.image_files(args.image_dir, output_dir, args.overwrite)
     else:
-        capture = demo.open_capture(str(args.video) if args.video else args.camera)
+        capture = demo.open_capture(args.video if args.video else args.camera)
         name = args.video.stem if args.video else f"camera{args.camera}"
-        demo.check_outputs([args.video] if args.video else [], [f"{name}.mp4"], output_dir)
+        demo.check_outputs(
+            [args.video] if args.video else [],
+            [f"{name}.mp4", *demo.PREDICTION_FILES], output_dir, args.overwrite,
+        )  # fmt: skip
     detector = options.make_detector(args, default_upsample=int(args.image_dir is not None))
     estimator = options.load_model(args)
     if output_dir is not None:
@@ -56,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     annotator = demo.Annotator(estimator, detector)
     try:
         if args.image_dir is not None:
-            demo.run_images(annotator, images, others, output_dir)
+            demo.run_images(annotator, images, names, output_dir)
         else:
             demo.run_video(annotator, capture, name, output_dir)
     finally:  # the images done so far keep their predictions, whatever stopped the run

@@ -44,9 +44,14 @@ def main(argv: list[str] | None = None) -> None:
     from age_gender.estimator import KerasEstimator
     from age_gender.files import make_output_folder
 
+    if args.weight_file.suffix.lower() in (".onnx", ".tflite"):
+        raise UserError(
+            f"{args.weight_file} is an exported model already; export takes a .keras file from "
+            "train.py or the original's .hdf5 weights"
+        )
+    folder = make_output_folder(args.output_dir)  # before the model loads: fails fast
     estimator = KerasEstimator.load(args.weight_file)
     set_tta(estimator, args.tta)
-    folder = make_output_folder(args.output_dir)
     for form in forms:
         path = folder / f"{args.weight_file.stem}{export.SUFFIXES[form]}"
         export.export(estimator, form, path)

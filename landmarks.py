@@ -22,7 +22,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--chunk_size", type=number(int, 1), default=1000, help="rows per part")
     parser.add_argument(
-        "--upsample", type=number(int, 0), default=1,
+        "--upsample", type=number(int, 0, 3), default=1,
         help="HOG detector upsampling, for rows without a face box (default 1)",
     )  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -34,15 +34,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     from age_gender import labels, landmarks
     from age_gender.alignment import EYE_COLUMNS
-    from age_gender.files import check_output_path
+    from age_gender.files import check_inputs_kept, check_output_path
 
     output = args.output or args.csv.with_name(f"{args.csv.stem}_eyes.csv")
     check_output_path(output, args.overwrite)
     if not args.root.is_dir():
         raise UserError(f"image folder {args.root} does not exist")
     frame = labels.read_labels_csv(args.csv)
+    check_inputs_kept([output], [args.csv])
     result = landmarks.add_eyes(
-        frame, args.root, output, args.workers, args.chunk_size, args.upsample
+        frame, args.root, output, args.workers, args.chunk_size, args.upsample, args.overwrite
     )
     found = int(result[EYE_COLUMNS].notna().all(axis=1).sum())
     print(f"eyes found for {found} of {len(result)} faces -> {output}")

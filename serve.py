@@ -7,6 +7,7 @@ python serve.py --model dlib-models --token SECRET --cors https://example.org
 
 import argparse
 import socket
+from pathlib import Path
 
 from age_gender import options
 from age_gender.errors import ArgumentParser, UserError, exit_on_user_error, number
@@ -19,7 +20,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     options.add_model_options(parser)
     options.add_detector_options(parser, "default 1: uploads are photos, faces can be small")
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to accept other machines")
-    parser.add_argument("--port", type=number(int, 0), default=8000, help="0: any free port")
+    parser.add_argument(
+        "--port", type=number(int, 0, 65535), default=8000, help="0: any free port"
+    )
     parser.add_argument(
         "--max_upload_mb", type=number(float, 0.001), default=10.0, help="largest upload (MB)"
     )
@@ -33,7 +36,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on /v1 routes")
     parser.add_argument("--cors", metavar="ORIGIN", help="allow this web origin to call the API")
+    parser.add_argument(
+        "--max_connections", type=number(int, 1), default=256,
+        help="open connections at once; more get 503 (default 256)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--ssl-certfile", "--ssl_certfile", dest="ssl_certfile", type=Path,
+        help="serve HTTPS with this certificate (PEM): browsers give the camera and keep a "
+        "--token private only on https:// pages (or on localhost)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--ssl-keyfile", "--ssl_keyfile", dest="ssl_keyfile", type=Path,
+        help="the certificate's private key (PEM)",
+    )  # fmt: skip
     return parser.parse_args(argv)
+
+
+def check_tls(args: argparse.Namespace) -> None:
+    """Both TLS files or neither, and readable; a warning when other machines are let in over
+    plain HTTP (their browsers deny the page the camera, and a token crosses the network in
+    clear text)."""
+    given = [path for path in (args.ssl_certfile, args.ssl_keyfile) if path is not None]
+    if len(given) == 1:
+        raise UserError("HTTPS needs both --ssl-certfile and --ssl-keyfile")
+    for path in given:
+        if not path.is_file():
+            raise UserError(f"TLS file {path} not found")
+    loopback = args.host in ("127.0.0.1", "localhost", "::1") or args.host.startswith("127.")
+    if not given and not loopback:
+        print(
+            f"warning: serving {args.host} over plain HTTP: other machines' browsers will not "
+            "give the page the camera, and a --token crosses the network readable; pass "
+            "--ssl-certfile and --ssl-keyfile (see README.md, 'HTTPS on a LAN')"
+        )
 
 
 def check_port(host: str, port: int) -> None:
@@ -59,11 +94,17 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(f"serve.py needs {error.name}: pip install 'age-gender[serve]'") from error
 
     check_port(args.host, args.port)  # before the model loads: a taken port fails fast
+    check_tls(args)
     limits = serving.Limits(args.max_upload_mb, args.max_megapixels, args.queue)
     inference = serving.Inference(options.load_model(args), options.make_detector(args, 1), limits)
     app = serving.create_app(inference, args.token, args.cors)
     print(f"model: {inference.model_name}, detector: {args.detector}")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    uvicorn.run(
+        app, host=args.host, port=args.port, log_level="info",
+        limit_concurrency=args.max_connections,
+        ssl_certfile=args.ssl_certfile and str(args.ssl_certfile),
+        ssl_keyfile=args.ssl_keyfile and str(args.ssl_keyfile),
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

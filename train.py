@@ -1,12 +1,38 @@
 """Trains the two-headed age/gender model; configuration in conf/ (Hydra), e.g.
 
 python train.py model.model_name=EfficientNetB3 train.epochs=30
+python train.py +experiment=utkface_cpu data.root=data/UTKFace
 """
+
+import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 from age_gender.errors import exit_on_user_error
+
+CONFIG_DIR = Path(__file__).resolve().parent / "conf"
+
+
+@exit_on_user_error
+def check_output_dir(overrides: list[str]) -> None:
+    """Refuses an output folder that cannot be written in one line, before Hydra writes its
+    files there (Hydra's own failure is a traceback). Command lines with Hydra's flags, or
+    overrides it refuses, are left to Hydra to report."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    from age_gender.files import check_output_folder
+
+    if any(argument.startswith("-") for argument in overrides):
+        return
+    try:
+        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+            output_dir = compose("config", overrides=overrides).train.output_dir
+    except (HydraException, ValueError):
+        return
+    check_output_folder(Path(output_dir))
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
@@ -18,4 +44,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_output_dir(sys.argv[1:])
     main()

@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from age_gender import annotation, demo, synthetic
+from age_gender import annotation, demo, jobs, synthetic
 from age_gender.estimator import load_estimator
 from age_gender.faces import FaceDetector
 
@@ -101,7 +101,7 @@ def main() -> None:
         names = [path.name for path in paths]
         finding = annotation.FaceFinding.for_model(estimator, detector)
         output = folder / "faces.parquet"
-        parts = annotation.Parts(output, {"bench": True}, overwrite=True)
+        parts = jobs.Parts(output, {"bench": True}, overwrite=True)
         started = time.perf_counter()
         with WorkerMemory() as workers:
             table = annotation.annotate(

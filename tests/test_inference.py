@@ -10,7 +10,7 @@ import pytest
 from conftest import REPO
 from keras.src.legacy.saving import legacy_h5_format
 
-from age_gender import estimator, faces, model, weights
+from age_gender import estimator, faces, model, warping, weights
 from age_gender.errors import UserError
 from age_gender.tracking import FaceTracker
 
@@ -39,8 +39,13 @@ def test_large_frames_are_searched_downscaled_and_boxes_scaled_back():
 
 
 def test_margin_crops_are_clipped_at_the_borders():
-    assert faces.margin_box((10, 20, 50, 60), 0.4, (100, 200, 3)) == (0, 4, 66, 76)
-    assert faces.margin_box((150, 60, 190, 100), 0.4, (100, 200, 3)) == (134, 44, 200, 100)
+    assert warping.crop_box((100, 200, 3), (10, 20, 50, 60), 0.4).tolist() == [0, 4, 66, 76]
+    assert warping.crop_box((100, 200, 3), (150, 60, 190, 100), 0.4).tolist() == [
+        134, 44, 200, 100
+    ]
+    # The offset moves the crop's centre by a share of the box: here 10 % right, 25 % down.
+    moved = warping.crop_box((400, 400, 3), (100, 100, 200, 200), 0.1, (0.1, 0.25))
+    assert moved.tolist() == [100, 115, 220, 235]
     image = np.zeros((100, 200, 3), np.uint8)
     image[:, 100:] = 255
     crops = faces.crop_faces(image, [(130, 10, 180, 90), (0, 0, 50, 50)], 0.4, 32)
@@ -54,7 +59,7 @@ def test_a_saved_model_loads_with_its_metadata_and_outputs(tmp_path):
     loaded = estimator.KerasEstimator.load(tmp_path / "tiny.keras")
     assert loaded.metadata == {
         "backbone": "MobileNetV3Small", "img_size": 32, "channel_order": "RGB", "margin": 0.3,
-        "aligned": False,
+        "aligned": False, "offset": [0.0, 0.0],
     }  # fmt: skip
     crops = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     gender, age = network(crops.astype("float32"))

@@ -66,7 +66,7 @@ def test_the_model_learns_age_and_gender(disks, tmp_path, run_script):
     saved = keras.saving.load_model(output / "best.keras")
     assert model.model_metadata(saved) == {
         "backbone": "MobileNetV3Small", "img_size": 64, "channel_order": "RGB", "margin": 0.4,
-        "aligned": False,
+        "aligned": False, "offset": [0.0, 0.0],
     }  # fmt: skip
     assert (output / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
     assert any((output / "tensorboard").rglob("events.out.tfevents*"))

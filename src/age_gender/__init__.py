@@ -1,1 +1,45 @@
-"""Age and gender estimation from faces."""
+"""Age and gender estimation from faces, trained with Keras/TensorFlow.
+
+TensorFlow's start-up lines (oneDNN, CPU features, CUDA drivers not found on a machine without a
+GPU, which reads like a failure) are not the user's business: unless the user set
+TF_CPP_MIN_LOG_LEVEL, they are dropped. TensorFlow >= 2.20 writes them through absl before its
+log level applies, so the C-level stderr is silenced while `tensorflow` is imported, and only
+then: an import error still shows, as a Python exception raised after it.
+"""
+
+import importlib.abc
+import importlib.util
+import os
+import sys
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Imports `tensorflow` with file descriptor 2 pointed at /dev/null."""
+
+    def find_spec(self, name, path, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)  # the real finder, once
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            self.loader = spec.loader
+            spec.loader = self
+        return spec
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        saved, quiet = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+        os.dup2(quiet, 2)
+        try:
+            self.loader.exec_module(module)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(quiet)
+
+
+if "TF_CPP_MIN_LOG_LEVEL" not in os.environ and "tensorflow" not in sys.modules:
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    sys.meta_path.insert(0, _QuietTensorFlowImport())

@@ -10,9 +10,7 @@ the end, every image exactly once.
 
 import dataclasses
 import glob
-import json
-import multiprocessing
-import shutil
+import os
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -23,18 +21,16 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from age_gender import jobs
 from age_gender.alignment import EyeFinder, model_crops
-from age_gender.demo import PREDICTION, prediction_record, read_image
+from age_gender.demo import PREDICTION, prediction_record
 from age_gender.errors import UserError
 from age_gender.estimator import Prediction
 from age_gender.faces import FaceDetector
 from age_gender.files import atomic_output
+from age_gender.images import image_files, read_image
 from age_gender.labels import BOX_COLUMNS
 
-IMAGE_SUFFIXES = {
-    ".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".webp", ".tif", ".tiff",
-    ".ppm", ".pgm", ".pbm", ".pnm", ".jp2", ".sr", ".ras",
-}  # fmt: skip
 OUTPUT_SUFFIXES = (".parquet", ".csv", ".jsonl")
 OK, NO_FACE, UNREADABLE = "ok", "no face", "unreadable"
 IMAGE_COLUMNS = ["file", "status", "width", "height", "faces"]
@@ -45,27 +41,37 @@ PARTS_AHEAD = 2  # parts being decoded while the model runs: bounds the crops he
 
 
 def list_images(source: str, root: Path | None = None) -> tuple[Path, list[str]]:
-    """(the folder names start from, the image names): every image file under a folder (by
-    suffix, recursively), every file a glob matches, or the `img_paths` of a CSV (each once)."""
+    """(the folder names start from, the image names): every image file under a folder
+    (`images.image_files`), every file a glob matches, or the `img_paths` of a CSV; each once."""
     path = Path(source)
     if root is not None and path.suffix.lower() != ".csv":
         raise UserError("--root applies to a CSV input (its img_paths start there)")
     if path.is_dir():
-        files = (file for file in path.rglob("*") if file.suffix.lower() in IMAGE_SUFFIXES)
-        base, names = path, sorted(str(file.relative_to(path)) for file in files if file.is_file())
+        base, names = path, [str(file.relative_to(path)) for file in image_files(path)]
     elif path.suffix.lower() == ".csv":
         base, names = root or Path(), csv_images(path)
         if not base.is_dir():
             raise UserError(f"image folder {base} does not exist; set --root to the folder of "
                             "the CSV's img_paths")  # fmt: skip
     elif glob.has_magic(source):
-        base, names = Path(), sorted(name for name in glob.glob(source, recursive=True)
-                                     if Path(name).is_file())  # fmt: skip
+        base, names = Path(), once_each(glob.glob(source, recursive=True))
     else:
         raise UserError(f"{source} is not a folder, a CSV file or a glob pattern ('photos/*.jpg')")
     if not names:
         raise UserError(f"no images in {source}")
     return base, names
+
+
+def once_each(names: list[str]) -> list[str]:
+    """The files among `names`, sorted, each file once however many paths (links, link loops
+    that `**` walks into) lead to it."""
+    seen, unique = set(), []
+    for name in sorted(names):
+        real = os.path.realpath(name)
+        if real not in seen and Path(name).is_file():
+            seen.add(real)
+            unique.append(name)
+    return unique
 
 
 def csv_images(path: Path) -> list[str]:
@@ -218,49 +224,8 @@ def with_predictions(rows: list[dict], predictions: list[Prediction]) -> list[di
             for row in rows]  # fmt: skip
 
 
-class Parts:
-    """The finished parts of a run, in a folder beside the output, with the settings that made
-    them: parts of other settings are never mixed in."""
-
-    def __init__(self, output: Path, settings: dict, overwrite: bool):
-        self.folder = output.with_name(f".{output.name}.parts")
-        settings_file = self.folder / "settings.json"
-        if self.folder.is_dir():
-            earlier = json.loads(settings_file.read_text()) if settings_file.is_file() else None
-            if earlier == settings:
-                return
-            if not overwrite:
-                raise UserError(
-                    f"{self.folder} holds an unfinished run with other arguments; run again "
-                    "with the same arguments to finish it, or pass --overwrite to start over"
-                )
-            shutil.rmtree(self.folder)
-        self.folder.mkdir()
-        with atomic_output(settings_file) as temporary:
-            temporary.write_text(json.dumps(settings, indent=1))
-
-    def path(self, index: int) -> Path:
-        return self.folder / f"{index:06d}.pkl"
-
-    def done(self, index: int, names: list[str]) -> bool:
-        """Whether part `index` exists and holds exactly these images."""
-        path = self.path(index)
-        return path.is_file() and pd.read_pickle(path)["file"].unique().tolist() == names
-
-    def write(self, index: int, table: pd.DataFrame) -> None:
-        with atomic_output(self.path(index)) as temporary:
-            table.to_pickle(temporary)
-
-    def merge(self, count: int) -> pd.DataFrame:
-        return pd.concat([pd.read_pickle(self.path(index)) for index in range(count)],
-                         ignore_index=True)  # fmt: skip
-
-    def remove(self) -> None:
-        shutil.rmtree(self.folder)
-
-
 def finish_part(
-    index: int, results: Iterable, estimator, batch_size: int, parts: Parts, bar: tqdm
+    index: int, results: Iterable, estimator, batch_size: int, parts: jobs.Parts, bar: tqdm
 ) -> int:
     """Estimates a part's faces as its images arrive and writes the part; returns the number of
     faces."""
@@ -280,20 +245,20 @@ def annotate(
     output: Path,
     estimator,
     finding: FaceFinding,
-    parts: Parts,
+    parts: jobs.Parts,
     workers: int,
     batch_size: int,
     part_size: int,
 ) -> pd.DataFrame:
     """Annotates the images `names` (under `root`) and writes the table to `output`."""
     chunks = [names[start : start + part_size] for start in range(0, len(names), part_size)]
-    todo = [index for index, chunk in enumerate(chunks) if not parts.done(index, chunk)]
+    todo = [index for index, chunk in enumerate(chunks) if not parts.done(index, chunk, "file")]
     done = len(names) - sum(len(chunks[index]) for index in todo)
     if done:
         print(f"resuming: {done} of {len(names)} images were done by an earlier run")
-    context = multiprocessing.get_context("spawn")  # no fork of a process running TensorFlow
     with (
-        context.Pool(workers, start_worker, (root, finding)) as pool,
+        jobs.failing_in_one_line("reading images"),
+        jobs.WorkerPool(workers, start_worker, (root, finding)) as pool,
         tqdm(total=len(names), initial=done, desc="annotating", unit="image") as bar,
     ):
         started, faces = time.perf_counter(), 0
@@ -305,7 +270,7 @@ def annotate(
             bar.set_postfix(faces_per_s=f"{faces / (time.perf_counter() - started):.1f}")
 
         for index in todo:
-            in_flight.append((index, pool.imap(examine, chunks[index])))
+            in_flight.append((index, pool.map(examine, chunks[index])))
             if len(in_flight) > PARTS_AHEAD:
                 finish_oldest()
         while in_flight:

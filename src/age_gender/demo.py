@@ -22,13 +22,13 @@ from age_gender.errors import UserError
 from age_gender.estimator import Prediction
 from age_gender.faces import FaceDetector
 from age_gender.files import atomic_output, check_inputs_kept
+from age_gender.images import is_image_file, read_image
 from age_gender.labels import BOX_COLUMNS
 from age_gender.tracking import FaceTracker
 
 PREDICTION = ["age", "age_std", "gender", "gender_probability"]
 COLUMNS = ["file", "frame", "faces", "face", *BOX_COLUMNS, *PREDICTION]
 WINDOW = "age and gender (q to quit)"
-PREDICTION_FILES = ("predictions.csv", "predictions.json")
 
 
 def display_available() -> bool:
@@ -42,15 +42,6 @@ def display_available() -> bool:
     except cv2.error:
         return False
     return True
-
-
-def read_image(path: Path) -> np.ndarray | None:
-    """RGB uint8, whatever the file holds (grey, alpha, 16-bit, EXIF rotation); None if unreadable.
-
-    cv2.imread with IMREAD_COLOR applies the EXIF orientation and converts the rest.
-    """
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def prediction_record(prediction: Prediction) -> dict:
@@ -101,50 +92,93 @@ class Annotator:
             temporary.write_text(json.dumps(records, indent=1))
 
 
-def annotated_name(path: Path) -> str:
-    """The annotated copy's file name: the input's, plus `.png` where OpenCV cannot write its
-    suffix (`photo`, `x.jpeg.bak`)."""
-    return path.name if cv2.haveImageWriter(path.name) else f"{path.name}.png"
+WRITABLE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def annotated_names(paths: list[Path]) -> list[str]:
+    """The annotated copies' file names: each input's, plus `.png` where its suffix is not a
+    format written here (`photo`, `x.jpeg.bak`), numbered where two would share a name
+    (`photo` and `photo.png`): two outputs of one run never share a path."""
+    names = [
+        path.name if path.suffix.lower() in WRITABLE_SUFFIXES else f"{path.name}.png"
+        for path in paths
+    ]
+    taken = {path.name for path in paths if path.suffix.lower() in WRITABLE_SUFFIXES}
+    unique = []
+    for path, name in zip(paths, names, strict=True):
+        if name != path.name:  # a renamed copy must not take another file's name
+            stem, number = name[: -len(".png")], 1
+            while name in taken:
+                name, number = f"{stem}-{number}.png", number + 1
+        taken.add(name)
+        unique.append(name)
+    return unique
 
 
 def write_image(path: Path, image: np.ndarray) -> None:
-    """Writes an RGB image atomically, in the format its suffix names."""
+    """Writes an RGB image atomically, in the format its suffix names (bytes written by Python:
+    any file name works)."""
+    ok, encoded = cv2.imencode(path.suffix, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     try:
+        if not ok:
+            raise OSError(f"OpenCV cannot encode {path.suffix}")
         with atomic_output(path) as temporary:
-            if not cv2.imwrite(str(temporary), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
-                raise OSError("OpenCV could not write it")
+            temporary.write_bytes(encoded.tobytes())
     except OSError as error:
         raise UserError(f"cannot write {path}: {error.strerror or error}") from error
 
 
-def check_outputs(inputs: list[Path], names: list[str], output_dir: Path | None) -> None:
-    """Refuses, before any work, outputs (`names` and the predictions, in `output_dir`) that
-    would replace one of `inputs`."""
-    if output_dir is not None:
-        check_inputs_kept([output_dir / name for name in [*names, *PREDICTION_FILES]], inputs)
+PREDICTION_FILES = ["predictions.csv", "predictions.json"]
 
 
-def image_files(folder: Path, output_dir: Path | None) -> tuple[list[Path], list[Path]]:
-    """Files of the folder sorted by name, split into (images, other files); refuses a folder
-    without images, and an output folder where the results would replace any of its files."""
+def check_outputs(
+    inputs: list[Path], names: list[str], output_dir: Path | None, overwrite: bool
+) -> None:
+    """Refuses, before any work, outputs (`names` and the tables, in `output_dir`) that would
+    replace one of `inputs`, or an earlier run's output without `overwrite`."""
+    if output_dir is None:
+        return
+    outputs = [output_dir / name for name in names]
+    check_inputs_kept(outputs, inputs)
+    existing = [path for path in outputs if path.exists()]
+    if existing and not overwrite:
+        others = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+        raise UserError(
+            f"{existing[0]}{others} exist from an earlier run; pass --overwrite to replace them "
+            "or choose another --output_dir"
+        )
+
+
+def image_files(
+    folder: Path, output_dir: Path | None, overwrite: bool = False
+) -> tuple[list[Path], list[str]]:
+    """The images of the folder sorted by name, and their annotated copies' names; refuses a
+    folder without images, and outputs that would replace any of its files or, without
+    `overwrite`, an earlier run's."""
     if not folder.is_dir():
-        raise UserError(f"image folder {folder} does not exist")
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise UserError(f"image folder {folder} {what}")
     files = sorted(path for path in folder.iterdir() if path.is_file())
-    images = [path for path in files if cv2.haveImageReader(str(path))]
+    images = [path for path in files if is_image_file(path)]
     if not images:
         raise UserError(f"no images in {folder}")
-    check_outputs(files, [annotated_name(path) for path in images], output_dir)
-    return images, [path for path in files if path not in images]
+    names = annotated_names(images)
+    check_outputs(files, [*names, *PREDICTION_FILES], output_dir, overwrite)
+    return images, names
 
 
 def run_images(
-    annotator: Annotator, images: list[Path], others: list[Path], output_dir: Path | None
+    annotator: Annotator, images: list[Path], names: list[str], output_dir: Path | None
 ) -> None:
-    """Annotates `images`: shown one by one, or written to `output_dir`."""
-    for path in tqdm(images, desc="images", unit="image", disable=output_dir is None):
+    """Annotates `images`: shown one by one, or written to `output_dir` as `names`."""
+    unreadable = []
+    for path, name in tqdm(
+        list(zip(images, names, strict=True)), desc="images", unit="image",
+        disable=output_dir is None,
+    ):  # fmt: skip
         image = read_image(path)
         if image is None:
-            others.append(path)
+            unreadable.append(path)
             continue
         annotated = annotator.annotate(image, path.name)
         if output_dir is None:
@@ -152,9 +186,10 @@ def run_images(
             if cv2.waitKey(0) & 0xFF in (ord("q"), 27):
                 break
         else:
-            write_image(output_dir / annotated_name(path), annotated)
-    if others:
-        print(f"skipped {len(others)} files that are not readable images, e.g. {others[0].name}")
+            write_image(output_dir / name, annotated)
+    if unreadable:
+        print(f"skipped {len(unreadable)} images that cannot be read (cut short or corrupt), "
+              f"e.g. {unreadable[0].name}")  # fmt: skip
 
 
 def frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
@@ -165,8 +200,20 @@ def frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
         yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
 
 
-def open_capture(source: str | int) -> cv2.VideoCapture:
+def open_capture(source: Path | int) -> cv2.VideoCapture:
     """Opens a video file or a camera index, or says in one line why it cannot."""
+    if isinstance(source, int) and source < 0:
+        raise UserError(f"--camera {source}: camera indices start at 0")
+    if isinstance(source, Path):
+        if not source.is_file():
+            what = "is not a file" if source.exists() else "does not exist"
+            raise UserError(f"video {source} {what}")
+        try:
+            str(source).encode()
+        except UnicodeEncodeError as error:
+            raise UserError(f"video {source!r}: OpenCV cannot open a name that is not UTF-8; "
+                            "rename the file") from error  # fmt: skip
+        source = str(source)
     capture = cv2.VideoCapture(source)
     if not capture.isOpened():
         what = f"camera {source}" if isinstance(source, int) else f"video {source}"

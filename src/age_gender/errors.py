@@ -39,8 +39,10 @@ class ArgumentParser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def number(kind: type = float, minimum: float | None = None) -> Callable[[str], float]:
-    """An argparse type: a finite int or float, at least `minimum` when given."""
+def number(
+    kind: type = float, minimum: float | None = None, maximum: float | None = None
+) -> Callable[[str], float]:
+    """An argparse type: a finite int or float, within [`minimum`, `maximum`] when given."""
 
     def parse(text: str):
         try:
@@ -52,6 +54,8 @@ def number(kind: type = float, minimum: float | None = None) -> Callable[[str], 
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
         if minimum is not None and value < minimum:
             raise argparse.ArgumentTypeError(f"must be {minimum} or more, not {text}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be {maximum} at most, not {text}")
         return value
 
     return parse

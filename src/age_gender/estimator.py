@@ -149,7 +149,11 @@ class KerasEstimator(CropEstimator):
                 network = keras.saving.load_model(path, compile=False)
                 model.model_metadata(network)
             except Exception as error:  # Keras raises many types for broken or foreign files
-                raise UserError(f"{path} is not a model saved by train.py: {error}") from error
+                # Keras says "File not found" for a file that is there but no .keras archive.
+                reason = "not a .keras archive" if "not found" in str(error) else str(error)
+                raise UserError(
+                    f"{path} is not a model saved by train.py: {reason.splitlines()[0][:200]}"
+                ) from error
             return cls(network, str(path))
         backbone, size = original_architecture(path)
         # The original project fed BGR to the backbone; the model converts RGB inside.

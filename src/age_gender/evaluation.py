@@ -14,14 +14,15 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from age_gender.demo import read_image
 from age_gender.errors import UserError, number
 from age_gender.estimator import MODEL_NAMES, load_estimator
 from age_gender.faces import FaceDetector
 from age_gender.files import atomic_output, check_output_folder, make_output_folder
+from age_gender.images import read_image
 from age_gender.labels import BOX_COLUMNS
 from age_gender.options import add_tta_option, set_tta
 from age_gender.plots import plot_age_groups, plot_predicted_vs_real
+from age_gender.warping import crop_box
 
 GROUP_EDGES = (0, 10, 20, 30, 40, 50, 60, 70)
 
@@ -111,6 +112,10 @@ def predict_rows(
                     unreadable.append(row.img_paths)
                     continue
                 box, found = face_box(row, image, detector)
+                x_min, y_min, x_max, y_max = crop_box(image.shape, box, 0.0)
+                if x_max <= x_min or y_max <= y_min:
+                    unreadable.append(f"{row.img_paths} (face box outside the image)")
+                    continue
                 if not found:
                     no_face.append(row.img_paths)
                 faces.append((image, box))
@@ -228,6 +233,24 @@ def write_report(table: pd.DataFrame, summary: dict, output_dir: Path) -> None:
     plot_age_groups(summary["mae_by_age_group"], output_dir / "mae_by_age_group.png")
 
 
+def report_folder(output_dir: Path, estimator) -> Path:
+    """Each model's report folder: its path (or name) with `_` for anything else than letters,
+    digits, `.` and `-`, so two runs' best.keras stay apart."""
+    return output_dir / re.sub(r"[^\w.-]+", "_", estimator.name)
+
+
+def check_reports(output_dir: Path, estimators: list, overwrite: bool) -> None:
+    """Refuses, before any prediction, to replace an earlier run's report without
+    `overwrite`."""
+    existing = [report_folder(output_dir, one) for one in estimators]
+    existing = [folder for folder in existing if folder.exists()]
+    if existing and not overwrite:
+        raise UserError(
+            f"{existing[0]} holds an earlier report; pass --overwrite to replace it or choose "
+            "another --output_dir"
+        )
+
+
 def evaluate(
     estimators: list,
     truth: pd.DataFrame,
@@ -255,7 +278,7 @@ def evaluate(
             )
         table = predictions.join(truth[keep])  # row by row: an image may hold several faces
         summary = summarize(table, unreadable, no_face, group_by)
-        write_report(table, summary, output_dir / re.sub(r"[^\w.-]+", "_", estimator.name))
+        write_report(table, summary, report_folder(output_dir, estimator))
         summaries[estimator.name] = summary
     return summaries
 
@@ -278,6 +301,9 @@ def add_arguments(parser: argparse.ArgumentParser, output_dir: str) -> None:
     )
     add_tta_option(parser)
     parser.add_argument("--output_dir", type=Path, default=Path(output_dir))
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier report in --output_dir"
+    )
 
 
 def run(args: argparse.Namespace, truth: pd.DataFrame, root: Path) -> dict[str, dict]:
@@ -288,11 +314,13 @@ def run(args: argparse.Namespace, truth: pd.DataFrame, root: Path) -> dict[str, 
         raise UserError(f"--group_by {group_by}: the labels have no such column")
     estimators = [load_estimator(path) for path in args.weight_file]
     estimators += [load_estimator(model_name=name) for name in args.model]
+    estimators = estimators or [load_estimator()]
     for estimator in estimators:
         set_tta(estimator, args.tta)
+    check_reports(args.output_dir, estimators, args.overwrite)
     detector = FaceDetector("hog") if args.detect else None
     summaries = evaluate(
-        estimators or [load_estimator()], truth, root, args.output_dir, detector,
+        estimators, truth, root, args.output_dir, detector,
         args.batch_size, group_by,
     )  # fmt: skip
     print(format_table(summaries))

@@ -10,7 +10,6 @@ cached image, so training on it samples the same pixels as training on the origi
 
 import hashlib
 import math
-import multiprocessing
 from pathlib import Path
 
 import cv2
@@ -18,9 +17,10 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from age_gender import warping
+from age_gender import jobs, warping
 from age_gender.errors import UserError
 from age_gender.files import atomic_output
+from age_gender.images import read_image
 from age_gender.labels import BOX_COLUMNS
 
 JPEG_QUALITY = 95
@@ -35,20 +35,31 @@ def room(rotation: float, zoom: float, shift: float) -> float:
     return (abs(math.cos(angle)) + abs(math.sin(angle))) / (1.0 - zoom) + 2.0 * shift
 
 
-def cached_name(path: str, box: np.ndarray, margin: float, side: int) -> str:
-    """The cached file of one face: named by what makes it, so a run can tell what is done."""
-    key = hashlib.sha1(f"{path}|{box.tolist()}|{margin}|{side}".encode()).hexdigest()
-    return f"{FOLDER}/{key[:2]}/{key[2:18]}.jpg"
+def cached_name(path: Path, box: np.ndarray, margin: float, side: int) -> str:
+    """The cached file of one face, named by what defines its pixels (the image file itself,
+    by its real path, size and time of change; the box, margin and size), so a run can tell what
+    is done and another CSV or --root naming other images never reuses it."""
+    try:
+        status = path.stat()
+        source = f"{path.resolve()}|{status.st_size}|{status.st_mtime_ns}"
+    except OSError:  # missing: cache_face reports it
+        source = str(path)
+    key = f"{source}|{box.tolist()}|{margin}|{side}"
+    digest = hashlib.sha1(key.encode("utf-8", "surrogateescape")).hexdigest()
+    return f"{FOLDER}/{digest[:2]}/{digest[2:18]}.jpg"
 
 
-def cache_face(task: tuple) -> tuple[int, int | None]:
+def cache_face(task: tuple) -> tuple[int, int | str]:
     """Writes one face's cached image (temporary name, then rename); its row and size in bytes,
-    or None when the image cannot be read."""
+    or why it cannot be cached (the image cannot be read, the box lies outside it)."""
     index, source, target, box, margin, crop_side, room_factor = task
-    image = cv2.imread(source, cv2.IMREAD_COLOR)
+    image = read_image(Path(source))  # strict: a cut JPEG is not cached half grey
     if image is None:
-        return index, None
+        return index, "cannot be read"
     x_min, y_min, x_max, y_max = warping.crop_box(image.shape, box, margin)
+    if x_max <= x_min or y_max <= y_min:
+        return index, "box outside the image"
+    image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     centre_x, centre_y = (x_min + x_max) / 2, (y_min + y_max) / 2
     half_width, half_height = (x_max - x_min) * room_factor / 2, (y_max - y_min) * room_factor / 2
     region = (centre_x - half_width, centre_y - half_height,
@@ -88,7 +99,7 @@ def cache_faces(
     if all(column in frame.columns for column in BOX_COLUMNS):
         boxes = np.nan_to_num(frame[BOX_COLUMNS].to_numpy(np.float32))
     side = round(crop_side * room_factor)
-    names = [cached_name(path, box, margin, side)
+    names = [cached_name(root / path, box, margin, side)
              for path, box in zip(frame["img_paths"], boxes, strict=True)]  # fmt: skip
     for leftover in output_dir.glob(f"{FOLDER}/*/.*.tmp.jpg"):  # atomic_output's, left by a kill
         leftover.unlink()
@@ -101,20 +112,22 @@ def cache_faces(
         for index in np.flatnonzero(~done)
     ]  # fmt: skip
     readable = np.ones(len(frame), bool)
-    written = 0
+    written, skipped = 0, {}
     with (
-        # Spawned, not forked: a fork of a process running TensorFlow's threads can hang.
-        multiprocessing.get_context("spawn").Pool(workers, cv2.setNumThreads, (1,)) as pool,
+        jobs.failing_in_one_line("caching faces"),
+        jobs.WorkerPool(workers, cv2.setNumThreads, (1,)) as pool,
         tqdm(total=len(frame), initial=int(done.sum()), desc="caching", unit="face") as bar,
     ):
-        for index, size in pool.imap_unordered(cache_face, tasks, chunksize=16):
-            readable[index] = size is not None
-            written += size or 0
+        for index, result in pool.map(cache_face, tasks):
+            if isinstance(result, str):
+                readable[index] = False
+                skipped.setdefault(result, []).append(index)
+            else:
+                written += result
             bar.update()
-    unreadable = np.flatnonzero(~readable)
-    if len(unreadable):
-        print(f"warning: skipped {len(unreadable)} faces whose image cannot be read, e.g. "
-              f"{frame['img_paths'].iloc[unreadable[0]]}")  # fmt: skip
+    for reason, indices in skipped.items():
+        print(f"warning: skipped {len(indices)} faces: {reason}, e.g. "
+              f"{frame['img_paths'].iloc[indices[0]]}")  # fmt: skip
     result = frame.assign(img_paths=names)
     result[BOX_COLUMNS] = cached_box(side, room_factor, margin)
     used = sum((output_dir / name).stat().st_size for name in set(np.array(names)[readable]))

@@ -3,10 +3,23 @@
 import contextlib
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from age_gender.errors import UserError
+
+
+def check_writable(folder: Path, output: Path) -> None:
+    """Fails when nothing can be created in `folder` (read-only, no permission): checked by
+    creating a file there, since permission bits say nothing of read-only mounts or root."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise UserError(
+            f"cannot write {output}: {error.strerror or error} in {folder}; choose another place"
+        ) from error
 
 
 def check_output_path(path: Path, overwrite: bool) -> None:
@@ -17,12 +30,18 @@ def check_output_path(path: Path, overwrite: bool) -> None:
         raise UserError(f"{path} is a folder; name a file")
     if path.exists() and not overwrite:
         raise UserError(f"{path} exists; pass --overwrite to replace it")
+    check_writable(path.parent, path)
 
 
 def check_output_folder(path: Path) -> None:
-    """Fails before any work when a file stands where the output folder should be."""
-    if path.exists() and not path.is_dir():
-        raise UserError(f"output folder {path} is a file; name a folder")
+    """Fails before any work when the output folder could not be made or written: a file stands
+    where it (or a folder above it) should be, or the place is read-only."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"output folder {path} cannot be made: {existing} is a file")
+    check_writable(existing, path)
 
 
 def make_output_folder(path: Path) -> Path:

@@ -169,7 +169,8 @@ def _unwrap_cells(cells: np.ndarray, source: Path) -> np.ndarray:
 def image_paths(root: Path, what: str) -> list[str]:
     """The images under `root` (recursively), relative to it; refuses a missing or empty folder."""
     if not root.is_dir():
-        raise UserError(f"{what} {root} not found; pass --data_dir with the images")
+        problem = "is not a folder" if root.exists() else "not found"
+        raise UserError(f"{what} {root} {problem}; pass --data_dir with the images")
     paths = sorted(
         path.relative_to(root).as_posix()
         for path in root.rglob("*")
@@ -180,9 +181,23 @@ def image_paths(root: Path, what: str) -> list[str]:
     return paths
 
 
+def utf8_names(paths: pd.Series) -> np.ndarray:
+    """Which file names are valid UTF-8 (a CSV can hold only those; the rest count as
+    malformed names). Labels are read from names with ASCII digits only: `[0-9]`, since a
+    regular expression's `\\d` also takes a full-width `２`."""
+    def valid(path: str) -> bool:
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+
+    return paths.map(valid).to_numpy(bool)
+
+
 # UTKFace --------------------------------------------------------------------------------------
 
-UTKFACE_NAME = r"^(?P<age>\d+)_(?P<gender>\d+)_(?P<race>\d+)_(?P<date>\d+)"
+UTKFACE_NAME = r"^(?P<age>[0-9]+)_(?P<gender>[0-9]+)_(?P<race>[0-9]+)_(?P<date>[0-9]+)"
 
 
 def read_utkface(root: Path) -> LabelTable:
@@ -190,6 +205,7 @@ def read_utkface(root: Path) -> LabelTable:
     frame = pd.DataFrame({"img_paths": image_paths(root, "UTKFace folder")})
     fields = frame["img_paths"].str.rsplit("/", n=1).str[-1].str.extract(UTKFACE_NAME)
     malformed = fields["age"].isna().to_numpy() | ~fields["gender"].isin(["0", "1"]).to_numpy()
+    malformed |= ~utf8_names(frame["img_paths"])
     frame["ages"] = pd.to_numeric(fields["age"])
     # UTKFace: 0 = male, 1 = female; the schema: 0 = female, 1 = male.
     frame["genders"] = 1 - pd.to_numeric(fields["gender"]).fillna(0)
@@ -202,7 +218,7 @@ def read_utkface(root: Path) -> LabelTable:
 
 # FG-NET ---------------------------------------------------------------------------------------
 
-FGNET_NAME = r"^(?P<subject>\d{3})a(?P<age>\d{2})[a-z]?\.(jpe?g|png)$"  # lower-cased names
+FGNET_NAME = r"^(?P<subject>[0-9]{3})a(?P<age>[0-9]{2})[a-z]?\.(jpe?g|png)$"  # lower-cased
 
 
 def read_fgnet(root: Path) -> LabelTable:
@@ -215,7 +231,7 @@ def read_fgnet(root: Path) -> LabelTable:
     frame["ages"] = pd.to_numeric(fields["age"])
     frame["genders"] = UNKNOWN_GENDER
     frame["subject"] = fields["subject"]
-    rules = {"malformed file name": fields["age"].isna().to_numpy()}
+    rules = {"malformed file name": fields["age"].isna().to_numpy() | ~utf8_names(names)}
     return _finish(_apply_rules(frame, rules), root)
 
 
@@ -226,10 +242,13 @@ GENDER_CODES = {"M": 1, "MALE": 1, "1": 1, "1.0": 1, "F": 0, "FEMALE": 0, "0": 0
 
 def _read_csv(path: Path, required: list[str], how_to_get: str) -> pd.DataFrame:
     """Reads a label CSV, failing with one line when it is missing or lacks columns."""
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not a CSV file; {how_to_get}")
     if not path.is_file():
         raise UserError(f"{path} not found; {how_to_get}")
     try:
-        frame = pd.read_csv(path, skipinitialspace=True)
+        # Text columns stay text: FG-NET's subject 001 is not the number 1.
+        frame = pd.read_csv(path, skipinitialspace=True, dtype={"img_paths": str, "subject": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise UserError(f"cannot parse {path} as CSV: {error}") from error
     frame.columns = frame.columns.str.strip()
@@ -308,7 +327,8 @@ def read_appa_real(root: Path, split: str, folder_option: str = "--data_dir") ->
 
 
 def read_labels_csv(path: Path) -> pd.DataFrame:
-    """Reads a CSV in the label schema (as written by create_db.py), checking columns and ranges."""
+    """Reads a CSV in the label schema (as written by create_db.py), checking columns, ranges and
+    face boxes; ages are rounded to whole years, as every reader rounds them."""
     frame = _read_csv(path, LABEL_COLUMNS, "run create_db.py first, or check the path")
     if frame.empty:
         raise UserError(f"{path} has no rows")
@@ -323,7 +343,30 @@ def read_labels_csv(path: Path) -> pd.DataFrame:
     has_boxes = [column in frame.columns for column in BOX_COLUMNS]
     if any(has_boxes) and not all(has_boxes):
         raise UserError(f"{path}: a face box needs all of {', '.join(BOX_COLUMNS)}")
+    if all(has_boxes):
+        check_boxes(frame, path)
     frame["genders"] = genders.astype(int)
-    frame["ages"] = ages.astype(int)
+    frame["ages"] = ages.round().astype(int)
     frame["img_paths"] = frame["img_paths"].astype(str)
     return frame
+
+
+def check_boxes(frame: pd.DataFrame, path: Path) -> None:
+    """Refuses face boxes that are no boxes: not numbers, NaN, inverted, empty or before the
+    image's corner (one line naming the first such row)."""
+    boxes = frame[BOX_COLUMNS].apply(pd.to_numeric, errors="coerce").to_numpy(float)
+    broken = (
+        ~np.isfinite(boxes).all(axis=1)
+        | (boxes[:, 2] <= boxes[:, 0])
+        | (boxes[:, 3] <= boxes[:, 1])
+        | (boxes[:, :2] < 0).any(axis=1)
+    )
+    if broken.any():
+        row = int(np.flatnonzero(broken)[0])
+        values = ",".join(str(frame[column].iloc[row]) for column in BOX_COLUMNS)
+        raise UserError(
+            f"{path}: {int(broken.sum())} rows have a face box that is not a box (e.g. row "
+            f"{row + 2}, {frame['img_paths'].iloc[row]}: {values}); boxes need numbers with "
+            "0 <= x_min < x_max and 0 <= y_min < y_max"
+        )
+    frame[BOX_COLUMNS] = boxes

@@ -1,23 +1,22 @@
 """Eye positions for every face of a label CSV, found once for training with data.align=true.
 
 Work is split into chunks that worker processes do in parallel (each loads dlib's detector and
-shape predictor once); each finished chunk is written as a part (temporary name, then rename),
-so a killed run started again does only the chunks still missing, and the parts are merged into
-the output at the end.
+shape predictor once), on the job engine of `jobs`: each finished chunk is written as a part
+guarded by the run's settings, so a killed run started again with the same settings does only
+the chunks still missing, and the parts are merged into the output at the end.
 """
 
-import shutil
-from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from age_gender import jobs
 from age_gender.alignment import EYE_COLUMNS, EyeFinder
-from age_gender.demo import read_image
 from age_gender.faces import FaceDetector
 from age_gender.files import atomic_output
+from age_gender.images import read_image
 from age_gender.labels import BOX_COLUMNS
 
 _worker: dict = {}
@@ -49,35 +48,34 @@ def find_eyes(chunk: tuple[int, pd.DataFrame]) -> tuple[int, pd.DataFrame]:
     return index, pd.concat([rows[["img_paths"]].reset_index(drop=True), found], axis=1)
 
 
-def part_done(path: Path, rows: pd.DataFrame) -> bool:
-    """Whether the part at `path` exists and holds exactly these rows' images."""
-    if not path.exists():
-        return False
-    return pd.read_csv(path)["img_paths"].astype(str).tolist() == rows["img_paths"].tolist()
-
-
 def add_eyes(
-    frame: pd.DataFrame, root: Path, output: Path, workers: int, chunk_size: int, upsample: int
+    frame: pd.DataFrame, root: Path, output: Path, workers: int, chunk_size: int, upsample: int,
+    overwrite: bool = False,
 ) -> pd.DataFrame:
-    """`frame` with the eye columns, written to `output`; resumes from the parts of a killed run."""
-    parts = output.with_name(f".{output.name}.parts")
-    parts.mkdir(exist_ok=True)
+    """`frame` with the eye columns, written to `output`; resumes from the parts of a killed run
+    made with the same settings."""  # fmt: skip
+    settings = {"root": str(root.resolve()), "rows": len(frame), "chunk_size": chunk_size,
+                "upsample": upsample}  # fmt: skip
+    parts = jobs.Parts(output, settings, overwrite)
     chunks = [(start // chunk_size, frame[start : start + chunk_size])
               for start in range(0, len(frame), chunk_size)]  # fmt: skip
-    todo = [(i, rows) for i, rows in chunks if not part_done(parts / f"{i:06d}.csv", rows)]
+    keys = {index: rows["img_paths"].astype(str).tolist() for index, rows in chunks}
+    todo = [(i, rows) for i, rows in chunks if not parts.done(i, keys[i], "img_paths")]
     done = len(frame) - sum(len(rows) for _, rows in todo)
+    if done:
+        print(f"resuming: {done} of {len(frame)} faces were done by an earlier run")
     with (
-        Pool(workers, initializer=start_worker, initargs=(root, upsample)) as pool,
+        jobs.failing_in_one_line("finding eyes"),
+        jobs.WorkerPool(workers, start_worker, (root, upsample)) as pool,
         tqdm(total=len(frame), initial=done, desc="finding eyes", unit="face") as bar,
     ):
-        for index, eyes in pool.imap_unordered(find_eyes, todo):
-            with atomic_output(parts / f"{index:06d}.csv") as temporary:
-                eyes.to_csv(temporary, index=False)
+        for index, eyes in pool.map(find_eyes, todo):
+            parts.write(index, eyes)
             bar.update(len(eyes))
-    merged = pd.concat([pd.read_csv(parts / f"{i:06d}.csv") for i, _ in chunks], ignore_index=True)
+    merged = parts.merge(len(chunks))
     result = frame.drop(columns=EYE_COLUMNS, errors="ignore").reset_index(drop=True)
     result[EYE_COLUMNS] = merged[EYE_COLUMNS]
     with atomic_output(output) as temporary:
         result.to_csv(temporary, index=False)
-    shutil.rmtree(parts)
+    parts.remove()
     return result

@@ -6,6 +6,7 @@ from pathlib import Path
 from age_gender.errors import UserError, number
 
 TTA_MODES = ("none", "flip")
+MAX_UPSAMPLE = 3  # 4 would search a 640x480 photo at 10240x7680 (236 MB) per pyramid level
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -47,8 +48,9 @@ def set_tta(estimator, tta: str | None) -> None:
 def add_detector_options(parser: argparse.ArgumentParser, upsample_help: str) -> None:
     parser.add_argument("--detector", choices=("hog", "cnn"), default="hog")
     parser.add_argument(
-        "--upsample", type=number(int, 0),
-        help=f"detector upsampling: finds faces under 80 px but costs 4x ({upsample_help})",
+        "--upsample", type=number(int, 0, MAX_UPSAMPLE),
+        help="detector upsampling: each step finds faces half as small (80 px at 0) at 4x the "
+        f"time and memory, up to {MAX_UPSAMPLE} ({upsample_help})",
     )  # fmt: skip
     parser.add_argument(
         "--min_face", type=number(int, 0), default=0, help="ignore faces smaller than this (pixels)"

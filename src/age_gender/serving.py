@@ -6,6 +6,7 @@ estimation run in worker threads, one image at a time (dlib's detector and the m
 shared between threads), so the event loop keeps accepting and refusing requests meanwhile.
 """
 
+import asyncio
 import dataclasses
 import io
 import logging
@@ -23,16 +24,18 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel
 from starlette.formparsers import MultiPartParser
 
 from age_gender.demo import face_record
 from age_gender.faces import FaceDetector
+from age_gender.images import decode_image
 
 WEB = Path(__file__).parent / "web"
-FORMATS = {"JPEG", "PNG", "WEBP"}
+FORMATS = {"JPEG", "MPO", "PNG", "WEBP"}  # MPO: a phone's multi-picture JPEG
 MULTIPART_OVERHEAD = 64 * 1024  # bytes of a multipart body around the file: boundaries, headers
+DRAIN_LIMIT = 64 * 1024 * 1024  # bytes of a refused body read (and dropped) before the answer
 log = logging.getLogger("age_gender.serving")
 
 
@@ -43,6 +46,7 @@ class Limits:
     max_upload_mb: float = 10.0
     max_megapixels: float = 40.0
     queue: int = 64  # requests waiting or running at once; beyond it, 503
+    body_timeout_s: float = 20.0  # the longest wait for the next piece of a request body
 
     @property
     def max_upload_bytes(self) -> int:
@@ -70,31 +74,40 @@ class PredictResponse(BaseModel):
 
 
 class UploadLimit:
-    """ASGI middleware: a request body over `limit` bytes gets 413 before anything parses it.
+    """ASGI middleware: a request body over `limit` bytes gets 413 before anything parses it,
+    and a body that stalls for `timeout` seconds gets 408, so a slow client cannot pin a
+    connection.
 
-    The body is gathered in memory up to the limit (never spooled to disk), then handed on.
+    The body is gathered in memory up to the limit (never spooled to disk), then handed on. A
+    refused body is read to its end (up to DRAIN_LIMIT) before the answer: a client that is
+    still sending when the server closes sees a reset, not the 413 (Python's urllib, requests).
     """
 
-    def __init__(self, app, limit: int):
+    def __init__(self, app, limit: int, timeout: float):
         self.app = app
         self.limit = limit
+        self.timeout = timeout
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         length = dict(scope["headers"]).get(b"content-length", b"0")
         if length.isdigit() and int(length) > self.limit:
-            return await self.refuse(scope, receive, send)
+            return await self.refuse(scope, receive, send, int(length) <= DRAIN_LIMIT)
         chunks, size, more = [], 0, True
         while more:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.timeout)
+            except TimeoutError:
+                detail = f"the request body stalled for {self.timeout:g} s"
+                return await JSONResponse({"detail": detail}, 408)(scope, receive, send)
             if message["type"] == "http.disconnect":
                 return
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             more = message.get("more_body", False)
             if size > self.limit:
-                return await self.refuse(scope, receive, send)
+                return await self.refuse(scope, receive, send, drain=more)
         body = b"".join(chunks)
         replayed = False
 
@@ -107,17 +120,27 @@ class UploadLimit:
 
         await self.app(scope, replay, send)
 
-    async def refuse(self, scope, receive, send) -> None:
+    async def refuse(self, scope, receive, send, drain: bool) -> None:
+        """413, after reading what is left of the body (up to DRAIN_LIMIT, while it flows)."""
+        read, more = 0, drain
+        while more and read <= DRAIN_LIMIT:
+            try:
+                message = await asyncio.wait_for(receive(), self.timeout)
+            except TimeoutError:
+                break
+            read += len(message.get("body", b""))
+            more = message["type"] == "http.request" and message.get("more_body", False)
         megabytes = (self.limit - MULTIPART_OVERHEAD) / 1_000_000
         detail = f"the upload is over the server's limit of {megabytes:g} MB"
         await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
 
 
 def decode_upload(data: bytes, limits: Limits) -> np.ndarray:
-    """The uploaded image as RGB uint8 (EXIF orientation applied), or the HTTP error it earns.
+    """The uploaded image as RGB uint8, or the HTTP error it earns.
 
-    Its size is read from the header before any pixel is decoded, so a decompression bomb costs
-    nothing; Pillow's full decode notices truncated files, which OpenCV would pad with grey.
+    Pillow reads the format and size from the header before any pixel is decoded, so a
+    decompression bomb costs nothing; the pixels are decoded once, by the one image reader of
+    every command (`images.decode_image`: strict, 16-bit and EXIF orientation handled alike).
     """
     if not data:
         raise HTTPException(422, "the uploaded file is empty")
@@ -132,14 +155,16 @@ def decode_upload(data: bytes, limits: Limits) -> np.ndarray:
                     413, f"the image has {image.width} x {image.height} pixels, over the limit "
                     f"of {limits.max_megapixels:g} megapixels",
                 )  # fmt: skip
-            image.load()
-            return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
     except UnidentifiedImageError as error:
         raise HTTPException(415, "not an image; send JPEG, PNG or WebP") from error
     except Image.DecompressionBombError as error:
         raise HTTPException(413, f"the image is over the pixel limit: {error}") from error
-    except (OSError, SyntaxError, ValueError) as error:  # Pillow's errors for damaged files
+    except (OSError, SyntaxError, ValueError) as error:  # Pillow's errors for damaged headers
         raise HTTPException(422, f"the image is truncated or corrupt: {error}") from error
+    decoded = decode_image(data)
+    if decoded is None:
+        raise HTTPException(422, "the image is truncated or corrupt")
+    return decoded
 
 
 class Inference:
@@ -200,7 +225,9 @@ def bearer_check(token: str | None):
     def check(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(scheme)]):
         if token is None:
             return
-        if credentials is None or not secrets.compare_digest(credentials.credentials, token):
+        # As bytes: compare_digest refuses str with characters beyond ASCII (a 500 before).
+        given = None if credentials is None else credentials.credentials.encode("utf-8", "replace")
+        if given is None or not secrets.compare_digest(given, token.encode("utf-8")):
             raise HTTPException(
                 401, "a valid bearer token is needed", headers={"WWW-Authenticate": "Bearer"}
             )
@@ -221,7 +248,10 @@ def create_app(
     limits = inference.limits
     # Multipart files stay in memory up to the upload limit: an upload is never written to disk.
     MultiPartParser.spool_max_size = limits.max_upload_bytes + MULTIPART_OVERHEAD
-    app.add_middleware(UploadLimit, limit=limits.max_upload_bytes + MULTIPART_OVERHEAD)
+    app.add_middleware(
+        UploadLimit, limit=limits.max_upload_bytes + MULTIPART_OVERHEAD,
+        timeout=limits.body_timeout_s,
+    )  # fmt: skip
     if cors_origin:
         app.add_middleware(
             CORSMiddleware,

@@ -370,6 +370,7 @@ def train(cfg: DictConfig) -> Path:
             initial_epoch=phase.start,
             epochs=phase.end,
             callbacks=callbacks,
+            shuffle=False,  # tf.data shuffles; Keras would warn that it ignores its own
         )
     if worker is None:
         plot_learning_curves(finished_epochs(log_path), output_dir / CURVES)

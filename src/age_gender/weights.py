@@ -60,10 +60,10 @@ def fetch(weight: WeightFile, folder: Path = WEIGHTS_DIR, timeout: float = 30) -
         return path
     mirror = os.environ.get("AGE_GENDER_WEIGHTS_URL")
     url = f"{mirror.rstrip('/')}/{weight.name}" if mirror else weight.url
-    folder.mkdir(parents=True, exist_ok=True)
-    print(f"downloading {url}")
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         with urllib.request.urlopen(url, timeout=timeout) as response, atomic_output(path) as part:
+            print(f"downloading {url}")  # once it answers: offline, the one line is the error's
             expected = int(response.headers.get("Content-Length") or 0) or None
             received = 0
             with open(part, "wb") as file, tqdm(total=expected, unit="B", unit_scale=True) as bar:

@@ -1,0 +1,87 @@
+"""The one image reader of inference (demo, annotate, evaluate, landmarks, serve) and the one
+rule for what is an image.
+
+Files are read as bytes by Python and decoded by `cv2.imdecode`: OpenCV's own file functions
+crash on names that are not valid UTF-8. Decoding is as strict as training's: a JPEG cut short
+(OpenCV would fill the missing part grey and report a face in it) or a PNG without its end is
+unreadable, not half an image.
+"""
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+# The first bytes of the formats OpenCV decodes (TIFF and WebP included), by which a file is an
+# image whatever its name.
+SIGNATURES = (
+    b"\xff\xd8\xff",  # JPEG (and MPO, a phone's multi-picture JPEG)
+    b"\x89PNG\r\n\x1a\n",
+    b"BM",
+    b"II*\x00",
+    b"MM\x00*",  # TIFF
+)
+SCAN_TAIL = 64 * 1024  # bytes searched for a JPEG's end marker (EXIF trailers can follow it)
+
+
+def has_image_signature(head: bytes) -> bool:
+    """Whether bytes start like an image file of a format OpenCV decodes."""
+    webp = head[:4] == b"RIFF" and head[8:12] == b"WEBP"
+    return webp or head.startswith(SIGNATURES)
+
+
+def is_image_file(path: Path) -> bool:
+    """The one rule for what is an image: a readable file whose first bytes say so."""
+    try:
+        with open(path, "rb") as file:
+            return has_image_signature(file.read(12))
+    except OSError:
+        return False
+
+
+def complete(data: bytes) -> bool:
+    """False for a JPEG without its end marker or a PNG without its end chunk: a cut file."""
+    if data.startswith(b"\xff\xd8"):
+        return b"\xff\xd9" in data[-SCAN_TAIL:]
+    if data.startswith(b"\x89PNG"):
+        return b"IEND" in data[-64:]
+    return True
+
+
+def decode_image(data: bytes) -> np.ndarray | None:
+    """RGB uint8 from an image file's bytes, whatever they hold (grey, alpha, 16-bit, EXIF
+    orientation); None for bytes that are not a whole image."""
+    if not has_image_signature(data[:12]) or not complete(data):
+        return None
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_image(path: Path) -> np.ndarray | None:
+    """`decode_image` of a file; None when it cannot be read (missing, a folder, no access)."""
+    try:
+        with open(path, "rb") as file:
+            return decode_image(file.read())
+    except OSError:
+        return None
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Every image file under `folder` (the signature rule), sorted, each once: symbolic links
+    to folders are followed once, and a file reached by two paths (links) counts once."""
+    seen_folders, seen_files, found = set(), set(), []
+    for current, folders, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(current)
+        if real in seen_folders:  # a link loop, or a folder linked twice
+            folders[:] = []
+            continue
+        seen_folders.add(real)
+        folders.sort()
+        for name in sorted(files):
+            path = Path(current) / name
+            target = os.path.realpath(path)
+            if target not in seen_files and is_image_file(path):
+                seen_files.add(target)
+                found.append(path)
+    return sorted(found)

@@ -1,0 +1,95 @@
+"""The one engine of resumable parallel jobs (annotate, landmarks): parts written whole beside the
+output and guarded by the run's settings, spawned worker processes, and a worker that dies
+failing the run in one line instead of hanging it.
+
+A killed run started again with the same settings does only the parts still missing; parts of
+other settings (another root, model or detector) are never mixed in.
+"""
+
+import contextlib
+import json
+import multiprocessing
+import shutil
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+import pandas as pd
+
+from age_gender.errors import UserError
+from age_gender.files import atomic_output
+
+
+class Parts:
+    """The finished parts of a run, in a folder beside the output (`.<output>.parts/`), with the
+    settings that made them."""
+
+    def __init__(self, output: Path, settings: dict, overwrite: bool):
+        self.folder = output.with_name(f".{output.name}.parts")
+        settings = json.loads(json.dumps(settings, default=str))  # as it reads back
+        settings_file = self.folder / "settings.json"
+        if self.folder.is_dir():
+            earlier = json.loads(settings_file.read_text()) if settings_file.is_file() else None
+            if earlier == settings:
+                return
+            if not overwrite:
+                raise UserError(
+                    f"{self.folder} holds an unfinished run with other arguments; run again "
+                    "with the same arguments to finish it, or pass --overwrite to start over"
+                )
+            shutil.rmtree(self.folder)
+        self.folder.mkdir()
+        with atomic_output(settings_file) as temporary:
+            temporary.write_text(json.dumps(settings, indent=1))
+
+    def path(self, index: int) -> Path:
+        return self.folder / f"{index:06d}.pkl"
+
+    def done(self, index: int, keys: list[str], column: str) -> bool:
+        """Whether part `index` exists and holds exactly these keys (image names) in `column`."""
+        path = self.path(index)
+        return path.is_file() and pd.read_pickle(path)[column].unique().tolist() == keys
+
+    def write(self, index: int, table: pd.DataFrame) -> None:
+        with atomic_output(self.path(index)) as temporary:
+            table.to_pickle(temporary)
+
+    def merge(self, count: int) -> pd.DataFrame:
+        return pd.concat([pd.read_pickle(self.path(index)) for index in range(count)],
+                         ignore_index=True)  # fmt: skip
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder)
+
+
+class WorkerPool:
+    """Spawned worker processes (never forked from a process running TensorFlow, which hangs),
+    each set up once by `initializer`."""
+
+    def __init__(self, workers: int, initializer: Callable, initargs: tuple):
+        context = multiprocessing.get_context("spawn")
+        self.executor = ProcessPoolExecutor(workers, context, initializer, initargs)
+
+    def map(self, function: Callable, items: Iterable) -> Iterator:
+        """`function` over `items` in the workers, results in order, submitted at once."""
+        futures = [self.executor.submit(function, item) for item in items]
+        return (future.result() for future in futures)
+
+    def __enter__(self) -> "WorkerPool":
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        self.executor.shutdown(wait=error is None, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def failing_in_one_line(what: str) -> Iterator[None]:
+    """Turns a worker that died (killed, out of memory, a crash in a library) into one line."""
+    try:
+        yield
+    except BrokenProcessPool as error:
+        raise UserError(
+            f"a worker process died while {what} (killed, out of memory, or a crash in a "
+            "library); the finished parts are kept: run the same command again to go on"
+        ) from error
