@@ -100,10 +100,9 @@ def test_balanced_weights_reach_the_loss(tmp_path):
     assert np.allclose(age_weights, weights) and np.allclose(gender_weights, 1.0)
 
 
-def test_flip_averaging_is_the_mean_of_a_face_and_its_mirror():
-    keras.utils.set_random_seed(3)
-    runner = estimator.KerasEstimator(model.build_model("MobileNetV3Small", 32, None), "tiny")
-    crops = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+def test_flip_averaging_is_the_mean_of_a_face_and_its_mirror(varied_model):
+    runner = estimator.load_estimator(varied_model / "tiny.keras")
+    crops = np.random.default_rng(0).integers(0, 256, (2, 48, 48, 3), dtype=np.uint8)
     plain = runner.predict_crops(crops)
     set_tta(runner, "flip")
     flipped = runner.predict_crops(crops)
@@ -118,15 +117,16 @@ def test_flip_averaging_is_the_mean_of_a_face_and_its_mirror():
         assert got.age != pytest.approx(alone.age, abs=1e-4)
 
 
-def tight_crops(count: int) -> list[np.ndarray]:
-    """UTKFace-like crops of the astronaut: the face at 0.78 of a square crop, jittered."""
+def tight_crops(count: int, jitter: float = 1.0) -> list[np.ndarray]:
+    """UTKFace-like crops of the astronaut: the face at 0.78 of a square crop, jittered as a
+    data set's alignment is (`jitter` 0: none)."""
     image, rng = astronaut(), np.random.default_rng(0)
     x_min, y_min, x_max, y_max = ASTRONAUT_FACE
     crops = []
     for _ in range(count):
-        side = (x_max - x_min) * 1.28 * rng.uniform(0.95, 1.05)
-        centre_x = (x_min + x_max) / 2 + rng.uniform(-3, 3)
-        centre_y = (y_min + y_max) / 2 + 8 + rng.uniform(-3, 3)
+        side = (x_max - x_min) * 1.28 * (1 + jitter * rng.uniform(-0.05, 0.05))
+        centre_x = (x_min + x_max) / 2 + jitter * rng.uniform(-3, 3)
+        centre_y = (y_min + y_max) / 2 + 8 + jitter * rng.uniform(-3, 3)
         box = (centre_x - side / 2, centre_y - side / 2, centre_x + side / 2, centre_y + side / 2)
         crops.append(warping.warp(image, box, 200))
     return crops
@@ -139,21 +139,18 @@ def test_the_measured_framing_crops_a_detected_face_as_training_did(tmp_path):
         cv2.imwrite(str(paths[-1]), crop[..., ::-1])
     measured = framing.measure_framing(paths)
     assert measured is not None and measured.found >= 20
-    assert 0.05 < measured.margin < 0.3  # a tight crop: nothing like the default 0.4
+    assert 0.0 < measured.margin < 0.2  # a tight crop: nothing like the default 0.4
     # A training crop placed in a photo: the detected box, framed as measured, finds it again.
-    crop = tight_crops(1)[0]
+    crop = tight_crops(1, jitter=0)[0]
     photo = np.full((480, 640, 3), 90, np.uint8)
     photo[150:350, 300:500] = crop
     found = faces.FaceDetector().detect(photo)
     assert len(found) == 1
     recovered = warping.crop_box(photo.shape, found[0].box, measured.margin, measured.offset)
-    assert np.abs(recovered - [300, 150, 500, 350]).max() <= 12  # within 6 % of the crop
-    seen = faces.crop_faces(photo, [found[0].box], measured.margin, 64, measured.offset)[0]
-    trained = warping.warp(crop, (0, 0, 200, 200), 64)
-    framed_error = np.abs(seen.astype(int) - trained).mean()
-    assert framed_error < 12
-    default = faces.crop_faces(photo, [found[0].box], 0.4, 64)[0]
-    assert np.abs(default.astype(int) - trained).mean() > 2 * framed_error
+    # Within 4 % of the crop: at most 4 px of a 96 px model input (the detector snaps its box).
+    assert np.abs(recovered - [300, 150, 500, 350]).max() <= 8
+    default = warping.crop_box(photo.shape, found[0].box, 0.4)
+    assert np.abs(default - [300, 150, 500, 350]).max() > 30  # what the old 0.4 would show
 
 
 def test_too_few_faces_leave_the_framing_unmeasured(tmp_path):

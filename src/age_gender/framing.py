@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from age_gender.faces import FaceDetector
+from age_gender.images import read_image
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,19 +30,30 @@ class Framing:
 
 
 def measure_framing(
-    paths: list[Path], detector: FaceDetector | None = None, min_found: int = 20
+    paths: list[Path], detector: FaceDetector | None = None, min_found: int = 20, seed: int = 0
 ) -> Framing | None:
     """The median framing of the detector's best box in each whole-image face crop; None when
-    the detector finds fewer than `min_found` faces (then there is nothing to learn from)."""
+    the detector finds fewer than `min_found` faces (then there is nothing to learn from).
+
+    Each crop is measured as a detector meets it in a photo: at a random scale (0.5-1.2x, since a
+    detector's box snaps to its pyramid's sizes, so one scale would measure one snap) and padded
+    by its own edge pixels (a box reaching past the crop is not clipped, which would move it).
+    """
     detector = detector or FaceDetector()
+    rng = np.random.default_rng(seed)
     sizes, offsets = [], []
     for path in paths:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        faces = detector.detect(np.ascontiguousarray(image[..., ::-1])) if image is not None else []
+        image = read_image(path)
+        if image is None:
+            continue
+        scale = float(np.exp(rng.uniform(np.log(0.5), np.log(1.2))))
+        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        height, width = image.shape[:2]
+        pad = max(height, width) // 4
+        faces = detector.detect(cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE))
         if not faces:
             continue
-        height, width = image.shape[:2]
-        x_min, y_min, x_max, y_max = faces[0].box
+        x_min, y_min, x_max, y_max = (value - pad for value in faces[0].box)
         box_width, box_height = x_max - x_min, y_max - y_min
         sizes.append((width / box_width, height / box_height))
         offsets.append((
@@ -50,12 +62,12 @@ def measure_framing(
         ))  # fmt: skip
     if len(sizes) < min_found:
         return None
-    scale = np.median(np.asarray(sizes), axis=0).mean()  # crop side / box side
-    spread = float(np.std(np.asarray(sizes)[:, 0]) / np.mean(np.asarray(sizes)[:, 0]))
+    ratios = np.asarray(sizes)
     offset = np.median(np.asarray(offsets), axis=0)
     return Framing(
-        round(float(scale - 1) / 2, 4), (round(float(offset[0]), 4), round(float(offset[1]), 4)),
-        round(spread, 4), len(sizes),
+        round(float(np.median(ratios, axis=0).mean() - 1) / 2, 4),
+        (round(float(offset[0]), 4), round(float(offset[1]), 4)),
+        round(float(np.std(ratios[:, 0]) / np.mean(ratios[:, 0])), 4), len(sizes),
     )  # fmt: skip
 
 
@@ -64,4 +76,4 @@ def framing_of_crops(
 ) -> Framing | None:
     """`measure_framing` on a seeded sample of the rows' images (whole-image crops)."""
     chosen = rows.sample(n=min(sample, len(rows)), random_state=seed)
-    return measure_framing([root / path for path in chosen["img_paths"]])
+    return measure_framing([root / path for path in chosen["img_paths"]], seed=seed)
