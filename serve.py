@@ -37,6 +37,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on /v1 routes")
     parser.add_argument("--cors", metavar="ORIGIN", help="allow this web origin to call the API")
     parser.add_argument(
+        "--body_timeout", type=number(float, 0.1), default=20.0,
+        help="seconds a request body may stall before 408: slow clients cannot pin the server",
+    )  # fmt: skip
+    parser.add_argument(
         "--max_connections", type=number(int, 1), default=256,
         help="open connections at once; more get 503 (default 256)",
     )  # fmt: skip
@@ -95,7 +99,9 @@ def main(argv: list[str] | None = None) -> None:
 
     check_port(args.host, args.port)  # before the model loads: a taken port fails fast
     check_tls(args)
-    limits = serving.Limits(args.max_upload_mb, args.max_megapixels, args.queue)
+    limits = serving.Limits(
+        args.max_upload_mb, args.max_megapixels, args.queue, args.body_timeout
+    )
     inference = serving.Inference(options.load_model(args), options.make_detector(args, 1), limits)
     app = serving.create_app(inference, args.token, args.cors)
     print(f"model: {inference.model_name}, detector: {args.detector}")

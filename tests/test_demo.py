@@ -173,6 +173,7 @@ def test_any_readable_name_is_written_and_finished_results_survive(tmp_path, run
         out,
         "--model",
         "dlib-models",
+        "--overwrite",
         cwd=tmp_path,
     )
     assert user_error(result).startswith(f"error: cannot write {out}/z.png")

@@ -28,7 +28,7 @@ from age_gender.errors import UserError
 from age_gender.estimator import Prediction
 from age_gender.faces import FaceDetector
 from age_gender.files import atomic_output
-from age_gender.images import image_files, read_image
+from age_gender.images import image_files, printable, read_image
 from age_gender.labels import BOX_COLUMNS
 
 OUTPUT_SUFFIXES = (".parquet", ".csv", ".jsonl")
@@ -160,10 +160,10 @@ def examine(name: str) -> tuple[list[dict], np.ndarray | None]:
     finding = _worker["finding"]
     image = read_image(_worker["root"] / name)
     if image is None:
-        return [{"file": name, "status": UNREADABLE}], None
+        return [{"file": printable(name), "status": UNREADABLE}], None
     height, width = image.shape[:2]
     faces = _worker["detector"].detect(image)
-    base = {"file": name, "width": width, "height": height, "faces": len(faces)}
+    base = {"file": printable(name), "width": width, "height": height, "faces": len(faces)}
     if not faces:
         return [{**base, "status": NO_FACE}], None
     rows = [
@@ -252,7 +252,8 @@ def annotate(
 ) -> pd.DataFrame:
     """Annotates the images `names` (under `root`) and writes the table to `output`."""
     chunks = [names[start : start + part_size] for start in range(0, len(names), part_size)]
-    todo = [index for index, chunk in enumerate(chunks) if not parts.done(index, chunk, "file")]
+    shown = [list(map(printable, chunk)) for chunk in chunks]  # as the parts hold them
+    todo = [index for index in range(len(chunks)) if not parts.done(index, shown[index], "file")]
     done = len(names) - sum(len(chunks[index]) for index in todo)
     if done:
         print(f"resuming: {done} of {len(names)} images were done by an earlier run")

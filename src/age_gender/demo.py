@@ -22,7 +22,7 @@ from age_gender.errors import UserError
 from age_gender.estimator import Prediction
 from age_gender.faces import FaceDetector
 from age_gender.files import atomic_output, check_inputs_kept
-from age_gender.images import is_image_file, read_image
+from age_gender.images import is_image_file, printable, read_image
 from age_gender.labels import BOX_COLUMNS
 from age_gender.tracking import FaceTracker
 
@@ -74,7 +74,7 @@ class Annotator:
         predictions = self.estimator.predict(image, boxes)
         if tracker is not None:
             predictions = tracker.update(boxes, predictions)
-        base = {"file": file, "frame": frame, "faces": len(boxes)}
+        base = {"file": printable(file), "frame": frame, "faces": len(boxes)}
         if not boxes:
             self.rows.append(base)
         for index, (box, prediction) in enumerate(zip(boxes, predictions, strict=True)):

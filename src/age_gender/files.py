@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from age_gender.errors import UserError
+from age_gender.images import is_image_file
 
 
 def check_writable(folder: Path, output: Path) -> None:
@@ -30,12 +31,16 @@ def check_output_path(path: Path, overwrite: bool) -> None:
         raise UserError(f"{path} is a folder; name a file")
     if path.exists() and not overwrite:
         raise UserError(f"{path} exists; pass --overwrite to replace it")
+    if path.exists() and is_image_file(path):  # outputs are tables: this is someone's input
+        raise UserError(f"{path} is an image, not an earlier output; name another file")
     check_writable(path.parent, path)
 
 
 def check_output_folder(path: Path) -> None:
     """Fails before any work when the output folder could not be made or written: a file stands
     where it (or a folder above it) should be, or the place is read-only."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"output folder {path} is a file; name a folder")
     existing = path
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent

@@ -67,6 +67,12 @@ def read_image(path: Path) -> np.ndarray | None:
         return None
 
 
+def printable(name: str) -> str:
+    """A file name as text a table can hold: bytes that are not UTF-8 (kept by Python as
+    surrogates) become U+FFFD."""
+    return os.fsencode(name).decode("utf-8", "replace")
+
+
 def image_files(folder: Path) -> list[Path]:
     """Every image file under `folder` (the signature rule), sorted, each once: symbolic links
     to folders are followed once, and a file reached by two paths (links) counts once."""

@@ -185,6 +185,7 @@ def utf8_names(paths: pd.Series) -> np.ndarray:
     """Which file names are valid UTF-8 (a CSV can hold only those; the rest count as
     malformed names). Labels are read from names with ASCII digits only: `[0-9]`, since a
     regular expression's `\\d` also takes a full-width `２`."""
+
     def valid(path: str) -> bool:
         try:
             path.encode("utf-8")
@@ -202,7 +203,9 @@ UTKFACE_NAME = r"^(?P<age>[0-9]+)_(?P<gender>[0-9]+)_(?P<race>[0-9]+)_(?P<date>[
 
 def read_utkface(root: Path) -> LabelTable:
     """Labels from UTKFace file names `[age]_[gender]_[race]_[date&time].jpg`, gender flipped."""
-    frame = pd.DataFrame({"img_paths": image_paths(root, "UTKFace folder")})
+    frame = pd.DataFrame(
+        {"img_paths": pd.Series(image_paths(root, "UTKFace folder"), dtype=object)}
+    )
     fields = frame["img_paths"].str.rsplit("/", n=1).str[-1].str.extract(UTKFACE_NAME)
     malformed = fields["age"].isna().to_numpy() | ~fields["gender"].isin(["0", "1"]).to_numpy()
     malformed |= ~utf8_names(frame["img_paths"])
@@ -225,7 +228,9 @@ def read_fgnet(root: Path) -> LabelTable:
     """Labels from FG-NET file names `001A02.JPG` (subject 001, age 2; a letter may follow the
     age, `001A43a.JPG`; any case). FG-NET has no gender labels: `genders` is -1 (unknown), and
     `subject` is kept for leave-one-person-out studies."""
-    frame = pd.DataFrame({"img_paths": image_paths(root, "FG-NET images folder")})
+    frame = pd.DataFrame(
+        {"img_paths": pd.Series(image_paths(root, "FG-NET images folder"), dtype=object)}
+    )
     names = frame["img_paths"].str.rsplit("/", n=1).str[-1].str.lower()
     fields = names.str.extract(FGNET_NAME)
     frame["ages"] = pd.to_numeric(fields["age"])

@@ -39,7 +39,7 @@ def running_server(*args, cwd: Path = REPO, start_timeout: float = 180) -> Itera
                 seen.append(lines.get(timeout=start_timeout))
             except queue.Empty:
                 raise AssertionError("serve.py did not start:\n" + "".join(seen)) from None
-            match = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", seen[-1])
+            match = re.search(r"Uvicorn running on (https?://127\.0\.0\.1:\d+)", seen[-1])
             if match:
                 break
             if process.poll() is not None and lines.empty():

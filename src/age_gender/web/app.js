@@ -154,6 +154,16 @@ async function showImage(file) {
 }
 
 async function startCamera() {
+  if (!window.isSecureContext || !navigator.mediaDevices) {
+    // Browsers give the camera only to https:// pages and to localhost.
+    setStatus(
+      "no camera: this page is not a secure context (plain http:// from another machine), so " +
+        "the browser withholds the camera. Open it over https:// (serve.py --ssl-certfile and " +
+        "--ssl-keyfile) or as http://localhost on the machine that runs serve.py. Uploads work.",
+      true,
+    );
+    return;
+  }
   let stream;
   try {
     stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false });

@@ -1,0 +1,416 @@
+"""Inputs of careless or hostile users: each gets one clear line and exit 2, or is handled as
+the README says, never a traceback, a hang, a crash or a lost file. Commands run in-process
+(`main(argv)`) where a refusal comes before any model loads; in a child process where a crash
+of a library would take the test down."""
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import cv2
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import REPO
+
+sys.path.insert(0, str(REPO))  # the top-level scripts, as modules
+
+import annotate as annotate_script  # noqa: E402
+import cache_faces as cache_script  # noqa: E402
+import create_db as create_db_script  # noqa: E402
+import demo as demo_script  # noqa: E402
+import evaluate as evaluate_script  # noqa: E402
+import export as export_script  # noqa: E402
+import landmarks as landmarks_script  # noqa: E402
+import serve as serve_script  # noqa: E402
+import train as train_script  # noqa: E402
+from age_gender import annotation, face_cache, images, jobs, labels, serving  # noqa: E402
+from age_gender.errors import UserError  # noqa: E402
+from age_gender.estimator import KerasEstimator, load_estimator  # noqa: E402
+from age_gender.server_process import running_server  # noqa: E402
+
+ASTRONAUT = REPO / "examples" / "astronaut.png"
+NOT_UTF8 = os.fsdecode(b"\xff\xfebad.png")
+
+
+def refusal(capsys, main, *argv) -> str:
+    """The one `error:` line of a refused in-process run (exit 2)."""
+    with pytest.raises(SystemExit) as stopped:
+        main([str(argument) for argument in argv])
+    assert stopped.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines and lines[-1].startswith("error:"), lines
+    assert not any("Traceback" in line for line in lines)
+    return lines[-1]
+
+
+def small_astronaut(side: int = 256) -> np.ndarray:
+    return cv2.resize(cv2.imread(str(ASTRONAUT)), (side, side), interpolation=cv2.INTER_AREA)
+
+
+def photo_folder(folder, names=("a.png",)):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        ok, data = cv2.imencode(".png", small_astronaut())
+        (folder / name).write_bytes(data.tobytes())
+    return folder
+
+
+# Data loss --------------------------------------------------------------------------------------
+
+
+def test_annotate_never_writes_over_its_input_csv(tmp_path, capsys):
+    photo_folder(tmp_path / "img")
+    csv = tmp_path / "in.csv"
+    csv.write_text("img_paths\na.png\n")
+    line = refusal(capsys, annotate_script.main, csv, "--root", tmp_path / "img",
+                   "--output", csv, "--overwrite", "--model", "dlib-models")  # fmt: skip
+    assert "would replace an input file" in line
+    assert csv.read_text() == "img_paths\na.png\n"
+
+
+def test_create_db_never_writes_over_an_image(tmp_path, capsys):
+    folder = photo_folder(tmp_path / "FGNET", ["001A02.JPG", "001A05.JPG"])
+    before = (folder / "001A02.JPG").read_bytes()
+    line = refusal(capsys, create_db_script.main, "--db", "fgnet", "--data_dir", folder,
+                   "--output", folder / "001A02.JPG", "--overwrite")  # fmt: skip
+    assert "is an image, not an earlier output" in line
+    assert (folder / "001A02.JPG").read_bytes() == before
+
+
+def test_demo_outputs_of_one_run_never_share_a_path(tmp_path, capsys):
+    photos = photo_folder(tmp_path / "photos", ["photo", "photo.png"])
+    out = tmp_path / "out"
+    demo_script.main(["--image_dir", str(photos), "--model", "dlib-models",
+                      "--output_dir", str(out), "--no-display"])  # fmt: skip
+    table = pd.read_csv(out / "predictions.csv")
+    assert sorted(table["file"]) == ["photo", "photo.png"]
+    written = sorted(path.name for path in out.iterdir())
+    assert written == ["photo-1.png", "photo.png", "predictions.csv", "predictions.json"]
+    # A second run into the folder never replaces the first one's results unasked.
+    before = (out / "predictions.csv").read_bytes()
+    line = refusal(capsys, demo_script.main, "--image_dir", photos, "--model", "dlib-models",
+                   "--output_dir", out, "--no-display")  # fmt: skip
+    assert "exist from an earlier run; pass --overwrite" in line
+    assert (out / "predictions.csv").read_bytes() == before
+    demo_script.main(["--image_dir", str(photos), "--model", "dlib-models",
+                      "--output_dir", str(out), "--no-display", "--overwrite"])  # fmt: skip
+    assert (out / "predictions.csv").read_bytes() == before  # the same run, the same table
+
+
+def test_a_second_evaluation_keeps_the_first_report(tmp_path, capsys):
+    photo_folder(tmp_path / "img")
+    csv = tmp_path / "labels.csv"
+    csv.write_text("genders,ages,img_paths\n0,40,a.png\n")
+    out = tmp_path / "report"
+    args = ["--csv", csv, "--root", tmp_path / "img", "--model", "dlib-models",
+            "--output_dir", out]  # fmt: skip
+    evaluate_script.main([str(arg) for arg in args])
+    summary = (out / "dlib-models" / "summary.json").read_bytes()
+    assert "holds an earlier report; pass --overwrite" in refusal(
+        capsys, evaluate_script.main, *args
+    )
+    assert (out / "dlib-models" / "summary.json").read_bytes() == summary
+
+
+# Hangs and crashes ------------------------------------------------------------------------------
+
+
+def test_names_that_are_not_utf8_are_read_by_demo_and_annotate(tmp_path, run_script):
+    photos = photo_folder(tmp_path / "photos", ["good.png"])
+    shutil.copy(photos / "good.png", os.path.join(os.fsencode(photos), b"\xff\xfebad.png"))
+    result = run_script("demo.py", "--image_dir", photos, "--model", "dlib-models",
+                        "--output_dir", tmp_path / "out", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    assert (table["faces"] == 1).all() and len(table) == 2
+    result = run_script("annotate.py", photos, "--output", tmp_path / "t.csv", "--workers", "2",
+                        "--model", "dlib-models", cwd=tmp_path, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert pd.read_csv(tmp_path / "t.csv")["status"].tolist() == ["ok", "ok"]
+
+
+def die(item):
+    os._exit(1)  # a worker killed mid-task, as the OOM killer or a crashing library does
+
+
+def test_a_dead_worker_fails_the_run_in_one_line():
+    with (
+        pytest.raises(UserError, match="a worker process died while testing"),
+        jobs.failing_in_one_line("testing"),
+        jobs.WorkerPool(2, int, (0,)) as pool,
+    ):
+        list(pool.map(die, range(4)))
+
+
+def test_negative_camera_index_and_out_of_range_numbers_are_refused(capsys):
+    assert "--camera: must be 0 or more" in refusal(capsys, demo_script.main, "--camera", "-1")
+    assert "--upsample: must be 3 at most" in refusal(
+        capsys, demo_script.main, "--upsample", "8", "--image_dir", REPO / "examples"
+    )
+    assert "--img_size: must be 2048 at most" in refusal(
+        capsys, cache_script.main, "--csv", "x.csv", "--root", ".", "--output_dir", "c",
+        "--img_size", "100000",
+    )  # fmt: skip
+    assert "--port: must be 65535 at most" in refusal(capsys, serve_script.main, "--port", "70000")
+
+
+# Read-only and impossible output folders --------------------------------------------------------
+
+
+def test_unwritable_output_places_are_one_line_before_any_model_loads(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    place = blocker / "out"
+    photos = photo_folder(tmp_path / "photos")
+    csv = tmp_path / "labels.csv"
+    csv.write_text("genders,ages,img_paths\n0,40,a.png\n")
+    cases = [
+        (demo_script.main, ["--image_dir", photos, "--output_dir", place, "--no-display"]),
+        (annotate_script.main, [photos, "--output", place / "t.csv"]),
+        (cache_script.main, ["--csv", csv, "--root", photos, "--output_dir", place]),
+        (landmarks_script.main, ["--csv", csv, "--root", photos, "--output", place / "e.csv"]),
+        (create_db_script.main, ["--db", "fgnet", "--data_dir", photos, "--output",
+                                 place / "f.csv"]),  # fmt: skip
+        (export_script.main, ["--weight_file", tmp_path / "m.keras", "--output_dir", place]),
+        (train_script.check_output_dir, [f"train.output_dir={place}"]),
+    ]
+    for main, argv in cases:
+        line = refusal(capsys, main, *argv)
+        assert str(blocker) in line and ("is a file" in line or "does not exist" in line), line
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders: the test "
+                    "above makes the place unwritable with a file instead")  # fmt: skip
+def test_a_read_only_folder_is_one_line(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    line = refusal(capsys, demo_script.main, "--image_dir", REPO / "examples",
+                   "--output_dir", locked / "out", "--no-display")  # fmt: skip
+    assert line.startswith(f"error: cannot write {locked}/out")
+
+
+# Boxes and labels --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("box", ["nan,76,266,167", "266,167,175,76", "175,76,175,167", "x,1,2,3"])
+def test_broken_boxes_are_refused_where_labels_are_read(tmp_path, capsys, box):
+    photo_folder(tmp_path / "img")
+    csv = tmp_path / "labels.csv"
+    csv.write_text(f"genders,ages,img_paths,x_min,y_min,x_max,y_max\n0,40,a.png,{box}\n")
+    for main, argv in [
+        (evaluate_script.main, ["--csv", csv, "--root", tmp_path / "img", "--model",
+                                "dlib-models", "--output_dir", tmp_path / "r"]),  # fmt: skip
+        (cache_script.main, ["--csv", csv, "--root", tmp_path / "img", "--output_dir",
+                             tmp_path / "c"]),  # fmt: skip
+    ]:
+        assert "have a face box that is not a box" in refusal(capsys, main, *argv)
+
+
+def test_a_box_off_the_image_is_counted_not_cropped(tmp_path, capsys):
+    photo_folder(tmp_path / "img", ["a.png", "b.png"])
+    csv = tmp_path / "labels.csv"
+    csv.write_text("genders,ages,img_paths,x_min,y_min,x_max,y_max\n"
+                   "0,40,a.png,60,40,200,200\n0,40,b.png,900,900,990,990\n")  # fmt: skip
+    evaluate_script.main([str(arg) for arg in ["--csv", csv, "--root", tmp_path / "img",
+                          "--model", "dlib-models", "--output_dir", tmp_path / "r"]])  # fmt: skip
+    table = pd.read_csv(tmp_path / "r" / "dlib-models" / "predictions.csv")
+    assert table["file"].tolist() == ["a.png"]
+    assert "b.png (face box outside the image)" in (
+        tmp_path / "r" / "dlib-models" / "summary.json"
+    ).read_text()
+    cache_script.main([str(arg) for arg in ["--csv", csv, "--root", tmp_path / "img",
+                       "--output_dir", tmp_path / "c", "--workers", "1"]])  # fmt: skip
+    assert "skipped 1 faces: box outside the image" in capsys.readouterr().out
+    assert pd.read_csv(tmp_path / "c" / "labels.csv")["ages"].tolist() == [40]
+
+
+def test_label_csvs_round_ages_and_keep_subjects_as_text(tmp_path):
+    csv = tmp_path / "labels.csv"
+    csv.write_text("genders,ages,img_paths,subject\n0,25.7,a.png,001\n-1,3.2,b.png,012\n")
+    frame = labels.read_labels_csv(csv)
+    assert frame["ages"].tolist() == [26, 3]
+    assert frame["subject"].tolist() == ["001", "012"]
+
+
+def test_fgnet_names_with_full_width_digits_or_bytes_count_as_malformed(tmp_path, run_script):
+    folder = photo_folder(tmp_path / "FGNET", ["001A02.JPG", "001A0２.JPG"])
+    shutil.copy(folder / "001A02.JPG", os.path.join(os.fsencode(folder), b"002A1\xff.JPG"))
+    result = run_script("create_db.py", "--db", "fgnet", "--data_dir", folder,
+                        "--output", tmp_path / "f.csv")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "dropped        2 (malformed file name)" in result.stdout
+    assert pd.read_csv(tmp_path / "f.csv")["img_paths"].tolist() == ["001A02.JPG"]
+
+
+# Silently wrong ---------------------------------------------------------------------------------
+
+
+def test_a_cut_jpeg_is_unreadable_not_half_a_face(tmp_path):
+    ok, data = cv2.imencode(".jpg", small_astronaut())
+    (tmp_path / "cut.jpg").write_bytes(data.tobytes()[: len(data) // 2])
+    (tmp_path / "whole.jpg").write_bytes(data.tobytes())
+    assert images.read_image(tmp_path / "cut.jpg") is None
+    assert images.read_image(tmp_path / "whole.jpg").shape == (256, 256, 3)
+
+
+def test_each_image_once_through_symlink_loops_and_linked_folders(tmp_path):
+    root = photo_folder(tmp_path / "d", ["a.png"])
+    photo_folder(tmp_path / "elsewhere", ["b.png"])
+    (root / "loop").symlink_to(root)
+    (root / "linked").symlink_to(tmp_path / "elsewhere")
+    base, names = annotation.list_images(str(root))
+    assert names == ["a.png", "linked/b.png"]
+    os.chdir(tmp_path)
+    _, globbed = annotation.list_images("d/**/*.png")
+    assert len(globbed) == 2 and {os.path.basename(name) for name in globbed} == {"a.png", "b.png"}
+
+
+def test_the_face_cache_keys_on_the_pixels_not_the_path_string(tmp_path):
+    box = np.zeros(4, np.float32)
+    for root in ("one", "two"):
+        photo_folder(tmp_path / root)
+    (tmp_path / "two" / "a.png").write_bytes(cv2.imencode(".png", small_astronaut(128))[1])
+    names = {face_cache.cached_name(tmp_path / root / "a.png", box, 0.4, 280)
+             for root in ("one", "two")}  # fmt: skip
+    assert len(names) == 2
+    same = face_cache.cached_name(tmp_path / "one" / "a.png", box, 0.4, 280)
+    assert same in names  # the same file gives the same name: resuming still works
+
+
+def test_landmarks_refuse_parts_of_another_root(tmp_path, capsys):
+    photo_folder(tmp_path / "one")
+    csv = tmp_path / "labels.csv"
+    csv.write_text("genders,ages,img_paths\n0,40,a.png\n")
+    output = tmp_path / "eyes.csv"
+    settings = {"root": str((tmp_path / "other").resolve()), "rows": 1, "chunk_size": 1000,
+                "upsample": 1}  # fmt: skip
+    jobs.Parts(output, settings, overwrite=False)  # what a killed run on another root left
+    line = refusal(capsys, landmarks_script.main, "--csv", csv, "--root", tmp_path / "one",
+                   "--output", output)  # fmt: skip
+    assert "holds an unfinished run with other arguments" in line
+
+
+# Messages ---------------------------------------------------------------------------------------
+
+
+def test_wrong_kinds_of_path_say_what_they_are(tmp_path, capsys):
+    (tmp_path / "clip.mp4").write_bytes(b"\x00" * 100)
+    (tmp_path / "garbage.keras").write_bytes(b"garbage")
+    (tmp_path / "m.onnx").write_bytes(b"garbage")
+    line = refusal(capsys, demo_script.main, "--image_dir", tmp_path / "clip.mp4")
+    assert line.endswith("clip.mp4 is not a folder")
+    line = refusal(capsys, evaluate_script.main, "--csv", tmp_path, "--root", tmp_path)
+    assert "is a folder, not a CSV file" in line
+    with pytest.raises(UserError, match="not a .keras archive"):
+        KerasEstimator.load(tmp_path / "garbage.keras")
+    line = refusal(capsys, export_script.main, "--weight_file", tmp_path / "m.onnx")
+    assert "is an exported model already" in line
+
+
+def test_offline_the_default_model_says_so_in_one_line(tmp_path, offline, capsys, monkeypatch):
+    for name, value in offline.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    estimator = load_estimator()
+    assert estimator.name == "dlib-models"
+    printed = capsys.readouterr()
+    lines = (printed.out + printed.err).strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("note: cannot download"), lines
+
+
+def test_tensorflow_start_up_lines_are_dropped_unless_asked_for():
+    code = "import age_gender.model"
+    environment = {key: value for key, value in os.environ.items()
+                   if key != "TF_CPP_MIN_LOG_LEVEL"}  # fmt: skip
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env=environment, cwd=REPO)  # fmt: skip
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    asked = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env={**environment, "TF_CPP_MIN_LOG_LEVEL": "0"}, cwd=REPO)  # fmt: skip
+    assert asked.returncode == 0 and asked.stderr != ""
+
+
+# The server -------------------------------------------------------------------------------------
+
+
+def grey16_png() -> bytes:
+    grey = cv2.cvtColor(small_astronaut(320), cv2.COLOR_BGR2GRAY).astype(np.uint16) * 257
+    ok, data = cv2.imencode(".png", grey)
+    return data.tobytes()
+
+
+def mpo() -> bytes:
+    from PIL import Image
+
+    first = Image.fromarray(cv2.cvtColor(small_astronaut(320), cv2.COLOR_BGR2RGB))
+    buffer = io.BytesIO()
+    first.save(buffer, "MPO", save_all=True, append_images=[first])
+    return buffer.getvalue()
+
+
+def test_uploads_decode_as_the_commands_read_files():
+    limits = serving.Limits()
+    decoded = serving.decode_upload(grey16_png(), limits)
+    direct = cv2.cvtColor(small_astronaut(320), cv2.COLOR_BGR2GRAY)
+    assert abs(float(decoded.mean()) - float(direct.mean())) < 2  # not almost white
+    assert serving.decode_upload(mpo(), limits).shape == (320, 320, 3)
+
+
+@pytest.fixture(scope="module")
+def guarded_server():
+    with running_server("--model", "dlib-models", "--token", "T", "--body_timeout", "1",
+                        "--max_upload_mb", "1") as url:  # fmt: skip
+        yield url
+
+
+def test_a_non_ascii_token_is_401_not_500(guarded_server):
+    answer = httpx.get(f"{guarded_server}/v1/model",
+                       headers={"Authorization": "Bearer é".encode()})  # fmt: skip
+    assert answer.status_code == 401
+
+
+def test_a_stalled_body_is_answered_408_and_frees_the_connection(guarded_server):
+    import socket
+
+    host, port = guarded_server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as client:
+        client.sendall(
+            b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer T\r\n"
+            b"Content-Type: image/png\r\nContent-Length: 5000\r\n\r\n0123456789"
+        )
+        answer = client.recv(200)
+    assert answer.startswith(b"HTTP/1.1 408")
+
+
+def test_python_clients_read_the_413_of_a_large_upload(guarded_server):
+    request = urllib.request.Request(
+        f"{guarded_server}/v1/predict", data=b"\x00" * 3_000_000, method="POST",
+        headers={"Authorization": "Bearer T", "Content-Type": "application/octet-stream"},
+    )  # fmt: skip
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, no proxy
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        direct.open(request, timeout=30)
+    assert refused.value.code == 413
+
+
+def test_serving_beyond_loopback_warns_without_tls_and_serves_https(tmp_path, capsys):
+    args = serve_script.parse_args(["--host", "0.0.0.0"])
+    serve_script.check_tls(args)
+    assert "over plain HTTP" in capsys.readouterr().out
+    assert "needs both" in refusal(capsys, serve_script.main, "--ssl-certfile", tmp_path / "c")
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed: the HTTPS half needs it to make a certificate")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-keyout", tmp_path / "key.pem",
+                    "-out", tmp_path / "cert.pem"], check=True, capture_output=True)  # fmt: skip
+    with running_server("--model", "dlib-models", "--ssl-certfile", tmp_path / "cert.pem",
+                        "--ssl-keyfile", tmp_path / "key.pem") as url:  # fmt: skip
+        assert url.startswith("https://")
+        assert httpx.get(f"{url}/healthz", verify=False).json() == {"status": "ok"}
