@@ -40,6 +40,10 @@ class _QuietTensorFlowImport(importlib.abc.MetaPathFinder, importlib.abc.Loader)
             os.close(quiet)
 
 
-if "TF_CPP_MIN_LOG_LEVEL" not in os.environ and "tensorflow" not in sys.modules:
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    sys.meta_path.insert(0, _QuietTensorFlowImport())
+# The marker passes the choice to child processes (workers, scripts run by scripts), which
+# inherit the level set here and must not take it for the user's.
+QUIET = "AGE_GENDER_QUIET_TENSORFLOW"
+if "TF_CPP_MIN_LOG_LEVEL" not in os.environ or os.environ.get(QUIET) == "1":
+    os.environ.update({"TF_CPP_MIN_LOG_LEVEL": "3", QUIET: "1"})
+    if "tensorflow" not in sys.modules:
+        sys.meta_path.insert(0, _QuietTensorFlowImport())
