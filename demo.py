@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     if output_dir is not None:
         check_output_folder(output_dir)
     if args.image_dir is not None:
-        images, names = demo.image_files(args.image_dir, output_dir, args.overwrite)
+        images, names, others = demo.image_files(args.image_dir, output_dir, args.overwrite)
     else:
         capture = demo.open_capture(args.video if args.video else args.camera)
         name = args.video.stem if args.video else f"camera{args.camera}"
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     annotator = demo.Annotator(estimator, detector)
     try:
         if args.image_dir is not None:
-            demo.run_images(annotator, images, names, output_dir)
+            demo.run_images(annotator, images, names, others, output_dir)
         else:
             demo.run_video(annotator, capture, name, output_dir)
     finally:  # the images done so far keep their predictions, whatever stopped the run

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from conftest import REPO, user_error
 
-from age_gender import alignment, dataset, model
+from age_gender import alignment, dataset, jobs, labels, landmarks, model
 from age_gender.alignment import EYE_COLUMNS
 from age_gender.estimator import decode
 from age_gender.faces import FaceDetector, crop_faces
@@ -38,14 +38,13 @@ def test_landmarks_finds_eyes_and_resumes(faces, tmp_path, run_script):
     arguments = ["landmarks.py", "--csv", faces / "labels.csv", "--root", faces / "img",
                  "--output", output, "--chunk_size", "1", "--workers", "2"]  # fmt: skip
     # A killed run left part 0 (kept as it is) and a part of other images (done again).
-    parts = tmp_path / ".eyes.csv.parts"
-    parts.mkdir()
-    pd.DataFrame({"img_paths": ["up.jpg"], **{c: [1.0] for c in EYE_COLUMNS}}).to_csv(
-        parts / "000000.csv", index=False
-    )
-    pd.DataFrame({"img_paths": ["other.jpg"], **{c: [9.0] for c in EYE_COLUMNS}}).to_csv(
-        parts / "000001.csv", index=False
-    )
+    frame = labels.read_labels_csv(faces / "labels.csv")
+    settings = landmarks.run_settings(faces / "img", frame, chunk_size=1, upsample=1)
+    leftover = jobs.Parts(output, settings, overwrite=False)
+    for index, (name, value) in enumerate([("up.jpg", 1.0), ("other.jpg", 9.0)]):
+        eyes = {column: [value] for column in EYE_COLUMNS}
+        leftover.write(index, pd.DataFrame({"img_paths": [name], **eyes}))
+    parts = leftover.folder
     result = run_script(*arguments, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "eyes found for 2 of 4 faces" in result.stdout

@@ -101,3 +101,22 @@ def test_camera_shows_live_labels(server, tmp_path):
         expect(page.locator("#camera")).to_have_text("Camera")
         browser.close()
     assert (tmp_path / "camera.png").stat().st_size > 10_000
+
+
+def test_an_insecure_origin_says_why_there_is_no_camera(server, tmp_path):
+    """The page opened as from another machine over plain HTTP: Chromium maps the name to
+    loopback, so the origin is not secure while the traffic stays on this machine."""
+    from playwright.sync_api import expect, sync_playwright
+
+    port = server.rsplit(":", 1)[1]
+    with sync_playwright() as playwright:
+        browser = launch(playwright, "--host-resolver-rules=MAP insecure.test 127.0.0.1",
+                         "--use-fake-device-for-media-stream",
+                         "--use-fake-ui-for-media-stream")  # fmt: skip
+        page = browser.new_page()
+        page.goto(f"http://insecure.test:{port}/")
+        page.click("#camera")
+        expect(page.locator("#status")).to_contain_text("not a secure context")
+        expect(page.locator("#status")).to_contain_text("https://")
+        page.screenshot(path=tmp_path / "insecure.png", full_page=True)
+        browser.close()

@@ -151,10 +151,10 @@ def check_outputs(
 
 def image_files(
     folder: Path, output_dir: Path | None, overwrite: bool = False
-) -> tuple[list[Path], list[str]]:
-    """The images of the folder sorted by name, and their annotated copies' names; refuses a
-    folder without images, and outputs that would replace any of its files or, without
-    `overwrite`, an earlier run's."""
+) -> tuple[list[Path], list[str], list[Path]]:
+    """The images of the folder sorted by name, their annotated copies' names, and the other
+    files; refuses a folder without images, and outputs that would replace any of its files or,
+    without `overwrite`, an earlier run's."""
     if not folder.is_dir():
         what = "is not a folder" if folder.exists() else "does not exist"
         raise UserError(f"image folder {folder} {what}")
@@ -164,14 +164,19 @@ def image_files(
         raise UserError(f"no images in {folder}")
     names = annotated_names(images)
     check_outputs(files, [*names, *PREDICTION_FILES], output_dir, overwrite)
-    return images, names
+    return images, names, [path for path in files if path not in images]
 
 
 def run_images(
-    annotator: Annotator, images: list[Path], names: list[str], output_dir: Path | None
+    annotator: Annotator,
+    images: list[Path],
+    names: list[str],
+    others: list[Path],
+    output_dir: Path | None,
 ) -> None:
-    """Annotates `images`: shown one by one, or written to `output_dir` as `names`."""
-    unreadable = []
+    """Annotates `images`: shown one by one, or written to `output_dir` as `names`; says how
+    many files were skipped (`others`, and the images that cannot be read)."""
+    unreadable = list(others)
     for path, name in tqdm(
         list(zip(images, names, strict=True)), desc="images", unit="image",
         disable=output_dir is None,
@@ -188,8 +193,8 @@ def run_images(
         else:
             write_image(output_dir / name, annotated)
     if unreadable:
-        print(f"skipped {len(unreadable)} images that cannot be read (cut short or corrupt), "
-              f"e.g. {unreadable[0].name}")  # fmt: skip
+        print(f"skipped {len(unreadable)} files that are not readable images (not an image, "
+              f"cut short or corrupt), e.g. {printable(unreadable[0].name)}")  # fmt: skip
 
 
 def frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:

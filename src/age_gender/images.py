@@ -31,8 +31,19 @@ def has_image_signature(head: bytes) -> bool:
     return webp or head.startswith(SIGNATURES)
 
 
+SUFFIXES = {
+    ".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".webp", ".tif", ".tiff", ".ppm", ".pgm",
+    ".pbm", ".pnm", ".jp2", ".sr", ".ras",
+}  # fmt: skip
+
+
 def is_image_file(path: Path) -> bool:
-    """The one rule for what is an image: a readable file whose first bytes say so."""
+    """The one rule for what is an image: a file named as one (then one that fails to decode
+    is reported unreadable, not passed over) or whose first bytes say so (`photo`, no suffix)."""
+    if not Path(path).is_file():
+        return False
+    if Path(path).suffix.lower() in SUFFIXES:
+        return True
     try:
         with open(path, "rb") as file:
             return has_image_signature(file.read(12))

@@ -357,10 +357,13 @@ def read_labels_csv(path: Path) -> pd.DataFrame:
 
 
 def check_boxes(frame: pd.DataFrame, path: Path) -> None:
-    """Refuses face boxes that are no boxes: not numbers, NaN, inverted, empty or before the
-    image's corner (one line naming the first such row)."""
-    boxes = frame[BOX_COLUMNS].apply(pd.to_numeric, errors="coerce").to_numpy(float)
-    broken = (
+    """Refuses face boxes that are no boxes: not numbers, partly NaN, infinite, inverted, empty
+    or before the image's corner (one line naming the first such row). A row whose four values
+    are all empty has no box: the whole image is its face."""
+    values = frame[BOX_COLUMNS]
+    boxes = values.apply(pd.to_numeric, errors="coerce").to_numpy(float)
+    no_box = values.isna().all(axis=1).to_numpy()
+    broken = ~no_box & (
         ~np.isfinite(boxes).all(axis=1)
         | (boxes[:, 2] <= boxes[:, 0])
         | (boxes[:, 3] <= boxes[:, 1])
@@ -374,4 +377,3 @@ def check_boxes(frame: pd.DataFrame, path: Path) -> None:
             f"{row + 2}, {frame['img_paths'].iloc[row]}: {values}); boxes need numbers with "
             "0 <= x_min < x_max and 0 <= y_min < y_max"
         )
-    frame[BOX_COLUMNS] = boxes

@@ -48,15 +48,19 @@ def find_eyes(chunk: tuple[int, pd.DataFrame]) -> tuple[int, pd.DataFrame]:
     return index, pd.concat([rows[["img_paths"]].reset_index(drop=True), found], axis=1)
 
 
+def run_settings(root: Path, frame: pd.DataFrame, chunk_size: int, upsample: int) -> dict:
+    """What a run's parts depend on: parts of other settings are never mixed in."""
+    return {"root": str(root.resolve()), "rows": len(frame), "chunk_size": chunk_size,
+            "upsample": upsample}  # fmt: skip
+
+
 def add_eyes(
     frame: pd.DataFrame, root: Path, output: Path, workers: int, chunk_size: int, upsample: int,
     overwrite: bool = False,
 ) -> pd.DataFrame:
     """`frame` with the eye columns, written to `output`; resumes from the parts of a killed run
     made with the same settings."""  # fmt: skip
-    settings = {"root": str(root.resolve()), "rows": len(frame), "chunk_size": chunk_size,
-                "upsample": upsample}  # fmt: skip
-    parts = jobs.Parts(output, settings, overwrite)
+    parts = jobs.Parts(output, run_settings(root, frame, chunk_size, upsample), overwrite)
     chunks = [(start // chunk_size, frame[start : start + chunk_size])
               for start in range(0, len(frame), chunk_size)]  # fmt: skip
     keys = {index: rows["img_paths"].astype(str).tolist() for index, rows in chunks}
