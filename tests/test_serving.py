@@ -96,7 +96,9 @@ def test_predictions_are_the_demos(server, tmp_path, run_script):
     assert face["age_std"] is None and face["score"] > 0.5  # dlib-models gives no spread
     assert no_face.status_code == 200 and no_face.json()["faces"] == []
     assert model["model"] == "dlib-models" and model["detector"]["upsample"] == 1
-    assert model["limits"] == {"max_upload_mb": 10.0, "max_megapixels": 40.0, "queue": 64}
+    assert model["limits"] == {
+        "max_upload_mb": 10.0, "max_megapixels": 40.0, "queue": 64, "body_timeout_s": 20.0
+    }
 
 
 def test_page_and_api_description_work_offline(server):
