@@ -12,7 +12,7 @@ $(BIN)/activate: pyproject.toml
 	touch $(BIN)/activate
 
 demo: $(BIN)/activate
-	$(BIN)/python demo.py --image_dir examples --output_dir output/examples --no-display
+	$(BIN)/python demo.py --image_dir examples --output_dir output/examples --no-display --overwrite
 
 test: $(BIN)/activate
 	$(BIN)/ruff check .
