@@ -94,13 +94,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.engine == "ray":
         annotation_ray.annotate(
             names, root, args.output, finding, args.weight_file, args.model, args.batch_size,
-            args.num_gpus_per_worker, args.ray_address,
+            args.num_gpus_per_worker, args.ray_address, args.tta,
         )  # fmt: skip
         print(f"-> {args.output}/ (a Parquet dataset)")
         return
     settings = {
         "input": args.input, "root": str(root.resolve()), "model": estimator.name,
         "finding": dataclasses.asdict(finding), "part_size": args.part_size,
+        "tta": getattr(estimator, "tta", None),
     }  # fmt: skip
     parts = jobs.Parts(args.output, settings, args.overwrite)
     table = annotation.annotate(

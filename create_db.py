@@ -86,11 +86,11 @@ def output_path(output: Path, split: str) -> Path:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     data_dir = args.data_dir or Path(DEFAULT_DATA_DIRS[args.db])
+    if not 0 <= args.val_fraction < 1:
+        raise UserError(f"--val_fraction must be in [0, 1), not {args.val_fraction}")
     output = args.output
     if output is None:
         output = make_output_folder(Path("meta")) / f"{args.db}.csv"
-    if not 0 <= args.val_fraction < 1:
-        raise UserError(f"--val_fraction must be in [0, 1), not {args.val_fraction}")
     if args.val_fraction and args.db in SPLITS:
         raise UserError(f"--db {args.db} has its own splits; leave out --val_fraction")
     for split in split_names(args):

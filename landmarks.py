@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from age_gender.errors import ArgumentParser, UserError, exit_on_user_error, number
+from age_gender.options import MAX_UPSAMPLE
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -22,7 +23,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--chunk_size", type=number(int, 1), default=1000, help="rows per part")
     parser.add_argument(
-        "--upsample", type=number(int, 0, 3), default=1,
+        "--upsample", type=number(int, 0, MAX_UPSAMPLE), default=1,
         help="HOG detector upsampling, for rows without a face box (default 1)",
     )  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")

@@ -7,6 +7,7 @@ python serve.py --model dlib-models --token SECRET --cors https://example.org
 
 import argparse
 import socket
+import ssl
 from pathlib import Path
 
 from age_gender import options
@@ -66,6 +67,14 @@ def check_tls(args: argparse.Namespace) -> None:
     for path in given:
         if not path.is_file():
             raise UserError(f"TLS file {path} not found")
+    if given:
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(*given)
+        except (ssl.SSLError, OSError) as error:
+            raise UserError(
+                f"cannot use {given[0]} with {given[1]}: {error}; give a PEM certificate and its "
+                "private key"
+            ) from error
     loopback = args.host in ("127.0.0.1", "localhost", "::1") or args.host.startswith("127.")
     if not given and not loopback:
         print(

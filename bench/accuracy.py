@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from age_gender import evaluation, labels, scenes
+from age_gender import evaluation, framing, labels, scenes
 from age_gender.estimator import load_estimator
-from age_gender.options import set_tta
+from age_gender.options import TTA_MODES, set_tta
 
 REPO = Path(__file__).resolve().parents[1]
 BACKGROUNDS = REPO.parent / "shared" / "assets" / "backgrounds"
@@ -39,7 +39,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--data", type=Path, required=True, help="UTKFace's face crops")
     parser.add_argument("--work", type=Path, default=Path("output/accuracy"))
     parser.add_argument("--weight_file", type=Path, help="a trained model: skip training")
-    parser.add_argument("--tta", choices=("none", "flip"), default="flip")
+    parser.add_argument("--tta", choices=TTA_MODES, default="flip")
     parser.add_argument("--scenes", type=int, default=120, help="scene frames to build")
     parser.add_argument("--backgrounds", type=Path, default=BACKGROUNDS)
     parser.add_argument("--seed", type=int, default=0)
@@ -76,7 +76,10 @@ def scene_figures(args, model_path: Path, validation: pd.DataFrame) -> dict[str,
     """Scenes of the validation faces through annotate.py, for both models."""
     folder = args.work / "scenes"
     backgrounds = sorted(path for path in args.backgrounds.iterdir() if path.is_file())
-    made = scenes.build_scenes(validation, args.data, backgrounds, args.scenes, args.seed)
+    # The true boxes sit where the detector boxes these crops: measured on them, not assumed.
+    measured = framing.framing_of_crops(validation, args.data, 300, args.seed)
+    settings = scenes.SceneSettings(margin=measured.margin, offset=measured.offset)
+    made = scenes.build_scenes(validation, args.data, backgrounds, args.scenes, args.seed, settings)
     truth = scenes.write_scenes(made, folder / "frames")
     figures = {}
     for name, model in (("ours", ["--weight_file", str(model_path.resolve()), "--tta", args.tta]),

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from age_gender import evaluation, labels
 from age_gender.estimator import load_estimator
+from age_gender.options import set_tta
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = [
@@ -71,7 +72,7 @@ def train(args, name: str, overrides: list[str], meta: Path) -> tuple[Path, floa
 
 def measure(model_path: Path, validation, data: Path, report: Path, tta: str = "none") -> dict:
     estimator = load_estimator(model_path)
-    estimator.tta = tta
+    set_tta(estimator, tta)
     truth = validation.rename(columns={"ages": "true_age", "genders": "true_gender"})
     return next(iter(evaluation.evaluate([estimator], truth, data, report).values()))
 

@@ -414,3 +414,16 @@ def test_serving_beyond_loopback_warns_without_tls_and_serves_https(tmp_path, ca
                         "--ssl-keyfile", tmp_path / "key.pem") as url:  # fmt: skip
         assert url.startswith("https://")
         assert httpx.get(f"{url}/healthz", verify=False).json() == {"status": "ok"}
+
+
+def test_rows_without_a_box_are_whole_images_and_repeated_images_resume(tmp_path):
+    photo_folder(tmp_path / "img", ["a.png", "b.png"])
+    csv = tmp_path / "labels.csv"
+    csv.write_text("genders,ages,img_paths,x_min,y_min,x_max,y_max\n"
+                   "0,40,a.png,60,40,200,200\n0,40,b.png,,,,\n")  # fmt: skip
+    evaluate_script.main([str(arg) for arg in ["--csv", csv, "--root", tmp_path / "img",
+                          "--model", "dlib-models", "--output_dir", tmp_path / "r"]])  # fmt: skip
+    assert len(pd.read_csv(tmp_path / "r" / "dlib-models" / "predictions.csv")) == 2
+    parts = jobs.Parts(tmp_path / "eyes.csv", {"run": 1}, overwrite=False)
+    parts.write(0, pd.DataFrame({"img_paths": ["a.png", "a.png", "b.png"]}))  # two faces of a
+    assert parts.done(0, ["a.png", "a.png", "b.png"], "img_paths")

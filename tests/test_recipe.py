@@ -186,3 +186,37 @@ def test_scenes_hold_their_faces_where_the_detector_boxes_them(tmp_path):
         tmp_path / "again",
     )
     pd.testing.assert_frame_equal(truth, again)
+
+
+def test_training_records_the_framing_of_box_less_crops(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from age_gender import training
+
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    for index, crop in enumerate(tight_crops(24)):
+        cv2.imwrite(str(folder / f"{index}.png"), crop[..., ::-1])
+    rows = pd.DataFrame({"genders": 0, "ages": 30, "img_paths": [f"{i}.png" for i in range(24)]})
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"data.root={folder}"])
+    margin, offset = training.crop_framing(cfg, rows)
+    assert 0.0 < margin < 0.2 and offset != (0.0, 0.0)
+    # Boxes in every row: the configured margin is the framing.
+    boxed = rows.assign(x_min=10, y_min=10, x_max=90, y_max=90)
+    assert training.crop_framing(cfg, boxed) == (0.4, (0.0, 0.0))
+
+
+def test_every_estimator_path_crops_with_the_models_offset(varied_model):
+    runner = estimator.load_estimator(varied_model / "tiny.keras")
+    runner.offset = (0.25, -0.2)
+    image, box = astronaut(), ASTRONAUT_FACE
+    crop = faces.crop_faces(image, [box], runner.margin, runner.img_size, runner.offset)
+    moved = runner.predict_faces([(image, box)])[0]
+    assert moved.age == pytest.approx(runner.predict_crops(crop)[0].age, abs=1e-4)
+    unmoved = faces.crop_faces(image, [box], runner.margin, runner.img_size)
+    assert moved.age != pytest.approx(runner.predict_crops(unmoved)[0].age, abs=1e-3)
+    from age_gender.annotation import FaceFinding
+
+    finding = FaceFinding.for_model(runner, faces.FaceDetector())
+    assert finding.offset == (0.25, -0.2)  # what the annotate workers crop with

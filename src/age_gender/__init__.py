@@ -4,7 +4,9 @@ TensorFlow's start-up lines (oneDNN, CPU features, CUDA drivers not found on a m
 GPU, which reads like a failure) are not the user's business: unless the user set
 TF_CPP_MIN_LOG_LEVEL, they are dropped. TensorFlow >= 2.20 writes them through absl before its
 log level applies, so the C-level stderr is silenced while `tensorflow` is imported, and only
-then: an import error still shows, as a Python exception raised after it.
+then: an import error still shows, as a Python exception raised after it. The level is 3, since
+the CUDA line is logged as an error when devices are listed; TensorFlow's C++ errors are then
+hidden too (Python exceptions are not): `TF_CPP_MIN_LOG_LEVEL=0` brings every line back.
 """
 
 import importlib.abc

@@ -53,10 +53,12 @@ def detect(batch: dict[str, np.ndarray], root: str, finding: FaceFinding) -> dic
 class Estimate:
     """An actor holding the model: predictions for the faces of a batch of rows."""
 
-    def __init__(self, weight_file: str | None, model_name: str | None):
+    def __init__(self, weight_file: str | None, model_name: str | None, tta: str | None):
         from age_gender.estimator import load_estimator
+        from age_gender.options import set_tta
 
         self.estimator = load_estimator(weight_file and Path(weight_file), model_name)
+        set_tta(self.estimator, tta)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pd.DataFrame:
         faces = batch["status"] == OK
@@ -75,6 +77,7 @@ def annotate(
     batch_size: int,
     num_gpus_per_worker: float,
     address: str | None,
+    tta: str | None = None,
 ) -> None:
     """Annotates the images `names` (under `root`) on the Ray cluster at `address` (None: a
     local instance on this machine's cores) into the Parquet dataset `output`."""
@@ -99,7 +102,8 @@ def annotate(
             )
             .map_batches(
                 Estimate,
-                fn_constructor_kwargs={"weight_file": model, "model_name": model_name},
+                fn_constructor_kwargs={"weight_file": model, "model_name": model_name,
+                                       "tta": tta},  # fmt: skip
                 batch_size=batch_size,
                 concurrency=estimators,
                 num_cpus=0 if num_gpus_per_worker else 1,

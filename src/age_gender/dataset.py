@@ -26,6 +26,7 @@ from age_gender.labels import BOX_COLUMNS
 AGE_CLASSES = 101
 GENDER_CLASSES = 2
 HEADS = ("pred_gender", "pred_age")  # the model's outputs, in order
+AGE_BALANCES = ("none", "lds")  # train.age_balance
 AUTOTUNE = tf.data.AUTOTUNE
 
 

@@ -84,8 +84,9 @@ def mae_by_age_group(predicted, true) -> dict[str, dict]:
 def face_box(row, image: np.ndarray, detector: FaceDetector | None) -> tuple[tuple, bool]:
     """The row's box, else the detector's best face, else the whole image; and whether the
     detector, when asked, found a face."""
-    if hasattr(row, "x_min"):
-        return tuple(int(getattr(row, key)) for key in ("x_min", "y_min", "x_max", "y_max")), True
+    box = [getattr(row, key, math.nan) for key in BOX_COLUMNS]
+    if not any(math.isnan(float(value)) for value in box):  # all empty: no box, the whole image
+        return tuple(int(value) for value in box), True
     found = detector.detect(image) if detector is not None else []
     if found:
         return found[0].box, True

@@ -2,9 +2,10 @@
 rule for what is an image.
 
 Files are read as bytes by Python and decoded by `cv2.imdecode`: OpenCV's own file functions
-crash on names that are not valid UTF-8. Decoding is as strict as training's: a JPEG cut short
-(OpenCV would fill the missing part grey and report a face in it) or a PNG without its end is
-unreadable, not half an image.
+crash on names that are not valid UTF-8. Decoding is strict: a JPEG cut short (OpenCV would fill
+the missing part grey and report a face in it) or a PNG without its end is unreadable, not half
+an image (training's `dataset.drop_unreadable` refuses the same files with TensorFlow's
+decoders).
 """
 
 import os
@@ -22,7 +23,6 @@ SIGNATURES = (
     b"II*\x00",
     b"MM\x00*",  # TIFF
 )
-SCAN_TAIL = 64 * 1024  # bytes searched for a JPEG's end marker (EXIF trailers can follow it)
 
 
 def has_image_signature(head: bytes) -> bool:
@@ -51,10 +51,27 @@ def is_image_file(path: Path) -> bool:
         return False
 
 
+def jpeg_complete(data: bytes) -> bool:
+    """Whether a JPEG's main image reaches its end marker: the segments before the main scan are
+    walked (an EXIF thumbnail, with an end marker of its own, sits inside one of them), then the
+    end marker is looked for after the scan starts; data after it (a phone's motion video) is
+    allowed."""
+    position = 2
+    while position + 4 <= len(data) and data[position] == 0xFF:
+        marker = data[position + 1]
+        if marker == 0xDA:  # start of scan: the coded image follows
+            return data.find(b"\xff\xd9", position) != -1
+        if marker in (0x01, 0xFF) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            position += 2 if marker != 0xFF else 1
+            continue
+        position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+    return False
+
+
 def complete(data: bytes) -> bool:
-    """False for a JPEG without its end marker or a PNG without its end chunk: a cut file."""
+    """False for a JPEG or PNG cut short (OpenCV would decode it, grey where data is missing)."""
     if data.startswith(b"\xff\xd8"):
-        return b"\xff\xd9" in data[-SCAN_TAIL:]
+        return jpeg_complete(data)
     if data.startswith(b"\x89PNG"):
         return b"IEND" in data[-64:]
     return True
@@ -63,7 +80,7 @@ def complete(data: bytes) -> bool:
 def decode_image(data: bytes) -> np.ndarray | None:
     """RGB uint8 from an image file's bytes, whatever they hold (grey, alpha, 16-bit, EXIF
     orientation); None for bytes that are not a whole image."""
-    if not has_image_signature(data[:12]) or not complete(data):
+    if not data or not complete(data):
         return None
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

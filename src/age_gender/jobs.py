@@ -1,6 +1,6 @@
-"""The one engine of resumable parallel jobs (annotate, landmarks): parts written whole beside the
-output and guarded by the run's settings, spawned worker processes, and a worker that dies
-failing the run in one line instead of hanging it.
+"""The one engine of resumable parallel jobs (annotate, landmarks; the face cache uses its pool):
+parts written whole beside the output and guarded by the run's settings, spawned worker
+processes, and a worker that dies failing the run in one line instead of hanging it.
 
 A killed run started again with the same settings does only the parts still missing; parts of
 other settings (another root, model or detector) are never mixed in.
@@ -47,9 +47,11 @@ class Parts:
         return self.folder / f"{index:06d}.pkl"
 
     def done(self, index: int, keys: list[str], column: str) -> bool:
-        """Whether part `index` exists and holds exactly these keys (image names) in `column`."""
+        """Whether part `index` exists and holds exactly these keys (image names, each once) in
+        `column`."""
         path = self.path(index)
-        return path.is_file() and pd.read_pickle(path)[column].unique().tolist() == keys
+        wanted = list(dict.fromkeys(keys))
+        return path.is_file() and pd.read_pickle(path)[column].unique().tolist() == wanted
 
     def write(self, index: int, table: pd.DataFrame) -> None:
         with atomic_output(self.path(index)) as temporary:

@@ -16,6 +16,7 @@ import pandas as pd
 import scipy.io
 
 from age_gender.errors import UserError
+from age_gender.images import SUFFIXES
 
 LABEL_COLUMNS = ["genders", "ages", "img_paths"]
 BOX_COLUMNS = ["x_min", "y_min", "x_max", "y_max"]
@@ -25,7 +26,6 @@ UNKNOWN_GENDER = -1
 IMDB_WIKI_FIELDS = ("full_path", "dob", "gender", "photo_taken", "face_score", "second_face_score")
 IMDB_CLEAN_SPLITS = ("train", "valid", "test")
 APPA_REAL_SPLITS = ("train", "valid", "test")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 # MATLAB's day 1 is 0000-01-01, Python's ordinal 1 is 0001-01-01: they differ by 366 days.
 MATLAB_TO_PYTHON_ORDINAL = 366
@@ -64,10 +64,13 @@ def _finish(table: LabelTable, source: Path) -> LabelTable:
 
 
 def hash_split(table: LabelTable, val_fraction: float) -> dict[str, LabelTable]:
-    """Training and validation rows chosen by a hash of each file's name, not a random draw: the
-    same file lands on the same side on every machine and after the data set grows, so a
-    validation face is never trained on by a later run."""
-    names = table.rows["img_paths"].str.rsplit("/", n=1).str[-1]
+    """Training and validation rows chosen by a hash of each file's name (of its person, where
+    a `subject` column names them), not a random draw: the same file lands on the same side on
+    every machine and after the data set grows, so a validation face is never trained on by a
+    later run."""
+    rows = table.rows
+    # A person's photos stay on one side where the data set names its people (FG-NET).
+    names = rows["subject"] if "subject" in rows else rows["img_paths"].str.rsplit("/", n=1).str[-1]
     position = names.map(lambda name: int(hashlib.sha256(name.encode()).hexdigest()[:12], 16))
     validation = (position / 16**12 < val_fraction).to_numpy()
     return {
@@ -174,7 +177,7 @@ def image_paths(root: Path, what: str) -> list[str]:
     paths = sorted(
         path.relative_to(root).as_posix()
         for path in root.rglob("*")
-        if path.suffix.lower() in IMAGE_SUFFIXES
+        if path.suffix.lower() in SUFFIXES
     )
     if not paths:
         raise UserError(f"no images in {root}; is it the {what}?")
@@ -356,14 +359,20 @@ def read_labels_csv(path: Path) -> pd.DataFrame:
     return frame
 
 
+def has_box(frame: pd.DataFrame) -> np.ndarray:
+    """Which rows have a face box: the box columns, not all empty (all empty: the whole image
+    is the face)."""
+    if not set(BOX_COLUMNS) <= set(frame.columns):
+        return np.zeros(len(frame), bool)
+    return frame[BOX_COLUMNS].notna().any(axis=1).to_numpy()
+
+
 def check_boxes(frame: pd.DataFrame, path: Path) -> None:
     """Refuses face boxes that are no boxes: not numbers, partly NaN, infinite, inverted, empty
     or before the image's corner (one line naming the first such row). A row whose four values
     are all empty has no box: the whole image is its face."""
-    values = frame[BOX_COLUMNS]
-    boxes = values.apply(pd.to_numeric, errors="coerce").to_numpy(float)
-    no_box = values.isna().all(axis=1).to_numpy()
-    broken = ~no_box & (
+    boxes = frame[BOX_COLUMNS].apply(pd.to_numeric, errors="coerce").to_numpy(float)
+    broken = has_box(frame) & (
         ~np.isfinite(boxes).all(axis=1)
         | (boxes[:, 2] <= boxes[:, 0])
         | (boxes[:, 3] <= boxes[:, 1])

@@ -23,7 +23,8 @@ _worker: dict = {}
 
 
 def start_worker(root: Path, upsample: int) -> None:
-    """Each process's own detector and predictor (dlib objects are not shared across forks)."""
+    """Each worker's own detector and predictor (dlib objects are not shared between
+    processes)."""
     _worker.update(root=root, detector=FaceDetector("hog", upsample), finder=EyeFinder())
 
 

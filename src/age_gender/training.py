@@ -43,8 +43,15 @@ def check_config(cfg: DictConfig) -> None:
         raise UserError(f"train.lr must be a number above 0, not {cfg.train.lr}")
     learning_rate(cfg.train, 1, 1)  # a wrong train.lr_scheduler fails here, with its message
     model.age_loss(cfg.train.age_loss)  # a wrong name fails here, with its message
-    if cfg.train.age_balance not in ("none", "lds"):
-        raise UserError(f"train.age_balance must be none or lds, not {cfg.train.age_balance}")
+    if cfg.train.age_balance not in dataset.AGE_BALANCES:
+        raise UserError(
+            f"train.age_balance must be one of {', '.join(dataset.AGE_BALANCES)}, "
+            f"not {cfg.train.age_balance}"
+        )
+    for key in ("train.age_sigma", "data.framing_sample"):
+        value = OmegaConf.select(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise UserError(f"{key} must be a number above 0, not {value}")
     freeze = cfg.train.freeze_epochs
     if isinstance(freeze, bool) or not isinstance(freeze, int) or freeze < 0:
         raise UserError(f"train.freeze_epochs must be a whole number of 0 or more, not {freeze}")
@@ -239,11 +246,18 @@ def crop_framing(cfg: DictConfig, rows: pd.DataFrame) -> tuple[float, tuple[floa
     """The margin and offset the model records: `data.margin` for faces with boxes; for
     pre-cropped faces (no boxes: the whole image is the face), where the detector's box sits in
     them, so that inference from a detected box crops what training saw."""
-    if cfg.data.align or set(labels.BOX_COLUMNS) <= set(rows.columns):
+    boxed = labels.has_box(rows)
+    if cfg.data.align or boxed.all():
         return cfg.data.margin, (0.0, 0.0)
-    measured = framing.framing_of_crops(
-        rows, Path(cfg.data.root), cfg.data.framing_sample, cfg.train.seed
-    )
+    if boxed.any():
+        print(
+            f"warning: {boxed.sum()} of {len(rows)} training faces have boxes and the rest are "
+            f"whole-image crops; the model records data.margin={cfg.data.margin}, the boxes' "
+            "framing"
+        )
+        return cfg.data.margin, (0.0, 0.0)
+    sample = min(cfg.data.framing_sample, len(rows))
+    measured = framing.framing_of_crops(rows, Path(cfg.data.root), sample, cfg.train.seed)
     if measured is None:
         print(
             "warning: the face detector finds too few faces in these crops to measure their "
@@ -251,7 +265,7 @@ def crop_framing(cfg: DictConfig, rows: pd.DataFrame) -> tuple[float, tuple[floa
         )
         return cfg.data.margin, (0.0, 0.0)
     print(
-        f"framing: the detector's box is found in {measured.found} of {cfg.data.framing_sample} "
+        f"framing: the detector's box is found in {measured.found} of {sample} "
         f"crops; the crop is that box with margin {measured.margin:.3f}, offset "
         f"{measured.offset} (box size varies by {measured.spread:.1%})"
     )
