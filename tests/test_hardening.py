@@ -213,14 +213,20 @@ def test_broken_boxes_are_refused_where_labels_are_read(tmp_path, capsys, box):
         assert "have a face box that is not a box" in refusal(capsys, main, *argv)
 
 
-def test_a_box_off_the_image_is_counted_not_cropped(tmp_path, capsys):
-    photo_folder(tmp_path / "img", ["a.png", "b.png"])
-    csv = tmp_path / "labels.csv"
+def evaluate_boxes(folder, second_box: str) -> pd.DataFrame:
+    """evaluate.py with dlib-models on a.png (a box on its face) and b.png (`second_box`)."""
+    photo_folder(folder / "img", ["a.png", "b.png"])
+    csv = folder / "labels.csv"
     csv.write_text("genders,ages,img_paths,x_min,y_min,x_max,y_max\n"
-                   "0,40,a.png,60,40,200,200\n0,40,b.png,900,900,990,990\n")  # fmt: skip
-    evaluate_script.main([str(arg) for arg in ["--csv", csv, "--root", tmp_path / "img",
-                          "--model", "dlib-models", "--output_dir", tmp_path / "r"]])  # fmt: skip
-    table = pd.read_csv(tmp_path / "r" / "dlib-models" / "predictions.csv")
+                   f"0,40,a.png,60,40,200,200\n0,40,b.png,{second_box}\n")  # fmt: skip
+    evaluate_script.main([str(arg) for arg in ["--csv", csv, "--root", folder / "img",
+                          "--model", "dlib-models", "--output_dir", folder / "r"]])  # fmt: skip
+    return pd.read_csv(folder / "r" / "dlib-models" / "predictions.csv")
+
+
+def test_a_box_off_the_image_is_counted_not_cropped(tmp_path, capsys):
+    table = evaluate_boxes(tmp_path, "900,900,990,990")
+    csv = tmp_path / "labels.csv"
     assert table["file"].tolist() == ["a.png"]
     assert "b.png (face box outside the image)" in (
         tmp_path / "r" / "dlib-models" / "summary.json"
@@ -417,13 +423,7 @@ def test_serving_beyond_loopback_warns_without_tls_and_serves_https(tmp_path, ca
 
 
 def test_rows_without_a_box_are_whole_images_and_repeated_images_resume(tmp_path):
-    photo_folder(tmp_path / "img", ["a.png", "b.png"])
-    csv = tmp_path / "labels.csv"
-    csv.write_text("genders,ages,img_paths,x_min,y_min,x_max,y_max\n"
-                   "0,40,a.png,60,40,200,200\n0,40,b.png,,,,\n")  # fmt: skip
-    evaluate_script.main([str(arg) for arg in ["--csv", csv, "--root", tmp_path / "img",
-                          "--model", "dlib-models", "--output_dir", tmp_path / "r"]])  # fmt: skip
-    assert len(pd.read_csv(tmp_path / "r" / "dlib-models" / "predictions.csv")) == 2
+    assert len(evaluate_boxes(tmp_path, ",,,")) == 2
     parts = jobs.Parts(tmp_path / "eyes.csv", {"run": 1}, overwrite=False)
     parts.write(0, pd.DataFrame({"img_paths": ["a.png", "a.png", "b.png"]}))  # two faces of a
     assert parts.done(0, ["a.png", "a.png", "b.png"], "img_paths")
