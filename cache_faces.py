@@ -29,11 +29,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the training crop is cached at this many times img_size (default 1.25)",
     )  # fmt: skip
     parser.add_argument("--margin", type=number(float, 0), default=0.4, help="data.margin")
-    parser.add_argument("--rotation", type=number(float, 0), default=20.0,
+    parser.add_argument("--rotation", type=number(float, 0, 180), default=20.0,
                         help="train.augment.rotation, degrees")  # fmt: skip
     parser.add_argument("--zoom", type=number(float, 0), default=0.2,
                         help="train.augment.scale")  # fmt: skip
-    parser.add_argument("--shift", type=number(float, 0), default=0.03,
+    parser.add_argument("--shift", type=number(float, 0, 1), default=0.03,
                         help="train.augment.shift")  # fmt: skip
     parser.add_argument(
         "--workers", type=number(int, 1), default=os.cpu_count(), help="processes (the cores)"

@@ -99,6 +99,10 @@ def main(argv: list[str] | None = None) -> None:
     tables = read_tables(args, data_dir)
     if args.val_fraction:
         tables = labels.hash_split(tables[""], args.val_fraction)
+    empty = [split for split, table in tables.items() if table.rows.empty]
+    if empty:
+        raise UserError(f"--val_fraction {args.val_fraction} leaves no {empty[0]} rows; choose "
+                        "a share that leaves both sides some")  # fmt: skip
     for split, table in tables.items():
         path = output_path(output, split)
         total = len(table.rows) + sum(table.dropped.values())

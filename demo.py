@@ -21,7 +21,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source.add_argument("--image_dir", type=Path, help="annotate the images of this folder")
     source.add_argument("--video", type=Path, help="annotate this video file")
     source.add_argument(
-        "--camera", type=number(int, 0), default=0, help="webcam index (default 0)"
+        "--camera", type=number(int, 0, 9999), default=0, help="webcam index (default 0)"
     )
     options.add_detector_options(
         parser, "default 1 for images; 0 for video and webcam, whose faces are near and large"

@@ -10,16 +10,17 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from age_gender.errors import exit_on_user_error
+from age_gender.errors import UserError, exit_on_user_error
 
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
 
 @exit_on_user_error
 def check_output_dir(overrides: list[str]) -> None:
-    """Refuses an output folder that cannot be written in one line, before Hydra writes its
-    files there (Hydra's own failure is a traceback). Command lines with Hydra's flags, or
-    overrides it refuses, are left to Hydra to report."""
+    """Refuses, in one line, overrides Hydra cannot compose (an unknown key, a bad value) and an
+    output folder that cannot be written, before Hydra writes its files there (Hydra's own
+    failures are several lines and a traceback). Command lines with Hydra's flags (--help,
+    --multirun) are left to Hydra."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 
@@ -30,8 +31,9 @@ def check_output_dir(overrides: list[str]) -> None:
     try:
         with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
             output_dir = compose("config", overrides=overrides).train.output_dir
-    except (HydraException, ValueError):
-        return
+    except (HydraException, ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"{first} (see README.md, train.py, for the keys)") from error
     check_output_folder(Path(output_dir))
 
 

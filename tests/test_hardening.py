@@ -8,8 +8,10 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import cv2
 import httpx
@@ -29,7 +31,7 @@ import export as export_script  # noqa: E402
 import landmarks as landmarks_script  # noqa: E402
 import serve as serve_script  # noqa: E402
 import train as train_script  # noqa: E402
-from age_gender import annotation, face_cache, images, jobs, labels, serving  # noqa: E402
+from age_gender import annotation, face_cache, faces, images, jobs, labels, serving  # noqa: E402
 from age_gender.errors import UserError  # noqa: E402
 from age_gender.estimator import KerasEstimator, load_estimator  # noqa: E402
 from age_gender.server_process import running_server  # noqa: E402
@@ -427,3 +429,58 @@ def test_rows_without_a_box_are_whole_images_and_repeated_images_resume(tmp_path
     parts = jobs.Parts(tmp_path / "eyes.csv", {"run": 1}, overwrite=False)
     parts.write(0, pd.DataFrame({"img_paths": ["a.png", "a.png", "b.png"]}))  # two faces of a
     assert parts.done(0, ["a.png", "a.png", "b.png"], "img_paths")
+
+
+def test_what_a_hostile_user_tried_next(tmp_path, capsys):
+    strip = np.zeros((1, 300000, 3), np.uint8)  # a 370-byte PNG that broke the detector's resize
+    assert faces.FaceDetector().detect(strip) == []
+    csv = tmp_path / "labels.csv"
+    csv.write_text("genders,ages,img_paths\n1,25,\n")
+    line = refusal(capsys, evaluate_script.main, "--csv", csv, "--root", tmp_path,
+                   "--model", "dlib-models")  # fmt: skip
+    assert "1 rows have no img_paths (e.g. row 2)" in line
+    assert "--camera: must be 9999 at most" in refusal(
+        capsys, demo_script.main, "--camera", "99999999999999999999999"
+    )
+    assert "give --weight_file or --model, not both" in refusal(
+        capsys, demo_script.main, "--image_dir", REPO / "examples", "--model", "dlib-models",
+        "--weight_file", tmp_path / "x.keras", "--output_dir", tmp_path / "o",
+    )  # fmt: skip
+    csv.write_text("genders,ages,img_paths\n1,25,a.png\n")
+    assert "a model is named twice" in refusal(
+        capsys, evaluate_script.main, "--csv", csv, "--root", tmp_path,
+        "--model", "dlib-models", "dlib-models", "--output_dir", tmp_path / "r",
+    )  # fmt: skip
+    assert "Could not override 'nonexist_key'" in refusal(
+        capsys, train_script.check_output_dir, "nonexist_key=3"
+    )
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie waiting for its reaper does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_workers_die_with_a_killed_run(tmp_path):
+    code = (
+        "import time\nfrom age_gender import jobs\n"
+        "with jobs.WorkerPool(1, int, (0,)) as pool:\n"
+        "    pool.executor.submit(time.sleep, 600)\n"
+        "    time.sleep(2)\n"
+        "    print(*pool.executor._processes, flush=True)\n"
+        "    time.sleep(600)\n"
+    )  # fmt: skip
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    worker = int(parent.stdout.readline())
+    parent.kill()  # SIGKILL: no clean-up runs in the parent
+    parent.wait()
+    for _ in range(50):
+        if not alive(worker):
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(worker, 9)
+        raise AssertionError("the worker outlived its killed parent")

@@ -51,8 +51,9 @@ def list_images(source: str, root: Path | None = None) -> tuple[Path, list[str]]
     elif path.suffix.lower() == ".csv":
         base, names = root or Path(), csv_images(path)
         if not base.is_dir():
-            raise UserError(f"image folder {base} does not exist; set --root to the folder of "
-                            "the CSV's img_paths")  # fmt: skip
+            what = "is not a folder" if base.exists() else "does not exist"
+            raise UserError(f"image folder {base} {what}; set --root to the folder of the CSV's "
+                            "img_paths")  # fmt: skip
     elif glob.has_magic(source):
         base, names = Path(), once_each(glob.glob(source, recursive=True))
     else:

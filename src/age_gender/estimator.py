@@ -143,7 +143,7 @@ class KerasEstimator(CropEstimator):
         from age_gender import model
 
         if not path.is_file():
-            raise UserError(f"weight file {path} not found")
+            raise UserError(f"weight file {path} {'is a folder' if path.is_dir() else 'not found'}")
         if path.suffix == ".keras":
             try:
                 network = keras.saving.load_model(path, compile=False)

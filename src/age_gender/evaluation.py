@@ -173,6 +173,7 @@ def summarize(
 
 TABLE_ROWS = [
     ("n", "N", "{:d}"),
+    ("evaluated", "  evaluated (readable)", "{:d}"),
     ("mae_apparent", "MAE vs apparent age", "{:.2f}"),
     ("mae", "MAE vs real age", "{:.2f}"),
     ("epsilon_error", "epsilon-error", "{:.4f}"),
@@ -316,6 +317,10 @@ def run(args: argparse.Namespace, truth: pd.DataFrame, root: Path) -> dict[str, 
     estimators = [load_estimator(path) for path in args.weight_file]
     estimators += [load_estimator(model_name=name) for name in args.model]
     estimators = estimators or [load_estimator()]
+    folders = [report_folder(args.output_dir, estimator) for estimator in estimators]
+    if len(set(folders)) < len(folders):
+        raise UserError("a model is named twice: each model is evaluated once, into its own "
+                        "report folder")  # fmt: skip
     for estimator in estimators:
         set_tta(estimator, args.tta)
     check_reports(args.output_dir, estimators, args.overwrite)

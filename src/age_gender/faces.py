@@ -9,6 +9,8 @@ import numpy as np
 from age_gender import warping
 from age_gender.errors import UserError
 
+MIN_SIDE = 16  # pixels: no detector finds a face in a thinner image
+
 
 @dataclasses.dataclass(frozen=True)
 class Face:
@@ -62,11 +64,15 @@ class FaceDetector:
         self.max_side = max_side
 
     def detect(self, image: np.ndarray) -> list[Face]:
-        """Faces in an RGB uint8 image, most confident first."""
+        """Faces in an RGB uint8 image, most confident first (none in an image thinner than a
+        face, a 1 x 300000 strip say)."""
+        if min(image.shape[:2]) < MIN_SIDE:
+            return []
         scale = 1.0
         if self.max_side and max(image.shape[:2]) > self.max_side:
             scale = self.max_side / max(image.shape[:2])
-            image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            size = (max(round(image.shape[1] * scale), 1), max(round(image.shape[0] * scale), 1))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         if self.kind == "hog":
             rectangles, scores, _ = self._detector.run(image, self.upsample, 0.0)
         else:

@@ -26,6 +26,9 @@ def check_writable(folder: Path, output: Path) -> None:
 def check_output_path(path: Path, overwrite: bool) -> None:
     """Fails before any work when the output could not be written or would clobber a file."""
     if not path.parent.is_dir():
+        blocker = next((folder for folder in path.parents if folder.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise UserError(f"output folder {path.parent} cannot be made: {blocker} is a file")
         raise UserError(f"output folder {path.parent} does not exist; create it or choose another")
     if path.is_dir():
         raise UserError(f"{path} is a folder; name a file")

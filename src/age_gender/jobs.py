@@ -7,9 +7,13 @@ other settings (another root, model or detector) are never mixed in.
 """
 
 import contextlib
+import ctypes
 import json
 import multiprocessing
+import os
 import shutil
+import signal
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -19,6 +23,8 @@ import pandas as pd
 
 from age_gender.errors import UserError
 from age_gender.files import atomic_output
+
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
 
 class Parts:
@@ -65,13 +71,26 @@ class Parts:
         shutil.rmtree(self.folder)
 
 
+def start_worker(initializer: Callable, initargs: tuple) -> None:
+    """A worker's set-up: it dies with the process that started it (Linux), so a killed run
+    leaves no worker blocked on a pipe nobody reads; then `initializer`."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() == 1:  # the parent died before the line above
+            os._exit(1)
+    initializer(*initargs)
+
+
 class WorkerPool:
     """Spawned worker processes (never forked from a process running TensorFlow, which hangs),
     each set up once by `initializer`."""
 
     def __init__(self, workers: int, initializer: Callable, initargs: tuple):
         context = multiprocessing.get_context("spawn")
-        self.executor = ProcessPoolExecutor(workers, context, initializer, initargs)
+        self.executor = ProcessPoolExecutor(
+            workers, context, start_worker, (initializer, initargs)
+        )
 
     def map(self, function: Callable, items: Iterable) -> Iterator:
         """`function` over `items` in the workers, results in order, submitted at once."""

@@ -353,6 +353,10 @@ def read_labels_csv(path: Path) -> pd.DataFrame:
         raise UserError(f"{path}: a face box needs all of {', '.join(BOX_COLUMNS)}")
     if all(has_boxes):
         check_boxes(frame, path)
+    no_path = frame["img_paths"].isna() | (frame["img_paths"].astype(str).str.strip() == "")
+    if no_path.any():
+        row = int(np.flatnonzero(no_path.to_numpy())[0])
+        raise UserError(f"{path}: {int(no_path.sum())} rows have no img_paths (e.g. row {row + 2})")
     frame["genders"] = genders.astype(int)
     frame["ages"] = ages.round().astype(int)
     frame["img_paths"] = frame["img_paths"].astype(str)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from age_gender import jobs
+from age_gender import jobs, warping
 from age_gender.alignment import EYE_COLUMNS, EyeFinder
 from age_gender.faces import FaceDetector
 from age_gender.files import atomic_output
@@ -31,7 +31,8 @@ def start_worker(root: Path, upsample: int) -> None:
 def face_box(row: pd.Series, image: np.ndarray) -> tuple | None:
     """The row's face box, else the most confident detection, else None."""
     if all(column in row for column in BOX_COLUMNS) and row[BOX_COLUMNS].notna().all():
-        return tuple(row[BOX_COLUMNS])
+        x_min, y_min, x_max, y_max = warping.crop_box(image.shape, row[BOX_COLUMNS], 0.0)
+        return tuple(row[BOX_COLUMNS]) if x_max > x_min and y_max > y_min else None
     faces = _worker["detector"].detect(image)
     return faces[0].box if faces else None
 

@@ -61,6 +61,8 @@ def load_model(args: argparse.Namespace):
     """The estimator the options name, with their margin."""
     from age_gender.estimator import load_estimator
 
+    if args.weight_file is not None and args.model is not None:
+        raise UserError("give --weight_file or --model, not both")
     estimator = load_estimator(args.weight_file, args.model)
     if args.margin is not None:
         if not hasattr(estimator, "margin"):

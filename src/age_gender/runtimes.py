@@ -28,7 +28,7 @@ def import_runtime(module: str, path: Path, extra: str):
             f"running {path.name} needs {module}: pip install 'age-gender[{extra}]'"
         ) from error
     if not path.is_file():
-        raise UserError(f"weight file {path} not found")
+        raise UserError(f"weight file {path} {'is a folder' if path.is_dir() else 'not found'}")
     return runtime
 
 

@@ -226,7 +226,8 @@ def bearer_check(token: str | None):
         if token is None:
             return
         # As bytes: compare_digest refuses str with characters beyond ASCII (a 500 before).
-        given = None if credentials is None else credentials.credentials.encode("utf-8", "replace")
+        # Header values arrive decoded as Latin-1: encoding them back gives the bytes sent.
+        given = None if credentials is None else credentials.credentials.encode("latin-1")
         if given is None or not secrets.compare_digest(given, token.encode("utf-8")):
             raise HTTPException(
                 401, "a valid bearer token is needed", headers={"WWW-Authenticate": "Bearer"}
