@@ -62,7 +62,9 @@ def fetch(weight: WeightFile, folder: Path = WEIGHTS_DIR, timeout: float = 30) -
     url = f"{mirror.rstrip('/')}/{weight.name}" if mirror else weight.url
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with urllib.request.urlopen(url, timeout=timeout) as response, atomic_output(path) as part:
+        # A new opener each time: it reads the proxy settings of now, not of the first call.
+        opener = urllib.request.build_opener()
+        with opener.open(url, timeout=timeout) as response, atomic_output(path) as part:
             print(f"downloading {url}")  # once it answers: offline, the one line is the error's
             expected = int(response.headers.get("Content-Length") or 0) or None
             received = 0
