@@ -10,7 +10,6 @@ the end, every image exactly once.
 
 import dataclasses
 import glob
-import os
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -28,7 +27,7 @@ from age_gender.errors import UserError
 from age_gender.estimator import Prediction
 from age_gender.faces import FaceDetector
 from age_gender.files import atomic_output
-from age_gender.images import image_files, printable, read_image
+from age_gender.images import image_files, once_each, printable, read_image
 from age_gender.labels import BOX_COLUMNS
 
 OUTPUT_SUFFIXES = (".parquet", ".csv", ".jsonl")
@@ -61,18 +60,6 @@ def list_images(source: str, root: Path | None = None) -> tuple[Path, list[str]]
     if not names:
         raise UserError(f"no images in {source}")
     return base, names
-
-
-def once_each(names: list[str]) -> list[str]:
-    """The files among `names`, sorted, each file once however many paths (links, link loops
-    that `**` walks into) lead to it."""
-    seen, unique = set(), []
-    for name in sorted(names):
-        real = os.path.realpath(name)
-        if real not in seen and Path(name).is_file():
-            seen.add(real)
-            unique.append(name)
-    return unique
 
 
 def csv_images(path: Path) -> list[str]:

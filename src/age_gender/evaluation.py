@@ -22,7 +22,7 @@ from age_gender.images import read_image
 from age_gender.labels import BOX_COLUMNS
 from age_gender.options import add_tta_option, set_tta
 from age_gender.plots import plot_age_groups, plot_predicted_vs_real
-from age_gender.warping import crop_box
+from age_gender.warping import overlaps
 
 GROUP_EDGES = (0, 10, 20, 30, 40, 50, 60, 70)
 
@@ -113,8 +113,7 @@ def predict_rows(
                     unreadable.append(row.img_paths)
                     continue
                 box, found = face_box(row, image, detector)
-                x_min, y_min, x_max, y_max = crop_box(image.shape, box, 0.0)
-                if x_max <= x_min or y_max <= y_min:
+                if not overlaps(image.shape, box):
                     unreadable.append(f"{row.img_paths} (face box outside the image)")
                     continue
                 if not found:

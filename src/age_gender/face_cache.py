@@ -56,9 +56,9 @@ def cache_face(task: tuple) -> tuple[int, int | str]:
     image = read_image(Path(source))  # strict: a cut JPEG is not cached half grey
     if image is None:
         return index, "cannot be read"
-    x_min, y_min, x_max, y_max = warping.crop_box(image.shape, box, margin)
-    if x_max <= x_min or y_max <= y_min:
+    if not warping.overlaps(image.shape, box, margin):
         return index, "box outside the image"
+    x_min, y_min, x_max, y_max = warping.crop_box(image.shape, box, margin)
     image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     centre_x, centre_y = (x_min + x_max) / 2, (y_min + y_max) / 2
     half_width, half_height = (x_max - x_min) * room_factor / 2, (y_max - y_min) * room_factor / 2

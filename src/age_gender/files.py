@@ -23,11 +23,16 @@ def check_writable(folder: Path, output: Path) -> None:
         ) from error
 
 
+def nearest_existing(path: Path) -> Path:
+    """`path`, or the nearest of the folders above it that exists."""
+    return next((place for place in (path, *path.parents) if place.exists()), path)
+
+
 def check_output_path(path: Path, overwrite: bool) -> None:
     """Fails before any work when the output could not be written or would clobber a file."""
     if not path.parent.is_dir():
-        blocker = next((folder for folder in path.parents if folder.exists()), None)
-        if blocker is not None and not blocker.is_dir():
+        blocker = nearest_existing(path.parent)
+        if blocker.exists() and not blocker.is_dir():
             raise UserError(f"output folder {path.parent} cannot be made: {blocker} is a file")
         raise UserError(f"output folder {path.parent} does not exist; create it or choose another")
     if path.is_dir():
@@ -44,9 +49,7 @@ def check_output_folder(path: Path) -> None:
     where it (or a folder above it) should be, or the place is read-only."""
     if path.exists() and not path.is_dir():
         raise UserError(f"output folder {path} is a file; name a folder")
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = nearest_existing(path)
     if not existing.is_dir():
         raise UserError(f"output folder {path} cannot be made: {existing} is a file")
     check_writable(existing, path)

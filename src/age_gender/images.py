@@ -101,21 +101,27 @@ def printable(name: str) -> str:
     return os.fsencode(name).decode("utf-8", "replace")
 
 
+def once_each(paths: list) -> list:
+    """The files among `paths`, sorted, each file once however many paths (links, link loops
+    that a glob's `**` walks into) lead to it."""
+    seen, unique = set(), []
+    for path in sorted(paths):
+        real = os.path.realpath(path)
+        if real not in seen and Path(path).is_file():
+            seen.add(real)
+            unique.append(path)
+    return unique
+
+
 def image_files(folder: Path) -> list[Path]:
-    """Every image file under `folder` (the signature rule), sorted, each once: symbolic links
-    to folders are followed once, and a file reached by two paths (links) counts once."""
-    seen_folders, seen_files, found = set(), set(), []
+    """Every image file under `folder` (`is_image_file`), sorted, each once: symbolic links to
+    folders are followed once, and a file reached by two paths (links) counts once."""
+    seen_folders, found = set(), []
     for current, folders, files in os.walk(folder, followlinks=True):
         real = os.path.realpath(current)
         if real in seen_folders:  # a link loop, or a folder linked twice
             folders[:] = []
             continue
         seen_folders.add(real)
-        folders.sort()
-        for name in sorted(files):
-            path = Path(current) / name
-            target = os.path.realpath(path)
-            if target not in seen_files and is_image_file(path):
-                seen_files.add(target)
-                found.append(path)
-    return sorted(found)
+        found += [Path(current) / name for name in files if is_image_file(Path(current) / name)]
+    return once_each(found)

@@ -16,7 +16,7 @@ import pandas as pd
 import scipy.io
 
 from age_gender.errors import UserError
-from age_gender.images import SUFFIXES
+from age_gender.images import SUFFIXES, printable
 
 LABEL_COLUMNS = ["genders", "ages", "img_paths"]
 BOX_COLUMNS = ["x_min", "y_min", "x_max", "y_max"]
@@ -188,15 +188,7 @@ def utf8_names(paths: pd.Series) -> np.ndarray:
     """Which file names are valid UTF-8 (a CSV can hold only those; the rest count as
     malformed names). Labels are read from names with ASCII digits only: `[0-9]`, since a
     regular expression's `\\d` also takes a full-width `２`."""
-
-    def valid(path: str) -> bool:
-        try:
-            path.encode("utf-8")
-        except UnicodeEncodeError:
-            return False
-        return True
-
-    return paths.map(valid).to_numpy(bool)
+    return paths.map(lambda path: printable(path) == path).to_numpy(bool)
 
 
 # UTKFace --------------------------------------------------------------------------------------

@@ -31,8 +31,8 @@ def start_worker(root: Path, upsample: int) -> None:
 def face_box(row: pd.Series, image: np.ndarray) -> tuple | None:
     """The row's face box, else the most confident detection, else None."""
     if all(column in row for column in BOX_COLUMNS) and row[BOX_COLUMNS].notna().all():
-        x_min, y_min, x_max, y_max = warping.crop_box(image.shape, row[BOX_COLUMNS], 0.0)
-        return tuple(row[BOX_COLUMNS]) if x_max > x_min and y_max > y_min else None
+        box = tuple(row[BOX_COLUMNS])
+        return box if warping.overlaps(image.shape, box) else None
     faces = _worker["detector"].detect(image)
     return faces[0].box if faces else None
 

@@ -31,6 +31,13 @@ def crop_box(shape: tuple, box, margin: float, offset=(0.0, 0.0)) -> np.ndarray:
     return np.clip(widened, 0.0, [width, height, width, height])
 
 
+def overlaps(shape: tuple, box, margin: float = 0.0) -> bool:
+    """Whether the crop of `box` (widened by `margin`) keeps any of the image: a box wholly
+    outside it has nothing to crop."""
+    x_min, y_min, x_max, y_max = crop_box(shape, box, margin)
+    return x_max > x_min and y_max > y_min
+
+
 def warp_matrix(box, size: int, angle=0.0, zoom=1.0, shift=(0.0, 0.0), flip=False) -> np.ndarray:
     """The 2x3 map from output pixels to source pixels (for cv2.WARP_INVERSE_MAP) that crops
     `box` to size x size, turned by `angle` (radians) about its centre, zoomed by `zoom`, shifted
