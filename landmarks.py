@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from age_gender.errors import ArgumentParser, UserError, exit_on_user_error, number
-from age_gender.options import MAX_UPSAMPLE
+from age_gender.options import add_detector_options, detector_spec
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -22,10 +22,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--workers", type=number(int, 1), default=os.cpu_count(), help="processes (the cores)"
     )
     parser.add_argument("--chunk_size", type=number(int, 1), default=1000, help="rows per part")
-    parser.add_argument(
-        "--upsample", type=number(int, 0, MAX_UPSAMPLE), default=1,
-        help="HOG detector upsampling, for rows without a face box (default 1)",
-    )  # fmt: skip
+    add_detector_options(parser, "default 1")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     return parser.parse_args(argv)
 
@@ -44,8 +41,9 @@ def main(argv: list[str] | None = None) -> None:
     frame = labels.read_labels_csv(args.csv)
     check_inputs_kept([output], [args.csv])
     result = landmarks.add_eyes(
-        frame, args.root, output, args.workers, args.chunk_size, args.upsample, args.overwrite
-    )
+        frame, args.root, output, args.workers, args.chunk_size, detector_spec(args, 1),
+        args.overwrite,
+    )  # fmt: skip
     found = int(result[EYE_COLUMNS].notna().all(axis=1).sum())
     print(f"eyes found for {found} of {len(result)} faces -> {output}")
 

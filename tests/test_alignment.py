@@ -10,7 +10,7 @@ from conftest import REPO, user_error
 from age_gender import alignment, dataset, jobs, labels, landmarks, model
 from age_gender.alignment import EYE_COLUMNS
 from age_gender.estimator import decode
-from age_gender.faces import FaceDetector, crop_faces
+from age_gender.faces import DetectorSpec, FaceDetector, crop_faces
 
 ASTRONAUT = REPO / "examples" / "astronaut.png"
 
@@ -39,7 +39,7 @@ def test_landmarks_finds_eyes_and_resumes(faces, tmp_path, run_script):
                  "--output", output, "--chunk_size", "1", "--workers", "2"]  # fmt: skip
     # A killed run left part 0 (kept as it is) and a part of other images (done again).
     frame = labels.read_labels_csv(faces / "labels.csv")
-    settings = landmarks.run_settings(faces / "img", frame, chunk_size=1, upsample=1)
+    settings = landmarks.run_settings(faces / "img", frame, chunk_size=1, detector=DetectorSpec())
     leftover = jobs.Parts(output, settings, overwrite=False)
     for index, (name, value) in enumerate([("up.jpg", 1.0), ("other.jpg", 9.0)]):
         eyes = {column: [value] for column in EYE_COLUMNS}

@@ -21,7 +21,7 @@ def rgb(name):
     return cv2.cvtColor(cv2.imread(str(REPO / "examples" / name)), cv2.COLOR_BGR2RGB)
 
 
-@pytest.mark.parametrize("kind", ["hog", "cnn"])
+@pytest.mark.parametrize("kind", ["mtcnn", "hog", "cnn"])
 def test_detectors_find_the_astronaut_and_no_cat(kind):
     detector = faces.FaceDetector(kind, upsample=0 if kind == "cnn" else 1)
     found = detector.detect(rgb("astronaut.png"))

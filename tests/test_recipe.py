@@ -144,7 +144,7 @@ def test_the_measured_framing_crops_a_detected_face_as_training_did(tmp_path):
     crop = tight_crops(1, jitter=0)[0]
     photo = np.full((480, 640, 3), 90, np.uint8)
     photo[150:350, 300:500] = crop
-    found = faces.FaceDetector().detect(photo)
+    found = faces.FaceDetector("hog").detect(photo)  # the detector it was measured with
     assert len(found) == 1
     recovered = warping.crop_box(photo.shape, found[0].box, measured.margin, measured.offset)
     # Within 4 % of the crop: at most 4 px of a 96 px model input (the detector snaps its box).

@@ -6,6 +6,7 @@ aligned face is described by a box in its own turned frame and an angle, so trai
 inside the single resampling of `warping.warp`, as inference does.
 """
 
+import functools
 import math
 
 import dlib
@@ -74,12 +75,23 @@ def model_crops(
     boxes: list[tuple],
     margin: float,
     size: int,
-    eye_finder: EyeFinder | None,
+    aligned: bool,
     offset: tuple[float, float] = (0.0, 0.0),
+    eyes: list | None = None,
 ) -> np.ndarray:
     """The crops a model of this project takes (N, size, size, 3): the boxes framed as the model
-    was trained (margin, offset), or crops aligned by the eyes when the model was trained so (an
-    eye finder is given)."""
-    if eye_finder is None:
+    was trained (margin, offset), or, for a model trained `aligned`, crops aligned by the eyes:
+    the detector's (`eyes`, one per box, as MTCNN gives them) or, where it gave none, dlib's
+    5-point predictor's."""
+    if not aligned:
         return crop_faces(image, boxes, margin, size, offset)
-    return aligned_crops(image, [eye_finder.eyes(image, box) for box in boxes], margin, size)
+    eyes = eyes or [None] * len(boxes)
+    found = [given if given is not None else eye_finder().eyes(image, box)
+             for box, given in zip(boxes, eyes, strict=True)]  # fmt: skip
+    return aligned_crops(image, found, margin, size)
+
+
+@functools.cache
+def eye_finder() -> EyeFinder:
+    """The process's one shape predictor, loaded the first time a face has no eyes given."""
+    return EyeFinder()

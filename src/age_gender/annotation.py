@@ -15,17 +15,16 @@ from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from age_gender import jobs
-from age_gender.alignment import EyeFinder, model_crops
+from age_gender.alignment import model_crops
 from age_gender.demo import PREDICTION, prediction_record
 from age_gender.errors import UserError
 from age_gender.estimator import Prediction
-from age_gender.faces import FaceDetector
+from age_gender.faces import DetectorSpec, FaceDetector
 from age_gender.files import atomic_output
 from age_gender.images import image_files, once_each, printable, read_image
 from age_gender.labels import BOX_COLUMNS
@@ -109,9 +108,7 @@ class FaceFinding:
     """How workers find and crop faces: the detector's options and the model's crop (no
     crop_size: the model takes whole images and crops itself, as dlib-models does)."""
 
-    detector: str = "hog"
-    upsample: int = 1
-    min_face: int = 0
+    detector: DetectorSpec = DetectorSpec()
     crop_size: int | None = None
     margin: float = 0.4
     aligned: bool = False
@@ -120,11 +117,10 @@ class FaceFinding:
     @classmethod
     def for_model(cls, estimator, detector: FaceDetector) -> "FaceFinding":
         """The settings of `detector`, and the crops `estimator` takes."""
-        found = (detector.kind, detector.upsample, detector.min_size)
         if not hasattr(estimator, "predict_crops"):
-            return cls(*found)
-        aligned = estimator.eye_finder is not None
-        return cls(*found, estimator.img_size, estimator.margin, aligned, estimator.offset)
+            return cls(detector.spec)
+        return cls(detector.spec, estimator.img_size, estimator.margin, estimator.aligned,
+                   estimator.offset)  # fmt: skip
 
 
 _worker: dict = {}
@@ -132,13 +128,7 @@ _worker: dict = {}
 
 def start_worker(root: Path, finding: FaceFinding) -> None:
     """Each worker's own detector (dlib objects are not shared between processes)."""
-    cv2.setNumThreads(1)  # the workers are the parallelism
-    _worker.update(
-        root=root,
-        finding=finding,
-        detector=FaceDetector(finding.detector, finding.upsample, finding.min_face),
-        eye_finder=EyeFinder() if finding.aligned else None,
-    )
+    _worker.update(root=root, finding=finding, detector=finding.detector.build())
 
 
 def examine(name: str) -> tuple[list[dict], np.ndarray | None]:
@@ -161,10 +151,10 @@ def examine(name: str) -> tuple[list[dict], np.ndarray | None]:
     ]  # fmt: skip
     if finding.crop_size is None:
         return rows, image
-    boxes = [face.box for face in faces]
     crops = model_crops(
-        image, boxes, finding.margin, finding.crop_size, _worker["eye_finder"], finding.offset
-    )
+        image, [face.box for face in faces], finding.margin, finding.crop_size, finding.aligned,
+        finding.offset, [face.eyes for face in faces],
+    )  # fmt: skip
     return rows, crops
 
 

@@ -70,8 +70,9 @@ class Annotator:
     def annotate(
         self, image: np.ndarray, file: str, frame: int | None = None, tracker=None
     ) -> np.ndarray:
-        boxes = [face.box for face in self.detector.detect(image)]
-        predictions = self.estimator.predict(image, boxes)
+        faces = self.detector.detect(image)
+        boxes = [face.box for face in faces]
+        predictions = self.estimator.predict(image, boxes, [face.eyes for face in faces])
         if tracker is not None:
             predictions = tracker.update(boxes, predictions)
         base = {"file": printable(file), "frame": frame, "faces": len(boxes)}

@@ -65,26 +65,29 @@ class CropEstimator:
         self.margin = metadata["margin"]
         self.offset = tuple(metadata.get("offset", (0.0, 0.0)))
         self.tta = metadata.get("tta", "none")
-        self.eye_finder = None
-        if metadata.get("aligned"):  # trained on faces aligned by the eyes: find them too
-            from age_gender.alignment import EyeFinder
+        self.aligned = bool(metadata.get("aligned"))  # trained on faces aligned by the eyes
 
-            self.eye_finder = EyeFinder()
+    def predict(
+        self, image: np.ndarray, boxes: list[tuple], eyes: list | None = None
+    ) -> list[Prediction]:
+        """Predictions for the faces `boxes` of an image; `eyes` (one per box, or None) are the
+        detector's, which an aligned model uses instead of finding them itself."""
+        eyes = eyes or [None] * len(boxes)
+        faces = [(image, box, found) for box, found in zip(boxes, eyes, strict=True)]
+        return self.predict_faces(faces)
 
-    def predict(self, image: np.ndarray, boxes: list[tuple]) -> list[Prediction]:
-        return self.predict_faces([(image, box) for box in boxes])
-
-    def predict_faces(self, faces: list[tuple[np.ndarray, tuple]]) -> list[Prediction]:
-        """Predictions for (image, box) pairs, from several images, in one model call; faces
-        aligned by their eyes when the model was trained so."""
+    def predict_faces(self, faces: list[tuple]) -> list[Prediction]:
+        """Predictions for (image, box) or (image, box, eyes) tuples, from several images, in
+        one model call; faces aligned by their eyes when the model was trained so."""
         if not faces:
             return []
         from age_gender.alignment import model_crops
 
         crops = [
-            model_crops(image, [box], self.margin, self.img_size, self.eye_finder, self.offset)
-            for image, box in faces
-        ]
+            model_crops(image, [box], self.margin, self.img_size, self.aligned, self.offset,
+                        eyes or None)
+            for image, box, *eyes in faces
+        ]  # fmt: skip
         return self.predict_crops(np.concatenate(crops))
 
     def predict_crops(self, crops: np.ndarray) -> list[Prediction]:
@@ -219,7 +222,10 @@ class DlibModelsEstimator:
 
         self._predictor = AgeAndGender()
 
-    def predict(self, image: np.ndarray, boxes: list[tuple]) -> list[Prediction]:
+    def predict(
+        self, image: np.ndarray, boxes: list[tuple], eyes: list | None = None
+    ) -> list[Prediction]:
+        """As `CropEstimator.predict`; the package finds the landmarks itself (`eyes` unused)."""
         if not boxes:
             return []
         # The package wants (top, right, bottom, left) with inclusive ends.
@@ -232,8 +238,8 @@ class DlibModelsEstimator:
             predictions.append(Prediction(float(result["age"]["value"]), float("nan"), male))
         return predictions
 
-    def predict_faces(self, faces: list[tuple[np.ndarray, tuple]]) -> list[Prediction]:
-        return [found for image, box in faces for found in self.predict(image, [box])]
+    def predict_faces(self, faces: list[tuple]) -> list[Prediction]:
+        return [found for image, box, *_ in faces for found in self.predict(image, [box])]
 
 
 def load_estimator(weight_file: Path | None = None, model_name: str | None = None):

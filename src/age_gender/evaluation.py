@@ -20,7 +20,7 @@ from age_gender.faces import FaceDetector
 from age_gender.files import atomic_output, check_output_folder, make_output_folder
 from age_gender.images import read_image
 from age_gender.labels import BOX_COLUMNS
-from age_gender.options import add_tta_option, set_tta
+from age_gender.options import add_detector_options, add_tta_option, make_detector, set_tta
 from age_gender.plots import plot_age_groups, plot_predicted_vs_real
 from age_gender.warping import overlaps
 
@@ -81,16 +81,18 @@ def mae_by_age_group(predicted, true) -> dict[str, dict]:
 # Predicting ---------------------------------------------------------------------------------
 
 
-def face_box(row, image: np.ndarray, detector: FaceDetector | None) -> tuple[tuple, bool]:
-    """The row's box, else the detector's best face, else the whole image; and whether the
-    detector, when asked, found a face."""
+def face_box(
+    row, image: np.ndarray, detector: FaceDetector | None
+) -> tuple[tuple, tuple | None, bool]:
+    """The row's box, else the detector's best face, else the whole image; the eyes where the
+    detector gave them; and whether the detector, when asked, found a face."""
     box = [getattr(row, key, math.nan) for key in BOX_COLUMNS]
     if not any(math.isnan(float(value)) for value in box):  # all empty: no box, the whole image
-        return tuple(int(value) for value in box), True
+        return tuple(int(value) for value in box), None, True
     found = detector.detect(image) if detector is not None else []
     if found:
-        return found[0].box, True
-    return (0, 0, image.shape[1], image.shape[0]), detector is None
+        return found[0].box, found[0].eyes, True
+    return (0, 0, image.shape[1], image.shape[0]), None, detector is None
 
 
 def predict_rows(
@@ -112,13 +114,13 @@ def predict_rows(
                 if image is None:
                     unreadable.append(row.img_paths)
                     continue
-                box, found = face_box(row, image, detector)
+                box, eyes, found = face_box(row, image, detector)
                 if not overlaps(image.shape, box):
                     unreadable.append(f"{row.img_paths} (face box outside the image)")
                     continue
                 if not found:
                     no_face.append(row.img_paths)
-                faces.append((image, box))
+                faces.append((image, box, eyes))
                 done.append(row)
             for row, prediction in zip(done, estimator.predict_faces(faces), strict=True):
                 records.append(
@@ -295,8 +297,10 @@ def add_arguments(parser: argparse.ArgumentParser, output_dir: str) -> None:
     )
     parser.add_argument(
         "--detect", action="store_true",
-        help="detect faces (with the model's margin) instead of using the whole image or box",
+        help="detect faces (with the model's margin) in images without a box, instead of "
+        "taking the whole image as the face",
     )  # fmt: skip
+    add_detector_options(parser, "default 1, as for photos")
     parser.add_argument(
         "--batch_size", type=number(int, 1), default=32, help="faces per model call"
     )
@@ -323,7 +327,7 @@ def run(args: argparse.Namespace, truth: pd.DataFrame, root: Path) -> dict[str, 
     for estimator in estimators:
         set_tta(estimator, args.tta)
     check_reports(args.output_dir, estimators, args.overwrite)
-    detector = FaceDetector("hog") if args.detect else None
+    detector = make_detector(args, default_upsample=1) if args.detect else None
     summaries = evaluate(
         estimators, truth, root, args.output_dir, detector,
         args.batch_size, group_by,

@@ -1,4 +1,10 @@
-"""Face detection behind one interface (dlib HOG or CNN), and crops with the original margin."""
+"""Face detection behind one interface (MTCNN, dlib's HOG or its CNN), boxes in one convention,
+and the crops a model takes of them.
+
+Every model records its margin relative to dlib's HOG box (square, brows to chin): the original's
+detector and the one `framing` measures with. Other detectors' boxes are mapped onto it, so a
+model crops the same face the same way whichever detector found it.
+"""
 
 import dataclasses
 
@@ -10,6 +16,30 @@ from age_gender import warping
 from age_gender.errors import UserError
 
 MIN_SIDE = 16  # pixels: no detector finds a face in a thinner image
+DETECTORS = ("mtcnn", "hog", "cnn")
+# MTCNN's smallest face at upsample 0; each upsample step halves it, as it halves HOG's 80 px.
+MTCNN_BASE_FACE = 64
+# MTCNN's box (forehead to chin, narrower than tall) onto HOG's: its width and height as
+# multiples of MTCNN's, and its centre moved by fractions of MTCNN's width and height. Medians
+# over 372 UTKFace faces both found (bench/detection.py measures them again).
+MTCNN_TO_HOG = {"width": 1.056, "height": 0.772, "dx": 0.013, "dy": 0.081}
+# Scores below these are dropped: HOG fires at about 0.1 on some textures (faces score above
+# 0.5); MTCNN's last network passes patterns at 0.8 that a face clears at 0.99.
+MIN_SCORES = {"mtcnn": 0.9, "hog": 0.3, "cnn": 0.3}
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectorSpec:
+    """A detector's settings, picklable (a worker process builds its own detector from them):
+    the family, the upsampling (each step finds faces half as small, at about 4x the time for
+    HOG, 2x for MTCNN) and the smallest face kept (pixels)."""
+
+    kind: str = "mtcnn"
+    upsample: int = 1
+    min_face: int = 0
+
+    def build(self) -> "FaceDetector":
+        return FaceDetector(self.kind, self.upsample, self.min_face)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,29 +51,44 @@ class Face:
     x_max: int
     y_max: int
     score: float
+    eyes: tuple[float, float, float, float] | None = None  # left x, y, right x, y in the image
 
     @property
     def box(self) -> tuple[int, int, int, int]:
         return self.x_min, self.y_min, self.x_max, self.y_max
 
 
-class FaceDetector:
-    """dlib's HOG frontal face detector (the original's) or its CNN (MMOD) detector.
+def mtcnn_to_hog(box: np.ndarray) -> tuple[float, float, float, float]:
+    """An MTCNN box (x_min, y_min, x_max, y_max) as HOG would draw it on the same face."""
+    width, height = box[2] - box[0], box[3] - box[1]
+    side = (MTCNN_TO_HOG["width"] * width + MTCNN_TO_HOG["height"] * height) / 2
+    centre_x = (box[0] + box[2]) / 2 + MTCNN_TO_HOG["dx"] * width
+    centre_y = (box[1] + box[3]) / 2 + MTCNN_TO_HOG["dy"] * height
+    return centre_x - side / 2, centre_y - side / 2, centre_x + side / 2, centre_y + side / 2
 
-    `min_score` drops weak detections (HOG fires at about 0.1 on some textures; faces score
-    above 0.5). Large frames are searched on a copy downscaled to `max_side` pixels and the
-    boxes scaled back, so a 4000 px photo takes about as long as a 640 px one.
+
+class FaceDetector:
+    """MTCNN (finds faces turned ±25° and gives the eyes), dlib's HOG frontal face detector (the
+    original's) or dlib's CNN (MMOD) detector; boxes in HOG's convention.
+
+    `min_score` drops weak detections (default: `MIN_SCORES`). Large frames are searched on a
+    copy downscaled to `max_side` pixels and the boxes scaled back, so a 4000 px photo takes
+    about as long as a 640 px one.
     """
 
     def __init__(
         self,
-        kind: str = "hog",
+        kind: str = "mtcnn",
         upsample: int = 1,
-        min_size: int = 0,
-        min_score: float = 0.3,
+        min_face: int = 0,
+        min_score: float | None = None,
         max_side: int | None = 800,
     ):
-        if kind == "hog":
+        if kind == "mtcnn":
+            from age_gender.mtcnn_faces import Mtcnn
+
+            self._detector = Mtcnn(round(max(MTCNN_BASE_FACE / 2**upsample, min_face)))
+        elif kind == "hog":
             self._detector = dlib.get_frontal_face_detector()
         elif kind == "cnn":
             try:
@@ -56,12 +101,20 @@ class FaceDetector:
             path = face_recognition_models.cnn_face_detector_model_location()
             self._detector = dlib.cnn_face_detection_model_v1(path)
         else:
-            raise UserError(f"unknown detector {kind!r}; use hog or cnn")
+            raise UserError(f"unknown detector {kind!r}; use one of {', '.join(DETECTORS)}")
         self.kind = kind
         self.upsample = upsample
-        self.min_size = min_size
-        self.min_score = min_score
+        self.min_face = min_face
+        self.min_score = MIN_SCORES[kind] if min_score is None else min_score
         self.max_side = max_side
+
+    @property
+    def gives_eyes(self) -> bool:
+        return self.kind == "mtcnn"
+
+    @property
+    def spec(self) -> DetectorSpec:
+        return DetectorSpec(self.kind, self.upsample, self.min_face)
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """Faces in an RGB uint8 image, most confident first (none in an image thinner than a
@@ -73,25 +126,35 @@ class FaceDetector:
             scale = self.max_side / max(image.shape[:2])
             size = (max(round(image.shape[1] * scale), 1), max(round(image.shape[0] * scale), 1))
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        height, width = image.shape[:2]
+        faces = []
+        for box, score, eyes in self._found(image):
+            x_min, y_min = max(box[0], 0), max(box[1], 0)
+            x_max, y_max = min(box[2], width), min(box[3], height)
+            face = Face(
+                round(x_min / scale), round(y_min / scale),
+                round(x_max / scale), round(y_max / scale), float(score),
+                None if eyes is None else tuple(round(float(v) / scale, 2) for v in eyes),
+            )  # fmt: skip
+            small = min(face.x_max - face.x_min, face.y_max - face.y_min) < self.min_face
+            if not small and face.score >= self.min_score and face.x_max > face.x_min:
+                faces.append(face)
+        return sorted(faces, key=lambda face: -face.score)
+
+    def _found(self, image: np.ndarray) -> list[tuple[tuple, float, tuple | None]]:
+        """The detector's (box in HOG's convention, score, eyes or None), unclipped."""
+        if self.kind == "mtcnn":
+            boxes, landmarks = self._detector.detect(image)
+            return [(mtcnn_to_hog(box), float(box[4]), tuple(points[:2].ravel()))
+                    for box, points in zip(boxes, landmarks, strict=True)]  # fmt: skip
         if self.kind == "hog":
             rectangles, scores, _ = self._detector.run(image, self.upsample, 0.0)
         else:
             detections = self._detector(image, self.upsample)
             rectangles = [detection.rect for detection in detections]
             scores = [detection.confidence for detection in detections]
-        height, width = image.shape[:2]
-        faces = []
-        for rectangle, score in zip(rectangles, scores, strict=True):
-            x_min, y_min = max(rectangle.left(), 0), max(rectangle.top(), 0)
-            x_max, y_max = min(rectangle.right() + 1, width), min(rectangle.bottom() + 1, height)
-            face = Face(
-                round(x_min / scale), round(y_min / scale),
-                round(x_max / scale), round(y_max / scale), float(score),
-            )  # fmt: skip
-            small = min(face.x_max - face.x_min, face.y_max - face.y_min) < self.min_size
-            if not small and face.score >= self.min_score:
-                faces.append(face)
-        return sorted(faces, key=lambda face: -face.score)
+        return [((r.left(), r.top(), r.right() + 1, r.bottom() + 1), float(score), None)
+                for r, score in zip(rectangles, scores, strict=True)]  # fmt: skip
 
 
 def crop_faces(

@@ -19,6 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+import cv2
 import pandas as pd
 
 from age_gender.errors import UserError
@@ -72,8 +73,12 @@ class Parts:
 
 
 def start_worker(initializer: Callable, initargs: tuple) -> None:
-    """A worker's set-up: it dies with the process that started it (Linux), so a killed run
-    leaves no worker blocked on a pipe nobody reads; then `initializer`."""
+    """A worker's set-up: one thread each for OpenCV and TensorFlow (the workers are the
+    parallelism); it dies with the process that started it (Linux), so a killed run leaves no
+    worker blocked on a pipe nobody reads; then `initializer`."""
+    cv2.setNumThreads(1)
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")  # read when TensorFlow starts
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)

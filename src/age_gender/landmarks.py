@@ -1,40 +1,52 @@
 """Eye positions for every face of a label CSV, found once for training with data.align=true.
 
-Work is split into chunks that worker processes do in parallel (each loads dlib's detector and
-shape predictor once), on the job engine of `jobs`: each finished chunk is written as a part
-guarded by the run's settings, so a killed run started again with the same settings does only
+The eyes are the detector's where it gives them (MTCNN) for the face it finds on the row's box,
+else dlib's 5-point predictor's. Work is split into chunks that worker processes do in parallel
+(each loads its detector once), on the job engine of `jobs`: each finished chunk is written as
+a part guarded by the run's settings, so a killed run started again with the same settings does only
 the chunks still missing, and the parts are merged into the output at the end.
 """
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from age_gender import jobs, warping
-from age_gender.alignment import EYE_COLUMNS, EyeFinder
-from age_gender.faces import FaceDetector
+from age_gender import jobs, tracking, warping
+from age_gender.alignment import EYE_COLUMNS, eye_finder
+from age_gender.faces import DetectorSpec
 from age_gender.files import atomic_output
 from age_gender.images import read_image
 from age_gender.labels import BOX_COLUMNS
 
 _worker: dict = {}
+MATCH_IOU = 0.3  # a detection is the row's face when it overlaps its box this much
 
 
-def start_worker(root: Path, upsample: int) -> None:
-    """Each worker's own detector and predictor (dlib objects are not shared between
-    processes)."""
-    _worker.update(root=root, detector=FaceDetector("hog", upsample), finder=EyeFinder())
+def start_worker(root: Path, detector: DetectorSpec) -> None:
+    """Each worker's own detector (dlib objects are not shared between processes)."""
+    _worker.update(root=root, detector=detector.build())
 
 
-def face_box(row: pd.Series, image: np.ndarray) -> tuple | None:
-    """The row's face box, else the most confident detection, else None."""
+def face_eyes(row: pd.Series, image: np.ndarray) -> tuple | None:
+    """The eyes of the row's face box, else of the most confident detection; None without a
+    face. A detector that gives eyes is asked first (for the face on the row's box)."""
+    detector = _worker["detector"]
+    box = None
     if all(column in row for column in BOX_COLUMNS) and row[BOX_COLUMNS].notna().all():
         box = tuple(row[BOX_COLUMNS])
-        return box if warping.overlaps(image.shape, box) else None
-    faces = _worker["detector"].detect(image)
-    return faces[0].box if faces else None
+        if not warping.overlaps(image.shape, box):
+            return None
+    if box is None or detector.gives_eyes:
+        faces = detector.detect(image)
+        if box is not None:
+            faces = [face for face in faces if tracking.overlap(face.box, box) >= MATCH_IOU]
+        if faces and faces[0].eyes is not None:
+            return faces[0].eyes
+        box = box or (faces[0].box if faces else None)
+    return None if box is None else tuple(eye_finder().eyes(image, box))
 
 
 def find_eyes(chunk: tuple[int, pd.DataFrame]) -> tuple[int, pd.DataFrame]:
@@ -43,26 +55,28 @@ def find_eyes(chunk: tuple[int, pd.DataFrame]) -> tuple[int, pd.DataFrame]:
     eyes = np.full((len(rows), len(EYE_COLUMNS)), np.nan)
     for position, (_, row) in enumerate(rows.iterrows()):
         image = read_image(_worker["root"] / row["img_paths"])
-        box = None if image is None else face_box(row, image)
-        if box is not None:
-            eyes[position] = _worker["finder"].eyes(image, box)
+        found = None if image is None else face_eyes(row, image)
+        if found is not None:
+            eyes[position] = found
     found = pd.DataFrame(eyes.round(2), columns=EYE_COLUMNS)
     return index, pd.concat([rows[["img_paths"]].reset_index(drop=True), found], axis=1)
 
 
-def run_settings(root: Path, frame: pd.DataFrame, chunk_size: int, upsample: int) -> dict:
+def run_settings(
+    root: Path, frame: pd.DataFrame, chunk_size: int, detector: DetectorSpec
+) -> dict:
     """What a run's parts depend on: parts of other settings are never mixed in."""
     return {"root": str(root.resolve()), "rows": len(frame), "chunk_size": chunk_size,
-            "upsample": upsample}  # fmt: skip
+            "detector": dataclasses.asdict(detector)}  # fmt: skip
 
 
 def add_eyes(
-    frame: pd.DataFrame, root: Path, output: Path, workers: int, chunk_size: int, upsample: int,
-    overwrite: bool = False,
+    frame: pd.DataFrame, root: Path, output: Path, workers: int, chunk_size: int,
+    detector: DetectorSpec, overwrite: bool = False,
 ) -> pd.DataFrame:
     """`frame` with the eye columns, written to `output`; resumes from the parts of a killed run
     made with the same settings."""  # fmt: skip
-    parts = jobs.Parts(output, run_settings(root, frame, chunk_size, upsample), overwrite)
+    parts = jobs.Parts(output, run_settings(root, frame, chunk_size, detector), overwrite)
     chunks = [(start // chunk_size, frame[start : start + chunk_size])
               for start in range(0, len(frame), chunk_size)]  # fmt: skip
     keys = {index: rows["img_paths"].astype(str).tolist() for index, rows in chunks}
@@ -72,7 +86,7 @@ def add_eyes(
         print(f"resuming: {done} of {len(frame)} faces were done by an earlier run")
     with (
         jobs.failing_in_one_line("finding eyes"),
-        jobs.WorkerPool(workers, start_worker, (root, upsample)) as pool,
+        jobs.WorkerPool(workers, start_worker, (root, detector)) as pool,
         tqdm(total=len(frame), initial=done, desc="finding eyes", unit="face") as bar,
     ):
         for index, eyes in pool.map(find_eyes, todo):

@@ -29,7 +29,7 @@ from pydantic import BaseModel
 from starlette.formparsers import MultiPartParser
 
 from age_gender.demo import face_record
-from age_gender.faces import FaceDetector
+from age_gender.faces import DETECTORS, FaceDetector
 from age_gender.images import decode_image
 
 WEB = Path(__file__).parent / "web"
@@ -190,7 +190,9 @@ class Inference:
         image = decode_upload(data, self.limits)
         with self.lock:
             faces = self.detector.detect(image)
-            predictions = self.estimator.predict(image, [face.box for face in faces])
+            predictions = self.estimator.predict(
+                image, [face.box for face in faces], [face.eyes for face in faces]
+            )
         records = []
         for face, prediction in zip(faces, predictions, strict=True):
             record = face_record(face.box, prediction)
@@ -209,11 +211,8 @@ class Inference:
         return {
             "model": self.model_name,
             "metadata": {key: value for key, value in metadata.items() if key != "outputs"},
-            "detector": {
-                "kind": self.detector.kind,
-                "upsample": self.detector.upsample,
-                "min_face": self.detector.min_size,
-            },
+            "detector": dataclasses.asdict(self.detector.spec),
+            "detectors": list(DETECTORS),
             "limits": dataclasses.asdict(self.limits),
         }
 
