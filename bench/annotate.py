@@ -5,7 +5,8 @@ scaled and placed at random: no network), then times both on them in this proces
 (decode, detect, estimate the image's faces, draw, write the annotated copy, one image at a
 time, as `demo.py --image_dir DIR --output_dir OUT` runs) and the annotation (worker processes
 for decoding and detection, the model on batches of faces across images). Both use the default
-detector settings for images (HOG, upsample 1) and EfficientNetB3 at 224 (random weights: they
+detector settings for images (MTCNN, upsample 1; --detector hog for the original's) and
+EfficientNetB3 at 224 (random weights: they
 do not change the timing; --weight_file takes another, an exported ONNX file say). Prints
 images/s of both, faces/s and peak memory; the last line is annotate_vs_demo = annotate's
 images/s / the demo's. Goal on 2 cores: at least 1.8.
@@ -24,7 +25,7 @@ import numpy as np
 
 from age_gender import annotation, demo, jobs, synthetic
 from age_gender.estimator import load_estimator
-from age_gender.faces import FaceDetector
+from age_gender.faces import DETECTORS, DetectorSpec
 
 ASTRONAUT = Path(__file__).resolve().parents[1] / "examples" / "astronaut.png"
 
@@ -73,6 +74,7 @@ def main() -> None:
     parser.add_argument(
         "--weight_file", type=Path, help="a model for both (default: EfficientNetB3 at 224)"
     )
+    parser.add_argument("--detector", choices=DETECTORS, default=DETECTORS[0])
     args = parser.parse_args()
     print(f"{os.cpu_count()} cores, {args.images} photos, {args.workers} workers")
     with tempfile.TemporaryDirectory() as folder:
@@ -89,7 +91,7 @@ def main() -> None:
         size = estimator.img_size
         estimator.predict_crops(np.zeros((1, size, size, 3), np.uint8))  # traced before timing
 
-        detector = FaceDetector("hog", upsample=1)  # the default for images, in both
+        detector = DetectorSpec(args.detector, upsample=1).build()  # images' default, in both
         annotator = demo.Annotator(estimator, detector)
         (folder / "demo").mkdir()
         started = time.perf_counter()

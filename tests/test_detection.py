@@ -10,7 +10,7 @@ import pytest
 from conftest import REPO
 
 from age_gender import faces, tracking, warping
-from age_gender.mtcnn_faces import non_max_suppression
+from age_gender.mtcnn_faces import Mtcnn, non_max_suppression
 
 ASTRONAUT_EYES_CENTRE = (225.0, 102.0)  # between the astronaut's eyes
 
@@ -48,12 +48,15 @@ def test_mtcnn_boxes_map_onto_hogs_so_models_crop_the_same_face():
     (hog,) = faces.FaceDetector("hog").detect(image)
     (mtcnn,) = faces.FaceDetector("mtcnn").detect(image)
     assert hog.eyes is None
-    # The crop a model with the original margin takes: within 5 % of its side (an unmapped
-    # MTCNN box, taller and higher on the face, is 10 px off on a 91 px face).
+    # The crop a model with the original margin takes: within 6 % of its side, 6 px of a 96 px
+    # model input (boxes of one detector vary 8 % in size between faces). MTCNN's own box,
+    # taller and higher on the face, is more than twice as far off.
     hog_crop = warping.crop_box(image.shape, hog.box, 0.4)
-    mtcnn_crop = warping.crop_box(image.shape, mtcnn.box, 0.4)
     side = hog_crop[2] - hog_crop[0]
-    assert np.abs(hog_crop - mtcnn_crop).max() <= 0.05 * side
+    mapped = warping.crop_box(image.shape, mtcnn.box, 0.4)
+    assert np.abs(hog_crop - mapped).max() <= 0.06 * side
+    raw = Mtcnn(40).detect(image)[0][0, :4]
+    assert np.abs(hog_crop - warping.crop_box(image.shape, raw, 0.4)).max() > 0.12 * side
     assert tracking.overlap(hog.box, mtcnn.box) > 0.8
 
 

@@ -1,19 +1,20 @@
-"""MTCNN (Zhang et al. 2016) on the `mtcnn` package's networks and weights (MIT), run as compiled
-graphs: the package's own pipeline runs eager TensorFlow op by op and takes ~330 ms on a 640x480
-frame on 2 cores; the same three networks called as `tf.function`s, with the pyramid and the
-box arithmetic in NumPy/OpenCV, take a fraction of that (bench/detection.py).
+"""MTCNN (Zhang et al. 2016): the `mtcnn` package's three networks and weights (MIT licence),
+converted to ONNX by tools/mtcnn_to_onnx.py and run by onnxruntime, the pyramid and the box
+arithmetic in NumPy and OpenCV. The package's own pipeline runs eager TensorFlow op by op and
+takes ~330 ms per 640x480 frame on 2 cores; this takes ~35 ms at the same recall, and needs no
+TensorFlow (bench/detection.py).
 
-MTCNN finds faces turned ±25° and down to its smallest searched size, where dlib's HOG needs an
+MTCNN finds faces turned ±45° and down to its smallest searched size, where dlib's HOG needs an
 upright face of 80 px (40 px upsampled), and gives five landmarks (eyes, nose, mouth corners).
 """
 
 import functools
+from pathlib import Path
 
 import cv2
 import numpy as np
 
-from age_gender.errors import UserError
-
+NETWORKS = Path(__file__).resolve().parent / "models" / "mtcnn"
 PNET_CELL, PNET_STRIDE = 12, 2  # PNet scores 12x12 windows every 2 pixels of its pyramid level
 PYRAMID_STEP = 0.709  # each level 1/sqrt(2) the area of the last: the paper's factor
 THRESHOLDS = (0.6, 0.7, 0.8)  # PNet, RNet, ONet face scores: the package's defaults
@@ -53,43 +54,30 @@ def refined(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return boxes + offsets * sizes
 
 
-def patches(tf, image, boxes, size: int):
-    """The boxes' pixels resized to size x size (tf's crop_and_resize takes normalised y_min,
-    x_min, y_max, x_max; areas outside the image are black, as the networks were trained)."""
-    shape = tf.cast(tf.shape(image)[1:3], tf.float32)
-    corners = tf.gather(boxes / tf.stack([shape[1], shape[0], shape[1], shape[0]]), [1, 0, 3, 2],
-                        axis=1)  # fmt: skip
-    indices = tf.zeros(tf.shape(boxes)[:1], tf.int32)
-    return tf.image.crop_and_resize(image, corners, indices, (size, size))
+def patches(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+    """The boxes' pixels resized to size x size, corners on corners (as TensorFlow's
+    crop_and_resize, which the networks were trained with); 0 outside the image."""
+    found = np.empty((len(boxes), size, size, 3), np.float32)
+    for index, (x_min, y_min, x_max, y_max) in enumerate(boxes[:, :4]):
+        scale_x, scale_y = (x_max - x_min) / (size - 1), (y_max - y_min) / (size - 1)
+        matrix = np.array([[scale_x, 0, x_min], [0, scale_y, y_min]])
+        found[index] = cv2.warpAffine(image, matrix, (size, size),
+                                      flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)  # fmt: skip
+    return found
 
 
 @functools.cache
-def compiled_networks() -> tuple:
-    """PNet (any image size), and RNet and ONet on the patches of given boxes, each one
-    `tf.function` traced once per process, however many detectors are made."""
-    try:
-        import tensorflow as tf
-        from mtcnn.network.onet import ONet
-        from mtcnn.network.pnet import PNet
-        from mtcnn.network.rnet import RNet
-        from mtcnn.utils.tensorflow import load_weights
-    except ImportError as error:
-        raise UserError(
-            "the MTCNN detector needs the mtcnn package: pip install 'mtcnn>=1.0,<2' "
-            "(or use --detector hog)"
-        ) from error
-    networks = []
-    for network, weights in ((PNet(), "pnet.lz4"), (RNet(), "rnet.lz4"), (ONet(), "onet.lz4")):
-        network.build()
-        network.set_weights(load_weights(weights))
-        networks.append(network)
-    pnet, rnet, onet = networks
-    image = tf.TensorSpec([None, None, None, 3], tf.float32)
-    boxes = tf.TensorSpec([None, 4], tf.float32)
-    return (
-        tf.function(pnet, input_signature=[image]),
-        tf.function(lambda pixels, found: rnet(patches(tf, pixels, found, 24)), [image, boxes]),
-        tf.function(lambda pixels, found: onet(patches(tf, pixels, found, 48)), [image, boxes]),
+def sessions() -> tuple:
+    """PNet, RNet and ONet as onnxruntime sessions, loaded once per process."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    return tuple(
+        onnxruntime.InferenceSession(
+            str(NETWORKS / f"{name}.onnx"), options, providers=["CPUExecutionProvider"]
+        )
+        for name in ("pnet", "rnet", "onet")
     )
 
 
@@ -99,7 +87,7 @@ class Mtcnn:
     faster and misses smaller faces."""
 
     def __init__(self, min_face: int = 20):
-        self._pnet, self._rnet, self._onet = compiled_networks()
+        self._pnet, self._rnet, self._onet = sessions()
         self.min_face = max(int(min_face), PNET_CELL)
 
     def pyramid(self, height: int, width: int) -> list[float]:
@@ -118,7 +106,7 @@ class Mtcnn:
         for scale in self.pyramid(height, width):
             size = (max(round(width * scale), 1), max(round(height * scale), 1))
             level = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-            offsets, scores = (output.numpy()[0] for output in self._pnet(level[None]))
+            offsets, scores = (output[0] for output in self._pnet.run(None, {"image": level[None]}))
             rows, cols = np.nonzero(scores[..., 1] > THRESHOLDS[0])
             if not rows.size:
                 continue
@@ -141,16 +129,15 @@ class Mtcnn:
         normalised = (image.astype(np.float32) - 127.5) / 128
         boxes = self.proposals(normalised)
         if len(boxes):
-            offsets, scores = (out.numpy() for out in self._rnet(normalised[None], boxes[:, :4]))
+            crops = {"image": patches(normalised, boxes, 24)}
+            offsets, scores = self._rnet.run(None, crops)
             keep = scores[:, 1] > THRESHOLDS[1]
             boxes = np.column_stack([refined(boxes[keep, :4], offsets[keep]), scores[keep, 1]])
             boxes = boxes[non_max_suppression(boxes[:, :4], boxes[:, 4], 0.7)]
             boxes[:, :4] = squared(boxes[:, :4])
         if not len(boxes):
             return np.empty((0, 5), np.float32), np.empty((0, 5, 2), np.float32)
-        offsets, points, scores = (
-            out.numpy() for out in self._onet(normalised[None], boxes[:, :4])
-        )
+        offsets, points, scores = self._onet.run(None, {"image": patches(normalised, boxes, 48)})
         sizes = boxes[:, 2:4] - boxes[:, 0:2]
         landmarks = (
             np.stack([points[:, :5], points[:, 5:]], axis=2) * sizes[:, None] + boxes[:, None, :2]
