@@ -1,36 +1,6 @@
 """The evaluation report of evaluate_appa_real.py for any CSV in the label schema (README.md)."""
 
-import argparse
-from pathlib import Path
-
-from age_gender.errors import ArgumentParser, UserError, exit_on_user_error
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from age_gender import evaluation
-
-    parser = ArgumentParser(description=__doc__)
-    parser.add_argument("--csv", type=Path, required=True, help="labels (genders, ages, img_paths)")
-    parser.add_argument("--root", type=Path, required=True, help="folder img_paths start from")
-    parser.add_argument(
-        "--group_by", metavar="COLUMN",
-        help="also report the MAE per value of this column (e.g. subject, for FG-NET)",
-    )  # fmt: skip
-    evaluation.add_arguments(parser, "output/evaluation")
-    return parser.parse_args(argv)
-
-
-@exit_on_user_error
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    from age_gender import evaluation, labels
-
-    if not args.root.is_dir():
-        raise UserError(f"image folder {args.root} does not exist")
-    truth = labels.read_labels_csv(args.csv)
-    truth = truth.rename(columns={"ages": "true_age", "genders": "true_gender"})
-    evaluation.run(args, truth, args.root)
-
+from age_gender.cli.evaluate import main, parse_args  # noqa: F401
 
 if __name__ == "__main__":
     main()

@@ -1,35 +1,6 @@
 """Age and gender accuracy on APPA-REAL: MAE against apparent and real age, and more (README.md)."""
 
-import argparse
-from pathlib import Path
-
-from age_gender.errors import ArgumentParser, UserError, exit_on_user_error
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from age_gender import evaluation
-
-    parser = ArgumentParser(description=__doc__)
-    parser.add_argument("--appa_dir", type=Path, default=Path("data/appa-real-release"))
-    parser.add_argument("--split", choices=("valid", "test"), default="valid")
-    evaluation.add_arguments(parser, "output/appa_real")
-    return parser.parse_args(argv)
-
-
-@exit_on_user_error
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    from age_gender import evaluation, labels
-
-    if not args.appa_dir.is_dir():
-        raise UserError(f"{args.appa_dir} not found; run ./download.sh --appa, or pass --appa_dir")
-    truth = labels.read_appa_real(args.appa_dir, args.split, "--appa_dir").rows
-    truth = truth.rename(columns={"real_age": "true_age", "genders": "true_gender"})
-    if args.detect:  # the full images instead of the aligned crops
-        truth["img_paths"] = truth["img_paths"].str.removesuffix("_face.jpg")
-    print(f"APPA-REAL {args.split}{', detected faces' if args.detect else ''}")
-    evaluation.run(args, truth, args.appa_dir)
-
+from age_gender.cli.evaluate_appa_real import main, parse_args  # noqa: F401
 
 if __name__ == "__main__":
     main()

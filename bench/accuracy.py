@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from age_gender import evaluation, framing, labels, scenes
-from age_gender.estimator import load_estimator
-from age_gender.options import TTA_MODES, set_tta
+from age_gender.estimators.base import TTA_MODES
+from age_gender.estimators.presets import load_estimator
 
 REPO = Path(__file__).resolve().parents[1]
 BACKGROUNDS = REPO.parent / "shared" / "assets" / "backgrounds"
@@ -65,8 +65,8 @@ def train(args: argparse.Namespace, meta: Path) -> tuple[Path, float]:
 
 def whole_crops(args, model_path: Path, validation: pd.DataFrame) -> dict[str, dict]:
     """evaluate.py's summaries of both models on the validation crops (each crop is the face)."""
-    estimators = [load_estimator(model_path), load_estimator(model_name="dlib-models")]
-    set_tta(estimators[0], args.tta)
+    estimators = [load_estimator(model_path), load_estimator("dlib-models")]
+    estimators[0].set_options(tta=args.tta)
     truth = validation.rename(columns={"ages": "true_age", "genders": "true_gender"})
     summaries = evaluation.evaluate(estimators, truth, args.data, args.work / "crops")
     return dict(zip(("ours", "dlib-models"), summaries.values(), strict=True))

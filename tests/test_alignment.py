@@ -9,7 +9,7 @@ from conftest import REPO, user_error
 
 from age_gender import alignment, dataset, jobs, labels, landmarks, model
 from age_gender.alignment import EYE_COLUMNS
-from age_gender.estimator import decode
+from age_gender.estimators.base import decode
 from age_gender.faces import DetectorSpec, FaceDetector, crop_faces
 
 ASTRONAUT = REPO / "examples" / "astronaut.png"

@@ -33,7 +33,8 @@ import serve as serve_script  # noqa: E402
 import train as train_script  # noqa: E402
 from age_gender import annotation, face_cache, faces, images, jobs, labels, serving  # noqa: E402
 from age_gender.errors import UserError  # noqa: E402
-from age_gender.estimator import KerasEstimator, load_estimator  # noqa: E402
+from age_gender.estimators.keras_model import KerasEstimator  # noqa: E402
+from age_gender.estimators.presets import load_estimator  # noqa: E402
 from age_gender.server_process import running_server  # noqa: E402
 
 ASTRONAUT = REPO / "examples" / "astronaut.png"
@@ -177,8 +178,10 @@ def test_unwritable_output_places_are_one_line_before_any_model_loads(tmp_path, 
         (annotate_script.main, [photos, "--output", place / "t.csv"]),
         (cache_script.main, ["--csv", csv, "--root", photos, "--output_dir", place]),
         (landmarks_script.main, ["--csv", csv, "--root", photos, "--output", place / "e.csv"]),
-        (create_db_script.main, ["--db", "fgnet", "--data_dir", photos, "--output",
-                                 place / "f.csv"]),  # fmt: skip
+        (
+            create_db_script.main,
+            ["--db", "fgnet", "--data_dir", photos, "--output", place / "f.csv"],
+        ),  # fmt: skip
         (export_script.main, ["--weight_file", tmp_path / "m.keras", "--output_dir", place]),
         (train_script.check_output_dir, [f"train.output_dir={place}"]),
     ]
@@ -207,10 +210,23 @@ def test_broken_boxes_are_refused_where_labels_are_read(tmp_path, capsys, box):
     csv = tmp_path / "labels.csv"
     csv.write_text(f"genders,ages,img_paths,x_min,y_min,x_max,y_max\n0,40,a.png,{box}\n")
     for main, argv in [
-        (evaluate_script.main, ["--csv", csv, "--root", tmp_path / "img", "--model",
-                                "dlib-models", "--output_dir", tmp_path / "r"]),  # fmt: skip
-        (cache_script.main, ["--csv", csv, "--root", tmp_path / "img", "--output_dir",
-                             tmp_path / "c"]),  # fmt: skip
+        (
+            evaluate_script.main,
+            [
+                "--csv",
+                csv,
+                "--root",
+                tmp_path / "img",
+                "--model",
+                "dlib-models",
+                "--output_dir",
+                tmp_path / "r",
+            ],
+        ),  # fmt: skip
+        (
+            cache_script.main,
+            ["--csv", csv, "--root", tmp_path / "img", "--output_dir", tmp_path / "c"],
+        ),  # fmt: skip
     ]:
         assert "have a face box that is not a box" in refusal(capsys, main, *argv)
 
@@ -230,9 +246,10 @@ def test_a_box_off_the_image_is_counted_not_cropped(tmp_path, capsys):
     table = evaluate_boxes(tmp_path, "900,900,990,990")
     csv = tmp_path / "labels.csv"
     assert table["file"].tolist() == ["a.png"]
-    assert "b.png (face box outside the image)" in (
-        tmp_path / "r" / "dlib-models" / "summary.json"
-    ).read_text()
+    assert (
+        "b.png (face box outside the image)"
+        in (tmp_path / "r" / "dlib-models" / "summary.json").read_text()
+    )
     cache_script.main([str(arg) for arg in ["--csv", csv, "--root", tmp_path / "img",
                        "--output_dir", tmp_path / "c", "--workers", "1"]])  # fmt: skip
     assert "skipped 1 faces: box outside the image" in capsys.readouterr().out

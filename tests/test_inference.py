@@ -10,8 +10,11 @@ import pytest
 from conftest import REPO
 from keras.src.legacy.saving import legacy_h5_format
 
-from age_gender import estimator, faces, model, warping, weights
+from age_gender import faces, model, warping, weights
 from age_gender.errors import UserError
+from age_gender.estimators.base import Prediction, decode
+from age_gender.estimators.dlib_models import DlibModelsEstimator
+from age_gender.estimators.keras_model import KerasEstimator
 from age_gender.tracking import FaceTracker
 
 ASTRONAUT_FACE = (175, 76, 266, 167)
@@ -40,9 +43,7 @@ def test_large_frames_are_searched_downscaled_and_boxes_scaled_back():
 
 def test_margin_crops_are_clipped_at_the_borders():
     assert warping.crop_box((100, 200, 3), (10, 20, 50, 60), 0.4).tolist() == [0, 4, 66, 76]
-    assert warping.crop_box((100, 200, 3), (150, 60, 190, 100), 0.4).tolist() == [
-        134, 44, 200, 100
-    ]
+    assert warping.crop_box((100, 200, 3), (150, 60, 190, 100), 0.4).tolist() == [134, 44, 200, 100]
     # The offset moves the crop's centre by a share of the box: here 10 % right, 25 % down.
     moved = warping.crop_box((400, 400, 3), (100, 100, 200, 200), 0.1, (0.1, 0.25))
     assert moved.tolist() == [100, 115, 220, 235]
@@ -56,14 +57,14 @@ def test_margin_crops_are_clipped_at_the_borders():
 def test_a_saved_model_loads_with_its_metadata_and_outputs(tmp_path):
     network = model.build_model("MobileNetV3Small", 32, None, margin=0.3)
     network.save(tmp_path / "tiny.keras")
-    loaded = estimator.KerasEstimator.load(tmp_path / "tiny.keras")
+    loaded = KerasEstimator.load(tmp_path / "tiny.keras")
     assert loaded.metadata == {
         "backbone": "MobileNetV3Small", "img_size": 32, "channel_order": "RGB", "margin": 0.3,
         "aligned": False, "offset": [0.0, 0.0],
     }  # fmt: skip
     crops = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     gender, age = network(crops.astype("float32"))
-    expected = estimator.decode(np.asarray(gender), np.asarray(age))
+    expected = decode(np.asarray(gender), np.asarray(age))
     for got, want in zip(loaded.predict_crops(crops), expected, strict=True):
         assert got.age == pytest.approx(want.age, abs=1e-3)
         assert got.male_probability == pytest.approx(want.male_probability, abs=1e-5)
@@ -85,37 +86,37 @@ def test_original_hdf5_weights_load_and_get_bgr(tmp_path):
     with h5py.File(path, "w") as file:
         legacy_h5_format.save_weights_to_hdf5_group(file, original)
 
-    loaded = estimator.KerasEstimator.load(path)
+    loaded = KerasEstimator.load(path)
     assert loaded.metadata["channel_order"] == "BGR"
     crops = rng.integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
     crops[..., 0] = 255  # strongly red in RGB, so a missing swap would show
     want_gender, want_age = original(crops[..., ::-1].astype("float32"))  # what it was trained on
-    expected = estimator.decode(np.asarray(want_gender), np.asarray(want_age))
+    expected = decode(np.asarray(want_gender), np.asarray(want_age))
     got = loaded.predict_crops(crops)
     for got_one, want in zip(got, expected, strict=True):
         assert got_one.age == pytest.approx(want.age, abs=1e-3)
     wrong_gender, wrong_age = original(crops.astype("float32"))
-    unswapped = estimator.decode(np.asarray(wrong_gender), np.asarray(wrong_age))
+    unswapped = decode(np.asarray(wrong_gender), np.asarray(wrong_age))
     assert abs(unswapped[0].age - got[0].age) > 0.01
 
 
 def test_bad_weight_files_are_one_clear_error(tmp_path):
     (tmp_path / "broken.keras").write_bytes(b"not a zip")
     with pytest.raises(UserError, match="not a model saved by train.py"):
-        estimator.KerasEstimator.load(tmp_path / "broken.keras")
+        KerasEstimator.load(tmp_path / "broken.keras")
     other = model.build_model("MobileNetV3Small", 32, None)
     path = tmp_path / "EfficientNetB3_224_other.hdf5"
     with h5py.File(path, "w") as file:
         legacy_h5_format.save_weights_to_hdf5_group(file, other)
     with pytest.raises(UserError, match="cannot load EfficientNetB3_224_other.hdf5"):
-        estimator.KerasEstimator.load(path)
+        KerasEstimator.load(path)
     (tmp_path / "mystery.h5").write_bytes(b"")
     with pytest.raises(UserError, match="cannot tell the architecture"):
-        estimator.KerasEstimator.load(tmp_path / "mystery.h5")
+        KerasEstimator.load(tmp_path / "mystery.h5")
 
 
 def test_dlib_models_estimate_the_astronaut():
-    prediction = estimator.DlibModelsEstimator().predict(rgb("astronaut.png"), [ASTRONAUT_FACE])
+    prediction = DlibModelsEstimator().predict(rgb("astronaut.png"), [ASTRONAUT_FACE])
     assert len(prediction) == 1 and prediction[0].gender == "F"
     assert 20 < prediction[0].age < 60
 
@@ -123,7 +124,7 @@ def test_dlib_models_estimate_the_astronaut():
 def test_decode_gives_mean_and_spread():
     age = np.zeros((1, 101))
     age[0, [20, 30]] = 0.5
-    (prediction,) = estimator.decode(np.array([[0.2, 0.8]]), age)
+    (prediction,) = decode(np.array([[0.2, 0.8]]), age)
     assert prediction.age == pytest.approx(25) and prediction.age_std == pytest.approx(5)
     assert prediction.gender == "M" and prediction.gender_probability == pytest.approx(0.8)
 
@@ -174,8 +175,8 @@ def test_tracking_smooths_a_noisy_sequence_and_keeps_faces_apart():
     for frame in range(40):
         left = (100 + frame, 100, 200 + frame, 200)
         right = (400, 100, 500, 200)
-        noisy = estimator.Prediction(30 + rng.normal(0, 5), 4.0, 0.2)
-        elder = estimator.Prediction(70 + rng.normal(0, 5), 4.0, 0.9)
+        noisy = Prediction(30 + rng.normal(0, 5), 4.0, 0.2)
+        elder = Prediction(70 + rng.normal(0, 5), 4.0, 0.9)
         first, second = tracker.update([left, right], [noisy, elder])
         raw.append(noisy.age)
         smoothed.append(first.age)

@@ -1,6 +1,8 @@
 """The levers of the real-faces recipe: the split, age losses, age balance, flip averaging, the
 framing of pre-cropped faces and the scenes that measure a model as users run it."""
 
+import dataclasses
+
 import cv2
 import keras
 import numpy as np
@@ -8,8 +10,9 @@ import pandas as pd
 import pytest
 from conftest import REPO, user_error
 
-from age_gender import dataset, estimator, faces, framing, labels, model, scenes, warping
-from age_gender.options import set_tta
+from age_gender import dataset, faces, framing, labels, model, scenes, warping
+from age_gender.estimators.base import decode
+from age_gender.estimators.presets import load_estimator
 
 ASTRONAUT_FACE = (175, 76, 266, 167)
 
@@ -101,10 +104,10 @@ def test_balanced_weights_reach_the_loss(tmp_path):
 
 
 def test_flip_averaging_is_the_mean_of_a_face_and_its_mirror(varied_model):
-    runner = estimator.load_estimator(varied_model / "tiny.keras")
+    runner = load_estimator(varied_model / "tiny.keras")
     crops = np.random.default_rng(0).integers(0, 256, (2, 48, 48, 3), dtype=np.uint8)
     plain = runner.predict_crops(crops)
-    set_tta(runner, "flip")
+    runner.set_options(tta="flip")
     flipped = runner.predict_crops(crops)
     gender, age = (
         (first + second) / 2
@@ -112,7 +115,7 @@ def test_flip_averaging_is_the_mean_of_a_face_and_its_mirror(varied_model):
             runner.probabilities(crops), runner.probabilities(crops[:, :, ::-1]), strict=True
         )
     )
-    for got, want, alone in zip(flipped, estimator.decode(gender, age), plain, strict=True):
+    for got, want, alone in zip(flipped, decode(gender, age), plain, strict=True):
         assert got.age == pytest.approx(want.age, abs=1e-4)
         assert got.age != pytest.approx(alone.age, abs=1e-4)
 
@@ -198,7 +201,7 @@ def test_training_records_the_framing_of_box_less_crops(tmp_path):
     for index, crop in enumerate(tight_crops(24)):
         cv2.imwrite(str(folder / f"{index}.png"), crop[..., ::-1])
     rows = pd.DataFrame({"genders": 0, "ages": 30, "img_paths": [f"{i}.png" for i in range(24)]})
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(REPO / "src" / "age_gender" / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[f"data.root={folder}"])
     margin, offset = training.crop_framing(cfg, rows)
     assert 0.0 < margin < 0.2 and offset != (0.0, 0.0)
@@ -208,15 +211,16 @@ def test_training_records_the_framing_of_box_less_crops(tmp_path):
 
 
 def test_every_estimator_path_crops_with_the_models_offset(varied_model):
-    runner = estimator.load_estimator(varied_model / "tiny.keras")
-    runner.offset = (0.25, -0.2)
+    runner = load_estimator(varied_model / "tiny.keras")
+    runner.crop_spec = dataclasses.replace(runner.crop_spec, offset=(0.25, -0.2))
+    spec = runner.crop_spec
     image, box = astronaut(), ASTRONAUT_FACE
-    crop = faces.crop_faces(image, [box], runner.margin, runner.img_size, runner.offset)
-    moved = runner.predict_faces([(image, box)])[0]
+    crop = faces.crop_faces(image, [box], spec.margin, spec.size, spec.offset)
+    moved = runner.predict_faces([(image, box, None)])[0]
     assert moved.age == pytest.approx(runner.predict_crops(crop)[0].age, abs=1e-4)
-    unmoved = faces.crop_faces(image, [box], runner.margin, runner.img_size)
+    unmoved = faces.crop_faces(image, [box], spec.margin, spec.size)
     assert moved.age != pytest.approx(runner.predict_crops(unmoved)[0].age, abs=1e-3)
     from age_gender.annotation import FaceFinding
 
     finding = FaceFinding.for_model(runner, faces.FaceDetector())
-    assert finding.offset == (0.25, -0.2)  # what the annotate workers crop with
+    assert finding.crop.offset == (0.25, -0.2)  # what the annotate workers crop with

@@ -97,7 +97,10 @@ def test_predictions_are_the_demos(server, tmp_path, run_script):
     assert no_face.status_code == 200 and no_face.json()["faces"] == []
     assert model["model"] == "dlib-models" and model["detector"]["upsample"] == 1
     assert model["limits"] == {
-        "max_upload_mb": 10.0, "max_megapixels": 40.0, "queue": 64, "body_timeout_s": 20.0
+        "max_upload_mb": 10.0,
+        "max_megapixels": 40.0,
+        "queue": 64,
+        "body_timeout_s": 20.0,
     }
 
 

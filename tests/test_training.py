@@ -46,7 +46,7 @@ def data_options(root, train="train.csv", val="val.csv"):
 
 
 def config(overrides):
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(REPO / "src" / "age_gender" / "conf"), version_base="1.3"):
         return compose("config", overrides=overrides)
 
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import REPO, user_error
 
 from age_gender import model, synthetic
-from age_gender.estimator import decode
+from age_gender.estimators.base import decode
 from age_gender.faces import crop_faces
 
 

@@ -1,5 +1,8 @@
 """Age and gender estimation from faces, trained with Keras/TensorFlow.
 
+`from age_gender import FaceAnalyzer` is the Python API (`api.py`); it is imported on first use,
+so a worker process importing a submodule does not load the models' code.
+
 TensorFlow's start-up lines (oneDNN, CPU features, CUDA drivers not found on a machine without a
 GPU, which reads like a failure) are not the user's business: unless the user set
 TF_CPP_MIN_LOG_LEVEL, they are dropped. TensorFlow >= 2.20 writes them through absl before its
@@ -49,3 +52,11 @@ if "TF_CPP_MIN_LOG_LEVEL" not in os.environ or os.environ.get(QUIET) == "1":
     os.environ.update({"TF_CPP_MIN_LOG_LEVEL": "3", QUIET: "1"})
     if "tensorflow" not in sys.modules:
         sys.meta_path.insert(0, _QuietTensorFlowImport())
+
+
+def __getattr__(name: str):
+    if name == "FaceAnalyzer":
+        from age_gender.api import FaceAnalyzer
+
+        return FaceAnalyzer
+    raise AttributeError(f"module 'age_gender' has no attribute {name!r}")

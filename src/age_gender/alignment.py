@@ -15,6 +15,7 @@ import numpy as np
 from age_gender import warping
 from age_gender.errors import UserError
 from age_gender.faces import crop_faces
+from age_gender.warping import CropSpec
 
 EYE_COLUMNS = ["eye_left_x", "eye_left_y", "eye_right_x", "eye_right_y"]  # left in the image
 # The face square, in eye distances: about the size of dlib's HOG box, with the eyes above its
@@ -71,24 +72,18 @@ def aligned_crops(image: np.ndarray, eyes_list: list, margin: float, size: int) 
 
 
 def model_crops(
-    image: np.ndarray,
-    boxes: list[tuple],
-    margin: float,
-    size: int,
-    aligned: bool,
-    offset: tuple[float, float] = (0.0, 0.0),
-    eyes: list | None = None,
+    image: np.ndarray, boxes: list[tuple], spec: CropSpec, eyes: list | None = None
 ) -> np.ndarray:
     """The crops a model of this project takes (N, size, size, 3): the boxes framed as the model
-    was trained (margin, offset), or, for a model trained `aligned`, crops aligned by the eyes:
-    the detector's (`eyes`, one per box, as MTCNN gives them) or, where it gave none, dlib's
-    5-point predictor's."""
-    if not aligned:
-        return crop_faces(image, boxes, margin, size, offset)
+    was trained (`spec`: margin, offset), or, for a model trained aligned, crops aligned by the
+    eyes: the detector's (`eyes`, one per box or None, as MTCNN gives them) or, where it gave
+    none, dlib's 5-point predictor's."""
+    if not spec.aligned:
+        return crop_faces(image, boxes, spec.margin, spec.size, spec.offset)
     eyes = eyes or [None] * len(boxes)
     found = [given if given is not None else eye_finder().eyes(image, box)
              for box, given in zip(boxes, eyes, strict=True)]  # fmt: skip
-    return aligned_crops(image, found, margin, size)
+    return aligned_crops(image, found, spec.margin, spec.size)
 
 
 @functools.cache

@@ -21,20 +21,22 @@ from tqdm import tqdm
 
 from age_gender import jobs
 from age_gender.alignment import model_crops
-from age_gender.demo import PREDICTION, prediction_record
 from age_gender.errors import UserError
-from age_gender.estimator import Prediction
+from age_gender.estimators.base import Prediction
 from age_gender.faces import DetectorSpec, FaceDetector
-from age_gender.files import atomic_output
 from age_gender.images import image_files, once_each, printable, read_image
 from age_gender.labels import BOX_COLUMNS
+from age_gender.records import (
+    NO_FACE,
+    OK,
+    UNREADABLE,
+    detection_record,
+    prediction_record,
+    typed,
+    write_table,
+)
+from age_gender.warping import CropSpec
 
-OUTPUT_SUFFIXES = (".parquet", ".csv", ".jsonl")
-OK, NO_FACE, UNREADABLE = "ok", "no face", "unreadable"
-IMAGE_COLUMNS = ["file", "status", "width", "height", "faces"]
-FACE_COLUMNS = ["face", *BOX_COLUMNS, "score"]
-COLUMNS = [*IMAGE_COLUMNS, *FACE_COLUMNS, *PREDICTION]
-INTEGER_COLUMNS = ["width", "height", "faces", "face", *BOX_COLUMNS]
 PARTS_AHEAD = 2  # parts being decoded while the model runs: bounds the crops held in memory
 
 
@@ -72,90 +74,58 @@ def csv_images(path: Path) -> list[str]:
     return list(dict.fromkeys(paths.dropna().astype(str)))
 
 
-def table_format(output: Path) -> str:
-    """The output's format, by its suffix; Parquet needs pyarrow."""
-    suffix = output.suffix.lower()
-    if suffix not in OUTPUT_SUFFIXES:
-        raise UserError(f"name the output {', '.join(OUTPUT_SUFFIXES)}, not {output.name}")
-    if suffix == ".parquet":
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError as error:
-            raise UserError("Parquet output needs pyarrow: pip install pyarrow, or name the "
-                            "output .csv or .jsonl") from error  # fmt: skip
-    return suffix
-
-
-def typed(rows: Iterable[dict] | pd.DataFrame) -> pd.DataFrame:
-    """The output table: its columns in order, integers as nullable integers."""
-    table = pd.DataFrame(rows, columns=COLUMNS)
-    return table.astype({**dict.fromkeys(INTEGER_COLUMNS, "Int64"), "score": float})
-
-
-def write_table(table: pd.DataFrame, output: Path) -> None:
-    """Writes the table in the format the output's suffix names, atomically."""
-    with atomic_output(output) as temporary:
-        if output.suffix.lower() == ".parquet":
-            table.to_parquet(temporary, index=False)
-        elif output.suffix.lower() == ".csv":
-            table.to_csv(temporary, index=False)
-        else:
-            table.to_json(temporary, orient="records", lines=True)
-
-
 @dataclasses.dataclass(frozen=True)
 class FaceFinding:
-    """How workers find and crop faces: the detector's options and the model's crop (no
-    crop_size: the model takes whole images and crops itself, as dlib-models does)."""
+    """How workers find and crop faces: the detector's settings and the model's crop (None: the
+    model takes whole images and crops itself, as dlib-models does)."""
 
     detector: DetectorSpec = DetectorSpec()
-    crop_size: int | None = None
-    margin: float = 0.4
-    aligned: bool = False
-    offset: tuple[float, float] = (0.0, 0.0)
+    crop: CropSpec | None = None
 
     @classmethod
     def for_model(cls, estimator, detector: FaceDetector) -> "FaceFinding":
         """The settings of `detector`, and the crops `estimator` takes."""
-        if not hasattr(estimator, "predict_crops"):
-            return cls(detector.spec)
-        return cls(detector.spec, estimator.img_size, estimator.margin, estimator.aligned,
-                   estimator.offset)  # fmt: skip
+        return cls(detector.spec, estimator.crop_spec)
 
 
-_worker: dict = {}
+class Examiner:
+    """One worker's detector (dlib objects are not shared between processes) and the model's
+    crop: an image name in, its rows and what the model takes of it out."""
+
+    def __init__(self, root: Path, finding: FaceFinding):
+        self.root = root
+        self.finding = finding
+        self.detector = finding.detector.build()
+
+    def __call__(self, name: str) -> tuple[list[dict], np.ndarray | None]:
+        """One image's rows (one per face, else one saying why there is none) and its faces'
+        crops (N, S, S, 3), or the whole image for a model that crops itself; None without
+        faces."""
+        image = read_image(self.root / name)
+        if image is None:
+            return [{"file": printable(name), "status": UNREADABLE}], None
+        height, width = image.shape[:2]
+        faces = self.detector.detect(image)
+        base = {"file": printable(name), "width": width, "height": height, "faces": len(faces)}
+        if not faces:
+            return [{**base, "status": NO_FACE}], None
+        rows = [{**base, "status": OK, "face": index, **detection_record(face)}
+                for index, face in enumerate(faces)]  # fmt: skip
+        if self.finding.crop is None:
+            return rows, image
+        boxes, eyes = [face.box for face in faces], [face.eyes for face in faces]
+        return rows, model_crops(image, boxes, self.finding.crop, eyes)
+
+
+_examiner: list[Examiner] = []  # the worker process's one examiner
 
 
 def start_worker(root: Path, finding: FaceFinding) -> None:
-    """Each worker's own detector (dlib objects are not shared between processes)."""
-    _worker.update(root=root, finding=finding, detector=finding.detector.build())
+    _examiner[:] = [Examiner(root, finding)]
 
 
 def examine(name: str) -> tuple[list[dict], np.ndarray | None]:
-    """One image's rows (one per face, else one saying why there is none) and what the model
-    takes of it: its faces' crops (N, S, S, 3), or the whole image for a model that crops
-    itself; None without faces."""
-    finding = _worker["finding"]
-    image = read_image(_worker["root"] / name)
-    if image is None:
-        return [{"file": printable(name), "status": UNREADABLE}], None
-    height, width = image.shape[:2]
-    faces = _worker["detector"].detect(image)
-    base = {"file": printable(name), "width": width, "height": height, "faces": len(faces)}
-    if not faces:
-        return [{**base, "status": NO_FACE}], None
-    rows = [
-        {**base, "status": OK, "face": index, **dict(zip(BOX_COLUMNS, face.box, strict=True)),
-         "score": round(face.score, 3)}
-        for index, face in enumerate(faces)
-    ]  # fmt: skip
-    if finding.crop_size is None:
-        return rows, image
-    crops = model_crops(
-        image, [face.box for face in faces], finding.margin, finding.crop_size, finding.aligned,
-        finding.offset, [face.eyes for face in faces],
-    )  # fmt: skip
-    return rows, crops
+    return _examiner[0](name)
 
 
 class FaceBatches:
@@ -172,7 +142,7 @@ class FaceBatches:
         """One image's rows and what `examine` gave of its faces."""
         if faces is None:
             return
-        if not hasattr(self.estimator, "predict_crops"):  # a model that crops itself
+        if self.estimator.crop_spec is None:  # a model that crops itself
             self.predictions += self.estimator.predict(faces, [box(row) for row in rows])
             return
         self.crops.append(faces)

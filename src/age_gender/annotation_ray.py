@@ -1,21 +1,23 @@
 """The annotation on a Ray cluster (annotate.py --engine ray), with Ray Data.
 
 The image names become a Ray dataset; tasks decode, detect and crop with the local engine's
-`examine`, a pool of actors that each load the model once estimates batches of faces (each on
+`Examiner`, a pool of actors that each load the model once estimates batches of faces (each on
 its own GPU share with --num_gpus_per_worker), and the cluster's workers write the table as a
 Parquet dataset: a folder of files that pandas, pyarrow, Spark or DuckDB read as one table. The
 images and the model must be at the same paths on every node (a shared file system).
 """
 
+import functools
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from age_gender import annotation
-from age_gender.annotation import FACE_COLUMNS, IMAGE_COLUMNS, OK, FaceFinding
+from age_gender.annotation import Examiner, FaceFinding
 from age_gender.errors import UserError
 from age_gender.files import atomic_output
+from age_gender.records import FACE_COLUMNS, IMAGE_COLUMNS, OK, typed
 
 TEXT_COLUMNS = ("file", "status")
 IMAGES_PER_TASK = 16
@@ -31,15 +33,20 @@ def import_ray():
     return ray
 
 
+@functools.cache
+def examiner(root: str, finding: FaceFinding) -> Examiner:
+    """The Ray worker process's one examiner, made for its first batch."""
+    return Examiner(Path(root), finding)
+
+
 def detect(batch: dict[str, np.ndarray], root: str, finding: FaceFinding) -> dict:
     """The rows of a batch of images and a crop for each (black for a row without a face):
     Ray's columns are arrays of one shape."""
-    if not annotation._worker:  # the first batch in this worker process
-        annotation.start_worker(Path(root), finding)
+    examine = examiner(root, finding)
     rows, crops = [], []
-    blank = np.zeros((finding.crop_size, finding.crop_size, 3), np.uint8)
+    blank = np.zeros((finding.crop.size, finding.crop.size, 3), np.uint8)
     for name in batch["file"]:
-        image_rows, faces = annotation.examine(str(name))
+        image_rows, faces = examine(str(name))
         rows += image_rows
         crops += [blank] if faces is None else list(faces)
     table = pd.DataFrame(rows, columns=[*IMAGE_COLUMNS, *FACE_COLUMNS])
@@ -54,17 +61,16 @@ class Estimate:
     """An actor holding the model: predictions for the faces of a batch of rows."""
 
     def __init__(self, weight_file: str | None, model_name: str | None, tta: str | None):
-        from age_gender.estimator import load_estimator
-        from age_gender.options import set_tta
+        from age_gender.estimators.presets import load_estimator
 
-        self.estimator = load_estimator(weight_file and Path(weight_file), model_name)
-        set_tta(self.estimator, tta)
+        self.estimator = load_estimator(model_name or (weight_file and Path(weight_file)))
+        self.estimator.set_options(tta=tta)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pd.DataFrame:
         faces = batch["status"] == OK
         predictions = self.estimator.predict_crops(batch["crop"][faces]) if faces.any() else []
         rows = pd.DataFrame({column: batch[column] for column in [*IMAGE_COLUMNS, *FACE_COLUMNS]})
-        return annotation.typed(annotation.with_predictions(rows.to_dict("records"), predictions))
+        return typed(annotation.with_predictions(rows.to_dict("records"), predictions))
 
 
 def annotate(
@@ -82,7 +88,7 @@ def annotate(
     """Annotates the images `names` (under `root`) on the Ray cluster at `address` (None: a
     local instance on this machine's cores) into the Parquet dataset `output`."""
     ray = import_ray()
-    if finding.crop_size is None:
+    if finding.crop is None:
         raise UserError("--engine ray runs this project's models (.keras, HDF5, ONNX, TFLite, "
                         "DEX); use the local engine for dlib-models")  # fmt: skip
     started_here = not ray.is_initialized()
@@ -102,8 +108,11 @@ def annotate(
             )
             .map_batches(
                 Estimate,
-                fn_constructor_kwargs={"weight_file": model, "model_name": model_name,
-                                       "tta": tta},  # fmt: skip
+                fn_constructor_kwargs={
+                    "weight_file": model,
+                    "model_name": model_name,
+                    "tta": tta,
+                },  # fmt: skip
                 batch_size=batch_size,
                 concurrency=estimators,
                 num_cpus=0 if num_gpus_per_worker else 1,

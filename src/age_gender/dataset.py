@@ -21,11 +21,9 @@ from tqdm import tqdm
 
 from age_gender import alignment, warping
 from age_gender.alignment import EYE_COLUMNS
+from age_gender.heads import AGE, AGE_CLASSES, GENDER, GENDER_CLASSES, HEADS
 from age_gender.labels import BOX_COLUMNS
 
-AGE_CLASSES = 101
-GENDER_CLASSES = 2
-HEADS = ("pred_gender", "pred_age")  # the model's outputs, in order
 AGE_BALANCES = ("none", "lds")  # train.age_balance
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -214,8 +212,8 @@ def mixup(
         return lam * values + (1.0 - lam) * tf.gather(values, partner)
 
     labels = {name: mix(values) for name, values in labels.items()}
-    gender = labels["pred_gender"]
-    labels["pred_gender"] = gender / tf.maximum(tf.reduce_sum(gender, -1, keepdims=True), 1e-6)
+    gender = labels[GENDER]
+    labels[GENDER] = gender / tf.maximum(tf.reduce_sum(gender, -1, keepdims=True), 1e-6)
     mixed = tf.ensure_shape(
         tf.numpy_function(blend, [images, partner, weight], tf.uint8, stateful=False),
         images.shape,
@@ -250,7 +248,11 @@ def load_example(
         draws = tf.random.stateless_uniform([IMAGE_DRAWS], seed)
     image = tf.numpy_function(
         functools.partial(
-            load_face, size=size, margin=margin, align=align, augmentation=augmentation,
+            load_face,
+            size=size,
+            margin=margin,
+            align=align,
+            augmentation=augmentation,
             offset=offset,
         ),
         [example["path"], example["box"], example["angle"], draws],
@@ -260,12 +262,12 @@ def load_example(
     image = tf.ensure_shape(image, [size, size, 3])
     labels = {
         # An unknown gender (-1) gives an all-zero target, and a loss weight of 0.
-        "pred_gender": tf.one_hot(example["gender"], GENDER_CLASSES),
-        "pred_age": tf.one_hot(example["age"], AGE_CLASSES),
+        GENDER: tf.one_hot(example["gender"], GENDER_CLASSES),
+        AGE: tf.one_hot(example["age"], AGE_CLASSES),
     }
     weights = {
-        "pred_gender": tf.cast(example["gender"] >= 0, tf.float32),
-        "pred_age": example["age_weight"],
+        GENDER: tf.cast(example["gender"] >= 0, tf.float32),
+        AGE: example["age_weight"],
     }
     return image, labels, weights
 

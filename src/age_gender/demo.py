@@ -5,7 +5,6 @@ With a display (and an OpenCV built with windows) results are shown; otherwise, 
 are written to the output folder.
 """
 
-import json
 import os
 import sys
 from collections.abc import Iterator
@@ -14,20 +13,17 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pandas as pd
 from tqdm import tqdm
 
+from age_gender.api import FaceAnalyzer
 from age_gender.drawing import draw_faces
 from age_gender.errors import UserError
-from age_gender.estimator import Prediction
 from age_gender.faces import FaceDetector
 from age_gender.files import atomic_output, check_inputs_kept
 from age_gender.images import is_image_file, printable, read_image
-from age_gender.labels import BOX_COLUMNS
+from age_gender.records import NO_FACE, OK, face_record, typed, write_table
 from age_gender.tracking import FaceTracker
 
-PREDICTION = ["age", "age_std", "gender", "gender_probability"]
-COLUMNS = ["file", "frame", "faces", "face", *BOX_COLUMNS, *PREDICTION]
 WINDOW = "age and gender (q to quit)"
 
 
@@ -44,53 +40,33 @@ def display_available() -> bool:
     return True
 
 
-def prediction_record(prediction: Prediction) -> dict:
-    """A prediction as the tables and the server's JSON give it."""
-    return {
-        "age": round(prediction.age, 2),
-        "age_std": round(prediction.age_std, 2),
-        "gender": prediction.gender,
-        "gender_probability": round(prediction.gender_probability, 4),
-    }
-
-
-def face_record(box: tuple, prediction: Prediction) -> dict:
-    """One face as the demo's table and the server's JSON give it."""
-    return {**dict(zip(BOX_COLUMNS, box, strict=True)), **prediction_record(prediction)}
-
-
 class Annotator:
     """Detects, estimates, smooths (for frame sequences) and records predictions."""
 
     def __init__(self, estimator, detector: FaceDetector):
-        self.estimator = estimator
-        self.detector = detector
+        self.analyzer = FaceAnalyzer(estimator, detector)
         self.rows: list[dict] = []
 
     def annotate(
         self, image: np.ndarray, file: str, frame: int | None = None, tracker=None
     ) -> np.ndarray:
-        faces = self.detector.detect(image)
+        faces, predictions = self.analyzer.estimate(image)
         boxes = [face.box for face in faces]
-        predictions = self.estimator.predict(image, boxes, [face.eyes for face in faces])
         if tracker is not None:
             predictions = tracker.update(boxes, predictions)
-        base = {"file": printable(file), "frame": frame, "faces": len(boxes)}
-        if not boxes:
+        height, width = image.shape[:2]
+        base = {"file": printable(file), "frame": frame, "status": OK if faces else NO_FACE,
+                "width": width, "height": height, "faces": len(faces)}  # fmt: skip
+        if not faces:
             self.rows.append(base)
-        for index, (box, prediction) in enumerate(zip(boxes, predictions, strict=True)):
-            self.rows.append({**base, "face": index, **face_record(box, prediction)})
+        for index, (face, prediction) in enumerate(zip(faces, predictions, strict=True)):
+            self.rows.append({**base, "face": index, **face_record(face, prediction)})
         return draw_faces(image, boxes, predictions)
 
     def write_predictions(self, output_dir: Path) -> None:
-        table = pd.DataFrame(self.rows, columns=COLUMNS)
-        table = table.astype(dict.fromkeys(["frame", "face", *BOX_COLUMNS], "Int64"))
-        csv_path, json_path = (output_dir / name for name in PREDICTION_FILES)
-        with atomic_output(csv_path) as temporary:
-            table.to_csv(temporary, index=False)
-        records = json.loads(table.to_json(orient="records"))
-        with atomic_output(json_path) as temporary:
-            temporary.write_text(json.dumps(records, indent=1))
+        table = typed(self.rows)
+        for name in PREDICTION_FILES:
+            write_table(table, output_dir / name)
 
 
 WRITABLE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}

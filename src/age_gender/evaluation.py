@@ -15,12 +15,12 @@ import pandas as pd
 from tqdm import tqdm
 
 from age_gender.errors import UserError, number
-from age_gender.estimator import MODEL_NAMES, load_estimator
+from age_gender.estimators.presets import PRESETS, load_estimator, load_preset
 from age_gender.faces import FaceDetector
 from age_gender.files import atomic_output, check_output_folder, make_output_folder
 from age_gender.images import read_image
 from age_gender.labels import BOX_COLUMNS
-from age_gender.options import add_detector_options, add_tta_option, make_detector, set_tta
+from age_gender.options import add_detector_options, add_tta_option, make_detector
 from age_gender.plots import plot_age_groups, plot_predicted_vs_real
 from age_gender.warping import overlaps
 
@@ -101,7 +101,7 @@ def predict_rows(
     """One prediction per row (each face of an image is its own row), `batch_size` faces per
     model call.
 
-    Returns the predictions (file, predicted_age, age_spread, predicted_gender,
+    Returns the predictions (file, predicted_age, age_std, predicted_gender,
     gender_probability) indexed like `rows`, the files that could not be read, and those where
     the detector found no face (predicted on the whole image instead, so they stay in N).
     """
@@ -128,13 +128,13 @@ def predict_rows(
                         "row": row.Index,
                         "file": row.img_paths,
                         "predicted_age": prediction.age,
-                        "age_spread": prediction.age_std,
+                        "age_std": prediction.age_std,
                         "predicted_gender": int(prediction.gender == "M"),
                         "gender_probability": prediction.gender_probability,
                     }
                 )
             bar.update(min(batch_size, len(rows) - start))
-    columns = ["row", "file", "predicted_age", "age_spread", "predicted_gender",
+    columns = ["row", "file", "predicted_age", "age_std", "predicted_gender",
                "gender_probability"]  # fmt: skip
     return pd.DataFrame(records, columns=columns).set_index("row"), unreadable, no_face
 
@@ -293,7 +293,7 @@ def add_arguments(parser: argparse.ArgumentParser, output_dir: str) -> None:
         help="models to evaluate side by side (default: the demo's model)",
     )  # fmt: skip
     parser.add_argument(
-        "--model", nargs="*", default=[], help="named models: " + ", ".join(MODEL_NAMES)
+        "--model", nargs="*", default=[], help="named models: " + ", ".join(PRESETS)
     )
     parser.add_argument(
         "--detect", action="store_true",
@@ -318,14 +318,14 @@ def run(args: argparse.Namespace, truth: pd.DataFrame, root: Path) -> dict[str, 
     if group_by and group_by not in truth:
         raise UserError(f"--group_by {group_by}: the labels have no such column")
     estimators = [load_estimator(path) for path in args.weight_file]
-    estimators += [load_estimator(model_name=name) for name in args.model]
+    estimators += [load_preset(name) for name in args.model]
     estimators = estimators or [load_estimator()]
     folders = [report_folder(args.output_dir, estimator) for estimator in estimators]
     if len(set(folders)) < len(folders):
         raise UserError("a model is named twice: each model is evaluated once, into its own "
                         "report folder")  # fmt: skip
     for estimator in estimators:
-        set_tta(estimator, args.tta)
+        estimator.set_options(tta=args.tta)
     check_reports(args.output_dir, estimators, args.overwrite)
     detector = make_detector(args, default_upsample=1) if args.detect else None
     summaries = evaluate(

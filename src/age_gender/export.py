@@ -15,18 +15,21 @@ import numpy as np
 
 from age_gender import synthetic
 from age_gender.errors import UserError
-from age_gender.estimator import KerasEstimator, SavedModelEstimator
+from age_gender.estimators.base import METADATA_KEY
+from age_gender.estimators.keras_model import KerasEstimator, SavedModelEstimator
+from age_gender.estimators.onnx_model import OnnxEstimator
+from age_gender.estimators.tflite_model import TFLiteEstimator, sidecar_path
 from age_gender.files import atomic_output
-from age_gender.runtimes import METADATA_KEY, OnnxEstimator, TFLiteEstimator, sidecar_path
+from age_gender.heads import AGE, AGE_CLASSES, GENDER, GENDER_CLASSES
 
 AGE_TOLERANCE = 0.05  # years
 MALE_TOLERANCE = 1e-4
 HEADS = {
-    "pred_gender": "softmax over (female, male)",
-    "pred_age": "softmax over ages 0..100; the age is its expected value",
+    GENDER: "softmax over (female, male)",
+    AGE: "softmax over ages 0..100; the age is its expected value",
 }
 INPUT = "float32 RGB 0..255, N x S x S x 3: the face box widened by the margin, resized to S"
-HEAD_BY_WIDTH = {2: "pred_gender", 101: "pred_age"}
+HEAD_BY_WIDTH = {GENDER_CLASSES: GENDER, AGE_CLASSES: AGE}
 SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite", "saved_model": "_saved_model"}
 
 
@@ -57,7 +60,7 @@ def export_metadata(estimator: KerasEstimator, outputs: dict[str, str]) -> dict:
 def traced(estimator: KerasEstimator) -> keras.Model:
     """The network, called once (Keras exports only called models), constants embedded."""
     network = estimator.network
-    network(np.zeros((1, estimator.img_size, estimator.img_size, 3), np.float32))
+    network(np.zeros((1, estimator.crop_spec.size, estimator.crop_spec.size, 3), np.float32))
     embed_normalization_constants(network)
     return network
 
@@ -130,7 +133,7 @@ def export(estimator: KerasEstimator, form: str, path: Path) -> tuple[float, flo
                 f"the {form} export of {estimator.name} does not load, so this backbone cannot "
                 f"be exported to {form} ({str(error).splitlines()[0][-300:]})"
             ) from error
-        crops = parity_crops(estimator.img_size)
+        crops = parity_crops(estimator.crop_spec.size)
         age, male = parity(estimator, exported, crops)
         print(
             f"{form} parity on {len(crops)} crops: expected age within {age:.5f} years "

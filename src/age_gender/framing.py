@@ -71,9 +71,7 @@ def measure_framing(
     )  # fmt: skip
 
 
-def framing_of_crops(
-    rows: pd.DataFrame, root: Path, sample: int, seed: int
-) -> Framing | None:
+def framing_of_crops(rows: pd.DataFrame, root: Path, sample: int, seed: int) -> Framing | None:
     """`measure_framing` on a seeded sample of the rows' images (whole-image crops)."""
     chosen = rows.sample(n=min(sample, len(rows)), random_state=seed)
     return measure_framing([root / path for path in chosen["img_paths"]], seed=seed)

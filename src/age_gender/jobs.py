@@ -93,9 +93,7 @@ class WorkerPool:
 
     def __init__(self, workers: int, initializer: Callable, initargs: tuple):
         context = multiprocessing.get_context("spawn")
-        self.executor = ProcessPoolExecutor(
-            workers, context, start_worker, (initializer, initargs)
-        )
+        self.executor = ProcessPoolExecutor(workers, context, start_worker, (initializer, initargs))
 
     def map(self, function: Callable, items: Iterable) -> Iterator:
         """`function` over `items` in the workers, results in order, submitted at once."""

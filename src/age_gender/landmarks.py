@@ -62,17 +62,20 @@ def find_eyes(chunk: tuple[int, pd.DataFrame]) -> tuple[int, pd.DataFrame]:
     return index, pd.concat([rows[["img_paths"]].reset_index(drop=True), found], axis=1)
 
 
-def run_settings(
-    root: Path, frame: pd.DataFrame, chunk_size: int, detector: DetectorSpec
-) -> dict:
+def run_settings(root: Path, frame: pd.DataFrame, chunk_size: int, detector: DetectorSpec) -> dict:
     """What a run's parts depend on: parts of other settings are never mixed in."""
     return {"root": str(root.resolve()), "rows": len(frame), "chunk_size": chunk_size,
             "detector": dataclasses.asdict(detector)}  # fmt: skip
 
 
 def add_eyes(
-    frame: pd.DataFrame, root: Path, output: Path, workers: int, chunk_size: int,
-    detector: DetectorSpec, overwrite: bool = False,
+    frame: pd.DataFrame,
+    root: Path,
+    output: Path,
+    workers: int,
+    chunk_size: int,
+    detector: DetectorSpec,
+    overwrite: bool = False,
 ) -> pd.DataFrame:
     """`frame` with the eye columns, written to `output`; resumes from the parts of a killed run
     made with the same settings."""  # fmt: skip

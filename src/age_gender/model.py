@@ -16,8 +16,8 @@ import numpy as np
 from keras import ops
 
 from age_gender import wide_resnet
-from age_gender.dataset import AGE_CLASSES, GENDER_CLASSES
 from age_gender.errors import UserError
+from age_gender.heads import AGE, AGE_CLASSES, GENDER, GENDER_CLASSES
 
 FACE_INPUT = "face_input"
 
@@ -132,9 +132,9 @@ def build_model(
     if weights not in (None, "imagenet") and not Path(weights).is_file():
         raise UserError(f"model.weights={weights}: no such file; use imagenet, null or a path")
     inputs = keras.Input((img_size, img_size, 3), name="image")
-    preprocessed = FaceInput(
-        model_name, channel_order, margin, aligned, offset, name=FACE_INPUT
-    )(inputs)
+    preprocessed = FaceInput(model_name, channel_order, margin, aligned, offset, name=FACE_INPUT)(
+        inputs
+    )
     try:
         backbone = constructor(
             include_top=False,
@@ -162,10 +162,10 @@ def build_model(
     # has heads without bias: its weights load only into the same.
     bias = wide_resnet.parse_name(model_name) is None
     gender = keras.layers.Dense(
-        GENDER_CLASSES, activation="softmax", use_bias=bias, name="pred_gender", dtype="float32"
+        GENDER_CLASSES, activation="softmax", use_bias=bias, name=GENDER, dtype="float32"
     )(features)
     age = keras.layers.Dense(
-        AGE_CLASSES, activation="softmax", use_bias=bias, name="pred_age", dtype="float32"
+        AGE_CLASSES, activation="softmax", use_bias=bias, name=AGE, dtype="float32"
     )(features)
     return keras.Model(inputs, [gender, age], name=f"age_gender_{model_name}")
 
@@ -267,12 +267,12 @@ def compile_model(
     model.compile(
         optimizer=optimizer,
         loss={
-            "pred_gender": keras.losses.CategoricalCrossentropy(),
-            "pred_age": age_loss(age_loss_name, age_sigma),
+            GENDER: keras.losses.CategoricalCrossentropy(),
+            AGE: age_loss(age_loss_name, age_sigma),
         },
-        loss_weights={"pred_gender": gender_loss_weight, "pred_age": age_loss_weight},
-        metrics={"pred_age": [keras.metrics.MeanMetricWrapper(age_mae, name="mae")]},
+        loss_weights={GENDER: gender_loss_weight, AGE: age_loss_weight},
+        metrics={AGE: [keras.metrics.MeanMetricWrapper(age_mae, name="mae")]},
         # Weighted: rows of unknown gender (loss weight 0) do not count in the accuracy.
-        weighted_metrics={"pred_gender": [keras.metrics.CategoricalAccuracy(name="accuracy")]},
+        weighted_metrics={GENDER: [keras.metrics.CategoricalAccuracy(name="accuracy")]},
         jit_compile=jit_compile,
     )

@@ -4,23 +4,35 @@ import argparse
 from pathlib import Path
 
 from age_gender.errors import UserError, number
+from age_gender.estimators.base import TTA_MODES, Estimator
+from age_gender.estimators.presets import DEFAULT, PRESETS, load_estimator, models_table
 from age_gender.faces import DETECTORS, DetectorSpec, FaceDetector
 
-TTA_MODES = ("none", "flip")
 MAX_UPSAMPLE = 3  # 4 would search a 640x480 photo at 10240x7680 (236 MB) per pyramid level
+
+
+class ListModels(argparse.Action):
+    """`--list-models`: the named models, their licences, and exit."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(models_table())
+        parser.exit()
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--weight_file", type=Path, help="a .keras model from train.py, original .hdf5 weights, "
-        "or a model exported to .onnx / .tflite (default: the original project's EfficientNetB3, "
-        "downloaded once)",
+        f"or a model exported to .onnx / .tflite (default: the {DEFAULT} model, downloaded "
+        "once)",
     )  # fmt: skip
     parser.add_argument(
-        "--model", help="a named model: dlib-models (bundled, public domain), original-wrn (the "
-        "original's v0.5 WRN-16-8, downloaded once), dex or dex-apparent (DEX's VGG-16 ONNX "
-        "files in pretrained_models/dex/)",
+        "--model", choices=PRESETS, metavar="NAME",
+        help=f"a named model: {', '.join(PRESETS)} (--list-models says what each is)",
     )  # fmt: skip
+    parser.add_argument("--list-models", action=ListModels, help="list the named models and exit")
     parser.add_argument(
         "--margin",
         type=number(float, 0),
@@ -35,15 +47,6 @@ def add_tta_option(parser: argparse.ArgumentParser) -> None:
         help="test-time augmentation: flip averages each face with its mirror image, at twice "
         "the model's time (default: the model's own, recorded at export; else none)",
     )  # fmt: skip
-
-
-def set_tta(estimator, tta: str | None) -> None:
-    """Applies `--tta` to a model of this project; refuses it for one that crops itself."""
-    if tta is None:
-        return
-    if not hasattr(estimator, "tta"):
-        raise UserError("--tta applies to models of this project, not to dlib-models")
-    estimator.tta = tta
 
 
 def add_detector_options(parser: argparse.ArgumentParser, upsample_help: str) -> None:
@@ -63,18 +66,12 @@ def add_detector_options(parser: argparse.ArgumentParser, upsample_help: str) ->
     )
 
 
-def load_model(args: argparse.Namespace):
-    """The estimator the options name, with their margin."""
-    from age_gender.estimator import load_estimator
-
+def load_model(args: argparse.Namespace) -> Estimator:
+    """The estimator the options name, with their margin and test-time augmentation."""
     if args.weight_file is not None and args.model is not None:
         raise UserError("give --weight_file or --model, not both")
-    estimator = load_estimator(args.weight_file, args.model)
-    if args.margin is not None:
-        if not hasattr(estimator, "margin"):
-            raise UserError("--margin applies to models of this project, not to dlib-models")
-        estimator.margin = args.margin
-    set_tta(estimator, args.tta)
+    estimator = load_estimator(args.model or args.weight_file)
+    estimator.set_options(args.margin, args.tta)
     return estimator
 
 

@@ -72,8 +72,13 @@ def feather_mask(height: int, width: int) -> np.ndarray:
 
 
 def paste_face(
-    frame: np.ndarray, crop: np.ndarray, box_side: float, centre: tuple[float, float],
-    angle: float, light: tuple[float, float], settings: SceneSettings,
+    frame: np.ndarray,
+    crop: np.ndarray,
+    box_side: float,
+    centre: tuple[float, float],
+    angle: float,
+    light: tuple[float, float],
+    settings: SceneSettings,
 ) -> tuple[float, ...]:
     """Pastes `crop` (RGB) turned by `angle` degrees so that its face box is `box_side` pixels
     wide with its centre at `centre`; returns that face's upright box in the frame."""  # fmt: skip

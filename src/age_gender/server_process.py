@@ -1,5 +1,6 @@
 """serve.py as a child process on a free port of 127.0.0.1, for the tests and benchmarks that
-talk to it over HTTP as a client would (in a checkout: it runs the serve.py beside src/)."""
+talk to it over HTTP as a client would (it runs `python -m age_gender.cli.serve`, the code of
+serve.py, so an installed package works too)."""
 
 import contextlib
 import os
@@ -11,17 +12,18 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[2]  # the default working folder: a checkout's root
 
 
 @contextlib.contextmanager
 def running_server(*args, cwd: Path = REPO, start_timeout: float = 180) -> Iterator[str]:
-    """`python serve.py args...` on a free port of 127.0.0.1; yields its base URL, stops it after.
+    """`python -m age_gender.cli.serve args...` (serve.py) on a free port of 127.0.0.1; yields
+    its base URL, stops it after.
 
     Its output is read all along (so the pipe never fills) and shown if it fails to start.
     """
     process = subprocess.Popen(
-        [sys.executable, str(REPO / "serve.py"), "--port", "0", *map(str, args)],
+        [sys.executable, "-m", "age_gender.cli.serve", "--port", "0", *map(str, args)],
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -25,12 +25,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from PIL import Image, UnidentifiedImageError
-from pydantic import BaseModel
+from pydantic import BaseModel, create_model
 from starlette.formparsers import MultiPartParser
 
-from age_gender.demo import face_record
+from age_gender.api import FaceAnalyzer
 from age_gender.faces import DETECTORS, FaceDetector
 from age_gender.images import decode_image
+from age_gender.records import FACE_TYPES, face_record
 
 WEB = Path(__file__).parent / "web"
 FORMATS = {"JPEG", "MPO", "PNG", "WEBP"}  # MPO: a phone's multi-picture JPEG
@@ -53,16 +54,7 @@ class Limits:
         return int(self.max_upload_mb * 1_000_000)
 
 
-class Face(BaseModel):
-    x_min: int
-    y_min: int
-    x_max: int
-    y_max: int
-    age: float
-    age_std: float | None  # None where the model gives no age distribution (dlib-models)
-    gender: str
-    gender_probability: float
-    score: float
+Face = create_model("Face", **{column: (kind, ...) for column, kind in FACE_TYPES.items()})
 
 
 class PredictResponse(BaseModel):
@@ -173,6 +165,7 @@ class Inference:
     def __init__(self, estimator, detector: FaceDetector, limits: Limits):
         self.estimator = estimator
         self.detector = detector
+        self.analyzer = FaceAnalyzer(estimator, detector)
         self.limits = limits
         self.lock = threading.Lock()
         self.model_name = Path(estimator.name).name  # a file name, never a server path
@@ -189,15 +182,12 @@ class Inference:
         started = time.perf_counter()
         image = decode_upload(data, self.limits)
         with self.lock:
-            faces = self.detector.detect(image)
-            predictions = self.estimator.predict(
-                image, [face.box for face in faces], [face.eyes for face in faces]
-            )
+            faces, predictions = self.analyzer.estimate(image)
         records = []
         for face, prediction in zip(faces, predictions, strict=True):
-            record = face_record(face.box, prediction)
+            record = face_record(face, prediction)
             age_std = None if np.isnan(record["age_std"]) else record["age_std"]
-            records.append(Face(**{**record, "age_std": age_std}, score=round(face.score, 3)))
+            records.append(Face(**{**record, "age_std": age_std}))
         return PredictResponse(
             width=image.shape[1],
             height=image.shape[0],
@@ -207,7 +197,7 @@ class Inference:
         )
 
     def describe(self) -> dict:
-        metadata = getattr(self.estimator, "metadata", {})
+        metadata = self.estimator.metadata
         return {
             "model": self.model_name,
             "metadata": {key: value for key, value in metadata.items() if key != "outputs"},

@@ -9,7 +9,7 @@ import dataclasses
 
 import numpy as np
 
-from age_gender.estimator import Prediction
+from age_gender.estimators.base import Prediction
 
 
 def overlap(first: tuple, second: tuple) -> float:

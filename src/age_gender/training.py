@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from age_gender import alignment, dataset, framing, labels, model
 from age_gender.errors import UserError
+from age_gender.heads import HEADS
 from age_gender.plots import plot_learning_curves
 
 BEST_MODEL = "best.keras"
@@ -209,7 +210,7 @@ def phases(train: DictConfig) -> list[Phase]:
 def set_backbone_frozen(network: keras.Model, frozen: bool) -> None:
     """Makes every layer but the two heads untrainable (BatchNorm then runs in inference mode)."""
     for layer in network.layers:
-        layer.trainable = not frozen or layer.name in dataset.HEADS
+        layer.trainable = not frozen or layer.name in HEADS
 
 
 def compile_for(

@@ -6,10 +6,29 @@ OpenCV's kernels are 10x faster than TensorFlow's CPU image ops here and release
 tf.data's parallel calls use every core.
 """
 
+import dataclasses
 import math
 
 import cv2
 import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class CropSpec:
+    """The crop a model takes of a detected face: `size` x `size` pixels of the box widened by
+    `margin` on each side and moved by `offset` (fractions of the box, `warping.crop_box`), or
+    aligned by the eyes when the model was trained so."""
+
+    size: int
+    margin: float = 0.4
+    offset: tuple[float, float] = (0.0, 0.0)
+    aligned: bool = False
+
+    @classmethod
+    def of(cls, metadata: dict) -> "CropSpec":
+        """The crop a model's metadata records (train.py and export.py write it)."""
+        offset = tuple(metadata.get("offset", (0.0, 0.0)))
+        return cls(metadata["img_size"], metadata["margin"], offset, bool(metadata.get("aligned")))
 
 
 def crop_box(shape: tuple, box, margin: float, offset=(0.0, 0.0)) -> np.ndarray:

@@ -1,0 +1,64 @@
+"""The library's front door, for those who call Python rather than a script (as deepface's users
+call `DeepFace.analyze(img)`):
+
+    from age_gender import FaceAnalyzer
+
+    analyzer = FaceAnalyzer("dlib-models")  # a named model, or the path of a model file
+    for face in analyzer.analyze("photo.jpg"):  # a path, or an RGB uint8 array
+        print(face["age"], face["gender"], face["x_min"], face["y_min"])
+
+Each face is a record of the one output schema (`records.COLUMNS`), as a row of demo.py's and
+annotate.py's tables. The demo and the server estimate through the same `estimate`.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from age_gender.errors import UserError
+from age_gender.estimators.base import Estimator, Prediction
+from age_gender.estimators.presets import load_estimator
+from age_gender.faces import DetectorSpec, Face, FaceDetector
+from age_gender.images import printable, read_image
+from age_gender.records import OK, face_record
+
+
+class FaceAnalyzer:
+    """A detector and a model: faces found, then their age and gender estimated (the eyes the
+    detector gives align the faces of a model trained aligned)."""
+
+    def __init__(
+        self,
+        model=None,
+        detector: FaceDetector | DetectorSpec | str = "mtcnn",
+        tta: str | None = None,
+    ):
+        self.estimator = model if isinstance(model, Estimator) else load_estimator(model)
+        if isinstance(detector, str):
+            detector = DetectorSpec(detector)
+        self.detector = detector.build() if isinstance(detector, DetectorSpec) else detector
+        self.estimator.set_options(tta=tta)
+
+    def estimate(self, image: np.ndarray) -> tuple[list[Face], list[Prediction]]:
+        """The faces of an RGB uint8 image and their predictions, in the same order."""
+        faces = self.detector.detect(image)
+        boxes = [face.box for face in faces]
+        return faces, self.estimator.predict(image, boxes, [face.eyes for face in faces])
+
+    def analyze(self, image: str | Path | np.ndarray) -> list[dict]:
+        """One record per face found (none for an image without a face)."""
+        name = None
+        if not isinstance(image, np.ndarray):
+            name = printable(Path(image).name)
+            path, image = image, read_image(Path(image))
+            if image is None:
+                raise UserError(f"{path} is not a readable image")
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise UserError(f"an image array must be RGB uint8 (H, W, 3), not {image.dtype} "
+                            f"{image.shape}")  # fmt: skip
+        faces, predictions = self.estimate(image)
+        base = {"file": name, "frame": None, "status": OK, "width": image.shape[1],
+                "height": image.shape[0], "faces": len(faces)}  # fmt: skip
+        pairs = zip(faces, predictions, strict=True)
+        return [{**base, "face": index, **face_record(face, prediction)}
+                for index, (face, prediction) in enumerate(pairs)]  # fmt: skip

@@ -1,0 +1,1 @@
+"""The command-line entry points: the age-gender-* commands and the scripts of a checkout."""

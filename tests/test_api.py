@@ -1,0 +1,46 @@
+"""The Python API: a model by name or path, the faces of a path or an array, records of the
+one output schema."""
+
+import cv2
+import numpy as np
+import pytest
+from conftest import REPO
+
+from age_gender import FaceAnalyzer, records
+from age_gender.errors import UserError
+
+ASTRONAUT = REPO / "examples" / "astronaut.png"
+
+
+def test_a_named_model_analyzes_a_path_and_an_array_alike():
+    analyzer = FaceAnalyzer("dlib-models")
+    (face,) = analyzer.analyze(ASTRONAUT)
+    assert list(face) == records.COLUMNS
+    assert face["file"] == "astronaut.png" and face["status"] == records.OK
+    assert (face["width"], face["height"], face["faces"], face["face"]) == (512, 512, 1, 0)
+    assert face["gender"] == "F" and 20 < face["age"] < 60 and face["score"] >= 0.9
+    assert 150 < face["x_min"] < 200 and 60 < face["y_min"] < 100
+    image = cv2.cvtColor(cv2.imread(str(ASTRONAUT)), cv2.COLOR_BGR2RGB)
+    (same,) = analyzer.analyze(image)
+    assert same["file"] is None
+    keys = ("x_min", "age", "gender")
+    assert [same[key] for key in keys] == [face[key] for key in keys]
+    assert analyzer.analyze(REPO / "examples" / "cat_no_face.png") == []
+
+
+def test_a_model_file_and_a_detector_by_name(varied_model):
+    analyzer = FaceAnalyzer(varied_model / "tiny.keras", detector="hog", tta="flip")
+    (face,) = analyzer.analyze(ASTRONAUT)
+    assert face["x_min"] == 175 and face["y_min"] == 76  # HOG's box
+    assert 0 <= face["age"] <= 100 and face["age_std"] > 0
+
+
+def test_bad_input_is_one_clear_error(tmp_path):
+    analyzer = FaceAnalyzer("dlib-models")
+    (tmp_path / "notes.jpg").write_text("not an image")
+    with pytest.raises(UserError, match="notes.jpg is not a readable image"):
+        analyzer.analyze(tmp_path / "notes.jpg")
+    with pytest.raises(UserError, match="RGB uint8"):
+        analyzer.analyze(np.zeros((10, 10), np.float32))
+    with pytest.raises(UserError, match="not to dlib-models"):
+        FaceAnalyzer("dlib-models", tta="flip")
