@@ -38,6 +38,18 @@ def run_script():
     return run
 
 
+def refusal(capsys, main, *argv) -> str:
+    """The one `error:` line of a command refused in-process (`main(argv)`, exit 2, no
+    traceback): user errors are tested without starting a Python per case."""
+    with pytest.raises(SystemExit) as stopped:
+        main([str(argument) for argument in argv])
+    assert stopped.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines and lines[-1].startswith("error:"), lines
+    assert not any("Traceback" in line for line in lines)
+    return lines[-1]
+
+
 def user_error(result: subprocess.CompletedProcess) -> str:
     """The one `error:` line of a refused run (exit 2, no traceback), which ends its output.
 

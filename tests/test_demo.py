@@ -5,8 +5,10 @@ import json
 import cv2
 import numpy as np
 import pandas as pd
-from conftest import REPO, user_error
+from conftest import REPO, refusal, user_error
 from PIL import Image
+
+from age_gender.cli import demo as demo_cli
 
 ASTRONAUT = REPO / "examples" / "astronaut.png"
 
@@ -186,7 +188,7 @@ def test_any_readable_name_is_written_and_finished_results_survive(tmp_path, run
     assert json.loads((out / "predictions.json").read_text())[1]["file"] == "photo"
 
 
-def test_bad_options_are_one_line(tmp_path, run_script):
+def test_bad_options_are_one_line(tmp_path, capsys):
     (tmp_path / "file").write_text("")
     for args, message in [
         (["--output_dir", tmp_path / "file"], f"error: output folder {tmp_path}/file is a file"),
@@ -195,8 +197,6 @@ def test_bad_options_are_one_line(tmp_path, run_script):
         (["--upsample", "-1"], "error: argument --upsample: must be 0 or more, not -1"),
         (["--min_face", "-3"], "error: argument --min_face: must be 0 or more, not -3"),
     ]:
-        result = run_script(
-            "demo.py", "--image_dir", REPO / "examples", "--model", "dlib-models", *args,
-            cwd=tmp_path,
-        )  # fmt: skip
-        assert user_error(result).startswith(message)
+        line = refusal(capsys, demo_cli.main, "--image_dir", REPO / "examples", "--model",
+                       "dlib-models", *args)  # fmt: skip
+        assert line.startswith(message)

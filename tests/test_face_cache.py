@@ -39,7 +39,7 @@ def test_training_on_the_cache_gives_the_crops_of_the_originals(tmp_path, run_sc
 
     result = run_script(
         "cache_faces.py", "--csv", tmp_path / "labels.csv", "--root", tmp_path / "images",
-        "--output_dir", tmp_path / "cache", "--img_size", "48", "--workers", "2",
+        "--output_dir", tmp_path / "cache", "model.img_size=48", "--workers", "2",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "cache: 8 faces" in result.stdout and "MiB on disk" in result.stdout

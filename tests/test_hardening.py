@@ -18,38 +18,25 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO
+from conftest import REPO, refusal
 
-sys.path.insert(0, str(REPO))  # the top-level scripts, as modules
-
-import annotate as annotate_script  # noqa: E402
-import cache_faces as cache_script  # noqa: E402
-import create_db as create_db_script  # noqa: E402
-import demo as demo_script  # noqa: E402
-import evaluate as evaluate_script  # noqa: E402
-import export as export_script  # noqa: E402
-import landmarks as landmarks_script  # noqa: E402
-import serve as serve_script  # noqa: E402
-import train as train_script  # noqa: E402
-from age_gender import annotation, face_cache, faces, images, jobs, labels, serving  # noqa: E402
-from age_gender.errors import UserError  # noqa: E402
-from age_gender.estimators.keras_model import KerasEstimator  # noqa: E402
-from age_gender.estimators.presets import load_estimator  # noqa: E402
-from age_gender.server_process import running_server  # noqa: E402
+from age_gender import annotation, face_cache, faces, images, jobs, labels, serving
+from age_gender.cli import annotate as annotate_script
+from age_gender.cli import cache_faces as cache_script
+from age_gender.cli import create_db as create_db_script
+from age_gender.cli import demo as demo_script
+from age_gender.cli import evaluate as evaluate_script
+from age_gender.cli import export as export_script
+from age_gender.cli import landmarks as landmarks_script
+from age_gender.cli import serve as serve_script
+from age_gender.cli import train as train_script
+from age_gender.errors import UserError
+from age_gender.estimators.keras_model import KerasEstimator
+from age_gender.estimators.presets import load_estimator
+from age_gender.server_process import running_server
 
 ASTRONAUT = REPO / "examples" / "astronaut.png"
 NOT_UTF8 = os.fsdecode(b"\xff\xfebad.png")
-
-
-def refusal(capsys, main, *argv) -> str:
-    """The one `error:` line of a refused in-process run (exit 2)."""
-    with pytest.raises(SystemExit) as stopped:
-        main([str(argument) for argument in argv])
-    assert stopped.value.code == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert lines and lines[-1].startswith("error:"), lines
-    assert not any("Traceback" in line for line in lines)
-    return lines[-1]
 
 
 def small_astronaut(side: int = 256) -> np.ndarray:
@@ -156,9 +143,13 @@ def test_negative_camera_index_and_out_of_range_numbers_are_refused(capsys):
     assert "--upsample: must be 3 at most" in refusal(
         capsys, demo_script.main, "--upsample", "8", "--image_dir", REPO / "examples"
     )
-    assert "--img_size: must be 2048 at most" in refusal(
+    assert "model.img_size must be 2048 at most, not 100000" in refusal(
         capsys, cache_script.main, "--csv", "x.csv", "--root", ".", "--output_dir", "c",
-        "--img_size", "100000",
+        "model.img_size=100000",
+    )  # fmt: skip
+    assert "could not be converted to Integer" in refusal(
+        capsys, cache_script.main, "--csv", "x.csv", "--root", ".", "--output_dir", "c",
+        "model.img_size=big",
     )  # fmt: skip
     assert "--port: must be 65535 at most" in refusal(capsys, serve_script.main, "--port", "70000")
 

@@ -192,17 +192,15 @@ def test_scenes_hold_their_faces_where_the_detector_boxes_them(tmp_path):
 
 
 def test_training_records_the_framing_of_box_less_crops(tmp_path):
-    from hydra import compose, initialize_config_dir
-
     from age_gender import training
+    from age_gender.config import compose_config
 
     folder = tmp_path / "crops"
     folder.mkdir()
     for index, crop in enumerate(tight_crops(24)):
         cv2.imwrite(str(folder / f"{index}.png"), crop[..., ::-1])
     rows = pd.DataFrame({"genders": 0, "ages": 30, "img_paths": [f"{i}.png" for i in range(24)]})
-    with initialize_config_dir(str(REPO / "src" / "age_gender" / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[f"data.root={folder}"])
+    cfg = compose_config([f"data.root={folder}"])
     margin, offset = training.crop_framing(cfg, rows)
     assert 0.0 < margin < 0.2 and offset != (0.0, 0.0)
     # Boxes in every row: the configured margin is the framing.

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import REPO, user_error
-from hydra import compose, initialize_config_dir
 
 from age_gender import dataset, model, synthetic, training
+from age_gender.config import compose_config
 from age_gender.errors import UserError
 
 SMALL_MODEL = [
@@ -46,8 +46,7 @@ def data_options(root, train="train.csv", val="val.csv"):
 
 
 def config(overrides):
-    with initialize_config_dir(str(REPO / "src" / "age_gender" / "conf"), version_base="1.3"):
-        return compose("config", overrides=overrides)
+    return compose_config(overrides)
 
 
 def test_the_model_learns_age_and_gender(disks, tmp_path, run_script):

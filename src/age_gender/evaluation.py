@@ -20,7 +20,12 @@ from age_gender.faces import FaceDetector
 from age_gender.files import atomic_output, check_output_folder, make_output_folder
 from age_gender.images import read_image
 from age_gender.labels import BOX_COLUMNS
-from age_gender.options import add_detector_options, add_tta_option, make_detector
+from age_gender.options import (
+    add_detector_options,
+    add_overwrite_option,
+    add_tta_option,
+    make_detector,
+)
 from age_gender.plots import plot_age_groups, plot_predicted_vs_real
 from age_gender.warping import overlaps
 
@@ -306,9 +311,7 @@ def add_arguments(parser: argparse.ArgumentParser, output_dir: str) -> None:
     )
     add_tta_option(parser)
     parser.add_argument("--output_dir", type=Path, default=Path(output_dir))
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace an earlier report in --output_dir"
-    )
+    add_overwrite_option(parser, "an earlier report in --output_dir")
 
 
 def run(args: argparse.Namespace, truth: pd.DataFrame, root: Path) -> dict[str, dict]:

@@ -10,10 +10,10 @@ it (`model.tflite.json`).
 import json
 from pathlib import Path
 
+import cv2
 import keras
 import numpy as np
 
-from age_gender import synthetic
 from age_gender.errors import UserError
 from age_gender.estimators.base import METADATA_KEY
 from age_gender.estimators.keras_model import KerasEstimator, SavedModelEstimator
@@ -34,10 +34,12 @@ SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite", "saved_model": "_saved_model"}
 
 
 def parity_crops(size: int, count: int = 8) -> np.ndarray:
-    """Fixed, varied crops (disks of every size on noise) that any model maps differently."""
+    """Fixed, varied crops that any model maps differently: colour noise from coarse to fine,
+    smoothly resized."""
     rng = np.random.default_rng(0)
-    ages = np.linspace(0, 100, count).astype(int)
-    return np.stack([synthetic.disk_image(age, age % 2, size, rng) for age in ages])
+    cells = [rng.integers(0, 256, (2 + index, 2 + index, 3), np.uint8) for index in range(count)]
+    return np.stack([cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC)
+                     for noise in cells])  # fmt: skip
 
 
 def embed_normalization_constants(network: keras.Model) -> None:

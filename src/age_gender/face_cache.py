@@ -118,7 +118,7 @@ def cache_faces(
         jobs.WorkerPool(workers, cv2.setNumThreads, (1,)) as pool,
         tqdm(total=len(frame), initial=int(done.sum()), desc="caching", unit="face") as bar,
     ):
-        for index, result in pool.map(cache_face, tasks):
+        for index, result in pool.map(cache_face, tasks, chunksize=64):
             if isinstance(result, str):
                 readable[index] = False
                 skipped.setdefault(result, []).append(index)

@@ -95,10 +95,10 @@ class WorkerPool:
         context = multiprocessing.get_context("spawn")
         self.executor = ProcessPoolExecutor(workers, context, start_worker, (initializer, initargs))
 
-    def map(self, function: Callable, items: Iterable) -> Iterator:
-        """`function` over `items` in the workers, results in order, submitted at once."""
-        futures = [self.executor.submit(function, item) for item in items]
-        return (future.result() for future in futures)
+    def map(self, function: Callable, items: Iterable, chunksize: int = 1) -> Iterator:
+        """`function` over `items` in the workers, results in order, submitted at once in
+        chunks of `chunksize` items (many small tasks: one future per chunk, not per item)."""
+        return self.executor.map(function, items, chunksize=chunksize)
 
     def __enter__(self) -> "WorkerPool":
         return self

@@ -1,6 +1,8 @@
-"""Command-line options that every script running a model shares: which model, which detector."""
+"""Command-line options the commands share, declared once: which model, which detector, the
+labels, the worker processes and whether an output may be replaced."""
 
 import argparse
+import os
 from pathlib import Path
 
 from age_gender.errors import UserError, number
@@ -20,6 +22,23 @@ class ListModels(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
         print(models_table())
         parser.exit()
+
+
+def add_labels_options(parser: argparse.ArgumentParser, columns: str) -> None:
+    """`--csv` (a label CSV with `columns`) and `--root` (where its img_paths start)."""
+    parser.add_argument("--csv", type=Path, required=True, help=f"labels ({columns})")
+    parser.add_argument("--root", type=Path, required=True, help="folder img_paths start from")
+
+
+def add_workers_option(parser: argparse.ArgumentParser, what: str = "processes") -> None:
+    parser.add_argument(
+        "--workers", type=number(int, 1), default=os.cpu_count(),
+        help=f"{what} (default: the cores)",
+    )  # fmt: skip
+
+
+def add_overwrite_option(parser: argparse.ArgumentParser, what: str = "an existing output") -> None:
+    parser.add_argument("--overwrite", action="store_true", help=f"replace {what}")
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:

@@ -6,7 +6,6 @@ before the first step, so a run fails in seconds, not hours in.
 
 import dataclasses
 import json
-import math
 import os
 import shutil
 import uuid
@@ -18,6 +17,7 @@ import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
 from age_gender import alignment, dataset, framing, labels, model
+from age_gender.config import check_ranges
 from age_gender.errors import UserError
 from age_gender.heads import HEADS
 from age_gender.plots import plot_learning_curves
@@ -29,19 +29,10 @@ MONITOR = "val_pred_age_mae"
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Refuses impossible settings in one line, before any image is read or model built."""
+    """Refuses impossible settings in one line, before any image is read or model built (the
+    types were checked by the schema, `config.Config`)."""
+    check_ranges(cfg)
     model.backbone_constructor(cfg.model.model_name)
-    for key in ("train.epochs", "train.batch_size", "model.img_size"):
-        value = OmegaConf.select(cfg, key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise UserError(f"{key} must be a whole number of 1 or more, not {value}")
-    for key, low, high in (("model.dropout", 0, 1), ("data.margin", 0, math.inf)):
-        value = OmegaConf.select(cfg, key)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value < high:
-            interval = f"at least {low}" if high == math.inf else f"in [{low}, {high})"
-            raise UserError(f"{key} must be a number {interval}, not {value}")
-    if not isinstance(cfg.train.lr, int | float) or not cfg.train.lr > 0:
-        raise UserError(f"train.lr must be a number above 0, not {cfg.train.lr}")
     learning_rate(cfg.train, 1, 1)  # a wrong train.lr_scheduler fails here, with its message
     model.age_loss(cfg.train.age_loss)  # a wrong name fails here, with its message
     if cfg.train.age_balance not in dataset.AGE_BALANCES:
@@ -49,13 +40,6 @@ def check_config(cfg: DictConfig) -> None:
             f"train.age_balance must be one of {', '.join(dataset.AGE_BALANCES)}, "
             f"not {cfg.train.age_balance}"
         )
-    for key in ("train.age_sigma", "data.framing_sample"):
-        value = OmegaConf.select(cfg, key)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise UserError(f"{key} must be a number above 0, not {value}")
-    freeze = cfg.train.freeze_epochs
-    if isinstance(freeze, bool) or not isinstance(freeze, int) or freeze < 0:
-        raise UserError(f"train.freeze_epochs must be a whole number of 0 or more, not {freeze}")
 
 
 def tf_config() -> dict:

@@ -12,7 +12,6 @@ where it stopped.
 
 import argparse
 import dataclasses
-import os
 from pathlib import Path
 
 from age_gender import options
@@ -28,13 +27,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--output", type=Path, required=True, help="the table: .parquet, .csv or .jsonl"
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    options.add_overwrite_option(parser)
     options.add_model_options(parser)
     options.add_detector_options(parser, "default 1, as the demo does for images")
-    parser.add_argument(
-        "--workers", type=number(int, 1), default=os.cpu_count(),
-        help="processes that decode and detect (default: the cores)",
-    )  # fmt: skip
+    options.add_workers_option(parser, "processes that decode and detect")
     parser.add_argument(
         "--batch_size",
         type=number(int, 1),
@@ -101,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = {
         "input": args.input, "root": str(root.resolve()), "model": estimator.name,
         "finding": dataclasses.asdict(finding), "part_size": args.part_size,
-        "tta": getattr(estimator, "tta", None),
+        "tta": estimator.tta,
     }  # fmt: skip
     parts = jobs.Parts(args.output, settings, args.overwrite)
     table = annotation.annotate(

@@ -1,13 +1,18 @@
 """Crops every labelled face of a CSV once into a face cache, for faster training (README.md).
 
-python cache_faces.py --csv meta/imdb_clean_train.csv --root data/imdb-clean/imdb --output_dir cache
-python train.py data.csv=cache/imdb_clean_train.csv data.root=cache ...
+python cache_faces.py --csv meta/imdb_clean_train.csv --root data/imdb-clean/imdb \
+    --output_dir cache model.img_size=224 data.margin=0.4
+python train.py data.csv=cache/imdb_clean_train.csv data.root=cache model.img_size=224 ...
+
+The trailing arguments are train.py's overrides (a preset, model.img_size, data.margin,
+train.augment.*): the cache is cut for the training they configure, with room for its
+augmentation.
 """
 
 import argparse
-import os
 from pathlib import Path
 
+from age_gender import options
 from age_gender.errors import ArgumentParser, UserError, exit_on_user_error, number
 
 
@@ -15,30 +20,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--csv", type=Path, required=True, help="labels (img_paths, boxes, ...)")
-    parser.add_argument("--root", type=Path, required=True, help="folder img_paths start from")
+    options.add_labels_options(parser, "img_paths, boxes, ...")
     parser.add_argument(
         "--output_dir", type=Path, required=True,
         help="the cache: faces/ and a CSV of the input's name (shared by several CSVs)",
     )  # fmt: skip
     parser.add_argument(
-        "--img_size", type=number(int, 8, 2048), default=224, help="model.img_size (8-2048)"
-    )
-    parser.add_argument(
         "--scale", type=number(float, 0.1, 4), default=1.25,
         help="the training crop is cached at this many times img_size (default 1.25)",
     )  # fmt: skip
-    parser.add_argument("--margin", type=number(float, 0), default=0.4, help="data.margin")
-    parser.add_argument("--rotation", type=number(float, 0, 180), default=20.0,
-                        help="train.augment.rotation, degrees")  # fmt: skip
-    parser.add_argument("--zoom", type=number(float, 0), default=0.2,
-                        help="train.augment.scale")  # fmt: skip
-    parser.add_argument("--shift", type=number(float, 0, 1), default=0.03,
-                        help="train.augment.shift")  # fmt: skip
     parser.add_argument(
-        "--workers", type=number(int, 1), default=os.cpu_count(), help="processes (the cores)"
-    )
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing CSV")
+        "overrides", nargs="*", metavar="KEY=VALUE",
+        help="train.py's configuration overrides, e.g. model.img_size=224 data.margin=0.4",
+    )  # fmt: skip
+    options.add_workers_option(parser)
+    options.add_overwrite_option(parser, "an existing CSV")
     return parser.parse_args(argv)
 
 
@@ -46,6 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     from age_gender import face_cache, labels
+    from age_gender.config import check_ranges, compose_config
     from age_gender.files import (
         atomic_output,
         check_inputs_kept,
@@ -53,8 +50,11 @@ def main(argv: list[str] | None = None) -> None:
         make_output_folder,
     )
 
-    if args.zoom >= 1:
-        raise UserError(f"--zoom must be below 1, not {args.zoom}")
+    cfg = compose_config(args.overrides)
+    check_ranges(cfg)
+    augment = cfg.train.augment
+    if augment.enabled and augment.scale >= 1:
+        raise UserError(f"train.augment.scale must be below 1, not {augment.scale}")
     if not args.root.is_dir():
         raise UserError(f"image folder {args.root} does not exist")
     make_output_folder(args.output_dir)
@@ -62,15 +62,18 @@ def main(argv: list[str] | None = None) -> None:
     check_inputs_kept([output], [args.csv])  # the cache's CSV takes the input's name
     check_output_path(output, args.overwrite)
     frame = labels.read_labels_csv(args.csv)
-    room = face_cache.room(args.rotation, args.zoom, args.shift)
+    room = (
+        face_cache.room(augment.rotation, augment.scale, augment.shift) if augment.enabled else 1.0
+    )
+    margin = cfg.data.margin
     cached = face_cache.cache_faces(
-        frame, args.root, args.output_dir, round(args.img_size * args.scale), args.margin, room,
+        frame, args.root, args.output_dir, round(cfg.model.img_size * args.scale), margin, room,
         args.workers,
     )  # fmt: skip
     with atomic_output(output) as temporary:
         cached.to_csv(temporary, index=False)
     print(f"{len(cached)} faces -> {output} (train with data.csv={output} "
-          f"data.root={args.output_dir} data.margin={args.margin})")  # fmt: skip
+          f"data.root={args.output_dir} data.margin={margin} and the same overrides)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from age_gender import labels
+from age_gender import labels, options
 from age_gender.errors import ArgumentParser, UserError, exit_on_user_error, number
 from age_gender.files import atomic_output, check_output_path, make_output_folder
 
@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="data sets without splits: hold out this share for validation, chosen by a hash of "
         "each file name, as <name>_train.csv and <name>_val.csv (default 0: one CSV)",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    options.add_overwrite_option(parser, "existing outputs")
     return parser.parse_args(argv)
 
 

@@ -30,9 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--no-display", dest="display", action="store_false", help="never open a window"
     )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace an earlier run's outputs in --output_dir"
-    )
+    options.add_overwrite_option(parser, "an earlier run's outputs in --output_dir")
     return parser.parse_args(argv)
 
 

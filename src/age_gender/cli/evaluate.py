@@ -1,8 +1,8 @@
 """The evaluation report of evaluate_appa_real.py for any CSV in the label schema (README.md)."""
 
 import argparse
-from pathlib import Path
 
+from age_gender import options
 from age_gender.errors import ArgumentParser, UserError, exit_on_user_error
 
 
@@ -10,8 +10,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from age_gender import evaluation
 
     parser = ArgumentParser(description=__doc__)
-    parser.add_argument("--csv", type=Path, required=True, help="labels (genders, ages, img_paths)")
-    parser.add_argument("--root", type=Path, required=True, help="folder img_paths start from")
+    options.add_labels_options(parser, "genders, ages, img_paths")
     parser.add_argument(
         "--group_by", metavar="COLUMN",
         help="also report the MAE per value of this column (e.g. subject, for FG-NET)",

@@ -4,9 +4,9 @@ python landmarks.py --csv meta/imdb.csv --root data/imdb_crop     -> meta/imdb_e
 """
 
 import argparse
-import os
 from pathlib import Path
 
+from age_gender import options
 from age_gender.errors import ArgumentParser, UserError, exit_on_user_error, number
 from age_gender.options import add_detector_options, detector_spec
 
@@ -15,15 +15,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--csv", type=Path, required=True, help="labels (img_paths, ...)")
-    parser.add_argument("--root", type=Path, required=True, help="folder img_paths start from")
+    options.add_labels_options(parser, "img_paths, ...")
     parser.add_argument("--output", type=Path, help="default: <csv>_eyes.csv beside it")
-    parser.add_argument(
-        "--workers", type=number(int, 1), default=os.cpu_count(), help="processes (the cores)"
-    )
+    options.add_workers_option(parser)
     parser.add_argument("--chunk_size", type=number(int, 1), default=1000, help="rows per part")
     add_detector_options(parser, "default 1")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    options.add_overwrite_option(parser)
     return parser.parse_args(argv)
 
 

@@ -1,0 +1,152 @@
+"""The training configuration, typed once: dataclasses registered in Hydra's ConfigStore hold
+every key, its type and default (README.md, "train.py", explains each). train.py and
+cache_faces.py compose it from the same overrides, so a face cache is cut for the training that
+reads it. Hydra refuses a wrong type or an unknown key; `check_config` refuses what a type
+cannot say (a range, a name).
+
+Presets (`conf/experiment/*.yaml`) override several keys at once.
+"""
+
+import dataclasses
+import math
+from pathlib import Path
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from age_gender.errors import UserError
+
+CONFIG_DIR = Path(__file__).resolve().parent / "conf"  # config.yaml and the presets
+MAX_IMG_SIZE = 2048  # pixels: a larger input is a mistake, and its face cache fills a disk
+
+
+@dataclasses.dataclass
+class DataConfig:
+    db: str = "imdb"  # names the defaults below: meta/imdb.csv, data/imdb_crop
+    csv: str = "meta/${data.db}.csv"  # training labels, as written by create_db.py
+    root: str = "data/${data.db}_crop"  # folder the CSV's img_paths are relative to
+    val_csv: str | None = None  # validation labels; None holds out val_split of csv
+    val_root: str = "${data.root}"
+    val_split: float = 0.1
+    margin: float = 0.4  # crop margin around face boxes, when the CSV has them
+    framing_sample: int = 500  # crops without boxes: faces the framing is measured on
+    align: bool = False  # turn faces so the eyes are level (landmarks.py's eye columns)
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    model_name: str = "EfficientNetB3"  # any image model of keras.applications, or WideResNet*
+    img_size: int = 224
+    weights: str | None = "imagenet"  # imagenet, None (from scratch) or a backbone weight file
+    dropout: float = 0.0
+    batchnorm_momentum: float | None = None  # e.g. 0.9 from scratch or on small data
+
+
+@dataclasses.dataclass
+class PlateauConfig:  # Keras' ReduceLROnPlateau on the validation age MAE
+    factor: float = 0.5
+    patience: int = 3
+    min_delta: float = 0.0001  # years of MAE that count as an improvement
+    min_lr: float = 0.0
+
+
+@dataclasses.dataclass
+class AugmentConfig:  # the original project's augmentation
+    enabled: bool = True
+    shift: float = 0.03  # fraction of the image
+    scale: float = 0.2  # zoom in 1 +- scale
+    rotation: float = 20.0  # degrees
+    flip: bool = True
+    brightness: float = 0.1  # fraction of 255
+    contrast: float = 0.1
+
+
+@dataclasses.dataclass
+class ErasingConfig:
+    probability: float = 0.0  # 0 disables random erasing; 0.5 is usual
+    area: list[float] = dataclasses.field(default_factory=lambda: [0.02, 0.25])  # of the image
+    aspect: list[float] = dataclasses.field(default_factory=lambda: [0.3, 3.3])  # height / width
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    optimizer_name: str = "adam"  # sgd | adam | adamw
+    lr: float = 0.001
+    momentum: float = 0.9  # sgd
+    weight_decay: float = 0.0001  # adamw
+    lr_scheduler: str = "cosine"  # cosine (with warm-up) | step | constant | plateau
+    warmup_epochs: int = 1
+    plateau: PlateauConfig = dataclasses.field(default_factory=PlateauConfig)
+    freeze_epochs: int = 0  # train only the two heads for this many epochs first
+    epochs: int = 30
+    batch_size: int = 32
+    age_loss: str = "ce"  # ce (the original's) | dldl | mean_variance
+    age_sigma: float = 2.0  # years: dldl's label distribution, and lds' smoothing
+    age_balance: str = "none"  # none | lds (inverse smoothed age frequency as age weight)
+    age_balance_power: float = 0.5  # lds: weight = frequency ** -power
+    age_loss_weight: float = 1.0
+    gender_loss_weight: float = 1.0
+    augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
+    mixup_alpha: float = 0.0  # 0 disables mixup; 0.2 is usual
+    random_erasing: ErasingConfig = dataclasses.field(default_factory=ErasingConfig)
+    mixed_precision: bool = False  # float16 on GPUs, bfloat16 on CPUs
+    jit_compile: bool = False  # XLA
+    output_dir: str = "checkpoint/${model.model_name}_${model.img_size}"
+    resume: bool = True  # continue an interrupted run in output_dir
+    seed: int = 42
+
+
+@dataclasses.dataclass
+class WandbConfig:
+    project: str | None = None  # set to log to Weights & Biases (WANDB_MODE=offline works)
+    entity: str | None = None
+
+
+@dataclasses.dataclass
+class Config:
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    wandb: WandbConfig = dataclasses.field(default_factory=WandbConfig)
+
+
+ConfigStore.instance().store(name="schema", node=Config)
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    """The configuration train.py would run with these overrides, or one line saying why there
+    is none (Hydra's own failures are several lines and a traceback)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    try:
+        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+            return compose("config", overrides=overrides)
+    except (HydraException, ValueError) as error:
+        reasons = [str(error).strip()]
+        if error.__cause__ is not None:  # the value's own error: what is wrong with it
+            reasons.append(str(error.__cause__).strip())
+        lines = [reason.splitlines()[0] for reason in reasons if reason]
+        raise UserError(f"{': '.join(lines) or type(error).__name__} (see README.md, train.py, "
+                        "for the keys)") from error  # fmt: skip
+
+
+def check_ranges(cfg: DictConfig) -> None:
+    """Refuses, in one line, values of the right type outside their range."""
+    for key in ("train.epochs", "train.batch_size", "model.img_size"):
+        if OmegaConf.select(cfg, key) < 1:
+            raise UserError(f"{key} must be a whole number of 1 or more, "
+                            f"not {OmegaConf.select(cfg, key)}")  # fmt: skip
+    if cfg.model.img_size > MAX_IMG_SIZE:
+        raise UserError(f"model.img_size must be {MAX_IMG_SIZE} at most, not {cfg.model.img_size}")
+    if cfg.train.freeze_epochs < 0:
+        raise UserError("train.freeze_epochs must be a whole number of 0 or more, "
+                        f"not {cfg.train.freeze_epochs}")  # fmt: skip
+    for key, low, high in (("model.dropout", 0, 1), ("data.margin", 0, math.inf)):
+        value = OmegaConf.select(cfg, key)
+        if not low <= value < high:
+            interval = f"at least {low}" if high == math.inf else f"in [{low}, {high})"
+            raise UserError(f"{key} must be a number {interval}, not {value}")
+    for key in ("train.lr", "train.age_sigma", "data.framing_sample"):
+        if not OmegaConf.select(cfg, key) > 0:
+            raise UserError(f"{key} must be a number above 0, not {OmegaConf.select(cfg, key)}")
