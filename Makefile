@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-fast lint bench clean
 
 $(BIN)/activate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ demo: $(BIN)/activate
 test: $(BIN)/activate
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# Everything but the tests marked slow (training, killed processes, servers, browser, Ray).
+test-fast: $(BIN)/activate
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(BIN)/activate
 	$(BIN)/ruff check --fix .

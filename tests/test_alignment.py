@@ -82,6 +82,7 @@ def test_alignment_levels_a_turned_face(faces):
     assert aligned_difference < plain_difference / 2
 
 
+@pytest.mark.slow
 def test_an_aligned_model_aligns_at_inference(faces, tmp_path, run_script):
     """train.py with data.align=true saves a model that says so; the demo then aligns."""
     eyes = tmp_path / "eyes.csv"

@@ -27,6 +27,7 @@ def photos(folder, count, seed=0):
     return synthetic.write_face_photos(folder, portrait, count, seed)
 
 
+@pytest.mark.slow
 def test_every_image_once_from_a_folder_a_csv_or_a_glob(tmp_path, run_script):
     images = tmp_path / "in"
     (images / "sub").mkdir(parents=True)
@@ -77,6 +78,7 @@ def test_every_image_once_from_a_folder_a_csv_or_a_glob(tmp_path, run_script):
     assert read_table(tmp_path / "glob.csv").equals(globbed)
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_and_lists_every_image_once(tmp_path, run_script):
     photos(tmp_path / "photos", 24)
     output = tmp_path / "faces.parquet"
@@ -114,6 +116,7 @@ def test_a_killed_run_resumes_and_lists_every_image_once(tmp_path, run_script):
     pd.testing.assert_frame_equal(table, read_table(whole))
 
 
+@pytest.mark.slow
 def test_ray_on_a_local_instance_gives_the_local_engines_rows(tmp_path, run_script, varied_model):
     pytest.importorskip("ray")
     photos(tmp_path / "photos", 8, seed=1)

@@ -12,11 +12,14 @@ from conftest import REPO
 from age_gender.server_process import running_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="no Chromium: the browser tests need Debian's chromium package; "
-    "run .ci/run, which installs it, or apt-get install chromium",
-)
+pytestmark = [
+    pytest.mark.slow,  # a server and a browser
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="no Chromium: the browser tests need Debian's chromium package; "
+        "run .ci/run, which installs it, or apt-get install chromium",
+    ),
+]
 LABEL = re.compile(r"^\d+, F$")  # "33, F": an age and the astronaut's gender
 
 

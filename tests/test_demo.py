@@ -5,6 +5,7 @@ import json
 import cv2
 import numpy as np
 import pandas as pd
+import pytest
 from conftest import REPO, refusal, user_error
 from PIL import Image
 
@@ -100,6 +101,7 @@ def test_headless_without_output_dir_writes_to_output(tmp_path, run_script):
     assert (tmp_path / "output" / "predictions.csv").exists()
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_line(tmp_path, run_script):
     def error(*args):
         result = run_script("demo.py", "--output_dir", tmp_path / "out", *args, cwd=tmp_path)

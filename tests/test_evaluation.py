@@ -24,6 +24,7 @@ def test_metrics_against_hand_computed_values():
     assert groups["0-9"] == {"n": 0, "mae": None} and groups["30-39"]["mae"] == 5.0
 
 
+@pytest.mark.slow
 def test_appa_real_report_matches_its_predictions(tmp_path, run_script):
     appa = tmp_path / "appa-real-release"
     synthetic.write_appa_real(appa, "valid", 12, size=48, seed=2)

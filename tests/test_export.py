@@ -12,6 +12,7 @@ from conftest import REPO, user_error
 from age_gender.server_process import running_server
 
 
+@pytest.mark.slow
 def test_exports_match_keras_and_run_without_tensorflow(varied_model, tmp_path, run_script):
     result = run_script(
         "export.py", "--weight_file", varied_model / "tiny.keras", "--format", "all",

@@ -9,6 +9,7 @@ import time
 import cv2
 import numpy as np
 import pandas as pd
+import pytest
 from conftest import REPO, user_error
 
 from age_gender import dataset
@@ -65,6 +66,7 @@ def test_training_on_the_cache_gives_the_crops_of_the_originals(tmp_path, run_sc
     assert augmented.mean() < 3.5, augmented.mean()
 
 
+@pytest.mark.slow
 def test_a_killed_cache_resumes(tmp_path, run_script):
     (tmp_path / "images").mkdir()
     photo(tmp_path / "images" / "big.jpg", 1200, 900)

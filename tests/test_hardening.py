@@ -341,6 +341,7 @@ def test_offline_the_default_model_says_so_in_one_line(tmp_path, offline, capsys
     assert len(lines) == 1 and lines[0].startswith("note: cannot download"), lines
 
 
+@pytest.mark.slow
 def test_tensorflow_start_up_lines_are_dropped_unless_asked_for():
     code = "import age_gender.model"
     ours = ("TF_CPP_MIN_LOG_LEVEL", "AGE_GENDER_QUIET_TENSORFLOW")  # as a user's shell has it
@@ -386,12 +387,14 @@ def guarded_server():
         yield url
 
 
+@pytest.mark.slow
 def test_a_non_ascii_token_is_401_not_500(guarded_server):
     answer = httpx.get(f"{guarded_server}/v1/model",
                        headers={"Authorization": "Bearer é".encode()})  # fmt: skip
     assert answer.status_code == 401
 
 
+@pytest.mark.slow
 def test_a_stalled_body_is_answered_408_and_frees_the_connection(guarded_server):
     import socket
 
@@ -405,6 +408,7 @@ def test_a_stalled_body_is_answered_408_and_frees_the_connection(guarded_server)
     assert answer.startswith(b"HTTP/1.1 408")
 
 
+@pytest.mark.slow
 def test_python_clients_read_the_413_of_a_large_upload(guarded_server):
     request = urllib.request.Request(
         f"{guarded_server}/v1/predict", data=b"\x00" * 3_000_000, method="POST",
@@ -416,6 +420,7 @@ def test_python_clients_read_the_413_of_a_large_upload(guarded_server):
     assert refused.value.code == 413
 
 
+@pytest.mark.slow
 def test_serving_beyond_loopback_warns_without_tls_and_serves_https(tmp_path, capsys):
     args = serve_script.parse_args(["--host", "0.0.0.0"])
     serve_script.check_tls(args)
@@ -472,6 +477,7 @@ def alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_workers_die_with_a_killed_run(tmp_path):
     code = (
         "import time\nfrom age_gender import jobs\n"

@@ -70,6 +70,7 @@ def test_a_saved_model_loads_with_its_metadata_and_outputs(tmp_path):
         assert got.male_probability == pytest.approx(want.male_probability, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_original_hdf5_weights_load_and_get_bgr(tmp_path):
     """A file in the original layout: flat EfficientNetB3 + pred_gender + pred_age, fed BGR."""
     keras.utils.set_random_seed(0)

@@ -18,6 +18,8 @@ from age_gender.server_process import running_server
 
 ASTRONAUT = REPO / "examples" / "astronaut.png"
 
+pytestmark = pytest.mark.slow  # HTTP servers
+
 
 def encoded(image: np.ndarray, suffix: str) -> bytes:
     ok, data = cv2.imencode(suffix, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))

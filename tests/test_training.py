@@ -49,6 +49,7 @@ def config(overrides):
     return compose_config(overrides)
 
 
+@pytest.mark.slow
 def test_the_model_learns_age_and_gender(disks, tmp_path, run_script):
     output = tmp_path / "run"
     result = run_script(
@@ -74,17 +75,20 @@ def test_the_model_learns_age_and_gender(disks, tmp_path, run_script):
 
 
 # The families README.md promises, each by its smallest member.
+# The families whose graphs differ (plain ResNet and VGG add nothing to these), each by its
+# smallest member: EfficientNet (which failed at epoch 2), EfficientNetV2, ConvNeXt, MobileNetV3
+# (utkface_cpu's) and the wide ResNets (the original's is WideResNet16_8).
 BACKBONE_FAMILIES = [
-    "EfficientNetB0", "EfficientNetV2B0", "ConvNeXtTiny", "MobileNetV3Small", "ResNet50V2", "VGG16",
-    "WideResNet10_2",  # the smallest of the wide ResNets (the original's is WideResNet16_8)
-]  # fmt: skip
+    "EfficientNetB0", "EfficientNetV2B0", "ConvNeXtTiny", "MobileNetV3Small", "WideResNet10_2",
+]
 
 
+@pytest.mark.slow
 def test_every_backbone_family_trains_past_its_first_epoch(disks, tmp_path, run_script):
     """EfficientNet used to fail at epoch 2 on a data set of unknown length."""
     rows = pd.read_csv(disks / "train.csv")
-    rows[:96].to_csv(tmp_path / "train.csv", index=False)
-    rows[96:128].to_csv(tmp_path / "val.csv", index=False)
+    rows[:32].to_csv(tmp_path / "train.csv", index=False)  # two steps an epoch: the bug
+    rows[32:48].to_csv(tmp_path / "val.csv", index=False)  # was at the second epoch's start
     data = [f"data.csv={tmp_path}/train.csv", f"data.val_csv={tmp_path}/val.csv",
             f"data.root={disks}/images"]  # fmt: skip
     result = run_script(
@@ -100,6 +104,7 @@ def test_every_backbone_family_trains_past_its_first_epoch(disks, tmp_path, run_
         assert (tmp_path / "runs" / name / "best.keras").stat().st_size > 0, name
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_with_its_weights(disks, tmp_path):
     output = tmp_path / "run"
     arguments = [
@@ -142,6 +147,7 @@ def test_an_interrupted_run_resumes_with_its_weights(disks, tmp_path):
     assert again.returncode == 0 and "already holds 3 epochs" in again.stdout
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_cpus_gives_the_same_step(disks):
     """One step on two CPUs equals one on one CPU; with the backbone frozen only heads move."""
     script = textwrap.dedent(
@@ -207,6 +213,7 @@ def free_port() -> int:
     "symbolic build reduces a nested batch across workers. Strict: a Keras that fixes it fails "
     "this marker, and the test then guards multi-worker training.",
 )
+@pytest.mark.slow
 def test_two_workers_train_and_only_the_chief_writes(disks, tmp_path):
     rows = pd.read_csv(disks / "train.csv")
     rows[:64].to_csv(tmp_path / "train.csv", index=False)
@@ -284,6 +291,7 @@ def test_bad_input_is_one_line_before_training(disks, tmp_path, run_script):
     assert message.startswith("none of the validation images")
 
 
+@pytest.mark.slow
 def test_a_refused_start_leaves_no_output_folder(disks, tmp_path, run_script):
     for override in ("train.epochs=0", "model.dropout=1.5", "model.model_name=ResNet5"):
         result = run_script(
@@ -294,6 +302,7 @@ def test_a_refused_start_leaves_no_output_folder(disks, tmp_path, run_script):
         assert not (tmp_path / "o").exists(), override
 
 
+@pytest.mark.slow
 def test_imagenet_weights_offline_say_what_to_do(disks, tmp_path, run_script, offline):
     result = run_script(
         "train.py", *data_options(disks), "model.model_name=MobileNetV3Small", "model.img_size=64",
@@ -305,6 +314,7 @@ def test_imagenet_weights_offline_say_what_to_do(disks, tmp_path, run_script, of
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_freeze_then_train_resumes_in_its_phase(disks, tmp_path, run_script):
     """train.freeze_epochs=1: epoch 1 leaves the backbone as loaded, epoch 2 (a resumed run)
     trains it."""
@@ -344,6 +354,7 @@ def test_freeze_then_train_resumes_in_its_phase(disks, tmp_path, run_script):
     assert pd.read_csv(output / "log.csv")["epoch"].tolist() == [0, 1]
 
 
+@pytest.mark.slow
 def test_plateau_lowers_the_learning_rate(disks, tmp_path, run_script):
     pd.read_csv(disks / "train.csv")[:96].to_csv(tmp_path / "small.csv", index=False)
     result = run_script(

@@ -34,6 +34,7 @@ def write_keras2_weights(path, network) -> None:
         file.attrs["layer_names"] = names
 
 
+@pytest.mark.slow
 def test_original_wide_resnet_weights_load_and_predict(tmp_path, run_script):
     rng = np.random.default_rng(0)
     network = model.build_model("WideResNet16_8", 64, None, margin=0.4, channel_order="BGR")
@@ -64,6 +65,7 @@ def test_original_wide_resnet_weights_load_and_predict(tmp_path, run_script):
     assert row["gender_probability"] == pytest.approx(expected.gender_probability, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_wide_resnet_mistakes_are_one_line(run_script, tmp_path):
     synthetic.write_disk_dataset(tmp_path / "images", 8, size=32).to_csv(
         tmp_path / "labels.csv", index=False
