@@ -14,14 +14,15 @@ $(BIN)/activate: pyproject.toml
 demo: $(BIN)/activate
 	$(BIN)/python demo.py --image_dir examples --output_dir output/examples --no-display --overwrite
 
+# Two test processes: most tests wait on a subprocess, a server or a file, not on the cores.
 test: $(BIN)/activate
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 # Everything but the tests marked slow (training, killed processes, servers, browser, Ray).
 test-fast: $(BIN)/activate
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n 2 -m "not slow"
 
 lint: $(BIN)/activate
 	$(BIN)/ruff check --fix .
