@@ -1,4 +1,4 @@
-"""Trains the two-headed age/gender model; configuration in src/age_gender/conf/ (Hydra)."""
+"""Trains the two-headed age/gender model; its configuration: Hydra, the schema in config.py."""
 
 from age_gender.cli.train import check_output_dir, main  # noqa: F401
 

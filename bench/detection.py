@@ -112,10 +112,10 @@ def box_mapping(paths: list[Path], seed: int) -> tuple[dict, float, int]:
     ratios, centre shifts in MTCNN box sizes), and the median distance of MTCNN's eyes from
     the 5-point predictor's, in eye distances. Each crop is scaled at random and padded, as
     `framing.measure_framing` meets it."""
+    from age_gender import mtcnn_faces, tracking
     from age_gender.alignment import eye_finder
-    from age_gender.mtcnn_faces import Mtcnn
 
-    hog, mtcnn = faces.FaceDetector("hog"), Mtcnn(20)
+    hog = faces.FaceDetector("hog")
     rng = np.random.default_rng(seed)
     ratios, eye_errors = [], []
     for path in paths:
@@ -124,9 +124,11 @@ def box_mapping(paths: list[Path], seed: int) -> tuple[dict, float, int]:
         image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         pad = max(image.shape[:2]) // 4
         image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-        found, (boxes, landmarks) = hog.detect(image), mtcnn.detect(image)
+        found, (boxes, landmarks) = hog.detect(image), mtcnn_faces.detect(image, 20)
         if not found or not len(boxes) or boxes[0, 4] < faces.MIN_SCORES["mtcnn"]:
             continue
+        if tracking.overlap(found[0].box, faces.mtcnn_to_hog(boxes[0])) < 0.5:
+            continue  # not the same face
         x_min, y_min, x_max, y_max = found[0].box
         mx_min, my_min, mx_max, my_max = boxes[0, :4]
         width, height = mx_max - mx_min, my_max - my_min

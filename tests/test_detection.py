@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from age_gender import faces, tracking, warping
-from age_gender.mtcnn_faces import Mtcnn, non_max_suppression
+from age_gender import faces, mtcnn_faces, tracking, warping
+from age_gender.mtcnn_faces import non_max_suppression
 
 ASTRONAUT_EYES_CENTRE = (225.0, 102.0)  # between the astronaut's eyes
 
@@ -55,7 +55,7 @@ def test_mtcnn_boxes_map_onto_hogs_so_models_crop_the_same_face():
     side = hog_crop[2] - hog_crop[0]
     mapped = warping.crop_box(image.shape, mtcnn.box, 0.4)
     assert np.abs(hog_crop - mapped).max() <= 0.06 * side
-    raw = Mtcnn(40).detect(image)[0][0, :4]
+    raw = mtcnn_faces.detect(image, 40)[0][0, :4]
     assert np.abs(hog_crop - warping.crop_box(image.shape, raw, 0.4)).max() > 0.12 * side
     assert tracking.overlap(hog.box, mtcnn.box) > 0.8
 
@@ -74,11 +74,20 @@ def test_upsampling_finds_smaller_faces():
     assert faces.FaceDetector("mtcnn", upsample=1, min_face=60).detect(small) == []
 
 
+def test_min_face_holds_in_large_photos_searched_downscaled():
+    image = rgb(REPO / "examples" / "astronaut.png")
+    large = cv2.resize(image, None, fx=8, fy=8, interpolation=cv2.INTER_CUBIC)  # a 730 px face
+    for kind in ("mtcnn", "hog"):
+        assert len(faces.FaceDetector(kind, min_face=400).detect(large)) == 1, kind
+        assert faces.FaceDetector(kind, min_face=900).detect(large) == [], kind
+
+
 def test_a_detector_spec_travels_to_a_worker_and_builds_the_same_detector():
-    spec = faces.DetectorSpec("hog", upsample=0, min_face=30)
+    spec = faces.DetectorSpec("hog", upsample=0, min_face=30, min_score=0.5, max_side=400)
     copy = pickle.loads(pickle.dumps(spec))
     built = copy.build()
     assert (built.kind, built.upsample, built.min_face) == ("hog", 0, 30)
+    assert (built.min_score, built.max_side) == (0.5, 400)
     assert built.spec == spec
 
 

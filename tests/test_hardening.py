@@ -372,6 +372,7 @@ def mpo() -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.slow
 def test_uploads_decode_as_the_commands_read_files():
     limits = serving.Limits()
     decoded = serving.decode_upload(grey16_png(), limits)

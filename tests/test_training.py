@@ -79,7 +79,11 @@ def test_the_model_learns_age_and_gender(disks, tmp_path, run_script):
 # smallest member: EfficientNet (which failed at epoch 2), EfficientNetV2, ConvNeXt, MobileNetV3
 # (utkface_cpu's) and the wide ResNets (the original's is WideResNet16_8).
 BACKBONE_FAMILIES = [
-    "EfficientNetB0", "EfficientNetV2B0", "ConvNeXtTiny", "MobileNetV3Small", "WideResNet10_2",
+    "EfficientNetB0",
+    "EfficientNetV2B0",
+    "ConvNeXtTiny",
+    "MobileNetV3Small",
+    "WideResNet10_2",
 ]
 
 

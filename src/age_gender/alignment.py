@@ -1,7 +1,8 @@
 """Face alignment by the eyes (as Age-Gender-Pred trains): the crop is turned so the eyes are level
 and scaled by their distance, then widened by the margin like a detector's box.
 
-The eyes come from dlib's 5-point shape predictor (shipped in `face_recognition_models`). An
+The eyes are the detector's where it gives them (MTCNN's landmarks), else dlib's 5-point shape
+predictor's (shipped in `face_recognition_models`). An
 aligned face is described by a box in its own turned frame and an angle, so training applies it
 inside the single resampling of `warping.warp`, as inference does.
 """

@@ -1,6 +1,6 @@
 """Age and gender for every face of a collection of images, as one table (annotate.py).
 
-Worker processes decode, detect and crop (each loads dlib once); the main process runs the model
+Worker processes decode, detect and crop (each loads its detector once); the main process runs the model
 on batches of faces gathered across images, so nothing is decoded twice and the model sees full
 batches. Images are done in parts of `part_size`, each written when complete (temporary name,
 then rename) into a folder beside the output: a run killed at any moment and started again with
@@ -27,10 +27,9 @@ from age_gender.faces import DetectorSpec, FaceDetector
 from age_gender.images import image_files, once_each, printable, read_image
 from age_gender.labels import BOX_COLUMNS
 from age_gender.records import (
-    NO_FACE,
     OK,
     UNREADABLE,
-    detection_record,
+    image_rows,
     prediction_record,
     typed,
     write_table,
@@ -89,8 +88,8 @@ class FaceFinding:
 
 
 class Examiner:
-    """One worker's detector (dlib objects are not shared between processes) and the model's
-    crop: an image name in, its rows and what the model takes of it out."""
+    """One worker's detector (built in the worker: detectors are not shared between processes)
+    and the model's crop: an image name in, its rows and what the model takes of it out."""
 
     def __init__(self, root: Path, finding: FaceFinding):
         self.root = root
@@ -104,13 +103,10 @@ class Examiner:
         image = read_image(self.root / name)
         if image is None:
             return [{"file": printable(name), "status": UNREADABLE}], None
-        height, width = image.shape[:2]
         faces = self.detector.detect(image)
-        base = {"file": printable(name), "width": width, "height": height, "faces": len(faces)}
+        rows = image_rows(printable(name), image.shape, faces)
         if not faces:
-            return [{**base, "status": NO_FACE}], None
-        rows = [{**base, "status": OK, "face": index, **detection_record(face)}
-                for index, face in enumerate(faces)]  # fmt: skip
+            return rows, None
         if self.finding.crop is None:
             return rows, image
         boxes, eyes = [face.box for face in faces], [face.eyes for face in faces]
@@ -178,9 +174,9 @@ def finish_part(
     """Estimates a part's faces as its images arrive and writes the part; returns the number of
     faces."""
     rows, batches = [], FaceBatches(estimator, batch_size)
-    for image_rows, faces in results:
-        rows += image_rows
-        batches.add(image_rows, faces)
+    for found, faces in results:
+        rows += found
+        batches.add(found, faces)
         bar.update()
     predictions = batches.run()
     parts.write(index, typed(with_predictions(rows, predictions)))

@@ -20,7 +20,7 @@ from age_gender.estimators.base import Estimator, Prediction
 from age_gender.estimators.presets import load_estimator
 from age_gender.faces import DetectorSpec, Face, FaceDetector
 from age_gender.images import printable, read_image
-from age_gender.records import OK, face_record
+from age_gender.records import image_rows
 
 
 class FaceAnalyzer:
@@ -57,8 +57,4 @@ class FaceAnalyzer:
             raise UserError(f"an image array must be RGB uint8 (H, W, 3), not {image.dtype} "
                             f"{image.shape}")  # fmt: skip
         faces, predictions = self.estimate(image)
-        base = {"file": name, "frame": None, "status": OK, "width": image.shape[1],
-                "height": image.shape[0], "faces": len(faces)}  # fmt: skip
-        pairs = zip(faces, predictions, strict=True)
-        return [{**base, "face": index, **face_record(face, prediction)}
-                for index, (face, prediction) in enumerate(pairs)]  # fmt: skip
+        return image_rows(name, image.shape, faces, predictions) if faces else []

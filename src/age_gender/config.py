@@ -1,8 +1,9 @@
 """The training configuration, typed once: dataclasses registered in Hydra's ConfigStore hold
 every key, its type and default (README.md, "train.py", explains each). train.py and
 cache_faces.py compose it from the same overrides, so a face cache is cut for the training that
-reads it. Hydra refuses a wrong type or an unknown key; `check_config` refuses what a type
-cannot say (a range, a name).
+reads it. Hydra refuses a wrong type or an unknown key; `check_ranges` refuses what a type
+cannot say (a range), and training checks the names (backbone, losses, schedule) where they
+are used.
 
 Presets (`conf/experiment/*.yaml`) override several keys at once.
 """

@@ -21,7 +21,7 @@ from age_gender.errors import UserError
 from age_gender.faces import FaceDetector
 from age_gender.files import atomic_output, check_inputs_kept
 from age_gender.images import is_image_file, printable, read_image
-from age_gender.records import NO_FACE, OK, face_record, typed, write_table
+from age_gender.records import image_rows, typed, write_table
 from age_gender.tracking import FaceTracker
 
 WINDOW = "age and gender (q to quit)"
@@ -54,13 +54,7 @@ class Annotator:
         boxes = [face.box for face in faces]
         if tracker is not None:
             predictions = tracker.update(boxes, predictions)
-        height, width = image.shape[:2]
-        base = {"file": printable(file), "frame": frame, "status": OK if faces else NO_FACE,
-                "width": width, "height": height, "faces": len(faces)}  # fmt: skip
-        if not faces:
-            self.rows.append(base)
-        for index, (face, prediction) in enumerate(zip(faces, predictions, strict=True)):
-            self.rows.append({**base, "face": index, **face_record(face, prediction)})
+        self.rows += image_rows(printable(file), image.shape, faces, predictions, frame)
         return draw_faces(image, boxes, predictions)
 
     def write_predictions(self, output_dir: Path) -> None:

@@ -24,7 +24,7 @@ from age_gender.heads import AGE, AGE_CLASSES, GENDER, GENDER_CLASSES
 
 AGE_TOLERANCE = 0.05  # years
 MALE_TOLERANCE = 1e-4
-HEADS = {
+HEAD_DESCRIPTIONS = {
     GENDER: "softmax over (female, male)",
     AGE: "softmax over ages 0..100; the age is its expected value",
 }
@@ -54,7 +54,7 @@ def export_metadata(estimator: KerasEstimator, outputs: dict[str, str]) -> dict:
     """What inference needs: backbone, size, channel order, framing, test-time augmentation, and
     which output is which."""
     return {
-        **estimator.metadata, "tta": estimator.tta, "heads": HEADS, "input": INPUT,
+        **estimator.metadata, "tta": estimator.tta, "heads": HEAD_DESCRIPTIONS, "input": INPUT,
         "outputs": outputs,
     }  # fmt: skip
 

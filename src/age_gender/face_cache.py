@@ -115,7 +115,7 @@ def cache_faces(
     written, skipped = 0, {}
     with (
         jobs.failing_in_one_line("caching faces"),
-        jobs.WorkerPool(workers, cv2.setNumThreads, (1,)) as pool,
+        jobs.WorkerPool(workers) as pool,
         tqdm(total=len(frame), initial=int(done.sum()), desc="caching", unit="face") as bar,
     ):
         for index, result in pool.map(cache_face, tasks, chunksize=64):

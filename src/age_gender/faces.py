@@ -12,7 +12,7 @@ import cv2
 import dlib
 import numpy as np
 
-from age_gender import warping
+from age_gender import mtcnn_faces, warping
 from age_gender.errors import UserError
 
 MIN_SIDE = 16  # pixels: no detector finds a face in a thinner image
@@ -21,7 +21,7 @@ DETECTORS = ("mtcnn", "hog", "cnn")
 MTCNN_BASE_FACE = 64
 # MTCNN's box (forehead to chin, narrower than tall) onto HOG's: its width and height as
 # multiples of MTCNN's, and its centre moved by fractions of MTCNN's width and height. Medians
-# over 373 UTKFace faces both found (bench/detection.py measures them again).
+# over 371 UTKFace faces both found (bench/detection.py measures them again).
 MTCNN_TO_HOG = {"width": 1.063, "height": 0.775, "dx": 0.018, "dy": 0.084}
 # Scores below these are dropped: HOG fires at about 0.1 on some textures (faces score above
 # 0.5); MTCNN's last network passes patterns at 0.8 that a face clears at 0.99.
@@ -32,14 +32,17 @@ MIN_SCORES = {"mtcnn": 0.9, "hog": 0.3, "cnn": 0.3}
 class DetectorSpec:
     """A detector's settings, picklable (a worker process builds its own detector from them):
     the family, the upsampling (each step finds faces half as small, at about 4x the time for
-    HOG, 2x for MTCNN) and the smallest face kept (pixels)."""
+    HOG, 2x for MTCNN), the smallest face kept (pixels), the lowest score kept (None: the
+    family's, `MIN_SCORES`) and the side large frames are searched at (`FaceDetector`)."""
 
     kind: str = "mtcnn"
     upsample: int = 1
     min_face: int = 0
+    min_score: float | None = None
+    max_side: int | None = 800
 
     def build(self) -> "FaceDetector":
-        return FaceDetector(self.kind, self.upsample, self.min_face)
+        return FaceDetector(**dataclasses.asdict(self))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,8 +71,8 @@ def mtcnn_to_hog(box: np.ndarray) -> tuple[float, float, float, float]:
 
 
 class FaceDetector:
-    """MTCNN (finds faces turned ±25° and gives the eyes), dlib's HOG frontal face detector (the
-    original's) or dlib's CNN (MMOD) detector; boxes in HOG's convention.
+    """MTCNN (finds faces turned up to about 45° and gives the eyes), dlib's HOG frontal face
+    detector (the original's) or dlib's CNN (MMOD) detector; boxes in HOG's convention.
 
     `min_score` drops weak detections (default: `MIN_SCORES`). Large frames are searched on a
     copy downscaled to `max_side` pixels and the boxes scaled back, so a 4000 px photo takes
@@ -85,9 +88,7 @@ class FaceDetector:
         max_side: int | None = 800,
     ):
         if kind == "mtcnn":
-            from age_gender.mtcnn_faces import Mtcnn
-
-            self._detector = Mtcnn(round(max(MTCNN_BASE_FACE / 2**upsample, min_face)))
+            self._detector = mtcnn_faces
         elif kind == "hog":
             self._detector = dlib.get_frontal_face_detector()
         elif kind == "cnn":
@@ -105,7 +106,7 @@ class FaceDetector:
         self.kind = kind
         self.upsample = upsample
         self.min_face = min_face
-        self.min_score = MIN_SCORES[kind] if min_score is None else min_score
+        self.min_score = min_score
         self.max_side = max_side
 
     @property
@@ -114,7 +115,7 @@ class FaceDetector:
 
     @property
     def spec(self) -> DetectorSpec:
-        return DetectorSpec(self.kind, self.upsample, self.min_face)
+        return DetectorSpec(self.kind, self.upsample, self.min_face, self.min_score, self.max_side)
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """Faces in an RGB uint8 image, most confident first (none in an image thinner than a
@@ -127,8 +128,9 @@ class FaceDetector:
             size = (max(round(image.shape[1] * scale), 1), max(round(image.shape[0] * scale), 1))
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         height, width = image.shape[:2]
+        min_score = MIN_SCORES[self.kind] if self.min_score is None else self.min_score
         faces = []
-        for box, score, eyes in self._found(image):
+        for box, score, eyes in self._found(image, self.min_face * scale):
             x_min, y_min = max(box[0], 0), max(box[1], 0)
             x_max, y_max = min(box[2], width), min(box[3], height)
             face = Face(
@@ -137,14 +139,17 @@ class FaceDetector:
                 None if eyes is None else tuple(round(float(v) / scale, 2) for v in eyes),
             )  # fmt: skip
             small = min(face.x_max - face.x_min, face.y_max - face.y_min) < self.min_face
-            if not small and face.score >= self.min_score and face.x_max > face.x_min:
+            empty = face.x_max <= face.x_min or face.y_max <= face.y_min
+            if not small and not empty and face.score >= min_score:
                 faces.append(face)
         return sorted(faces, key=lambda face: -face.score)
 
-    def _found(self, image: np.ndarray) -> list[tuple[tuple, float, tuple | None]]:
-        """The detector's (box in HOG's convention, score, eyes or None), unclipped."""
+    def _found(self, image: np.ndarray, min_face: float) -> list[tuple[tuple, float, tuple | None]]:
+        """The detector's (box in HOG's convention, score, eyes or None), unclipped; MTCNN
+        searches from `min_face` pixels of this image (or its upsampling's smallest face)."""
         if self.kind == "mtcnn":
-            boxes, landmarks = self._detector.detect(image)
+            smallest = max(MTCNN_BASE_FACE / 2**self.upsample, min_face)
+            boxes, landmarks = self._detector.detect(image, round(smallest))
             return [(mtcnn_to_hog(box), float(box[4]), tuple(points[:2].ravel()))
                     for box, points in zip(boxes, landmarks, strict=True)]  # fmt: skip
         if self.kind == "hog":

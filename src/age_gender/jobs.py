@@ -72,7 +72,7 @@ class Parts:
         shutil.rmtree(self.folder)
 
 
-def start_worker(initializer: Callable, initargs: tuple) -> None:
+def start_worker(initializer: Callable | None, initargs: tuple) -> None:
     """A worker's set-up: one thread each for OpenCV and TensorFlow (the workers are the
     parallelism); it dies with the process that started it (Linux), so a killed run leaves no
     worker blocked on a pipe nobody reads; then `initializer`."""
@@ -84,14 +84,15 @@ def start_worker(initializer: Callable, initargs: tuple) -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() == 1:  # the parent died before the line above
             os._exit(1)
-    initializer(*initargs)
+    if initializer is not None:
+        initializer(*initargs)
 
 
 class WorkerPool:
     """Spawned worker processes (never forked from a process running TensorFlow, which hangs),
-    each set up once by `initializer`."""
+    each set up once by `initializer` (by default, none beyond `start_worker`'s)."""
 
-    def __init__(self, workers: int, initializer: Callable, initargs: tuple):
+    def __init__(self, workers: int, initializer: Callable | None = None, initargs: tuple = ()):
         context = multiprocessing.get_context("spawn")
         self.executor = ProcessPoolExecutor(workers, context, start_worker, (initializer, initargs))
 

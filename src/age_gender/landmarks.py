@@ -26,7 +26,7 @@ MATCH_IOU = 0.3  # a detection is the row's face when it overlaps its box this m
 
 
 def start_worker(root: Path, detector: DetectorSpec) -> None:
-    """Each worker's own detector (dlib objects are not shared between processes)."""
+    """Each worker's own detector (detectors are not shared between processes)."""
     _worker.update(root=root, detector=detector.build())
 
 

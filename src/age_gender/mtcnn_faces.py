@@ -4,8 +4,9 @@ arithmetic in NumPy and OpenCV. The package's own pipeline runs eager TensorFlow
 takes ~330 ms per 640x480 frame on 2 cores; this takes ~35 ms at the same recall, and needs no
 TensorFlow (bench/detection.py).
 
-MTCNN finds faces turned ±45° and down to its smallest searched size, where dlib's HOG needs an
-upright face of 80 px (40 px upsampled), and gives five landmarks (eyes, nose, mouth corners).
+MTCNN finds faces turned up to about ±45° and down to its smallest searched size, where dlib's
+HOG needs an upright face of 80 px (40 px upsampled), and gives five landmarks (eyes, nose, mouth
+corners).
 """
 
 import functools
@@ -85,69 +86,65 @@ def sessions() -> tuple:
     )
 
 
-class Mtcnn:
-    """The three networks and the cascade. `min_face` is the smallest face searched (pixels):
-    the pyramid starts where such a face is 12 px, so a larger `min_face` is quadratically
+def pyramid(height: int, width: int, min_face: float) -> list[float]:
+    """The scales searched: the largest maps `min_face` pixels to PNet's 12, each next one 0.709
+    of it, down to the one where the whole image is 12 px. A larger `min_face` is quadratically
     faster and misses smaller faces."""
+    scales, scale = [], PNET_CELL / max(min_face, PNET_CELL)
+    while min(height, width) * scale >= PNET_CELL:
+        scales.append(scale)
+        scale *= PYRAMID_STEP
+    return scales
 
-    def __init__(self, min_face: int = 20):
-        self._pnet, self._rnet, self._onet = sessions()
-        self.min_face = max(int(min_face), PNET_CELL)
 
-    def pyramid(self, height: int, width: int) -> list[float]:
-        """The scales searched: the largest maps `min_face` to 12 px, each next one 0.709 of it,
-        down to the one where the whole image is 12 px."""
-        scales, scale = [], PNET_CELL / self.min_face
-        while min(height, width) * scale >= PNET_CELL:
-            scales.append(scale)
-            scale *= PYRAMID_STEP
-        return scales
+def proposals(image: np.ndarray, min_face: float) -> np.ndarray:
+    """PNet's candidate boxes (x_min, y_min, x_max, y_max, score) in a normalised image,
+    squared."""
+    pnet = sessions()[0]
+    height, width = image.shape[:2]
+    found = []
+    for scale in pyramid(height, width, min_face):
+        size = (max(round(width * scale), 1), max(round(height * scale), 1))
+        level = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        offsets, scores = (output[0] for output in pnet.run(None, {"image": level[None]}))
+        rows, cols = np.nonzero(scores[..., 1] > THRESHOLDS[0])
+        if not rows.size:
+            continue
+        corners = np.stack([cols, rows], axis=1) * PNET_STRIDE
+        cells = np.concatenate([corners, corners + PNET_CELL], axis=1).astype(np.float32)
+        boxes = refined(cells, offsets[rows, cols]) / scale
+        score = scores[rows, cols, 1]
+        keep = non_max_suppression(boxes, score, 0.5)
+        found.append(np.column_stack([boxes[keep], score[keep]]))
+    if not found:
+        return np.empty((0, 5), np.float32)
+    found = np.concatenate(found)
+    found = found[non_max_suppression(found[:, :4], found[:, 4], 0.7)]
+    return np.column_stack([squared(found[:, :4]), found[:, 4]])
 
-    def proposals(self, image: np.ndarray) -> np.ndarray:
-        """PNet's candidate boxes (x_min, y_min, x_max, y_max, score), squared."""
-        height, width = image.shape[:2]
-        found = []
-        for scale in self.pyramid(height, width):
-            size = (max(round(width * scale), 1), max(round(height * scale), 1))
-            level = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-            offsets, scores = (output[0] for output in self._pnet.run(None, {"image": level[None]}))
-            rows, cols = np.nonzero(scores[..., 1] > THRESHOLDS[0])
-            if not rows.size:
-                continue
-            corners = np.stack([cols, rows], axis=1) * PNET_STRIDE
-            cells = np.concatenate([corners, corners + PNET_CELL], axis=1).astype(np.float32)
-            boxes = refined(cells, offsets[rows, cols]) / scale
-            score = scores[rows, cols, 1]
-            keep = non_max_suppression(boxes, score, 0.5)
-            found.append(np.column_stack([boxes[keep], score[keep]]))
-        if not found:
-            return np.empty((0, 5), np.float32)
-        found = np.concatenate(found)
-        found = found[non_max_suppression(found[:, :4], found[:, 4], 0.7)]
-        return np.column_stack([squared(found[:, :4]), found[:, 4]])
 
-    def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Faces in an RGB uint8 image: boxes (N, 5: corners and score, best first) and their
-        landmarks (N, 5, 2: left eye, right eye, nose, mouth left, mouth right, in pixels;
-        left and right as seen in the image)."""
-        normalised = (image.astype(np.float32) - 127.5) / 128
-        boxes = self.proposals(normalised)
-        if len(boxes):
-            crops = {"image": patches(normalised, boxes, 24)}
-            offsets, scores = self._rnet.run(None, crops)
-            keep = scores[:, 1] > THRESHOLDS[1]
-            boxes = np.column_stack([refined(boxes[keep, :4], offsets[keep]), scores[keep, 1]])
-            boxes = boxes[non_max_suppression(boxes[:, :4], boxes[:, 4], 0.7)]
-            boxes[:, :4] = squared(boxes[:, :4])
-        if not len(boxes):
-            return np.empty((0, 5), np.float32), np.empty((0, 5, 2), np.float32)
-        offsets, points, scores = self._onet.run(None, {"image": patches(normalised, boxes, 48)})
-        sizes = boxes[:, 2:4] - boxes[:, 0:2]
-        landmarks = (
-            np.stack([points[:, :5], points[:, 5:]], axis=2) * sizes[:, None] + boxes[:, None, :2]
-        )
-        keep = scores[:, 1] > THRESHOLDS[2]
+def detect(image: np.ndarray, min_face: float = 20) -> tuple[np.ndarray, np.ndarray]:
+    """Faces of `min_face` pixels or more in an RGB uint8 image: boxes (N, 5: corners and
+    score, best first) and their landmarks (N, 5, 2: left eye, right eye, nose, mouth left,
+    mouth right, in pixels; left and right as seen in the image)."""
+    _, rnet, onet = sessions()
+    normalised = (image.astype(np.float32) - 127.5) / 128
+    boxes = proposals(normalised, min_face)
+    if len(boxes):
+        offsets, scores = rnet.run(None, {"image": patches(normalised, boxes, 24)})
+        keep = scores[:, 1] > THRESHOLDS[1]
         boxes = np.column_stack([refined(boxes[keep, :4], offsets[keep]), scores[keep, 1]])
-        landmarks = landmarks[keep]
-        kept = non_max_suppression(boxes[:, :4], boxes[:, 4], 0.7, over_smaller=True)
-        return boxes[kept], landmarks[kept]
+        boxes = boxes[non_max_suppression(boxes[:, :4], boxes[:, 4], 0.7)]
+        boxes[:, :4] = squared(boxes[:, :4])
+    if not len(boxes):
+        return np.empty((0, 5), np.float32), np.empty((0, 5, 2), np.float32)
+    offsets, points, scores = onet.run(None, {"image": patches(normalised, boxes, 48)})
+    sizes = boxes[:, 2:4] - boxes[:, 0:2]
+    landmarks = (
+        np.stack([points[:, :5], points[:, 5:]], axis=2) * sizes[:, None] + boxes[:, None, :2]
+    )
+    keep = scores[:, 1] > THRESHOLDS[2]
+    boxes = np.column_stack([refined(boxes[keep, :4], offsets[keep]), scores[keep, 1]])
+    landmarks = landmarks[keep]
+    kept = non_max_suppression(boxes[:, :4], boxes[:, 4], 0.7, over_smaller=True)
+    return boxes[kept], landmarks[kept]

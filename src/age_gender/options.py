@@ -71,7 +71,7 @@ def add_tta_option(parser: argparse.ArgumentParser) -> None:
 def add_detector_options(parser: argparse.ArgumentParser, upsample_help: str) -> None:
     parser.add_argument(
         "--detector", choices=DETECTORS, default=DETECTORS[0],
-        help="mtcnn finds faces turned up to 25 degrees and gives the eyes; hog is the "
+        help="mtcnn finds faces turned up to about 45 degrees and gives the eyes; hog is the "
         "original's, upright faces only; cnn is dlib's MMOD, slow without a GPU (default mtcnn)",
     )  # fmt: skip
     parser.add_argument(

@@ -6,6 +6,7 @@ import matplotlib
 import pandas as pd
 
 from age_gender.files import atomic_output
+from age_gender.heads import AGE, GENDER
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
@@ -21,8 +22,8 @@ def plot_learning_curves(log: pd.DataFrame, path: Path) -> None:
     """Loss, age MAE and gender accuracy per epoch, training and validation, as one PNG."""
     panels = [
         ("loss", "loss"),
-        ("pred_age_mae", "age MAE (years)"),
-        ("pred_gender_accuracy", "gender accuracy"),
+        (f"{AGE}_mae", "age MAE (years)"),
+        (f"{GENDER}_accuracy", "gender accuracy"),
     ]
     figure, axes = plt.subplots(
         1, len(panels), figsize=(5 * len(panels), 4), constrained_layout=True

@@ -46,6 +46,26 @@ def face_record(face, prediction: Prediction) -> dict:
     return {**detection_record(face), **prediction_record(prediction)}
 
 
+def image_rows(
+    file: str | None,
+    shape: tuple,
+    faces: list,
+    predictions: list | None = None,
+    frame: int | None = None,
+) -> list[dict]:
+    """An image's rows: one per detected face (`faces.Face`), with its prediction where given,
+    else one row saying the image has no face."""
+    base = {"file": file, "frame": frame, "status": OK if faces else NO_FACE,
+            "width": shape[1], "height": shape[0], "faces": len(faces)}  # fmt: skip
+    if not faces:
+        return [base]
+    records = [detection_record(face) for face in faces]
+    if predictions is not None:
+        records = [{**record, **prediction_record(prediction)}
+                   for record, prediction in zip(records, predictions, strict=True)]  # fmt: skip
+    return [{**base, "face": index, **record} for index, record in enumerate(records)]
+
+
 def typed(rows: Iterable[dict] | pd.DataFrame) -> pd.DataFrame:
     """The table: its columns in order, integers as nullable integers."""
     table = pd.DataFrame(rows, columns=COLUMNS)

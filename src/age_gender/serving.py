@@ -2,7 +2,7 @@
 
 The server never reads a path or fetches a URL named in a request, keeps uploads in memory only,
 and answers every mistake with a JSON error and its status, never a traceback. Detection and
-estimation run in worker threads, one image at a time (dlib's detector and the models are not
+estimation run in worker threads, one image at a time (the detectors and the models are not
 shared between threads), so the event loop keeps accepting and refusing requests meanwhile.
 """
 

@@ -19,13 +19,13 @@ from omegaconf import DictConfig, OmegaConf
 from age_gender import alignment, dataset, framing, labels, model
 from age_gender.config import check_ranges
 from age_gender.errors import UserError
-from age_gender.heads import HEADS
+from age_gender.heads import AGE, HEADS
 from age_gender.plots import plot_learning_curves
 
 BEST_MODEL = "best.keras"
 LOG = "log.csv"
 CURVES = "learning_curves.png"
-MONITOR = "val_pred_age_mae"
+MONITOR = f"val_{AGE}_mae"
 
 
 def check_config(cfg: DictConfig) -> None:

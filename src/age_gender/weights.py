@@ -1,4 +1,4 @@
-"""Downloadable weights: a registry, and a checksummed download into pretrained_models/."""
+"""A checksummed download of weight files into pretrained_models/ (which files: `presets`)."""
 
 import dataclasses
 import hashlib
@@ -21,21 +21,6 @@ class WeightFile:
     name: str
     url: str
     md5: str
-
-
-PUBLISHED = WeightFile(
-    name="EfficientNetB3_224_weights.11-3.44.hdf5",
-    url="https://github.com/yu4u/age-gender-estimation/releases/download/v0.6/"
-    "EfficientNetB3_224_weights.11-3.44.hdf5",
-    md5="6d7f7b7ced093a8b3ef6399163da6ece",
-)
-
-
-WIDE_RESNET = WeightFile(
-    name="weights.28-3.73.hdf5",  # WRN-16-8 at 64 px, BGR, margin 0.4: the original's first model
-    url="https://github.com/yu4u/age-gender-estimation/releases/download/v0.5/weights.28-3.73.hdf5",
-    md5="fbe63257a054c1c5466cfd7bf14646d6",
-)
 
 
 class DownloadError(UserError):

@@ -57,7 +57,7 @@ class Estimator:
 
     name: str
     crop_spec: CropSpec | None = None
-    metadata: dict = {}
+    metadata: dict
     tta: str = "none"
 
     def predict(

