@@ -1,11 +1,11 @@
 """Age and gender for every face of a collection of images, as one table (annotate.py).
 
-Worker processes decode, detect and crop (each loads its detector once); the main process runs the model
-on batches of faces gathered across images, so nothing is decoded twice and the model sees full
-batches. Images are done in parts of `part_size`, each written when complete (temporary name,
-then rename) into a folder beside the output: a run killed at any moment and started again with
-the same arguments does only the parts still missing. The parts are merged into the output at
-the end, every image exactly once.
+Worker processes decode, detect and crop (each loads its detector once); the main process runs
+the model on batches of faces gathered across images, so nothing is decoded twice and the model
+sees full batches. Images are done in parts of `part_size`, each written when complete
+(temporary name, then rename) into a folder beside the output: a run killed at any moment and
+started again with the same arguments does only the parts still missing. The parts are merged
+into the output at the end, every image exactly once.
 """
 
 import dataclasses
