@@ -4,7 +4,6 @@ Metrics: MAE (against apparent and real age where both exist), the ChaLearn LAP 
 CS@5 (share within 5 years), gender accuracy, and MAE by age group (0-9, ..., 70+).
 """
 
-import argparse
 import json
 import math
 import re
@@ -14,18 +13,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from age_gender.errors import UserError, number
-from age_gender.estimators.presets import PRESETS, load_estimator, load_preset
+from age_gender.errors import UserError
 from age_gender.faces import FaceDetector
 from age_gender.files import atomic_output, check_output_folder, make_output_folder
 from age_gender.images import read_image
 from age_gender.labels import BOX_COLUMNS
-from age_gender.options import (
-    add_detector_options,
-    add_overwrite_option,
-    add_tta_option,
-    make_detector,
-)
 from age_gender.plots import plot_age_groups, plot_predicted_vs_real
 from age_gender.warping import overlaps
 
@@ -291,50 +283,27 @@ def evaluate(
     return summaries
 
 
-def add_arguments(parser: argparse.ArgumentParser, output_dir: str) -> None:
-    """The options that evaluate.py and evaluate_appa_real.py share."""
-    parser.add_argument(
-        "--weight_file", type=Path, nargs="*", default=[],
-        help="models to evaluate side by side (default: the demo's model)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--model", nargs="*", default=[], help="named models: " + ", ".join(PRESETS)
-    )
-    parser.add_argument(
-        "--detect", action="store_true",
-        help="detect faces (with the model's margin) in images without a box, instead of "
-        "taking the whole image as the face",
-    )  # fmt: skip
-    add_detector_options(parser, "default 1, as for photos")
-    parser.add_argument(
-        "--batch_size", type=number(int, 1), default=32, help="faces per model call"
-    )
-    add_tta_option(parser)
-    parser.add_argument("--output_dir", type=Path, default=Path(output_dir))
-    add_overwrite_option(parser, "an earlier report in --output_dir")
-
-
-def run(args: argparse.Namespace, truth: pd.DataFrame, root: Path) -> dict[str, dict]:
-    """Loads the models the options name, evaluates them on `truth` and prints the table."""
-    check_output_folder(args.output_dir)
-    group_by = getattr(args, "group_by", None)
+def run(
+    estimators: list,
+    truth: pd.DataFrame,
+    root: Path,
+    output_dir: Path,
+    detector=None,
+    batch_size: int = 32,
+    overwrite: bool = False,
+    group_by: str | None = None,
+) -> dict[str, dict]:
+    """Evaluates the models on `truth`, each into its own report folder, and prints the table;
+    an earlier report is replaced only with `overwrite`."""
+    check_output_folder(output_dir)
     if group_by and group_by not in truth:
         raise UserError(f"--group_by {group_by}: the labels have no such column")
-    estimators = [load_estimator(path) for path in args.weight_file]
-    estimators += [load_preset(name) for name in args.model]
-    estimators = estimators or [load_estimator()]
-    folders = [report_folder(args.output_dir, estimator) for estimator in estimators]
+    folders = [report_folder(output_dir, estimator) for estimator in estimators]
     if len(set(folders)) < len(folders):
         raise UserError("a model is named twice: each model is evaluated once, into its own "
                         "report folder")  # fmt: skip
-    for estimator in estimators:
-        estimator.set_options(tta=args.tta)
-    check_reports(args.output_dir, estimators, args.overwrite)
-    detector = make_detector(args, default_upsample=1) if args.detect else None
-    summaries = evaluate(
-        estimators, truth, root, args.output_dir, detector,
-        args.batch_size, group_by,
-    )  # fmt: skip
+    check_reports(output_dir, estimators, overwrite)
+    summaries = evaluate(estimators, truth, root, output_dir, detector, batch_size, group_by)
     print(format_table(summaries))
-    print(f"reports in {args.output_dir}/")
+    print(f"reports in {output_dir}/")
     return summaries

@@ -60,6 +60,42 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     add_tta_option(parser)
 
 
+def add_evaluation_options(parser: argparse.ArgumentParser, output_dir: str) -> None:
+    """What evaluate.py and evaluate_appa_real.py share: several models side by side, the
+    detector for images without a box, and where the reports go."""
+    parser.add_argument(
+        "--weight_file", type=Path, nargs="*", default=[],
+        help=f"models to evaluate side by side (default: the {DEFAULT} model)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--model", nargs="*", default=[], choices=PRESETS, metavar="NAME",
+        help=f"named models: {', '.join(PRESETS)} (--list-models says what each is)",
+    )  # fmt: skip
+    parser.add_argument("--list-models", action=ListModels, help="list the named models and exit")
+    parser.add_argument(
+        "--detect", action="store_true",
+        help="detect faces (with the model's margin) in images without a box, instead of "
+        "taking the whole image as the face",
+    )  # fmt: skip
+    add_detector_options(parser, "default 1, as for photos")
+    parser.add_argument(
+        "--batch_size", type=number(int, 1), default=32, help="faces per model call"
+    )
+    add_tta_option(parser)
+    parser.add_argument("--output_dir", type=Path, default=Path(output_dir))
+    add_overwrite_option(parser, "an earlier report in --output_dir")
+
+
+def evaluation_models(args: argparse.Namespace) -> list[Estimator]:
+    """The models `add_evaluation_options` named (default: the default model), with `--tta`."""
+    estimators = [load_estimator(path) for path in args.weight_file]
+    estimators += [load_estimator(name) for name in args.model]
+    estimators = estimators or [load_estimator()]
+    for estimator in estimators:
+        estimator.set_options(tta=args.tta)
+    return estimators
+
+
 def add_tta_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tta", choices=TTA_MODES,

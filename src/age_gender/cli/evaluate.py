@@ -7,15 +7,13 @@ from age_gender.errors import ArgumentParser, UserError, exit_on_user_error
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from age_gender import evaluation
-
     parser = ArgumentParser(description=__doc__)
     options.add_labels_options(parser, "genders, ages, img_paths")
     parser.add_argument(
         "--group_by", metavar="COLUMN",
         help="also report the MAE per value of this column (e.g. subject, for FG-NET)",
     )  # fmt: skip
-    evaluation.add_arguments(parser, "output/evaluation")
+    options.add_evaluation_options(parser, "output/evaluation")
     return parser.parse_args(argv)
 
 
@@ -28,7 +26,11 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(f"image folder {args.root} does not exist")
     truth = labels.read_labels_csv(args.csv)
     truth = truth.rename(columns={"ages": "true_age", "genders": "true_gender"})
-    evaluation.run(args, truth, args.root)
+    detector = options.make_detector(args, default_upsample=1) if args.detect else None
+    evaluation.run(
+        options.evaluation_models(args), truth, args.root, args.output_dir, detector,
+        args.batch_size, args.overwrite, args.group_by,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -3,16 +3,15 @@
 import argparse
 from pathlib import Path
 
+from age_gender import options
 from age_gender.errors import ArgumentParser, UserError, exit_on_user_error
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from age_gender import evaluation
-
     parser = ArgumentParser(description=__doc__)
     parser.add_argument("--appa_dir", type=Path, default=Path("data/appa-real-release"))
     parser.add_argument("--split", choices=("valid", "test"), default="valid")
-    evaluation.add_arguments(parser, "output/appa_real")
+    options.add_evaluation_options(parser, "output/appa_real")
     return parser.parse_args(argv)
 
 
@@ -28,7 +27,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.detect:  # the full images instead of the aligned crops
         truth["img_paths"] = truth["img_paths"].str.removesuffix("_face.jpg")
     print(f"APPA-REAL {args.split}{', detected faces' if args.detect else ''}")
-    evaluation.run(args, truth, args.appa_dir)
+    detector = options.make_detector(args, default_upsample=1) if args.detect else None
+    evaluation.run(
+        options.evaluation_models(args), truth, args.appa_dir, args.output_dir, detector,
+        args.batch_size, args.overwrite,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
