@@ -5,9 +5,10 @@ import datetime
 import numpy as np
 import pandas as pd
 import scipy.io
-from conftest import user_error
+from conftest import refusal
 
 from age_gender import synthetic
+from age_gender.cli import create_db as create_db_cli
 
 
 def write_imdb(data_dir, count=200):
@@ -130,7 +131,7 @@ def cells(values):
     return cell
 
 
-def test_malformed_mat_files_and_options_are_one_line(tmp_path, run_script):
+def test_malformed_mat_files_and_options_are_one_line(tmp_path, run_script, capsys):
     columns = synthetic.random_imdb_wiki_columns(20, seed=2)
     fields = {name: np.asarray(values, float).reshape(1, -1) for name, values in columns.items()
               if name != "full_path"}  # fmt: skip
@@ -139,10 +140,8 @@ def test_malformed_mat_files_and_options_are_one_line(tmp_path, run_script):
 
     def error(*args, **changes):
         write_struct(mat, "wiki", {**fields, **changes.pop("fields", {})}, **changes)
-        result = run_script(
-            "create_db.py", "--db", "wiki", "--data_dir", tmp_path, *args, cwd=tmp_path
-        )
-        return user_error(result)
+        return refusal(capsys, create_db_cli.main, "--db", "wiki", "--data_dir", tmp_path,
+                       "--output", tmp_path / "wiki.csv", *args)  # fmt: skip
 
     assert "field dob of 'wiki' must hold numbers" in error(
         fields={"dob": cells(["1980-01-01"] * 20)}
