@@ -45,6 +45,7 @@ def test_landmarks_finds_eyes_and_resumes(faces, tmp_path, run_script):
         eyes = {column: [value] for column in EYE_COLUMNS}
         leftover.write(index, pd.DataFrame({"img_paths": [name], **eyes}))
     parts = leftover.folder
+    leftover.release()  # the killed run's lock went with it
     result = run_script(*arguments, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "eyes found for 2 of 4 faces" in result.stdout

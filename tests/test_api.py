@@ -19,6 +19,7 @@ def test_a_named_model_analyzes_a_path_and_an_array_alike():
     assert face["file"] == "astronaut.png" and face["status"] == records.OK
     assert (face["width"], face["height"], face["faces"], face["face"]) == (512, 512, 1, 0)
     assert face["gender"] == "F" and 20 < face["age"] < 60 and face["score"] >= 0.9
+    assert face["age_std"] is None  # dlib-models gives no age distribution
     assert 150 < face["x_min"] < 200 and 60 < face["y_min"] < 100
     image = cv2.cvtColor(cv2.imread(str(ASTRONAUT)), cv2.COLOR_BGR2RGB)
     (same,) = analyzer.analyze(image)
@@ -44,3 +45,9 @@ def test_bad_input_is_one_clear_error(tmp_path):
         analyzer.analyze(np.zeros((10, 10), np.float32))
     with pytest.raises(UserError, match="not to dlib-models"):
         FaceAnalyzer("dlib-models", tta="flip")
+    for wrong, message in [((42,), "model must be"), (("no-such-model",), "neither a named model"),
+                           (("dlib-models", None), "detector must be")]:  # fmt: skip
+        with pytest.raises(UserError, match=message):
+            FaceAnalyzer(*wrong)
+    with pytest.raises(UserError, match="an image path or an RGB uint8 array, not NoneType"):
+        analyzer.analyze(None)

@@ -202,3 +202,15 @@ def test_bad_options_are_one_line(tmp_path, capsys):
         line = refusal(capsys, demo_cli.main, "--image_dir", REPO / "examples", "--model",
                        "dlib-models", *args)  # fmt: skip
         assert line.startswith(message)
+
+
+def test_an_unreadable_image_gets_its_row(tmp_path):
+    (tmp_path / "in").mkdir()
+    data = (REPO / "examples" / "astronaut.png").read_bytes()
+    (tmp_path / "in" / "cut.png").write_bytes(data[: len(data) // 2])
+    (tmp_path / "in" / "whole.png").write_bytes(data)
+    demo_cli.main(["--image_dir", str(tmp_path / "in"), "--output_dir", str(tmp_path / "out"),
+                   "--model", "dlib-models", "--no-display"])  # fmt: skip
+    table = pd.read_csv(tmp_path / "out" / "predictions.csv").set_index("file")
+    assert table.loc["cut.png", "status"] == "unreadable"
+    assert table.loc["whole.png", "status"] == "ok" and table.loc["whole.png", "faces"] == 1

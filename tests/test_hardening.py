@@ -445,6 +445,21 @@ def test_rows_without_a_box_are_whole_images_and_repeated_images_resume(tmp_path
     assert parts.done(0, ["a.png", "a.png", "b.png"], "img_paths")
 
 
+def test_two_runs_on_one_output_and_damaged_parts(tmp_path):
+    output = tmp_path / "faces.csv"
+    first = jobs.Parts(output, {"run": 1}, overwrite=False)
+    with pytest.raises(UserError, match="another run is writing"):
+        jobs.Parts(output, {"run": 1}, overwrite=False)
+    first.write(0, pd.DataFrame({"file": ["a.png"]}))
+    first.path(0).write_bytes(first.path(0).read_bytes()[:20])  # cut by a full disk, say
+    assert not first.done(0, ["a.png"], "file")  # done again, not a traceback
+    first.release()
+    (first.folder / "settings.json").write_text("{not json")
+    with pytest.raises(UserError, match="unfinished run with other arguments"):
+        jobs.Parts(output, {"run": 1}, overwrite=False)
+    assert jobs.Parts(output, {"run": 1}, overwrite=True).done(0, ["a.png"], "file") is False
+
+
 def test_what_a_hostile_user_tried_next(tmp_path, capsys):
     strip = np.zeros((1, 300000, 3), np.uint8)  # a 370-byte PNG that broke the detector's resize
     assert faces.FaceDetector().detect(strip) == []

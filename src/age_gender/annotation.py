@@ -28,10 +28,10 @@ from age_gender.images import image_files, once_each, printable, read_image
 from age_gender.labels import BOX_COLUMNS
 from age_gender.records import (
     OK,
-    UNREADABLE,
     image_rows,
     prediction_record,
     typed,
+    unreadable_row,
     write_table,
 )
 from age_gender.warping import CropSpec
@@ -102,7 +102,7 @@ class Examiner:
         faces."""
         image = read_image(self.root / name)
         if image is None:
-            return [{"file": printable(name), "status": UNREADABLE}], None
+            return [unreadable_row(printable(name))], None
         faces = self.detector.detect(image)
         rows = image_rows(printable(name), image.shape, faces)
         if not faces:

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from age_gender.errors import UserError
-from age_gender.estimators.base import Estimator, Prediction
-from age_gender.estimators.presets import load_estimator
-from age_gender.faces import DetectorSpec, Face, FaceDetector
+from age_gender.estimators.base import TTA_MODES, Estimator, Prediction
+from age_gender.estimators.presets import PRESETS, load_estimator
+from age_gender.faces import DETECTORS, DetectorSpec, Face, FaceDetector
 from age_gender.images import printable, read_image
 from age_gender.records import image_rows
 
@@ -29,14 +29,24 @@ class FaceAnalyzer:
 
     def __init__(
         self,
-        model=None,
-        detector: FaceDetector | DetectorSpec | str = "mtcnn",
+        model: str | Path | Estimator | None = None,
+        detector: str | DetectorSpec | FaceDetector = DETECTORS[0],
         tta: str | None = None,
     ):
+        if not isinstance(model, str | Path | Estimator | None):
+            raise UserError(f"model must be a named model, a path or an Estimator, not {model!r}")
+        if isinstance(model, str) and model not in PRESETS and not Path(model).exists():
+            raise UserError(f"unknown model {model!r}: neither a named model ("
+                            f"{', '.join(PRESETS)}) nor a file")  # fmt: skip
         self.estimator = model if isinstance(model, Estimator) else load_estimator(model)
         if isinstance(detector, str):
             detector = DetectorSpec(detector)
+        if not isinstance(detector, DetectorSpec | FaceDetector):
+            raise UserError(f"detector must be one of {', '.join(DETECTORS)}, a DetectorSpec or "
+                            f"a FaceDetector, not {detector!r}")  # fmt: skip
         self.detector = detector.build() if isinstance(detector, DetectorSpec) else detector
+        if tta not in (None, *TTA_MODES):
+            raise UserError(f"tta must be one of {', '.join(TTA_MODES)}, not {tta!r}")
         self.estimator.set_options(tta=tta)
 
     def estimate(self, image: np.ndarray) -> tuple[list[Face], list[Prediction]]:
@@ -48,6 +58,9 @@ class FaceAnalyzer:
     def analyze(self, image: str | Path | np.ndarray) -> list[dict]:
         """One record per face found (none for an image without a face)."""
         name = None
+        if not isinstance(image, str | Path | np.ndarray):
+            raise UserError(f"analyze takes an image path or an RGB uint8 array, not "
+                            f"{type(image).__name__}")  # fmt: skip
         if not isinstance(image, np.ndarray):
             name = printable(Path(image).name)
             path, image = image, read_image(Path(image))
@@ -57,4 +70,7 @@ class FaceAnalyzer:
             raise UserError(f"an image array must be RGB uint8 (H, W, 3), not {image.dtype} "
                             f"{image.shape}")  # fmt: skip
         faces, predictions = self.estimate(image)
-        return image_rows(name, image.shape, faces, predictions) if faces else []
+        rows = image_rows(name, image.shape, faces, predictions) if faces else []
+        # No age distribution (dlib-models): None, as JSON's null, rather than NaN.
+        return [{**row, "age_std": None if np.isnan(row["age_std"]) else row["age_std"]}
+                for row in rows]  # fmt: skip

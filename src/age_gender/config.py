@@ -120,6 +120,10 @@ def compose_config(overrides: list[str]) -> DictConfig:
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 
+    removed = [override for override in overrides if override.startswith("~")]
+    if removed:
+        raise UserError(f"{removed[0]}: keys cannot be removed, the schema needs every one; set "
+                        "a value instead (see README.md, train.py, for the keys)")  # fmt: skip
     try:
         with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
             return compose("config", overrides=overrides)
@@ -143,7 +147,11 @@ def check_ranges(cfg: DictConfig) -> None:
     if cfg.train.freeze_epochs < 0:
         raise UserError("train.freeze_epochs must be a whole number of 0 or more, "
                         f"not {cfg.train.freeze_epochs}")  # fmt: skip
-    for key, low, high in (("model.dropout", 0, 1), ("data.margin", 0, math.inf)):
+    for key, low, high in (
+        ("model.dropout", 0, 1), ("data.margin", 0, math.inf),
+        ("train.augment.scale", 0, 1), ("train.augment.shift", 0, 1),
+        ("train.augment.rotation", 0, 181),
+    ):  # fmt: skip
         value = OmegaConf.select(cfg, key)
         if not low <= value < high:
             interval = f"at least {low}" if high == math.inf else f"in [{low}, {high})"

@@ -21,7 +21,7 @@ from age_gender.errors import UserError
 from age_gender.faces import FaceDetector
 from age_gender.files import atomic_output, check_inputs_kept
 from age_gender.images import is_image_file, printable, read_image
-from age_gender.records import image_rows, typed, write_table
+from age_gender.records import image_rows, typed, unreadable_row, write_table
 from age_gender.tracking import FaceTracker
 
 WINDOW = "age and gender (q to quit)"
@@ -155,6 +155,7 @@ def run_images(
         image = read_image(path)
         if image is None:
             unreadable.append(path)
+            annotator.rows.append(unreadable_row(printable(path.name)))
             continue
         annotated = annotator.annotate(image, path.name)
         if output_dir is None:

@@ -25,6 +25,7 @@ from age_gender.labels import BOX_COLUMNS
 
 JPEG_QUALITY = 95
 FOLDER = "faces"
+MAX_SIDE = 4096  # pixels: a cached face this wide is already 50 MB decoded
 
 
 def room(rotation: float, zoom: float, shift: float) -> float:

@@ -88,6 +88,7 @@ class FaceDetector:
         max_side: int | None = 800,
     ):
         if kind == "mtcnn":
+            mtcnn_faces.sessions()  # a missing or damaged file fails here, in one line
             self._detector = mtcnn_faces
         elif kind == "hog":
             self._detector = dlib.get_frontal_face_detector()

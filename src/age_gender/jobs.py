@@ -8,6 +8,7 @@ other settings (another root, model or detector) are never mixed in.
 
 import contextlib
 import ctypes
+import fcntl
 import json
 import multiprocessing
 import os
@@ -28,6 +29,20 @@ from age_gender.files import atomic_output
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
 
+def locked(folder: Path):
+    """An exclusive lock on `folder`'s lock file, held while the returned file stays open, or
+    one line saying another run holds it: two runs writing one output would take each other's
+    parts."""
+    handle = open(folder / "lock", "a")  # noqa: SIM115 (open for the run: closing unlocks)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        handle.close()
+        raise UserError(f"another run is writing {folder}; wait for it to finish, or choose "
+                        "another output") from error  # fmt: skip
+    return handle
+
+
 class Parts:
     """The finished parts of a run, in a folder beside the output (`.<output>.parts/`), with the
     settings that made them."""
@@ -37,7 +52,11 @@ class Parts:
         settings = json.loads(json.dumps(settings, default=str))  # as it reads back
         settings_file = self.folder / "settings.json"
         if self.folder.is_dir():
-            earlier = json.loads(settings_file.read_text()) if settings_file.is_file() else None
+            self.lock = locked(self.folder)
+            try:
+                earlier = json.loads(settings_file.read_text())
+            except (OSError, ValueError):  # missing or damaged: not this run's
+                earlier = None
             if earlier == settings:
                 return
             if not overwrite:
@@ -46,7 +65,9 @@ class Parts:
                     "with the same arguments to finish it, or pass --overwrite to start over"
                 )
             shutil.rmtree(self.folder)
+            self.lock.close()
         self.folder.mkdir()
+        self.lock = locked(self.folder)
         with atomic_output(settings_file) as temporary:
             temporary.write_text(json.dumps(settings, indent=1))
 
@@ -58,7 +79,10 @@ class Parts:
         `column`."""
         path = self.path(index)
         wanted = list(dict.fromkeys(keys))
-        return path.is_file() and pd.read_pickle(path)[column].unique().tolist() == wanted
+        try:
+            return pd.read_pickle(path)[column].unique().tolist() == wanted
+        except Exception:  # missing, or damaged (pickle raises many types): done again
+            return False
 
     def write(self, index: int, table: pd.DataFrame) -> None:
         with atomic_output(self.path(index)) as temporary:
@@ -68,8 +92,13 @@ class Parts:
         return pd.concat([pd.read_pickle(self.path(index)) for index in range(count)],
                          ignore_index=True)  # fmt: skip
 
+    def release(self) -> None:
+        """Lets another run take the parts (this process's run is over)."""
+        self.lock.close()
+
     def remove(self) -> None:
         shutil.rmtree(self.folder)
+        self.release()
 
 
 def start_worker(initializer: Callable | None, initargs: tuple) -> None:

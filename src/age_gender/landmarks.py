@@ -8,6 +8,7 @@ the chunks still missing, and the parts are merged into the output at the end.
 """
 
 import dataclasses
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -63,8 +64,11 @@ def find_eyes(chunk: tuple[int, pd.DataFrame]) -> tuple[int, pd.DataFrame]:
 
 
 def run_settings(root: Path, frame: pd.DataFrame, chunk_size: int, detector: DetectorSpec) -> dict:
-    """What a run's parts depend on: parts of other settings are never mixed in."""
-    return {"root": str(root.resolve()), "rows": len(frame), "chunk_size": chunk_size,
+    """What a run's parts depend on: parts of other settings, or of a CSV changed since (rows
+    reordered, boxes edited), are never mixed in."""
+    columns = ["img_paths", *(column for column in BOX_COLUMNS if column in frame)]
+    rows = hashlib.sha256(frame[columns].to_csv(index=False).encode()).hexdigest()
+    return {"root": str(root.resolve()), "rows": rows, "chunk_size": chunk_size,
             "detector": dataclasses.asdict(detector)}  # fmt: skip
 
 

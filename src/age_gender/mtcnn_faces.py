@@ -15,6 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from age_gender.errors import UserError
+
 NETWORKS = Path(__file__).resolve().parent / "models" / "mtcnn"
 PNET_CELL, PNET_STRIDE = 12, 2  # PNet scores 12x12 windows every 2 pixels of its pyramid level
 PYRAMID_STEP = 0.709  # each level 1/sqrt(2) the area of the last: the paper's factor
@@ -67,9 +69,13 @@ def patches(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
     return found
 
 
+INPUTS = {"pnet": None, "rnet": 24, "onet": 48}  # each network's input side: any, 24, 48 px
+
+
 @functools.cache
 def sessions() -> tuple:
-    """PNet, RNet and ONet as onnxruntime sessions, loaded once per process."""
+    """PNet, RNet and ONet as onnxruntime sessions, loaded once per process; one line saying
+    what to do when a file is missing or damaged."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -78,12 +84,24 @@ def sessions() -> tuple:
     # upsample 0 either way), and the cores are left to the age model and the other workers.
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
-    return tuple(
-        onnxruntime.InferenceSession(
-            str(NETWORKS / f"{name}.onnx"), options, providers=["CPUExecutionProvider"]
-        )
-        for name in ("pnet", "rnet", "onet")
-    )
+    loaded = []
+    for name, side in INPUTS.items():
+        path = NETWORKS / f"{name}.onnx"
+        try:
+            session = onnxruntime.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as error:  # onnxruntime raises its own types for missing or bad files
+            reason = str(error).strip().splitlines()[0][:80]
+            raise UserError(f"MTCNN's network {path} cannot be loaded ({reason}): reinstall "
+                            "age-gender, or use --detector hog") from error  # fmt: skip
+        shape = session.get_inputs()[0].shape  # names for the sizes a network leaves open
+        sides = [value if isinstance(value, int) else None for value in shape[1:3]]
+        if len(shape) != 4 or shape[3] != 3 or sides != [side, side]:
+            raise UserError(f"{path} is not MTCNN's {name} (its input is {shape}): reinstall "
+                            "age-gender, or use --detector hog")  # fmt: skip
+        loaded.append(session)
+    return tuple(loaded)
 
 
 def pyramid(height: int, width: int, min_face: float) -> list[float]:

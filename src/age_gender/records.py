@@ -46,6 +46,11 @@ def face_record(face, prediction: Prediction) -> dict:
     return {**detection_record(face), **prediction_record(prediction)}
 
 
+def unreadable_row(file: str) -> dict:
+    """The row of an image that cannot be read (not an image, cut short, corrupt)."""
+    return {"file": file, "status": UNREADABLE}
+
+
 def image_rows(
     file: str | None,
     shape: tuple,

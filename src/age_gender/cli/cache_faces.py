@@ -53,8 +53,14 @@ def main(argv: list[str] | None = None) -> None:
     cfg = compose_config(args.overrides)
     check_ranges(cfg)
     augment = cfg.train.augment
-    if augment.enabled and augment.scale >= 1:
-        raise UserError(f"train.augment.scale must be below 1, not {augment.scale}")
+    room = (
+        face_cache.room(augment.rotation, augment.scale, augment.shift) if augment.enabled else 1.0
+    )
+    side = round(cfg.model.img_size * args.scale * room)
+    if side > face_cache.MAX_SIDE:
+        raise UserError(f"each cached face would be {side} px wide (model.img_size x --scale x "
+                        f"the room train.augment needs), above {face_cache.MAX_SIDE}: lower "
+                        "them")  # fmt: skip
     if not args.root.is_dir():
         raise UserError(f"image folder {args.root} does not exist")
     make_output_folder(args.output_dir)
@@ -62,9 +68,6 @@ def main(argv: list[str] | None = None) -> None:
     check_inputs_kept([output], [args.csv])  # the cache's CSV takes the input's name
     check_output_path(output, args.overwrite)
     frame = labels.read_labels_csv(args.csv)
-    room = (
-        face_cache.room(augment.rotation, augment.scale, augment.shift) if augment.enabled else 1.0
-    )
     margin = cfg.data.margin
     cached = face_cache.cache_faces(
         frame, args.root, args.output_dir, round(cfg.model.img_size * args.scale), margin, room,

@@ -37,8 +37,10 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(f"image folder {args.root} does not exist")
     frame = labels.read_labels_csv(args.csv)
     check_inputs_kept([output], [args.csv])
+    detector = detector_spec(args, 1)
+    detector.build()  # a detector that cannot load fails here, in one line, before any worker
     result = landmarks.add_eyes(
-        frame, args.root, output, args.workers, args.chunk_size, detector_spec(args, 1),
+        frame, args.root, output, args.workers, args.chunk_size, detector,
         args.overwrite,
     )  # fmt: skip
     found = int(result[EYE_COLUMNS].notna().all(axis=1).sum())

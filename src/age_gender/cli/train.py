@@ -10,7 +10,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from age_gender.config import CONFIG_DIR, compose_config
+from age_gender.config import CONFIG_DIR, check_ranges, compose_config
 from age_gender.errors import exit_on_user_error
 
 
@@ -24,7 +24,9 @@ def check_output_dir(overrides: list[str]) -> None:
 
     if any(argument.startswith("-") for argument in overrides):
         return
-    check_output_folder(Path(compose_config(overrides).train.output_dir))
+    cfg = compose_config(overrides)
+    check_ranges(cfg)  # before Hydra makes the output folder
+    check_output_folder(Path(cfg.train.output_dir))
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")

@@ -78,7 +78,7 @@ class Estimator:
         if margin is None and tta is None:
             return
         if self.crop_spec is None:
-            option = "--margin" if margin is not None else "--tta"
+            option = "margin" if margin is not None else "tta"
             raise UserError(f"{option} applies to models of this project, not to {self.name}")
         if margin is not None:
             self.crop_spec = dataclasses.replace(self.crop_spec, margin=margin)

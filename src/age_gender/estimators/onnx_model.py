@@ -28,7 +28,8 @@ def onnx_session(path: Path):
     except Exception as error:  # onnxruntime raises its own types for broken files
         upgraded = upgraded_model(path)
         if upgraded is None:
-            raise UserError(f"{path} is not an ONNX model: {error}") from error
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else "empty"
+            raise UserError(f"{path} is not an ONNX model: {reason}") from error
     return onnxruntime.InferenceSession(upgraded, options, providers=["CPUExecutionProvider"])
 
 
