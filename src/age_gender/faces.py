@@ -14,6 +14,7 @@ import numpy as np
 
 from age_gender import mtcnn_faces, warping
 from age_gender.errors import UserError
+from age_gender.mtcnn_networks import sessions
 
 MIN_SIDE = 16  # pixels: no detector finds a face in a thinner image
 DETECTORS = ("mtcnn", "hog", "cnn")
@@ -88,7 +89,7 @@ class FaceDetector:
         max_side: int | None = 800,
     ):
         if kind == "mtcnn":
-            mtcnn_faces.sessions()  # a missing or damaged file fails here, in one line
+            sessions()  # missing or damaged weights fail here, in one line
             self._detector = mtcnn_faces
         elif kind == "hog":
             self._detector = dlib.get_frontal_face_detector()

@@ -1,23 +1,18 @@
 """MTCNN (Zhang et al. 2016): the `mtcnn` package's three networks and weights (MIT licence),
-converted to ONNX by tools/mtcnn_to_onnx.py and run by onnxruntime, the pyramid and the box
-arithmetic in NumPy and OpenCV. The package's own pipeline runs eager TensorFlow op by op and
-takes ~330 ms per 640x480 frame on 2 cores; this takes ~35 ms at the same recall, and needs no
-TensorFlow (bench/detection.py).
+run by onnxruntime (`mtcnn_networks`), the pyramid and the box arithmetic in NumPy and OpenCV.
+The package's own pipeline runs eager TensorFlow op by op and takes ~170 ms per 640x480 frame on
+2 cores; this takes ~31 ms at the same recall, and needs no TensorFlow (bench/detection.py).
 
 MTCNN finds faces turned up to about ±45° and down to its smallest searched size, where dlib's
 HOG needs an upright face of 80 px (40 px upsampled), and gives five landmarks (eyes, nose, mouth
 corners).
 """
 
-import functools
-from pathlib import Path
-
 import cv2
 import numpy as np
 
-from age_gender.errors import UserError
+from age_gender.mtcnn_networks import sessions
 
-NETWORKS = Path(__file__).resolve().parent / "models" / "mtcnn"
 PNET_CELL, PNET_STRIDE = 12, 2  # PNet scores 12x12 windows every 2 pixels of its pyramid level
 PYRAMID_STEP = 0.709  # each level 1/sqrt(2) the area of the last: the paper's factor
 THRESHOLDS = (0.6, 0.7, 0.8)  # PNet, RNet, ONet face scores: the package's defaults
@@ -67,41 +62,6 @@ def patches(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
         found[index] = cv2.warpAffine(image, matrix, (size, size),
                                       flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)  # fmt: skip
     return found
-
-
-INPUTS = {"pnet": None, "rnet": 24, "onet": 48}  # each network's input side: any, 24, 48 px
-
-
-@functools.cache
-def sessions() -> tuple:
-    """PNet, RNet and ONet as onnxruntime sessions, loaded once per process; one line saying
-    what to do when a file is missing or damaged."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
-    # One thread: these networks are too small to gain from more (12 ms per 640x480 frame at
-    # upsample 0 either way), and the cores are left to the age model and the other workers.
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    loaded = []
-    for name, side in INPUTS.items():
-        path = NETWORKS / f"{name}.onnx"
-        try:
-            session = onnxruntime.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as error:  # onnxruntime raises its own types for missing or bad files
-            reason = str(error).strip().splitlines()[0][:80]
-            raise UserError(f"MTCNN's network {path} cannot be loaded ({reason}): reinstall "
-                            "age-gender, or use --detector hog") from error  # fmt: skip
-        shape = session.get_inputs()[0].shape  # names for the sizes a network leaves open
-        sides = [value if isinstance(value, int) else None for value in shape[1:3]]
-        if len(shape) != 4 or shape[3] != 3 or sides != [side, side]:
-            raise UserError(f"{path} is not MTCNN's {name} (its input is {shape}): reinstall "
-                            "age-gender, or use --detector hog")  # fmt: skip
-        loaded.append(session)
-    return tuple(loaded)
 
 
 def pyramid(height: int, width: int, min_face: float) -> list[float]:
