@@ -38,7 +38,7 @@ class DataConfig:
 class ModelConfig:
     model_name: str = "EfficientNetB3"  # any image model of keras.applications, or WideResNet*
     img_size: int = 224
-    weights: str | None = "imagenet"  # imagenet, None (from scratch) or a backbone weight file
+    weights: str | None = "imagenet"  # imagenet, packaged (the face networks), None, or a file
     dropout: float = 0.0
     batchnorm_momentum: float | None = None  # e.g. 0.9 from scratch or on small data
 
@@ -79,6 +79,8 @@ class TrainConfig:
     warmup_epochs: int = 1
     plateau: PlateauConfig = dataclasses.field(default_factory=PlateauConfig)
     freeze_epochs: int = 0  # train only the two heads for this many epochs first
+    trainable_from: str | None = None  # then train from this layer (a name's start) on; None: all
+    finetune_lr: float | None = None  # the learning rate after freeze_epochs; None: train.lr
     epochs: int = 30
     batch_size: int = 32
     age_loss: str = "ce"  # ce (the original's) | dldl | mean_variance
@@ -156,6 +158,6 @@ def check_ranges(cfg: DictConfig) -> None:
         if not low <= value < high:
             interval = f"at least {low}" if high == math.inf else f"in [{low}, {high})"
             raise UserError(f"{key} must be a number {interval}, not {value}")
-    for key in ("train.lr", "train.age_sigma", "data.framing_sample"):
-        if not OmegaConf.select(cfg, key) > 0:
+    for key in ("train.lr", "train.age_sigma", "data.framing_sample", "train.finetune_lr"):
+        if OmegaConf.select(cfg, key) is not None and not OmegaConf.select(cfg, key) > 0:
             raise UserError(f"{key} must be a number above 0, not {OmegaConf.select(cfg, key)}")

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from age_gender import wide_resnet
+from age_gender import dlib_resnet, wide_resnet
 from age_gender.errors import UserError
 from age_gender.heads import AGE, AGE_CLASSES, GENDER, GENDER_CLASSES
 
@@ -32,15 +32,19 @@ def backbone_names() -> list[str]:
 
 
 def backbone_constructor(model_name: str):
-    """keras.applications' constructor, or a wide ResNet's (`WideResNet<depth>_<width>`)."""
+    """keras.applications' constructor, a wide ResNet's (`WideResNet<depth>_<width>`) or one of
+    dlib's face ResNets (`dlib_resnet.ARCHITECTURES`)."""
     shape = wide_resnet.parse_name(model_name)
     if shape is not None:
         return functools.partial(wide_resnet.wide_resnet, *shape)
+    if model_name in dlib_resnet.ARCHITECTURES:
+        return functools.partial(dlib_resnet.dlib_resnet, model_name)
     names = backbone_names()
     if model_name not in names:
         raise UserError(
             f"unknown backbone {model_name!r}; keras.applications has: {', '.join(names)}; "
-            "and WideResNet<depth>_<width> (e.g. WideResNet16_8) is built in"
+            "WideResNet<depth>_<width> (e.g. WideResNet16_8) and the face networks "
+            f"{', '.join(dlib_resnet.ARCHITECTURES)} are built in"
         )
     return getattr(keras.applications, model_name)
 
@@ -50,6 +54,8 @@ def preprocess_function(model_name: str):
     and for wide ResNets, which the original fed raw 0..255 pixels)."""
     if wide_resnet.parse_name(model_name) is not None:
         return lambda images: images
+    if model_name in dlib_resnet.ARCHITECTURES:
+        return dlib_resnet.preprocess_input
     module = importlib.import_module(backbone_constructor(model_name).__module__)
     return module.preprocess_input
 
@@ -129,8 +135,12 @@ def build_model(
     inference-mode statistics far behind the weights.
     """
     constructor = backbone_constructor(model_name)
-    if weights not in (None, "imagenet") and not Path(weights).is_file():
-        raise UserError(f"model.weights={weights}: no such file; use imagenet, null or a path")
+    words = (None, "imagenet", dlib_resnet.PACKAGED)
+    if weights not in words and not Path(weights).is_file():
+        raise UserError(
+            f"model.weights={weights}: no such file; use imagenet, {dlib_resnet.PACKAGED} (the "
+            "face networks), null or a path"
+        )
     inputs = keras.Input((img_size, img_size, 3), name="image")
     preprocessed = FaceInput(model_name, channel_order, margin, aligned, offset, name=FACE_INPUT)(
         inputs

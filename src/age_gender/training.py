@@ -191,21 +191,33 @@ def phases(train: DictConfig) -> list[Phase]:
     return [phase for phase in candidates if phase.end > phase.start]
 
 
-def set_backbone_frozen(network: keras.Model, frozen: bool) -> None:
-    """Makes every layer but the two heads untrainable (BatchNorm then runs in inference mode)."""
-    for layer in network.layers:
-        layer.trainable = not frozen or layer.name in HEADS
+def set_trainable(network: keras.Model, frozen: bool, trainable_from: str | None = None) -> None:
+    """Frozen: only the two heads train. Else every layer from the first whose name starts with
+    `trainable_from` on (all when None): a network trained on faces keeps its early stages as
+    they are, and costs no gradients there. Untrainable BatchNorm runs in inference mode."""
+    names = [layer.name for layer in network.layers]
+    start = 0
+    if trainable_from is not None:
+        start = next((i for i, name in enumerate(names) if name.startswith(trainable_from)), None)
+        if start is None:
+            raise UserError(f"train.trainable_from={trainable_from}: no layer of "
+                            f"{network.name} has a name starting so")  # fmt: skip
+    for index, layer in enumerate(network.layers):
+        layer.trainable = layer.name in HEADS or (not frozen and index >= start)
 
 
 def compile_for(
     network: keras.Model, cfg: DictConfig, strategy, steps_per_epoch: int, phase: Phase
 ) -> None:
     """Compiles `network` for `phase`: its trainable layers, a schedule over its epochs."""
-    set_backbone_frozen(network, phase.frozen)
+    set_trainable(network, phase.frozen, cfg.train.trainable_from)
+    rates = cfg.train
+    if not phase.frozen and cfg.train.finetune_lr is not None:
+        rates = OmegaConf.merge(cfg.train, {"lr": cfg.train.finetune_lr})
     with strategy.scope():
         model.compile_model(
             network,
-            make_optimizer(cfg.train, steps_per_epoch, phase.end - phase.start),
+            make_optimizer(rates, steps_per_epoch, phase.end - phase.start),
             cfg.train.age_loss_weight,
             cfg.train.gender_loss_weight,
             cfg.train.jit_compile,
