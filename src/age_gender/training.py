@@ -211,9 +211,11 @@ def compile_for(
 ) -> None:
     """Compiles `network` for `phase`: its trainable layers, a schedule over its epochs."""
     set_trainable(network, phase.frozen, cfg.train.trainable_from)
-    rates = cfg.train
+    # Heads alone need no warm-up (it shields a backbone from fresh heads' first gradients);
+    # the phase after them may run at its own rate.
+    rates = OmegaConf.merge(cfg.train, {"warmup_epochs": 0} if phase.frozen else {})
     if not phase.frozen and cfg.train.finetune_lr is not None:
-        rates = OmegaConf.merge(cfg.train, {"lr": cfg.train.finetune_lr})
+        rates = OmegaConf.merge(rates, {"lr": cfg.train.finetune_lr})
     with strategy.scope():
         model.compile_model(
             network,
