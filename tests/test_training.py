@@ -186,7 +186,7 @@ def test_mirrored_strategy_on_two_cpus_gives_the_same_step(disks):
         cfg = training.OmegaConf.create({{"train": {{"optimizer_name": "sgd", "lr": 0.01,
             "momentum": 0.9, "lr_scheduler": "constant", "age_loss_weight": 1.0,
             "gender_loss_weight": 1.0, "jit_compile": False, "age_loss": "dldl",
-            "age_sigma": 2.0}}}})
+            "age_sigma": 2.0, "trainable_from": None, "finetune_lr": None}}}})
         training.compile_for(network, cfg, mirrored, 1, training.Phase(0, 1, True, "b"))
         network.fit(data, epochs=1, verbose=0)
         moved = sorted(layer.name for layer, old in zip(network.layers, before)

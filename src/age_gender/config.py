@@ -40,6 +40,7 @@ class ModelConfig:
     img_size: int = 224
     weights: str | None = "imagenet"  # imagenet, packaged (the face networks), None, or a file
     dropout: float = 0.0
+    feature_norm: bool = False  # batch norm on the features, trained with the heads
     batchnorm_momentum: float | None = None  # e.g. 0.9 from scratch or on small data
 
 

@@ -11,7 +11,7 @@ batch norm folded into per-channel affine layers, one global average):
   64x64, about 110k faces). Its top is an 81-class softmax over ages 0..80.
 
 The file formats are read with NumPy (dlib's serialization) and `onnx` (initializers), into one
-list of arrays in forward order, which `load_packaged_weights` assigns to the Keras layers.
+list of arrays in forward order, which `load_weights` assigns to the Keras layers.
 The folded batch norm stays what it was, a learnable per-channel scale and bias (`ChannelAffine`):
 the running statistics are gone, so a BatchNormalization in training mode would compute another
 function from the first step.
@@ -151,7 +151,7 @@ def dlib_resnet(
         )(tensor)  # fmt: skip
     network = keras.Model(keras.utils.get_source_inputs(inputs), tensor, name=model_name)
     if weights == PACKAGED:
-        load_packaged_weights(network, model_name)
+        load_weights(network, packaged_file(model_name))
     return network
 
 
@@ -256,13 +256,14 @@ def read_onnx(path: Path) -> Layers:
     return layers
 
 
-def load_packaged_weights(network: keras.Model, model_name: str) -> None:
-    """Sets every layer of `network` (built by `dlib_resnet`) from the package's file."""
-    path = packaged_file(model_name)
+def load_weights(network: keras.Model, path: Path) -> None:
+    """Sets every layer of `network` (built by `dlib_resnet`) from a dlib or ONNX file."""
+    model_name = network.name
     try:
         layers = read_dlib(path) if path.suffix == ".dat" else read_onnx(path)
-    except (OSError, ValueError, IndexError) as error:
-        raise UserError(f"cannot read {model_name}'s weights in {path}: {error}") from error
+    except Exception as error:  # a damaged file fails anywhere in the readers, or in onnx
+        raise UserError(f"cannot read {model_name}'s weights in {path} ({error}); reinstall "
+                        "its package") from error  # fmt: skip
     convolutions = [layer for layer in network.layers if isinstance(layer, keras.layers.Conv2D)]
     affines = [layer for layer in network.layers if isinstance(layer, ChannelAffine)]
     if (len(layers.convolutions), len(layers.affines)) != (len(convolutions), len(affines)):

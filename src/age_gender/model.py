@@ -20,6 +20,7 @@ from age_gender.errors import UserError
 from age_gender.heads import AGE, AGE_CLASSES, GENDER, GENDER_CLASSES
 
 FACE_INPUT = "face_input"
+FEATURE_NORM = "feature_norm"  # trains with the heads
 
 
 def backbone_names() -> list[str]:
@@ -126,8 +127,10 @@ def build_model(
     channel_order: str = "RGB",
     aligned: bool = False,
     offset: tuple[float, float] = (0.0, 0.0),
+    feature_norm: bool = False,
 ) -> keras.Model:
-    """Backbone (include_top=False, average pooling), optional dropout, the two softmax heads.
+    """Backbone (include_top=False, average pooling), optional batch norm (`feature_norm`) and
+    dropout, the two softmax heads.
 
     The backbone's layers sit flat in the model, as in the original project, so its published
     HDF5 weights load layer by layer. `batchnorm_momentum` (Keras' default is 0.99 or 0.999)
@@ -166,6 +169,8 @@ def build_model(
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.momentum = batchnorm_momentum
     features = backbone.output
+    if feature_norm:  # a pretrained network's features share a large offset that slows the heads
+        features = keras.layers.BatchNormalization(name=FEATURE_NORM)(features)
     if dropout > 0:
         features = keras.layers.Dropout(dropout)(features)
     # float32 heads keep the softmax stable under mixed precision. The original's wide ResNet

@@ -203,7 +203,8 @@ def set_trainable(network: keras.Model, frozen: bool, trainable_from: str | None
             raise UserError(f"train.trainable_from={trainable_from}: no layer of "
                             f"{network.name} has a name starting so")  # fmt: skip
     for index, layer in enumerate(network.layers):
-        layer.trainable = layer.name in HEADS or (not frozen and index >= start)
+        head = layer.name in (*HEADS, model.FEATURE_NORM)
+        layer.trainable = head or (not frozen and index >= start)
 
 
 def compile_for(
@@ -297,6 +298,7 @@ def prepare(cfg: DictConfig, strategy: tf.distribute.Strategy):
         network = model.build_model(
             cfg.model.model_name, size, cfg.model.weights, cfg.model.dropout,
             cfg.model.batchnorm_momentum, margin, aligned=align, offset=offset,
+            feature_norm=cfg.model.feature_norm,
         )  # fmt: skip
     train_rows = dataset.drop_unreadable(train_rows, Path(cfg.data.root), "training images")
     val_rows = dataset.drop_unreadable(val_rows, Path(cfg.data.val_root), "validation images")
