@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from conftest import user_error
 
-from age_gender import evaluation, model, synthetic
+from age_gender import evaluation, model, plots, synthetic
 
 
 def test_metrics_against_hand_computed_values():
@@ -22,6 +22,24 @@ def test_metrics_against_hand_computed_values():
     assert list(groups) == ["0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+"]
     assert groups["10-19"] == {"n": 1, "mae": 2.0} and groups["70+"] == {"n": 1, "mae": 9.0}
     assert groups["0-9"] == {"n": 0, "mae": None} and groups["30-39"]["mae"] == 5.0
+
+
+def test_age_std_coverage_groups_and_their_gap_by_hand(tmp_path):
+    predicted, std, true = [10, 20, 30, 40], [2, 2, 4, 1], [11, 24, 39, 40]
+    coverage = evaluation.std_coverage(predicted, std, true)
+    assert coverage == {"within_1_std": 2 / 4, "within_2_std": 3 / 4}
+    table = pd.DataFrame({
+        "predicted_age": predicted, "age_std": std, "true_age": true,
+        "predicted_gender": [0, 1, 1, 0], "true_gender": [0, 1, 0, 0],
+        "race": ["White", "White", "Black", None],
+    })  # fmt: skip
+    groups = evaluation.mae_by_group(table, "race")
+    assert groups["White"] == {"n": 2, "mae": 2.5, "cs5": 1.0, "gender_accuracy": 1.0}
+    assert groups["Black"]["gender_accuracy"] == 0.0 and groups["(none)"]["n"] == 1
+    gaps = evaluation.group_gaps(groups)  # the group without a value is not one of them
+    assert gaps == {"mae": 9 - 2.5, "gender_accuracy": 1.0}
+    plots.plot_reliability(table, tmp_path / "reliability.png")
+    assert (tmp_path / "reliability.png").read_bytes().startswith(b"\x89PNG")
 
 
 @pytest.mark.slow
@@ -145,7 +163,7 @@ def test_refused_evaluations_are_one_line_and_write_nothing(tmp_path, run_script
 def test_unknown_genders_and_mae_per_group(tmp_path, run_script):
     frame = synthetic.write_disk_dataset(tmp_path / "images", 8, size=48)
     frame["genders"] = [0, 1, -1, -1, 0, 1, -1, 0]
-    frame["subject"] = ["001", "001", "002", "002", "002", "003", "003", "003"]
+    frame["subject"] = ["001", "001", "002", "002", "002", "003", "003", ""]
     frame.to_csv(tmp_path / "labels.csv", index=False)
     result = run_script(
         "evaluate.py", "--csv", tmp_path / "labels.csv", "--root", tmp_path / "images",
@@ -162,10 +180,13 @@ def test_unknown_genders_and_mae_per_group(tmp_path, run_script):
     )
     groups = summary["mae_by_group"]
     subjects = ["001", "002", "003"]  # as FG-NET writes them, not read as numbers
-    assert sorted(groups) == subjects and [groups[g]["n"] for g in subjects] == [2, 3, 3]
+    # The row without a subject is counted as a group of its own, not left out.
+    assert sorted(groups) == ["(none)", *subjects]
+    assert [groups[g]["n"] for g in [*subjects, "(none)"]] == [2, 3, 2, 1]
     errors = (table["predicted_age"] - table["true_age"]).abs()
     assert groups["002"]["mae"] == pytest.approx(errors[2:5].mean())
-    assert "MAE subject 002" in result.stdout
+    assert "MAE subject 002" in result.stdout and "gender subject 001" in result.stdout
+    assert "MAE gap, worst subject - best" in result.stdout
     missing = run_script(
         "evaluate.py", "--csv", tmp_path / "labels.csv", "--root", tmp_path / "images",
         "--group_by", "person", cwd=tmp_path,

@@ -126,24 +126,23 @@ def test_empty_result_is_an_error(tmp_path):
         labels.read_imdb_wiki(tmp_path / "imdb.mat", "imdb")
 
 
-def test_utkface_flips_gender_and_skips_malformed_names(tmp_path):
+def test_utkface_flips_gender_keeps_race_and_skips_malformed_names(tmp_path):
     root = tmp_path / "UTKFace"
     root.mkdir()
     names = [
         "25_0_1_20170116174525125.jpg.chip.jpg",
         "3_1_2_20161219140623097.jpg.chip.jpg",
-        "39_1_20170116174525125.jpg.chip.jpg",
+        "39_1_20170116174525125.jpg.chip.jpg",  # three of the release's names lack the race
         "110_1_0_20170112213001988.jpg.chip.jpg",
+        "x_1_0_20170112213001988.jpg.chip.jpg",
         "notes.txt",
     ]
     for name in names:
         (root / name).write_bytes(b"")
     table = labels.read_utkface(root)
-    assert table.rows.to_dict("list") == {
-        "genders": [1, 0],
-        "ages": [25, 3],
-        "img_paths": [names[0], names[1]],
-    }
+    rows = table.rows.set_index("img_paths").loc[names[:3]].to_dict("list")
+    assert rows["genders"] == [1, 0, 0] and rows["ages"] == [25, 3, 39]
+    assert rows["race"][:2] == ["Black", "Asian"] and pd.isna(rows["race"][2])
     assert table.dropped == {"malformed file name": 1, "age outside 0..100": 1}
 
 

@@ -88,10 +88,10 @@ class PaddedAdd(keras.layers.Layer):
 
     def call(self, inputs):
         shapes = [tensor.shape for tensor in inputs]
-        target = [max(sizes) for sizes in zip(*shapes, strict=True)]
+        target = [max(sizes) for sizes in zip(*(shape[1:] for shape in shapes), strict=True)]
         padded = []
         for tensor, shape in zip(inputs, shapes, strict=True):
-            after = [[0, 0]] + [[0, t - s] for s, t in zip(shape[1:], target[1:], strict=True)]
+            after = [[0, 0]] + [[0, t - s] for s, t in zip(shape[1:], target, strict=True)]
             padded.append(ops.pad(tensor, after))
         return padded[0] + padded[1]
 

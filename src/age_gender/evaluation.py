@@ -18,7 +18,7 @@ from age_gender.faces import FaceDetector
 from age_gender.files import atomic_output, check_output_folder, make_output_folder
 from age_gender.images import read_image
 from age_gender.labels import BOX_COLUMNS
-from age_gender.plots import plot_age_groups, plot_predicted_vs_real
+from age_gender.plots import plot_age_groups, plot_predicted_vs_real, plot_reliability
 from age_gender.warping import overlaps
 
 GROUP_EDGES = (0, 10, 20, 30, 40, 50, 60, 70)
@@ -49,15 +49,45 @@ def gender_accuracy(predicted, true) -> float:
     return float(np.mean(predicted[known] == true[known])) if known.any() else math.nan
 
 
+NO_GROUP = "(none)"  # the group of rows whose --group_by value is empty
+
+
 def mae_by_group(table: pd.DataFrame, column: str) -> dict[str, dict]:
-    """N and MAE of each value of `column` (a subject, for leave-one-person-out studies)."""
+    """N, MAE, CS@5 and gender accuracy of each value of `column` (a subject for
+    leave-one-person-out studies, a race for fairness); rows without a value are a group of
+    their own, `(none)`, not left out."""
+    values = table[column].astype("string").fillna(NO_GROUP).replace("", NO_GROUP)
     return {
         str(value): {
             "n": int(len(group)),
             "mae": mean_absolute_error(group["predicted_age"], group["true_age"]),
+            "cs5": cumulative_score(group["predicted_age"], group["true_age"]),
+            "gender_accuracy": gender_accuracy(group["predicted_gender"], group["true_gender"]),
         }
-        for value, group in table.groupby(column, sort=True)
+        for value, group in table.groupby(values, sort=True)
     }
+
+
+def group_gaps(groups: dict[str, dict]) -> dict[str, float]:
+    """The worst group's figure less the best's (MAE, gender accuracy): what a model's
+    average hides about the faces it serves worst."""
+    named = [entry for name, entry in groups.items() if name != NO_GROUP]
+    gaps = {}
+    for key in ("mae", "gender_accuracy"):
+        figures = [entry[key] for entry in named if not math.isnan(entry[key])]
+        gaps[key] = max(figures) - min(figures) if len(figures) > 1 else math.nan
+    return gaps
+
+
+# A Gaussian's share within 1 and 2 standard deviations: what a meaningful age_std gives.
+GAUSSIAN_COVERAGE = {1: 0.6827, 2: 0.9545}
+
+
+def std_coverage(predicted, std, true) -> dict[str, float]:
+    """Share of faces whose true age lies within 1 and 2 `age_std` of the prediction."""
+    error = np.abs(np.asarray(predicted, float) - np.asarray(true, float))
+    std = np.asarray(std, float)
+    return {f"within_{k}_std": float(np.mean(error <= k * std)) for k in GAUSSIAN_COVERAGE}
 
 
 def group_name(low: int, high: int | None) -> str:
@@ -161,9 +191,12 @@ def summarize(
     old = (table["true_age"] >= 60).to_numpy()
     if old.any():  # the tail of the age range, where skewed training data fails first
         summary["mae_60_plus"] = mean_absolute_error(predicted[old], table["true_age"][old])
+    if table["age_std"].notna().all():  # dlib-models gives no spread
+        summary.update(std_coverage(predicted, table["age_std"], table["true_age"]))
     if group_by:
         summary["group_by"] = group_by
         summary["mae_by_group"] = mae_by_group(table, group_by)
+        summary["group_gap"] = group_gaps(summary["mae_by_group"])
     return summary
 
 
@@ -179,6 +212,8 @@ TABLE_ROWS = [
     ("cs5", "CS@5", "{:.3f}"),
     ("gender_accuracy", "gender accuracy", "{:.3f}"),
     ("gender_known", "  faces of known gender", "{:d}"),
+    ("within_1_std", "true age within 1 age_std (68.3 %)", "{:.3f}"),
+    ("within_2_std", "true age within 2 age_std (95.4 %)", "{:.3f}"),
 ]
 
 
@@ -195,16 +230,25 @@ def format_table(summaries: dict[str, dict]) -> str:
         if any(key in summary for summary in summaries.values()):
             lines.append((title, *(cell(style, s.get(key)) for s in summaries.values())))
     first = next(iter(summaries.values()))
-    for key, prefix in (
-        ("mae_by_age_group", "MAE"),
-        ("mae_by_group", f"MAE {first.get('group_by')}"),
+    by = first.get("group_by")
+    for key, figure, prefix, style in (
+        ("mae_by_age_group", "mae", "MAE", "{:.2f}"),
+        ("mae_by_group", "mae", f"MAE {by}", "{:.2f}"),
+        ("mae_by_group", "gender_accuracy", f"gender {by}", "{:.3f}"),
     ):
         for group in first.get(key, {}):
             cells = []
             for summary in summaries.values():
                 entry = summary[key][group]
-                cells.append("-" if entry["mae"] is None else f"{entry['mae']:.2f} ({entry['n']})")
+                cells.append(f"{cell(style, entry[figure])} ({entry['n']})")
             lines.append((f"{prefix} {group}", *cells))
+    if "group_gap" in first:
+        for figure, title, style in (
+            ("mae", "MAE", "{:.2f}"),
+            ("gender_accuracy", "gender", "{:.3f}"),
+        ):
+            cells = [cell(style, summary["group_gap"][figure]) for summary in summaries.values()]
+            lines.append((f"{title} gap, worst {by} - best", *cells))
     widths = [max(len(line[column]) for line in lines) for column in range(len(lines[0]))]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
@@ -231,6 +275,8 @@ def write_report(table: pd.DataFrame, summary: dict, output_dir: Path) -> None:
     title = f"MAE {summary['mae']:.2f} over {summary['evaluated']} images"
     plot_predicted_vs_real(table, title, output_dir / "predicted_vs_real.png")
     plot_age_groups(summary["mae_by_age_group"], output_dir / "mae_by_age_group.png")
+    if "within_1_std" in summary:
+        plot_reliability(table, output_dir / "age_std_reliability.png")
 
 
 def report_folder(output_dir: Path, estimator) -> Path:

@@ -193,11 +193,14 @@ def utf8_names(paths: pd.Series) -> np.ndarray:
 
 # UTKFace --------------------------------------------------------------------------------------
 
-UTKFACE_NAME = r"^(?P<age>[0-9]+)_(?P<gender>[0-9]+)_(?P<race>[0-9]+)_(?P<date>[0-9]+)"
+UTKFACE_NAME = r"^(?P<age>[0-9]+)_(?P<gender>[0-9]+)_(?:(?P<race>[0-9]+)_)?(?P<date>[0-9]+)"
+UTKFACE_RACES = {"0": "White", "1": "Black", "2": "Asian", "3": "Indian", "4": "Others"}
 
 
 def read_utkface(root: Path) -> LabelTable:
-    """Labels from UTKFace file names `[age]_[gender]_[race]_[date&time].jpg`, gender flipped."""
+    """Labels from UTKFace file names `[age]_[gender]_[race]_[date&time].jpg`, gender flipped;
+    the race label kept as a `race` column (empty where a name lacks it), for
+    `evaluate.py --group_by race`."""
     frame = pd.DataFrame(
         {"img_paths": pd.Series(image_paths(root, "UTKFace folder"), dtype=object)}
     )
@@ -207,6 +210,7 @@ def read_utkface(root: Path) -> LabelTable:
     frame["ages"] = pd.to_numeric(fields["age"])
     # UTKFace: 0 = male, 1 = female; the schema: 0 = female, 1 = male.
     frame["genders"] = 1 - pd.to_numeric(fields["gender"]).fillna(0)
+    frame["race"] = fields["race"].map(UTKFACE_RACES)
     rules = {
         "malformed file name": malformed,
         f"age outside 0..{MAX_AGE}": ~malformed & (frame["ages"] > MAX_AGE).to_numpy(),

@@ -3,7 +3,9 @@
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
 from age_gender.files import atomic_output
 from age_gender.heads import AGE, GENDER
@@ -55,4 +57,22 @@ def plot_age_groups(groups: dict[str, dict], path: Path) -> None:
     bars = axis.bar(list(groups), values)
     axis.bar_label(bars, labels=[f"n={entry['n']}" for entry in groups.values()], fontsize=8)
     axis.set(xlabel="real age group", ylabel="MAE (years)", title="MAE by age group")
+    save_png(figure, path)
+
+
+def plot_reliability(table: pd.DataFrame, path: Path) -> None:
+    """Does `age_std` mean what it says? For each nominal share p, the share of faces whose
+    true age lies within the Gaussian interval of p around the prediction (z_p x age_std); a
+    calibrated spread follows the diagonal, an overconfident one lies below it."""
+    nominal = np.linspace(0.05, 0.95, 19)
+    error = (table["predicted_age"] - table["true_age"]).abs().to_numpy()
+    std = table["age_std"].to_numpy(float)
+    observed = [np.mean(error <= norm.ppf((1 + p) / 2) * std) for p in nominal]
+    figure, axis = plt.subplots(figsize=(5, 5), constrained_layout=True)
+    axis.plot([0, 1], [0, 1], color="grey", linewidth=1, label="calibrated")
+    axis.plot(nominal, observed, marker="o", label="this model")
+    axis.set(xlabel="nominal share (Gaussian interval of age_std)", xlim=(0, 1), ylim=(0, 1),
+             ylabel="share of true ages inside", title="age_std reliability")  # fmt: skip
+    axis.grid(alpha=0.3)
+    axis.legend()
     save_png(figure, path)
