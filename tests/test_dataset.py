@@ -55,6 +55,9 @@ def test_crops_the_box_with_its_margin(tmp_path):
     # margin 0.5 on each side: the face fills the middle half of each axis.
     assert wide[0, 7:13, 7:13, 1].min() > 250 and wide[0, :3, :, 1].max() < 5
     assert wide[0, :, :3, 1].max() < 5
+    # The offset the model records moves the training crop as it moves the inference one.
+    moved, _ = first_batch(dataset.make_dataset(frame, tmp_path, 20, 1, 0.0, offset=(0.5, 0.0)))
+    assert moved[0, :, :8, 1].min() > 250 and moved[0, :, 12:, 1].max() < 5
 
 
 def test_mixup_keeps_sums_and_mixes_both_heads_alike():

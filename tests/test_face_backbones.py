@@ -94,3 +94,16 @@ def test_damaged_weight_files_are_one_line(tmp_path):
         model.build_model("DlibFaceResNet", 32, None)
     with pytest.raises(UserError, match="takes model.weights=packaged or null, not imagenet"):
         model.build_model("CydralAge", 64, "imagenet")
+
+
+@pytest.mark.slow
+def test_face_backbone_exports_with_parity(tmp_path, run_script):
+    network = model.build_model("CydralAge", 64, dlib_resnet.PACKAGED, feature_norm=True)
+    network.save(tmp_path / "cydral.keras")
+    result = run_script(
+        "export.py", "--weight_file", tmp_path / "cydral.keras", "--format", "all",
+        "--output_dir", tmp_path / "exported", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    for form in ("onnx", "tflite", "saved_model"):
+        assert f"{form} parity on 8 crops" in result.stdout

@@ -351,7 +351,7 @@ def make_dataset(
 
     dataset = tf.data.Dataset.zip(examples, seeds(0)).map(
         lambda example, example_seed: load_example(
-            example, example_seed, img_size, margin, augmentation, align
+            example, example_seed, img_size, margin, augmentation, align, offset
         ),
         num_parallel_calls=AUTOTUNE,
     )
