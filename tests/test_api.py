@@ -1,6 +1,9 @@
 """The Python API: a model by name or path, the faces of a path or an array, records of the
 one output schema."""
 
+import struct
+import zlib
+
 import cv2
 import numpy as np
 import pytest
@@ -43,6 +46,11 @@ def test_bad_input_is_one_clear_error(tmp_path):
         analyzer.analyze(tmp_path / "notes.jpg")
     with pytest.raises(UserError, match="RGB uint8"):
         analyzer.analyze(np.zeros((10, 10), np.float32))
+    with pytest.raises(UserError, match="of 1 pixel or more, not uint8 \\(0, 0, 3\\)"):
+        analyzer.analyze(np.zeros((0, 0, 3), np.uint8))
+    (tmp_path / "huge.png").write_bytes(huge_png_header())
+    with pytest.raises(UserError, match="huge.png is not a readable image"):
+        analyzer.analyze(tmp_path / "huge.png")
     with pytest.raises(UserError, match="not to dlib-models"):
         FaceAnalyzer("dlib-models", tta="flip")
     for wrong, message in [((42,), "model must be"), (("no-such-model",), "neither a named model"),
@@ -51,3 +59,20 @@ def test_bad_input_is_one_clear_error(tmp_path):
             FaceAnalyzer(*wrong)
     with pytest.raises(UserError, match="an image path or an RGB uint8 array, not NoneType"):
         analyzer.analyze(None)
+
+
+def huge_png_header() -> bytes:
+    """A 69-byte PNG whose header claims 100000 x 100000 pixels, past OpenCV's limit."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )

@@ -286,6 +286,10 @@ def test_bad_input_is_one_line_before_training(disks, tmp_path, run_script):
         assert f"{key} must be a whole number of 1 or more, not {value}" in error(f"{key}={value}")
     assert "model.dropout must be a number in [0, 1), not 1.5" in error("model.dropout=1.5")
     assert "data.margin must be a number at least 0" in error("data.margin=-0.2")
+    assert "train.mixup_alpha must be a number at least 0" in error("train.mixup_alpha=-1")
+    assert "train.warmup_epochs must be a number at least 0" in error("train.warmup_epochs=-1")
+    assert "probability must be in [0, 1], not 2" in error("train.random_erasing.probability=2")
+    assert "train.finetune_lr must be a number above 0" in error("train.finetune_lr=0")
 
     # The backbone is checked before any image is: these images do not even exist.
     missing = pd.DataFrame({"genders": [1] * 40, "ages": [3] * 40, "img_paths": ["no.jpg"] * 40})

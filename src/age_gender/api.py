@@ -66,9 +66,9 @@ class FaceAnalyzer:
             path, image = image, read_image(Path(image))
             if image is None:
                 raise UserError(f"{path} is not a readable image")
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise UserError(f"an image array must be RGB uint8 (H, W, 3), not {image.dtype} "
-                            f"{image.shape}")  # fmt: skip
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or not image.size:
+            raise UserError(f"an image array must be RGB uint8 (H, W, 3) of 1 pixel or more, "
+                            f"not {image.dtype} {image.shape}")  # fmt: skip
         faces, predictions = self.estimate(image)
         rows = image_rows(name, image.shape, faces, predictions) if faces else []
         # No age distribution (dlib-models): None, as JSON's null, rather than NaN.

@@ -153,12 +153,16 @@ def check_ranges(cfg: DictConfig) -> None:
     for key, low, high in (
         ("model.dropout", 0, 1), ("data.margin", 0, math.inf),
         ("train.augment.scale", 0, 1), ("train.augment.shift", 0, 1),
-        ("train.augment.rotation", 0, 181),
+        ("train.augment.rotation", 0, 181), ("train.mixup_alpha", 0, math.inf),
+        ("train.warmup_epochs", 0, math.inf),
     ):  # fmt: skip
         value = OmegaConf.select(cfg, key)
         if not low <= value < high:
             interval = f"at least {low}" if high == math.inf else f"in [{low}, {high})"
             raise UserError(f"{key} must be a number {interval}, not {value}")
+    erasing = cfg.train.random_erasing.probability
+    if not 0 <= erasing <= 1:
+        raise UserError(f"train.random_erasing.probability must be in [0, 1], not {erasing}")
     for key in ("train.lr", "train.age_sigma", "data.framing_sample", "train.finetune_lr"):
         if OmegaConf.select(cfg, key) is not None and not OmegaConf.select(cfg, key) > 0:
             raise UserError(f"{key} must be a number above 0, not {OmegaConf.select(cfg, key)}")

@@ -82,7 +82,10 @@ def decode_image(data: bytes) -> np.ndarray | None:
     orientation); None for bytes that are not a whole image."""
     if not data or not complete(data):
         return None
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:  # a header claiming more than OpenCV's 2^30 pixels: not an image to read
+        return None
     return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
