@@ -108,3 +108,30 @@ def test_a_killed_cache_resumes(tmp_path, run_script):
     beside = run_script("cache_faces.py", *arguments[:4], "--output_dir", tmp_path, "--overwrite")
     assert "would replace an input file" in user_error(beside)  # the CSV keeps its name
     assert (tmp_path / "labels.csv").read_text().startswith("genders,ages,img_paths")
+
+
+def test_cut_cached_faces_are_redone_and_an_empty_cache_is_refused(tmp_path, capsys):
+    from age_gender import face_cache
+    from age_gender.errors import UserError
+
+    (tmp_path / "images").mkdir()
+    photo(tmp_path / "images" / "a.jpg")
+    frame = pd.DataFrame({"genders": [1, 0], "ages": [30, 40], "img_paths": ["a.jpg", "a.jpg"],
+                          "x_min": [10, 200], "y_min": [10, 100], "x_max": [110, 300],
+                          "y_max": [110, 200]})  # fmt: skip
+
+    def cache(**options):
+        return face_cache.cache_faces(frame, tmp_path / "images", tmp_path / "cache", 32, 0.4,
+                                      1.0, 1, **options)  # fmt: skip
+
+    cached = cache()
+    first = tmp_path / "cache" / cached["img_paths"][0]
+    first.write_bytes(first.read_bytes()[:200])  # cut, as a full disk leaves it
+    capsys.readouterr()
+    cache()
+    assert "resuming: 1 of 2 faces are cached already" in capsys.readouterr().out
+    assert cv2.imread(str(first)) is not None and first.stat().st_size > 200
+    cache(overwrite=True)
+    assert "resuming" not in capsys.readouterr().out
+    with pytest.raises(UserError, match="no face of the 2 rows could be cached .2 cannot be read"):
+        face_cache.cache_faces(frame, tmp_path, tmp_path / "other", 32, 0.4, 1.0, 1)

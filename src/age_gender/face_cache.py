@@ -20,7 +20,7 @@ from tqdm import tqdm
 from age_gender import jobs, warping
 from age_gender.errors import UserError
 from age_gender.files import atomic_output
-from age_gender.images import read_image
+from age_gender.images import complete, read_image
 from age_gender.labels import BOX_COLUMNS
 
 JPEG_QUALITY = 95
@@ -75,6 +75,14 @@ def cache_face(task: tuple) -> tuple[int, int | str]:
     return index, len(encoded)
 
 
+def cached_whole(path: Path) -> bool:
+    """Whether a cached face is there and whole (a JPEG cut by a full disk or by hand is not)."""
+    try:
+        return path.is_file() and complete(path.read_bytes())
+    except OSError:
+        return False
+
+
 def cached_box(side: int, room_factor: float, margin: float) -> list[float]:
     """The face box in a cached image of `side` pixels: the training crop is its middle
     side / room_factor pixels, so the box is that square narrowed by the margin."""
@@ -90,9 +98,11 @@ def cache_faces(
     margin: float,
     room_factor: float,
     workers: int,
+    overwrite: bool = False,
 ) -> pd.DataFrame:
     """Caches the faces of `frame` (images under `root`) in `output_dir`; the rows of the faces
-    cached, with img_paths and boxes in the cache. Faces already cached are not done again."""
+    cached, with img_paths and boxes in the cache. Faces already cached whole are not done
+    again (a cut one is), unless `overwrite`; refuses a frame of which no face can be cached."""
     if any(column.startswith("eye_") for column in frame.columns):
         raise UserError("the face cache holds unaligned crops: train aligned models "
                         "(data.align=true) from the original images")  # fmt: skip
@@ -104,7 +114,7 @@ def cache_faces(
              for path, box in zip(frame["img_paths"], boxes, strict=True)]  # fmt: skip
     for leftover in output_dir.glob(f"{FOLDER}/*/.*.tmp.jpg"):  # atomic_output's, left by a kill
         leftover.unlink()
-    done = np.array([(output_dir / name).is_file() for name in names], bool)
+    done = np.array([not overwrite and cached_whole(output_dir / name) for name in names], bool)
     if done.any():
         print(f"resuming: {done.sum()} of {len(frame)} faces are cached already")
     tasks = [
@@ -129,6 +139,10 @@ def cache_faces(
     for reason, indices in skipped.items():
         print(f"warning: skipped {len(indices)} faces: {reason}, e.g. "
               f"{frame['img_paths'].iloc[indices[0]]}")  # fmt: skip
+    if not readable.any():
+        reasons = ", ".join(f"{len(indices)} {reason}" for reason, indices in skipped.items())
+        raise UserError(f"no face of the {len(frame)} rows could be cached ({reasons}): is "
+                        f"{root} the folder the CSV's img_paths are relative to?")  # fmt: skip
     result = frame.assign(img_paths=names)
     result[BOX_COLUMNS] = cached_box(side, room_factor, margin)
     used = sum((output_dir / name).stat().st_size for name in set(np.array(names)[readable]))

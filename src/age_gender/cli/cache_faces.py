@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="train.py's configuration overrides, e.g. model.img_size=224 data.margin=0.4",
     )  # fmt: skip
     options.add_workers_option(parser)
-    options.add_overwrite_option(parser, "an existing CSV")
+    options.add_overwrite_option(parser, "an existing CSV, and cache every face again")
     return parser.parse_args(argv)
 
 
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     margin = cfg.data.margin
     cached = face_cache.cache_faces(
         frame, args.root, args.output_dir, round(cfg.model.img_size * args.scale), margin, room,
-        args.workers,
+        args.workers, args.overwrite,
     )  # fmt: skip
     with atomic_output(output) as temporary:
         cached.to_csv(temporary, index=False)
