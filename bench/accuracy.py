@@ -11,7 +11,9 @@ and both models are measured on the validation part twice:
 - scenes: the same faces pasted into 640x480 photo backgrounds (scenes.py: 35-230 px, turned up
   to 25 degrees, varied light), through annotate.py with each model's own defaults, as a user
   runs it; MAE and gender over the faces the detector finds (IoU >= 0.3 with the truth).
-Prints one table; the last two lines are `utkface_scene_mae: Y` and `utkface_mae: X`.
+Prints one table, then scenes by face size and turn, whole crops by race (UTKFace's label) with
+the gap between the best and worst group, and how often the true age lies within 1 and 2 of our
+model's age_std; the last two lines are `utkface_scene_mae: Y` and `utkface_mae: X`.
 """
 
 import argparse
@@ -68,7 +70,8 @@ def whole_crops(args, model_path: Path, validation: pd.DataFrame) -> dict[str, d
     estimators = [load_estimator(model_path), load_estimator("dlib-models")]
     estimators[0].set_options(tta=args.tta)
     truth = validation.rename(columns={"ages": "true_age", "genders": "true_gender"})
-    summaries = evaluation.evaluate(estimators, truth, args.data, args.work / "crops")
+    summaries = evaluation.evaluate(estimators, truth, args.data, args.work / "crops",
+                                    group_by="race")  # fmt: skip
     return dict(zip(("ours", "dlib-models"), summaries.values(), strict=True))
 
 
@@ -90,17 +93,38 @@ def scene_figures(args, model_path: Path, validation: pd.DataFrame) -> dict[str,
         found = pd.read_csv(table)
         found = found[found["status"] == "ok"]
         matched = scenes.match_faces(truth, found)
-        hit = matched["found_age"].notna()
-        errors = (matched.loc[hit, "found_age"] - matched.loc[hit, "ages"]).abs()
-        genders = (matched.loc[hit, "found_gender"] == "M").astype(int)
-        old = matched.loc[hit, "ages"] >= 60
         figures[name] = {
-            "faces": len(truth), "found": int(hit.sum()),
-            "false_positives": matched.attrs["false_positives"],
-            "mae": float(errors.mean()), "mae_60_plus": float(errors[old].mean()),
-            "gender_accuracy": float((genders == matched.loc[hit, "genders"]).mean()),
+            "faces": len(truth), "false_positives": matched.attrs["false_positives"],
+            **scene_errors(matched),
+            "by_face": {band: scene_errors(matched[inside])
+                        for band, inside in face_bands(matched).items()},
         }  # fmt: skip
     return figures
+
+
+SIZE_BANDS = [(30, 45), (45, 90), (90, 240)]  # face box sides in pixels
+TURNED = 15.0  # degrees: a face turned at least this much in the picture's plane
+
+
+def face_bands(matched: pd.DataFrame) -> dict[str, pd.Series]:
+    """Which true faces are in each size band, and which are turned."""
+    side = matched["x_max"] - matched["x_min"]
+    bands = {f"{low}-{high} px": side.between(low, high, "left") for low, high in SIZE_BANDS}
+    bands[f"turned >= {TURNED:.0f} deg"] = matched["angle"].abs() >= TURNED
+    return bands
+
+
+def scene_errors(matched: pd.DataFrame) -> dict:
+    """Faces found, MAE, MAE of 60+ and gender accuracy over the true faces of `matched`."""
+    hit = matched["found_age"].notna()
+    errors = (matched.loc[hit, "found_age"] - matched.loc[hit, "ages"]).abs()
+    genders = (matched.loc[hit, "found_gender"] == "M").astype(int)
+    old = matched.loc[hit, "ages"] >= 60
+    return {
+        "true_faces": len(matched), "found": int(hit.sum()), "mae": float(errors.mean()),
+        "mae_60_plus": float(errors[old].mean()),
+        "gender_accuracy": float((genders == matched.loc[hit, "genders"]).mean()),
+    }  # fmt: skip
 
 
 def main() -> None:
@@ -131,6 +155,24 @@ def main() -> None:
             f"({scene['false_positives']} false) | {scene['mae']:.2f} | "
             f"{scene['gender_accuracy']:.1%} | {scene['mae_60_plus']:.2f} |"
         )
+    models = ("ours", "dlib-models")
+    print("\n| scenes: faces | " + " | ".join(f"{m}: found, MAE, gender" for m in models) + " |")
+    for band in found["ours"]["by_face"]:
+        cells = [found[m]["by_face"][band] for m in models]
+        print(f"| {band} | " + " | ".join(
+            f"{c['found']}/{c['true_faces']}, {c['mae']:.2f}, {c['gender_accuracy']:.1%}"
+            for c in cells) + " |")  # fmt: skip
+    print("\n| whole crops: race | " + " | ".join(f"{m}: MAE, CS@5, gender" for m in models) + " |")
+    for race in crops["ours"]["mae_by_group"]:
+        cells = [crops[m]["mae_by_group"][race] for m in models]
+        figures = [f"{c['mae']:.2f}, {c['cs5']:.1%}, {c['gender_accuracy']:.1%}" for c in cells]
+        print(f"| {race} (n={cells[0]['n']}) | " + " | ".join(figures) + " |")
+    gaps = [crops[m]["group_gap"] for m in models]
+    figures = [f"{gap['mae']:.2f}, -, {gap['gender_accuracy']:.1%}" for gap in gaps]
+    print("| gap, worst - best | " + " | ".join(figures) + " |")
+    ours = crops["ours"]
+    print(f"\nage_std of ours: true age within 1 std {ours['within_1_std']:.1%} (a Gaussian: "
+          f"68.3 %), within 2 std {ours['within_2_std']:.1%} (95.4 %)")  # fmt: skip
     print(f"utkface_scene_mae: {found['ours']['mae']:.2f}")
     print(f"utkface_mae: {crops['ours']['mae']:.2f}")
 
