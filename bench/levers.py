@@ -7,8 +7,10 @@ DIR holds UTKFace's crops (licence: non-commercial research only; nothing of the
 outside --work). The baseline is MobileNetV3Small at 64 px from scratch, cross-entropy, no
 balancing, the default (IMDB-WIKI) augmentation. Each row: validation MAE, CS@5, gender accuracy,
 MAE of ages 60+ and the minutes the run took; flip averaging (tta) is measured on the baseline's
-model without training again. Runs of one machine compare with each other only when nothing
-else ran beside them. The last line is `best_lever_mae: X` (the lowest validation MAE).
+model without training again. The rows of the face networks (DlibFaceResNet, CydralAge) take
+utkface_cpu's settings instead of the baseline's, and differ in what trains: the heads on the
+frozen network, its last stage, or all of it. Runs of one machine compare with each other only
+when nothing else ran beside them. The last line is `best_lever_mae: X` (the lowest validation MAE).
 """
 
 import argparse
@@ -29,6 +31,12 @@ PRESET_AUGMENTATION = [
     "train.augment.shift=0.05", "train.augment.scale=0.12", "train.augment.rotation=15",
     "train.augment.brightness=0.2", "train.augment.contrast=0.2",
 ]  # fmt: skip
+FACE = [  # utkface_cpu's settings for the networks trained on faces
+    "model.weights=packaged", "model.batchnorm_momentum=null", "model.feature_norm=true",
+    "model.dropout=0.2", "train.age_loss=dldl", "train.age_balance=lds", "train.lr=0.001",
+    *PRESET_AUGMENTATION,
+]  # fmt: skip
+LAST_STAGE = ["train.freeze_epochs=1", "train.trainable_from=block11", "train.finetune_lr=0.0003"]
 LEVERS = {
     "baseline": [],
     "dldl": ["train.age_loss=dldl"],
@@ -42,7 +50,23 @@ LEVERS = {
     "MobileNetV3Large": ["model.model_name=MobileNetV3Large"],
     "EfficientNetB0": ["model.model_name=EfficientNetB0"],
     "WideResNet16_4": ["model.model_name=WideResNet16_4"],
-}
+    # The face networks (README "Backbones trained on faces"): frozen with heads, the last
+    # stage fine-tuned, or the whole network, each after one epoch of heads.
+    "DlibFaceResNet_frozen_150": [*FACE, "model.model_name=DlibFaceResNet", "model.img_size=150",
+                                  "train.freeze_epochs=1000"],
+    "DlibFaceResNet_last_stage_150": [*FACE, *LAST_STAGE, "model.model_name=DlibFaceResNet",
+                                      "model.img_size=150"],
+    "DlibFaceResNet_last_stage_112": [*FACE, *LAST_STAGE, "model.model_name=DlibFaceResNet",
+                                      "model.img_size=112"],
+    "DlibFaceResNet_whole_112": [*FACE, "model.model_name=DlibFaceResNet", "model.img_size=112",
+                                 "train.freeze_epochs=1", "train.finetune_lr=0.0001"],
+    "CydralAge_frozen_64": [*FACE, "model.model_name=CydralAge", "model.img_size=64",
+                            "train.freeze_epochs=1000"],
+    "CydralAge_whole_64": [*FACE, "model.model_name=CydralAge", "model.img_size=64",
+                           "train.freeze_epochs=1", "train.finetune_lr=0.0003"],
+    "CydralAge_whole_96": [*FACE, "model.model_name=CydralAge", "model.img_size=96",
+                           "train.freeze_epochs=1", "train.finetune_lr=0.0003"],
+}  # fmt: skip
 
 
 def parse_args() -> argparse.Namespace:
