@@ -89,6 +89,25 @@ def test_mixup_keeps_sums_and_mixes_both_heads_alike():
         assert own == pytest.approx(expected, abs=1e-5)
 
 
+def test_small_face_degradations_each_lose_detail_and_keep_the_light():
+    checks = np.indices((64, 64)).sum(axis=0) % 2 * 255  # the finest detail there is, in
+    face = np.dstack([checks, np.full_like(checks, 128), 255 - checks]).astype(np.uint8)  # colour
+    draws = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0])  # each on, at its strongest
+
+    def detail(image):
+        return np.abs(np.diff(image.astype(float), axis=1)).mean()
+
+    assert (dataset.degrade(face, draws, dataset.Augmentation()) == face).all()  # all off
+    for key in ("low_resolution", "blur", "jpeg"):
+        changed = dataset.degrade(face, draws, dataset.Augmentation(**{key: 1.0}))
+        assert changed.shape == face.shape and changed.dtype == np.uint8
+        assert detail(changed) < 0.8 * detail(face), key
+        assert abs(changed.mean() - face.mean()) < 12, key
+        # A draw above the probability leaves the face as it was.
+        kept = dataset.degrade(face, np.full(6, 0.99), dataset.Augmentation(**{key: 0.5}))
+        assert (kept == face).all(), key
+
+
 def test_random_erasing_paints_one_rectangle():
     augmentation = dataset.Augmentation(erasing_probability=1.0, erasing_area=(0.05, 0.3))
     for draws in np.random.default_rng(3).random((6, 7)):

@@ -288,7 +288,10 @@ def test_bad_input_is_one_line_before_training(disks, tmp_path, run_script):
     assert "data.margin must be a number at least 0" in error("data.margin=-0.2")
     assert "train.mixup_alpha must be a number at least 0" in error("train.mixup_alpha=-1")
     assert "train.warmup_epochs must be a number at least 0" in error("train.warmup_epochs=-1")
-    assert "probability must be in [0, 1], not 2" in error("train.random_erasing.probability=2")
+    assert "probability must be a probability in [0, 1], not 2" in error(
+        "train.random_erasing.probability=2"
+    )
+    assert "train.augment.jpeg must be a probability" in error("train.augment.jpeg=-0.1")
     assert "train.finetune_lr must be a number above 0" in error("train.finetune_lr=0")
 
     # The backbone is checked before any image is: these images do not even exist.

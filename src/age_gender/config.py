@@ -61,6 +61,9 @@ class AugmentConfig:  # the original project's augmentation
     flip: bool = True
     brightness: float = 0.1  # fraction of 255
     contrast: float = 0.1
+    low_resolution: float = 0.0  # probability: shrunk to 25-100 % and enlarged back (small faces)
+    blur: float = 0.0  # probability of a Gaussian blur of 0.5-1.5 px
+    jpeg: float = 0.0  # probability of a JPEG re-encoding at quality 30-90
 
 
 @dataclasses.dataclass
@@ -160,9 +163,11 @@ def check_ranges(cfg: DictConfig) -> None:
         if not low <= value < high:
             interval = f"at least {low}" if high == math.inf else f"in [{low}, {high})"
             raise UserError(f"{key} must be a number {interval}, not {value}")
-    erasing = cfg.train.random_erasing.probability
-    if not 0 <= erasing <= 1:
-        raise UserError(f"train.random_erasing.probability must be in [0, 1], not {erasing}")
+    for key in ("train.random_erasing.probability", "train.augment.low_resolution",
+                "train.augment.blur", "train.augment.jpeg"):  # fmt: skip
+        if not 0 <= OmegaConf.select(cfg, key) <= 1:
+            raise UserError(f"{key} must be a probability in [0, 1], not "
+                            f"{OmegaConf.select(cfg, key)}")  # fmt: skip
     for key in ("train.lr", "train.age_sigma", "data.framing_sample", "train.finetune_lr"):
         if OmegaConf.select(cfg, key) is not None and not OmegaConf.select(cfg, key) > 0:
             raise UserError(f"{key} must be a number above 0, not {OmegaConf.select(cfg, key)}")

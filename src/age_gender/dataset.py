@@ -43,6 +43,9 @@ class Augmentation:
     flip: bool = True
     brightness: float = 0.1  # fraction of 255
     contrast: float = 0.1  # factor in 1 +- contrast
+    low_resolution: float = 0.0  # probabilities of a small face's losses: see `degrade`
+    blur: float = 0.0
+    jpeg: float = 0.0
     erasing_probability: float = 0.0
     erasing_area: tuple[float, float] = (0.02, 0.25)  # fraction of the image
     erasing_aspect: tuple[float, float] = (0.3, 3.3)  # height / width
@@ -130,7 +133,7 @@ def decode_image(contents: tf.Tensor) -> tf.Tensor:
     return tf.io.decode_image(contents, channels=3, dtype=tf.uint8, expand_animations=False)
 
 
-IMAGE_DRAWS = 15  # uniform numbers per image: 5 geometric, 2 photometric, 8 for erasing
+IMAGE_DRAWS = 21  # uniform numbers per image: 5 geometric, 2 photometric, 8 erasing, 6 degrading
 
 
 def load_face(
@@ -165,6 +168,7 @@ def load_face(
             flip=augmentation.flip and draws[4] < 0.5,
         )  # fmt: skip
         face = brightness_contrast(face, signed[5:7], augmentation)
+        face = degrade(face, draws[15:21], augmentation)
     face = cv2.cvtColor(face, cv2.COLOR_BGR2RGB)
     if augmentation is not None and draws[7] < augmentation.erasing_probability:
         erase_rectangle(face, draws[8:], augmentation)
@@ -176,6 +180,24 @@ def brightness_contrast(face: np.ndarray, signed: np.ndarray, augmentation: Augm
     `image * contrast + brightness * 255`, saturated to 0..255; `signed` in [-1, 1)."""
     contrast = 1.0 + signed[0] * augmentation.contrast
     return cv2.addWeighted(face, contrast, face, 0.0, signed[1] * augmentation.brightness * 255)
+
+
+def degrade(face: np.ndarray, draws: np.ndarray, augmentation: Augmentation) -> np.ndarray:
+    """What a small face in a photo loses, each with its probability: resolution (the crop
+    shrunk to 25-100 % of its side and enlarged back), sharpness (a Gaussian blur of 0.5-1.5 px)
+    and JPEG detail (re-encoded at quality 30-90); `draws` holds 6 numbers in [0, 1)."""
+    size = face.shape[0]
+    if draws[0] < augmentation.low_resolution:
+        side = max(round(size * (0.25 + 0.75 * draws[1])), 1)
+        small = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
+        face = cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR)
+    if draws[2] < augmentation.blur:
+        face = cv2.GaussianBlur(face, (0, 0), 0.5 + float(draws[3]))
+    if draws[4] < augmentation.jpeg:
+        quality = round(30 + 60 * float(draws[5]))
+        _, encoded = cv2.imencode(".jpg", face, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        face = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
+    return face
 
 
 def erase_rectangle(face: np.ndarray, draws: np.ndarray, augmentation: Augmentation) -> None:
