@@ -60,6 +60,10 @@ LEVERS = {
                                       "model.img_size=112"],
     "DlibFaceResNet_whole_112": [*FACE, "model.model_name=DlibFaceResNet", "model.img_size=112",
                                  "train.freeze_epochs=1", "train.finetune_lr=0.0001"],
+    "DlibFaceResNet_small_faces_150": [
+        *FACE, *LAST_STAGE, "model.model_name=DlibFaceResNet", "model.img_size=150",
+        "train.augment.low_resolution=0.3", "train.augment.blur=0.2", "train.augment.jpeg=0.3",
+    ],
     "CydralAge_frozen_64": [*FACE, "model.model_name=CydralAge", "model.img_size=64",
                             "train.freeze_epochs=1000"],
     "CydralAge_whole_64": [*FACE, "model.model_name=CydralAge", "model.img_size=64",
