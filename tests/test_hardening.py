@@ -514,3 +514,14 @@ def test_workers_die_with_a_killed_run(tmp_path):
     else:
         os.kill(worker, 9)
         raise AssertionError("the worker outlived its killed parent")
+
+
+def test_gifs_are_read_and_heic_is_listed_unreadable_by_the_one_rule(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(small_astronaut()[..., ::-1]).save(tmp_path / "a.gif")
+    (tmp_path / "b.heic").write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(100))
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert [path.name for path in images.image_files(tmp_path)] == ["a.gif", "b.heic"]
+    assert images.read_image(tmp_path / "a.gif").shape == (256, 256, 3)
+    assert images.read_image(tmp_path / "b.heic") is None

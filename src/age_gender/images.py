@@ -22,6 +22,7 @@ SIGNATURES = (
     b"BM",
     b"II*\x00",
     b"MM\x00*",  # TIFF
+    b"GIF8",  # its first frame
 )
 
 
@@ -31,9 +32,11 @@ def has_image_signature(head: bytes) -> bool:
     return webp or head.startswith(SIGNATURES)
 
 
+# Named as images: listed by every command, and reported unreadable where OpenCV cannot decode
+# them (HEIC and AVIF, a phone's formats), never passed over.
 SUFFIXES = {
     ".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".webp", ".tif", ".tiff", ".ppm", ".pgm",
-    ".pbm", ".pnm", ".jp2", ".sr", ".ras",
+    ".pbm", ".pnm", ".jp2", ".sr", ".ras", ".gif", ".heic", ".heif", ".avif",
 }  # fmt: skip
 
 
