@@ -286,6 +286,9 @@ def test_each_image_once_through_symlink_loops_and_linked_folders(tmp_path):
     os.chdir(tmp_path)
     _, globbed = annotation.list_images("d/**/*.png")
     assert len(globbed) == 2 and {os.path.basename(name) for name in globbed} == {"a.png", "b.png"}
+    # A CSV naming one file two ways lists it once, as it first spelt it; a missing one stays.
+    pd.DataFrame({"img_paths": ["./a.png", "a.png", "x/../a.png", "gone.png"]}).to_csv("l.csv")
+    assert annotation.list_images("l.csv", root)[1] == ["./a.png", "gone.png"]
 
 
 def test_the_face_cache_keys_on_the_pixels_not_the_path_string(tmp_path):

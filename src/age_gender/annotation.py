@@ -10,6 +10,7 @@ into the output at the end, every image exactly once.
 
 import dataclasses
 import glob
+import os
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -48,7 +49,8 @@ def list_images(source: str, root: Path | None = None) -> tuple[Path, list[str]]
     if path.is_dir():
         base, names = path, [str(file.relative_to(path)) for file in image_files(path)]
     elif path.suffix.lower() == ".csv":
-        base, names = root or Path(), csv_images(path)
+        base = root or Path()
+        names = csv_images(path, base)
         if not base.is_dir():
             what = "is not a folder" if base.exists() else "does not exist"
             raise UserError(f"image folder {base} {what}; set --root to the folder of the CSV's "
@@ -62,15 +64,19 @@ def list_images(source: str, root: Path | None = None) -> tuple[Path, list[str]]
     return base, names
 
 
-def csv_images(path: Path) -> list[str]:
-    """The CSV's `img_paths`, each once, in order of first appearance."""
+def csv_images(path: Path, base: Path) -> list[str]:
+    """The CSV's `img_paths`, each file once (`a.jpg` and `./a.jpg` are one: the first
+    spelling is kept), in order of first appearance."""
     if not path.is_file():
         raise UserError(f"CSV file {path} does not exist")
     try:
         paths = pd.read_csv(path, usecols=["img_paths"])["img_paths"]
     except ValueError as error:  # pandas' message for a missing column
         raise UserError(f"{path} needs an img_paths column: {error}") from error
-    return list(dict.fromkeys(paths.dropna().astype(str)))
+    files = {}
+    for name in paths.dropna().astype(str):
+        files.setdefault(os.path.realpath(base / name), name)
+    return list(files.values())
 
 
 @dataclasses.dataclass(frozen=True)
