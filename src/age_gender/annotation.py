@@ -25,7 +25,7 @@ from age_gender.alignment import model_crops
 from age_gender.errors import UserError
 from age_gender.estimators.base import Prediction
 from age_gender.faces import DetectorSpec, FaceDetector
-from age_gender.images import image_files, once_each, printable, read_image
+from age_gender.images import glob_files, image_files, once_each, printable, read_image
 from age_gender.labels import BOX_COLUMNS
 from age_gender.records import (
     OK,
@@ -56,7 +56,7 @@ def list_images(source: str, root: Path | None = None) -> tuple[Path, list[str]]
             raise UserError(f"image folder {base} {what}; set --root to the folder of the CSV's "
                             "img_paths")  # fmt: skip
     elif glob.has_magic(source):
-        base, names = Path(), once_each(glob.glob(source, recursive=True))
+        base, names = Path(), once_each(glob_files(source))
     else:
         raise UserError(f"{source} is not a folder, a CSV file or a glob pattern ('photos/*.jpg')")
     if not names:

@@ -119,6 +119,15 @@ def once_each(paths: list) -> list:
     return unique
 
 
+def glob_files(pattern: str) -> list[str]:
+    """The paths a glob pattern matches, `**` through every folder below but not into linked
+    ones: glob.glob's `**` walks into link loops (`sub/up -> ..`) and never ends."""
+    path = Path(pattern)
+    start = Path(path.anchor) if path.anchor else Path()
+    relative = str(path.relative_to(path.anchor)) if path.anchor else pattern
+    return [str(match) for match in start.glob(relative)]
+
+
 def image_files(folder: Path) -> list[Path]:
     """Every image file under `folder` (`is_image_file`), sorted, each once: symbolic links to
     folders are followed once, and a file reached by two paths (links) counts once."""
