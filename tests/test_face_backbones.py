@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import onnxruntime
 import pytest
-from conftest import REPO
+from conftest import REPO, user_error
 
 from age_gender import dlib_resnet, model, training
 from age_gender.errors import UserError
@@ -107,3 +107,8 @@ def test_face_backbone_exports_with_parity(tmp_path, run_script):
     assert result.returncode == 0, result.stderr[-3000:]
     for form in ("onnx", "tflite", "saved_model"):
         assert f"{form} parity on 8 crops" in result.stdout
+    again = run_script(
+        "export.py", "--weight_file", tmp_path / "cydral.keras", "--format", "onnx",
+        "--output_dir", tmp_path / "exported", cwd=tmp_path,
+    )  # fmt: skip
+    assert "cydral.onnx exists from an earlier export; pass --overwrite" in user_error(again)

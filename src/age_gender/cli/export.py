@@ -9,7 +9,7 @@ import importlib
 from pathlib import Path
 
 from age_gender.errors import ArgumentParser, UserError, exit_on_user_error
-from age_gender.options import add_tta_option
+from age_gender.options import add_overwrite_option, add_tta_option
 
 NEEDS = {
     "onnx": ("tf2onnx", "onnx", "onnxruntime"),
@@ -27,6 +27,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--format", choices=(*NEEDS, "all"), default="onnx", help="all: every format"
     )
     parser.add_argument("--output_dir", type=Path, default=Path("exported"))
+    add_overwrite_option(parser, "an earlier export of the same model")
     add_tta_option(parser)
     return parser.parse_args(argv)
 
@@ -50,10 +51,13 @@ def main(argv: list[str] | None = None) -> None:
             "train.py or the original's .hdf5 weights"
         )
     folder = make_output_folder(args.output_dir)  # before the model loads: fails fast
+    paths = {form: folder / f"{args.weight_file.stem}{export.SUFFIXES[form]}" for form in forms}
+    for path in paths.values():
+        if path.exists() and not args.overwrite:
+            raise UserError(f"{path} exists from an earlier export; pass --overwrite to replace it")
     estimator = KerasEstimator.load(args.weight_file)
     estimator.set_options(tta=args.tta)
-    for form in forms:
-        path = folder / f"{args.weight_file.stem}{export.SUFFIXES[form]}"
+    for form, path in paths.items():
         export.export(estimator, form, path)
         print(f"exported {path}")
 
