@@ -300,6 +300,7 @@ def prepare(cfg: DictConfig, strategy: tf.distribute.Strategy):
             cfg.model.batchnorm_momentum, margin, aligned=align, offset=offset,
             feature_norm=cfg.model.feature_norm,
         )  # fmt: skip
+    set_trainable(network, False, cfg.train.trainable_from)  # a wrong layer name fails here
     train_rows = dataset.drop_unreadable(train_rows, Path(cfg.data.root), "training images")
     val_rows = dataset.drop_unreadable(val_rows, Path(cfg.data.val_root), "validation images")
     if len(train_rows) < cfg.train.batch_size:
