@@ -32,11 +32,11 @@ PRESET_AUGMENTATION = [
     "train.augment.brightness=0.2", "train.augment.contrast=0.2",
 ]  # fmt: skip
 FACE = [  # utkface_cpu's settings for the networks trained on faces
-    "model.weights=packaged", "model.batchnorm_momentum=null", "model.feature_norm=true",
+    "model.weights=packaged", "model.batchnorm_momentum=0.9", "model.feature_norm=true",
     "model.dropout=0.2", "train.age_loss=dldl", "train.age_balance=lds", "train.lr=0.001",
     *PRESET_AUGMENTATION,
 ]  # fmt: skip
-LAST_STAGE = ["train.freeze_epochs=1", "train.trainable_from=block11", "train.finetune_lr=0.0003"]
+LAST_STAGE = ["train.freeze_epochs=1", "train.trainable_from=block11", "train.finetune_lr=0.0001"]
 LEVERS = {
     "baseline": [],
     "dldl": ["train.age_loss=dldl"],

@@ -1,6 +1,7 @@
 """export.py to ONNX and TFLite: parity with Keras, metadata, and inference without TensorFlow."""
 
 import json
+import re
 
 import httpx
 import numpy as np
@@ -9,6 +10,9 @@ import pandas as pd
 import pytest
 from conftest import REPO, user_error
 
+from age_gender.errors import UserError
+from age_gender.estimators.base import exported_metadata
+from age_gender.estimators.presets import load_estimator
 from age_gender.server_process import running_server
 
 
@@ -70,6 +74,29 @@ def test_exports_match_keras_and_run_without_tensorflow(varied_model, tmp_path, 
     face = answer.json()["faces"][0]
     assert face["age"] == pytest.approx(tables["tiny.onnx"]["age"][0], abs=0.01)
     assert model["model"] == "tiny.onnx" and model["metadata"]["backbone"] == "EfficientNetB0"
+
+
+def test_damaged_metadata_is_one_line_naming_the_field(tmp_path):
+    good = {"backbone": "CydralAge", "img_size": 64, "channel_order": "RGB", "margin": 0.1,
+            "outputs": {"pred_gender": "a", "pred_age": "b"}}  # fmt: skip
+    assert exported_metadata(json.dumps(good), "m.onnx") == good
+    for text, message in [
+        ("{broken", "the metadata of m.onnx is not JSON"),
+        ("[1, 2", "is not JSON"),
+        ("[1, 2]", "is not a JSON object"),
+        (json.dumps({**good, "img_size": 0}), "a wrong img_size (0)"),
+        (json.dumps({**good, "img_size": "abc"}), "a wrong img_size ('abc')"),
+        (json.dumps({k: v for k, v in good.items() if k != "margin"}), "wrong margin ('missing')"),
+        (json.dumps({**good, "offset": [0.1]}), "a wrong offset"),
+        (json.dumps({**good, "outputs": {"pred_age": "b"}}), "a wrong outputs"),
+        (json.dumps({**good, "aligned": 1}), "a wrong aligned"),
+    ]:
+        with pytest.raises(UserError, match=re.escape(message)):
+            exported_metadata(text, "m.onnx")
+    (tmp_path / "m.tflite").write_bytes(b"not a model")  # the sidecar is read first
+    (tmp_path / "m.tflite.json").write_text(json.dumps({**good, "img_size": 0}))
+    with pytest.raises(UserError, match="m.tflite.json has a wrong img_size"):
+        load_estimator(tmp_path / "m.tflite")
 
 
 def test_bad_exports_are_one_line(tmp_path, run_script):

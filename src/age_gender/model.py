@@ -170,7 +170,8 @@ def build_model(
                 layer.momentum = batchnorm_momentum
     features = backbone.output
     if feature_norm:  # a pretrained network's features share a large offset that slows the heads
-        features = keras.layers.BatchNormalization(name=FEATURE_NORM)(features)
+        momentum = 0.99 if batchnorm_momentum is None else batchnorm_momentum
+        features = keras.layers.BatchNormalization(momentum=momentum, name=FEATURE_NORM)(features)
     if dropout > 0:
         features = keras.layers.Dropout(dropout)(features)
     # float32 heads keep the softmax stable under mixed precision. The original's wide ResNet

@@ -7,16 +7,58 @@ it); `CropEstimator` is a model of this project, whatever runs it, which takes t
 
 import dataclasses
 import importlib
+import json
+import math
 from pathlib import Path
 
 import numpy as np
 
 from age_gender.alignment import model_crops
 from age_gender.errors import UserError
+from age_gender.heads import HEADS
 from age_gender.warping import CropSpec
 
 METADATA_KEY = "age_gender"  # where an exported model carries its metadata
 TTA_MODES = ("none", "flip")
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# Each metadata field's test; the last three are optional (older exports lack them).
+METADATA_FIELDS = {
+    "backbone": lambda value: isinstance(value, str),
+    "img_size": lambda value: _number(value) and value == int(value) and 1 <= value <= 2048,
+    "channel_order": lambda value: value in ("RGB", "BGR"),
+    "margin": lambda value: _number(value) and value >= 0,
+    "outputs": lambda value: isinstance(value, dict)
+    and all(isinstance(value.get(head), str) for head in HEADS),
+    "offset": lambda value: isinstance(value, list) and len(value) == 2
+    and all(_number(part) for part in value),
+    "aligned": lambda value: isinstance(value, bool),
+    "tta": lambda value: value in TTA_MODES,
+}  # fmt: skip
+OPTIONAL_FIELDS = ("offset", "aligned", "tta")
+
+
+def exported_metadata(text: str | bytes, source: str) -> dict:
+    """An exported model's metadata (export.py writes it into the ONNX file, beside the TFLite
+    file, into the SavedModel) parsed and checked field by field, the same for every format:
+    damaged metadata is one line naming the file and the field, not a crash mid-run."""
+    try:
+        metadata = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"the metadata of {source} is not JSON ({error}); export again") from error
+    if not isinstance(metadata, dict):
+        raise UserError(f"the metadata of {source} is not a JSON object; export again")
+    for key, valid in METADATA_FIELDS.items():
+        if key in OPTIONAL_FIELDS and key not in metadata:
+            continue
+        if key not in metadata or not valid(metadata[key]):
+            value = metadata.get(key, "missing")
+            raise UserError(f"the metadata of {source} has a wrong {key} ({value!r}); export again")
+    return metadata
 
 
 @dataclasses.dataclass(frozen=True)

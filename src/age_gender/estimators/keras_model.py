@@ -1,14 +1,13 @@
 """A model of this project run by TensorFlow: a `.keras` file from train.py, the original
 project's HDF5 weights, or a SavedModel folder from export.py."""
 
-import json
 import re
 from pathlib import Path
 
 import numpy as np
 
 from age_gender.errors import UserError
-from age_gender.estimators.base import CropEstimator, model_file
+from age_gender.estimators.base import CropEstimator, exported_metadata, model_file
 from age_gender.heads import HEADS
 
 ORIGINAL_NAME = re.compile(r"(?P<backbone>[A-Za-z0-9]+)_(?P<size>\d+)_.*\.(hdf5|h5)$")
@@ -101,7 +100,8 @@ class SavedModelEstimator(CropEstimator):
             serve = tf.saved_model.load(str(path)).signatures["serving_default"]
         except Exception as error:  # TensorFlow raises many types for a broken folder
             raise UserError(f"{path} is not a SavedModel: {error}") from error
-        return cls(serve, json.loads((path / cls.METADATA).read_text()), str(path))
+        metadata = exported_metadata((path / cls.METADATA).read_bytes(), str(path / cls.METADATA))
+        return cls(serve, metadata, str(path))
 
     def probabilities(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import tensorflow as tf

@@ -1,13 +1,17 @@
 """A model exported to ONNX by export.py, run by onnxruntime without TensorFlow; its metadata
 (backbone, image size, channel order, margin, which output is which head) is inside the file."""
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from age_gender.errors import UserError
-from age_gender.estimators.base import METADATA_KEY, CropEstimator, import_runtime
+from age_gender.estimators.base import (
+    METADATA_KEY,
+    CropEstimator,
+    exported_metadata,
+    import_runtime,
+)
 from age_gender.heads import AGE, GENDER
 
 OLDEST_OPSET = 7  # the oldest that onnxruntime implements every operator of
@@ -57,7 +61,7 @@ class OnnxEstimator(CropEstimator):
         if metadata is None:
             raise UserError(f"{name} was not exported by export.py: it carries no {METADATA_KEY} "
                             "metadata")  # fmt: skip
-        super().__init__(json.loads(metadata), name)
+        super().__init__(exported_metadata(metadata, name), name)
         self.session = session
         self._input = session.get_inputs()[0].name
         self._outputs = [

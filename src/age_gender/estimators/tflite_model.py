@@ -1,13 +1,12 @@
 """A model exported to TFLite by export.py, run by the LiteRT interpreter without TensorFlow; its
 metadata is in a JSON file beside it (`model.tflite.json`)."""
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from age_gender.errors import UserError
-from age_gender.estimators.base import CropEstimator, import_runtime
+from age_gender.estimators.base import CropEstimator, exported_metadata, import_runtime
 from age_gender.heads import HEADS
 
 
@@ -33,7 +32,7 @@ class TFLiteEstimator(CropEstimator):
         sidecar = sidecar_path(path)
         if not sidecar.is_file():
             raise UserError(f"{sidecar} not found: export.py writes it beside {path.name}")
-        metadata = json.loads(sidecar.read_text())
+        metadata = exported_metadata(sidecar.read_bytes(), str(sidecar))
         try:
             interpreter = litert.Interpreter(model_path=str(path))
         except Exception as error:  # LiteRT raises ValueError or RuntimeError for broken files
