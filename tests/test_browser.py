@@ -78,6 +78,12 @@ def test_upload_shows_a_labelled_face(server, tmp_path):
         )
         assert orange > 100
         page.screenshot(path=tmp_path / "upload.png", full_page=True)
+        # A refused upload clears the earlier result instead of showing its error beside it.
+        (tmp_path / "notes.png").write_text("not an image")
+        page.set_input_files("#file", tmp_path / "notes.png")
+        expect(page.locator("#status")).to_have_class(re.compile("error"), timeout=15_000)
+        expect(page.locator("#faces li")).to_have_count(0)
+        assert page.evaluate("() => document.getElementById('canvas').width") == 0
         browser.close()
     assert (tmp_path / "upload.png").stat().st_size > 10_000
 

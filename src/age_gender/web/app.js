@@ -135,8 +135,17 @@ function showStage(mode) {
   canvas.classList.toggle("overlay", mode === "camera");
 }
 
+// A refused image leaves no earlier result on screen beside its error.
+function clearResult() {
+  canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+  canvas.width = 0;
+  canvas.height = 0;
+  listFaces([]);
+}
+
 async function showImage(file) {
   stopCamera();
+  clearResult();
   setStatus(`estimating ${file.name}…`);
   try {
     const [bitmap, result] = await Promise.all([createImageBitmap(file), predict(file)]);
