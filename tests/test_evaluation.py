@@ -187,6 +187,14 @@ def test_unknown_genders_and_mae_per_group(tmp_path, run_script):
     assert groups["002"]["mae"] == pytest.approx(errors[2:5].mean())
     assert "MAE subject 002" in result.stdout and "gender subject 001" in result.stdout
     assert "MAE gap, worst subject - best" in result.stdout
+    # The label columns group by their own names too.
+    from age_gender.cli import evaluate as evaluate_command
+
+    evaluate_command.main(["--csv", str(tmp_path / "labels.csv"), "--root",
+                           str(tmp_path / "images"), "--model", "dlib-models", "--output_dir",
+                           str(tmp_path / "by_gender"), "--group_by", "genders"])  # fmt: skip
+    by_gender = json.loads((tmp_path / "by_gender" / "dlib-models" / "summary.json").read_text())
+    assert sorted(by_gender["mae_by_group"]) == ["-1", "0", "1"]
     missing = run_script(
         "evaluate.py", "--csv", tmp_path / "labels.csv", "--root", tmp_path / "images",
         "--group_by", "person", cwd=tmp_path,

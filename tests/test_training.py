@@ -281,6 +281,9 @@ def test_bad_input_is_one_line_before_training(disks, tmp_path, run_script):
     assert "unknown backbone 'ResNet5'" in message and "ResNet50" in message
     assert "Input size must be at least 32x32" in error("model.img_size=16")
     assert "train.optimizer_name must be" in error("train.optimizer_name=rmsprop")
+    assert not (tmp_path / "o").exists()  # refused before the model, the data, or a folder
+    (tmp_path / "garbage.h5").write_bytes(b"not weights")
+    assert "cannot load model.weights=" in error(f"model.weights={tmp_path}/garbage.h5")
     for key, value in [("train.epochs", 0), ("train.epochs", -1), ("model.img_size", 0),
                        ("model.img_size", -5), ("train.batch_size", 0)]:  # fmt: skip
         assert f"{key} must be a whole number of 1 or more, not {value}" in error(f"{key}={value}")

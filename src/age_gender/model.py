@@ -160,6 +160,9 @@ def build_model(
         message = f"{model_name} refuses model.img_size={img_size} or its weights: {error}"
         raise UserError(message) from error
     except Exception as error:  # keras.utils.get_file raises a bare Exception when offline
+        if weights not in words:  # a file that is not this backbone's weights
+            raise UserError(f"cannot load model.weights={weights} into {model_name}: "
+                            f"{str(error).splitlines()[0]}") from error  # fmt: skip
         raise UserError(
             f"cannot get the ImageNet weights of {model_name} ({error}); train from scratch with "
             "model.weights=null, or place the weight file in ~/.keras/models"

@@ -33,7 +33,7 @@ def check_config(cfg: DictConfig) -> None:
     types were checked by the schema, `config.Config`)."""
     check_ranges(cfg)
     model.backbone_constructor(cfg.model.model_name)
-    learning_rate(cfg.train, 1, 1)  # a wrong train.lr_scheduler fails here, with its message
+    make_optimizer(cfg.train, 1, 1)  # a wrong scheduler or optimizer fails here, in one line
     model.age_loss(cfg.train.age_loss)  # a wrong name fails here, with its message
     if cfg.train.age_balance not in dataset.AGE_BALANCES:
         raise UserError(

@@ -25,11 +25,13 @@ def main(argv: list[str] | None = None) -> None:
     if not args.root.is_dir():
         raise UserError(f"image folder {args.root} does not exist")
     truth = labels.read_labels_csv(args.csv)
-    truth = truth.rename(columns={"ages": "true_age", "genders": "true_gender"})
+    names = {"ages": "true_age", "genders": "true_gender"}  # a group by them keeps their name
+    truth = truth.rename(columns=names)
+    group_by = names.get(args.group_by, args.group_by)
     detector = options.make_detector(args, default_upsample=1) if args.detect else None
     evaluation.run(
         options.evaluation_models(args), truth, args.root, args.output_dir, detector,
-        args.batch_size, args.overwrite, args.group_by,
+        args.batch_size, args.overwrite, group_by,
     )  # fmt: skip
 
 
