@@ -56,17 +56,19 @@ def test_margin_crops_are_clipped_at_the_borders():
 
 def test_a_saved_model_loads_with_its_metadata_and_outputs(tmp_path):
     network = model.build_model("MobileNetV3Small", 32, None, margin=0.3)
+    network.get_layer(model.FACE_INPUT).age_std_scale = 1.5  # as training's calibration sets
     network.save(tmp_path / "tiny.keras")
     loaded = KerasEstimator.load(tmp_path / "tiny.keras")
     assert loaded.metadata == {
         "backbone": "MobileNetV3Small", "img_size": 32, "channel_order": "RGB", "margin": 0.3,
-        "aligned": False, "offset": [0.0, 0.0],
+        "aligned": False, "offset": [0.0, 0.0], "age_std_scale": 1.5,
     }  # fmt: skip
     crops = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     gender, age = network(crops.astype("float32"))
     expected = decode(np.asarray(gender), np.asarray(age))
     for got, want in zip(loaded.predict_crops(crops), expected, strict=True):
         assert got.age == pytest.approx(want.age, abs=1e-3)
+        assert got.age_std == pytest.approx(1.5 * want.age_std, rel=1e-4)
         assert got.male_probability == pytest.approx(want.male_probability, abs=1e-5)
 
 

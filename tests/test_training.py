@@ -65,10 +65,15 @@ def test_the_model_learns_age_and_gender(disks, tmp_path, run_script):
     assert best["val_pred_age_mae"] < 0.4 * mean_predictor_mae
     assert best["val_pred_gender_accuracy"] > 0.9
     saved = keras.saving.load_model(output / "best.keras")
-    assert model.model_metadata(saved) == {
+    metadata = model.model_metadata(saved)
+    scale = metadata.pop("age_std_scale")  # fitted on the validation faces, then recorded
+    assert metadata == {
         "backbone": "MobileNetV3Small", "img_size": 64, "channel_order": "RGB", "margin": 0.4,
         "aligned": False, "offset": [0.0, 0.0],
     }  # fmt: skip
+    assert 0 < scale != 1.0 and f"age_std calibrated on 200 validation faces: x{scale:.3f}" in (
+        result.stdout
+    )
     assert (output / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
     assert any((output / "tensorboard").rglob("events.out.tfevents*"))
     assert (output / "hydra" / "config.yaml").exists()

@@ -72,6 +72,7 @@ class FaceInput(keras.layers.Layer):
         margin: float = 0.4,
         aligned: bool = False,
         offset: tuple[float, float] = (0.0, 0.0),
+        age_std_scale: float = 1.0,
         **kwargs,
     ):
         kwargs.setdefault("dtype", "float32")
@@ -83,6 +84,7 @@ class FaceInput(keras.layers.Layer):
         self.margin = margin
         self.aligned = aligned
         self.offset = tuple(float(value) for value in offset)
+        self.age_std_scale = float(age_std_scale)  # `calibrate_age_std`
         self.preprocess = preprocess_function(backbone)
 
     def call(self, images):
@@ -99,13 +101,14 @@ class FaceInput(keras.layers.Layer):
             "margin": self.margin,
             "aligned": self.aligned,
             "offset": list(self.offset),
+            "age_std_scale": self.age_std_scale,
         }
 
 
 def model_metadata(model: keras.Model) -> dict:
     """Backbone, image size, channel order, the framing (margin and offset: see
-    `warping.crop_box`) and whether faces are aligned (by the eyes), of a model built by
-    `build_model`."""
+    `warping.crop_box`), whether faces are aligned (by the eyes) and the age_std calibration, of
+    a model built by `build_model`."""
     face_input = model.get_layer(FACE_INPUT)
     return {
         "backbone": face_input.backbone,
@@ -114,6 +117,7 @@ def model_metadata(model: keras.Model) -> dict:
         "margin": face_input.margin,
         "aligned": face_input.aligned,
         "offset": list(face_input.offset),
+        "age_std_scale": face_input.age_std_scale,
     }
 
 

@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import keras
+import numpy as np
 import pandas as pd
 import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
@@ -19,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from age_gender import alignment, dataset, framing, labels, model
 from age_gender.config import check_ranges
 from age_gender.errors import UserError
+from age_gender.files import atomic_output
 from age_gender.heads import AGE, HEADS
 from age_gender.plots import plot_learning_curves
 
@@ -389,6 +391,36 @@ def train(cfg: DictConfig) -> Path:
             shuffle=False,  # tf.data shuffles; Keras would warn that it ignores its own
         )
     if worker is None:
+        calibrate_age_std(best_path, val_data)
         plot_learning_curves(finished_epochs(log_path), output_dir / CURVES)
         print(f"best model: {best_path}\nlearning curves: {output_dir / CURVES}")
     return best_path
+
+
+GAUSSIAN_MEDIAN = 0.6745  # |x| / sigma of a Gaussian: half of its values lie within
+
+
+def calibrate_age_std(best_path: Path, val_data: tf.data.Dataset) -> None:
+    """Records in the best model the factor that makes its age_std mean what it says: the
+    median of |error| / spread over the validation faces, over a Gaussian's (then half of the
+    true ages lie within 0.67 age_std, 68 % within one). A softmax trained on one-hot or
+    narrow targets is sure of itself; one fresh from frozen features is not."""
+    network = keras.saving.load_model(best_path)
+    face_input = network.get_layer(model.FACE_INPUT)
+    face_input.age_std_scale = 1.0  # a resumed run's best model is measured afresh
+    ratios = []
+    for batch in val_data:
+        _, age = network(batch[0], training=False)
+        age = age.numpy()
+        mean = age @ model.AGES
+        spread = np.sqrt(np.maximum(age @ model.AGES**2 - mean**2, 1e-6))
+        error = np.abs(mean - batch[1][AGE].numpy().argmax(axis=1))
+        ratios.append(error / spread)
+    ratios = np.concatenate(ratios)
+    scale = float(np.median(ratios) / GAUSSIAN_MEDIAN)
+    face_input.age_std_scale = scale
+    with atomic_output(best_path) as temporary:
+        network.save(temporary)
+    print(f"age_std calibrated on {len(ratios)} validation faces: x{scale:.3f} (true ages "
+          f"within one age_std: {np.mean(ratios <= 1):.1%} before, "
+          f"{np.mean(ratios <= scale):.1%} after; a Gaussian: 68.3 %)")  # fmt: skip

@@ -26,7 +26,7 @@ def _number(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-# Each metadata field's test; the last three are optional (older exports lack them).
+# Each metadata field's test; the last four are optional (older exports lack them).
 METADATA_FIELDS = {
     "backbone": lambda value: isinstance(value, str),
     "img_size": lambda value: _number(value) and value == int(value) and 1 <= value <= 2048,
@@ -38,8 +38,9 @@ METADATA_FIELDS = {
     and all(_number(part) for part in value),
     "aligned": lambda value: isinstance(value, bool),
     "tta": lambda value: value in TTA_MODES,
+    "age_std_scale": lambda value: _number(value) and value > 0,
 }  # fmt: skip
-OPTIONAL_FIELDS = ("offset", "aligned", "tta")
+OPTIONAL_FIELDS = ("offset", "aligned", "tta", "age_std_scale")
 
 
 def exported_metadata(text: str | bytes, source: str) -> dict:
@@ -78,11 +79,15 @@ class Prediction:
         return max(self.male_probability, 1.0 - self.male_probability)
 
 
-def decode(gender_probabilities: np.ndarray, age_probabilities: np.ndarray) -> list[Prediction]:
-    """Turns the two softmax outputs into predictions: mean and spread of the age distribution."""
+def decode(
+    gender_probabilities: np.ndarray, age_probabilities: np.ndarray, std_scale: float = 1.0
+) -> list[Prediction]:
+    """Turns the two softmax outputs into predictions: mean and spread of the age distribution,
+    the spread times the model's calibration (`age_std_scale`, fitted by training on its
+    validation faces so that 68 % of true ages lie within one age_std)."""
     ages = np.arange(age_probabilities.shape[1])
     means = age_probabilities @ ages
-    spreads = np.sqrt(np.maximum(age_probabilities @ ages**2 - means**2, 0.0))
+    spreads = std_scale * np.sqrt(np.maximum(age_probabilities @ ages**2 - means**2, 0.0))
     return [
         Prediction(float(mean), float(spread), float(gender[1]))
         for mean, spread, gender in zip(means, spreads, gender_probabilities, strict=True)
@@ -141,6 +146,7 @@ class CropEstimator(Estimator):
         self.name = name
         self.crop_spec = CropSpec.of(metadata)
         self.tta = metadata.get("tta", "none")
+        self.std_scale = float(metadata.get("age_std_scale", 1.0))
 
     def predict_faces(self, faces: list[tuple]) -> list[Prediction]:
         """One model call for all the faces; aligned by their eyes when the model was trained
@@ -155,10 +161,11 @@ class CropEstimator(Estimator):
         """Predictions for the model's crops, already resized (uint8 RGB, N x S x S x 3); with
         `tta` = flip, the mean of each face's and its mirror's outputs."""
         if self.tta == "none":
-            return decode(*self.probabilities(crops))
+            return decode(*self.probabilities(crops), self.std_scale)
         gender, age = self.probabilities(np.concatenate([crops, crops[:, :, ::-1]]))
         count = len(crops)
-        return decode((gender[:count] + gender[count:]) / 2, (age[:count] + age[count:]) / 2)
+        gender, age = (gender[:count] + gender[count:]) / 2, (age[:count] + age[count:]) / 2
+        return decode(gender, age, self.std_scale)
 
     def probabilities(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The gender and age softmax outputs (N x 2, N x 101) for crops as `predict_crops`."""
