@@ -36,7 +36,7 @@ FACE = [  # utkface_cpu's settings for the networks trained on faces
     "model.dropout=0.2", "train.age_loss=dldl", "train.age_balance=lds", "train.lr=0.001",
     *PRESET_AUGMENTATION,
 ]  # fmt: skip
-LAST_STAGE = ["train.freeze_epochs=1", "train.trainable_from=block11", "train.finetune_lr=0.0001"]
+LAST_STAGE = ["train.freeze_epochs=1", "train.trainable_from=block11", "train.finetune_lr=0.00002"]
 LEVERS = {
     "baseline": [],
     "dldl": ["train.age_loss=dldl"],
@@ -59,7 +59,7 @@ LEVERS = {
     "DlibFaceResNet_last_stage_112": [*FACE, *LAST_STAGE, "model.model_name=DlibFaceResNet",
                                       "model.img_size=112"],
     "DlibFaceResNet_whole_112": [*FACE, "model.model_name=DlibFaceResNet", "model.img_size=112",
-                                 "train.freeze_epochs=1", "train.finetune_lr=0.0001"],
+                                 "train.freeze_epochs=1", "train.finetune_lr=0.00001"],
     "DlibFaceResNet_small_faces_150": [
         *FACE, *LAST_STAGE, "model.model_name=DlibFaceResNet", "model.img_size=150",
         "train.augment.low_resolution=0.3", "train.augment.blur=0.2", "train.augment.jpeg=0.3",
