@@ -67,9 +67,9 @@ LEVERS = {
     "CydralAge_frozen_64": [*FACE, "model.model_name=CydralAge", "model.img_size=64",
                             "train.freeze_epochs=1000"],
     "CydralAge_whole_64": [*FACE, "model.model_name=CydralAge", "model.img_size=64",
-                           "train.freeze_epochs=1", "train.finetune_lr=0.0003"],
+                           "train.freeze_epochs=1", "train.finetune_lr=0.00002"],
     "CydralAge_whole_96": [*FACE, "model.model_name=CydralAge", "model.img_size=96",
-                           "train.freeze_epochs=1", "train.finetune_lr=0.0003"],
+                           "train.freeze_epochs=1", "train.finetune_lr=0.00002"],
 }  # fmt: skip
 
 
