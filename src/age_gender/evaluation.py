@@ -56,7 +56,10 @@ def mae_by_group(table: pd.DataFrame, column: str) -> dict[str, dict]:
     """N, MAE, CS@5 and gender accuracy of each value of `column` (a subject for
     leave-one-person-out studies, a race for fairness); rows without a value are a group of
     their own, `(none)`, not left out."""
-    values = table[column].astype("string").fillna(NO_GROUP).replace("", NO_GROUP)
+    empty = table[column].isna() | (table[column].astype(str) == "")
+    groups = list(table[~empty].groupby(column, sort=True))
+    if empty.any():
+        groups.append((NO_GROUP, table[empty]))
     return {
         str(value): {
             "n": int(len(group)),
@@ -64,7 +67,7 @@ def mae_by_group(table: pd.DataFrame, column: str) -> dict[str, dict]:
             "cs5": cumulative_score(group["predicted_age"], group["true_age"]),
             "gender_accuracy": gender_accuracy(group["predicted_gender"], group["true_gender"]),
         }
-        for value, group in table.groupby(values, sort=True)
+        for value, group in groups
     }
 
 

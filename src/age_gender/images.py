@@ -125,7 +125,9 @@ def glob_files(pattern: str) -> list[str]:
     path = Path(pattern)
     start = Path(path.anchor) if path.anchor else Path()
     relative = str(path.relative_to(path.anchor)) if path.anchor else pattern
-    return [str(match) for match in start.glob(relative)]
+    hidden = path.name.startswith(".")  # as glob.glob: `*` does not match `.x`, `.*` does
+    return [str(match) for match in start.glob(relative)
+            if hidden or not match.name.startswith(".")]  # fmt: skip
 
 
 def image_files(folder: Path) -> list[Path]:

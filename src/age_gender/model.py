@@ -160,6 +160,8 @@ def build_model(
             input_shape=(img_size, img_size, 3),  # makes Keras check the size
             pooling="avg",
         )
+    except UserError:  # the face networks' packages, named in their own line
+        raise
     except ValueError as error:
         message = f"{model_name} refuses model.img_size={img_size} or its weights: {error}"
         raise UserError(message) from error

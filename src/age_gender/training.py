@@ -194,9 +194,10 @@ def phases(train: DictConfig) -> list[Phase]:
 
 
 def set_trainable(network: keras.Model, frozen: bool, trainable_from: str | None = None) -> None:
-    """Frozen: only the two heads train. Else every layer from the first whose name starts with
-    `trainable_from` on (all when None): a network trained on faces keeps its early stages as
-    they are, and costs no gradients there. Untrainable BatchNorm runs in inference mode."""
+    """Frozen: only the two heads (and `model.feature_norm`) train. Else every layer from the
+    first whose name starts with `trainable_from` on (all when None): a network trained on
+    faces keeps its early stages as they are, and costs no gradients there. Untrainable
+    BatchNorm runs in inference mode."""
     names = [layer.name for layer in network.layers]
     start = 0
     if trainable_from is not None:
@@ -404,10 +405,9 @@ def calibrate_age_std(best_path: Path, val_data: tf.data.Dataset) -> None:
     """Records in the best model the factor that makes its age_std mean what it says: the
     median of |error| / spread over the validation faces, over a Gaussian's (then half of the
     true ages lie within 0.67 age_std, 68 % within one). A softmax trained on one-hot or
-    narrow targets is sure of itself; one fresh from frozen features is not."""
+    narrow targets is sure of itself; one fresh from frozen features is not. Fitted without
+    test-time augmentation (a flip average is a little wider)."""
     network = keras.saving.load_model(best_path)
-    face_input = network.get_layer(model.FACE_INPUT)
-    face_input.age_std_scale = 1.0  # a resumed run's best model is measured afresh
     ratios = []
     for batch in val_data:
         _, age = network(batch[0], training=False)
@@ -418,7 +418,10 @@ def calibrate_age_std(best_path: Path, val_data: tf.data.Dataset) -> None:
         ratios.append(error / spread)
     ratios = np.concatenate(ratios)
     scale = float(np.median(ratios) / GAUSSIAN_MEDIAN)
-    face_input.age_std_scale = scale
+    if not 0 < scale < np.inf:
+        print(f"warning: age_std left uncalibrated: its fitted scale is {scale}")
+        return
+    network.get_layer(model.FACE_INPUT).age_std_scale = scale
     with atomic_output(best_path) as temporary:
         network.save(temporary)
     print(f"age_std calibrated on {len(ratios)} validation faces: x{scale:.3f} (true ages "

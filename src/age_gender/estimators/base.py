@@ -29,7 +29,8 @@ def _number(value) -> bool:
 # Each metadata field's test; the last four are optional (older exports lack them).
 METADATA_FIELDS = {
     "backbone": lambda value: isinstance(value, str),
-    "img_size": lambda value: _number(value) and value == int(value) and 1 <= value <= 2048,
+    "img_size": lambda value: isinstance(value, int) and not isinstance(value, bool)
+    and 1 <= value <= 2048,
     "channel_order": lambda value: value in ("RGB", "BGR"),
     "margin": lambda value: _number(value) and value >= 0,
     "outputs": lambda value: isinstance(value, dict)
