@@ -535,3 +535,18 @@ def test_gifs_are_read_and_heic_is_listed_unreadable_by_the_one_rule(tmp_path):
     assert [path.name for path in images.image_files(tmp_path)] == ["a.gif", "b.heic"]
     assert images.read_image(tmp_path / "a.gif").shape == (256, 256, 3)
     assert images.read_image(tmp_path / "b.heic") is None
+
+
+def test_two_demo_runs_into_one_folder_are_refused(tmp_path, capsys):
+    from age_gender import demo, jobs
+    from age_gender.cli import demo as demo_command
+
+    (tmp_path / "out").mkdir()
+    held = jobs.locked(tmp_path / "out", demo.LOCK)  # as a first run holds it
+    try:
+        message = refusal(capsys, demo_command.main, "--image_dir", REPO / "examples",
+                          "--output_dir", tmp_path / "out", "--model", "dlib-models")  # fmt: skip
+    finally:
+        held.close()
+    assert "another run is writing" in message
+    assert not (tmp_path / "out" / "predictions.csv").exists()

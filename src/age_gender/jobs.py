@@ -29,11 +29,11 @@ from age_gender.files import atomic_output
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
 
-def locked(folder: Path):
+def locked(folder: Path, name: str = "lock"):
     """An exclusive lock on `folder`'s lock file, held while the returned file stays open, or
     one line saying another run holds it: two runs writing one output would take each other's
     parts."""
-    handle = open(folder / "lock", "a")  # noqa: SIM115 (open for the run: closing unlocks)
+    handle = open(folder / name, "a")  # noqa: SIM115 (open for the run: closing unlocks)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as error:

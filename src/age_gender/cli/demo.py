@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    from age_gender import demo  # after parsing: TensorFlow is slow to import
+    from age_gender import demo, jobs  # after parsing: TensorFlow is slow to import
     from age_gender.files import check_output_folder, make_output_folder
 
     output_dir = args.output_dir
@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> None:
     estimator = options.load_model(args)
     if output_dir is not None:
         make_output_folder(output_dir)
+        # Two runs into one folder would each write a table of only their own images.
+        lock = jobs.locked(output_dir, demo.LOCK)  # noqa: F841 (held until the run ends)
     print(f"model: {estimator.name}, detector: {args.detector}")
     annotator = demo.Annotator(estimator, detector)
     try:
