@@ -38,6 +38,16 @@ def test_exports_match_keras_and_run_without_tensorflow(varied_model, tmp_path, 
         assert metadata["backbone"] == "EfficientNetB0" and metadata["channel_order"] == "BGR"
         assert metadata["img_size"] == 48 and metadata["margin"] == 0.3
         assert set(metadata["outputs"]) == {"pred_gender", "pred_age"}
+    # Metadata of another model (outputs it lacks, another size) is refused when it loads.
+    (tmp_path / "other.tflite").write_bytes((folder / "tiny.tflite").read_bytes())
+    wrong_outputs = {"outputs": {"pred_gender": "x:0", "pred_age": "y:1"}}
+    for change, message in [
+        (wrong_outputs, "names output 'x:0', which the model does not have"),
+        ({"img_size": 224}, "says img_size 224, the model takes [48, 48]"),
+    ]:
+        (tmp_path / "other.tflite.json").write_text(json.dumps({**beside, **change}))
+        with pytest.raises(UserError, match=re.escape(message)):
+            load_estimator(tmp_path / "other.tflite")
 
     tables = {}
     models = ["tiny.onnx", "tiny.tflite", "tiny_saved_model"]

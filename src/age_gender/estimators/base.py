@@ -63,6 +63,20 @@ def exported_metadata(text: str | bytes, source: str) -> dict:
     return metadata
 
 
+def head_outputs(metadata: dict, names: list[str], input_shape, source: str) -> list[str]:
+    """The model's output names of the two heads (in `HEADS` order), checked against the outputs
+    and input size the exported model really has: metadata of another model is one line."""
+    outputs = [metadata["outputs"][head] for head in HEADS]
+    missing = [name for name in outputs if name not in names]
+    if missing:
+        raise UserError(f"the metadata of {source} names output {missing[0]!r}, which the model "
+                        f"does not have ({', '.join(names)}); export again")  # fmt: skip
+    if list(input_shape[1:3]) != [metadata["img_size"]] * 2:
+        raise UserError(f"the metadata of {source} says img_size {metadata['img_size']}, the "
+                        f"model takes {list(input_shape[1:3])}; export again")  # fmt: skip
+    return outputs
+
+
 @dataclasses.dataclass(frozen=True)
 class Prediction:
     """Age (expected value, years), its spread (std. deviation), and P(male)."""

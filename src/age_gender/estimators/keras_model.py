@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from age_gender.errors import UserError
-from age_gender.estimators.base import CropEstimator, exported_metadata, model_file
-from age_gender.heads import HEADS
+from age_gender.estimators.base import CropEstimator, exported_metadata, head_outputs, model_file
 
 ORIGINAL_NAME = re.compile(r"(?P<backbone>[A-Za-z0-9]+)_(?P<size>\d+)_.*\.(hdf5|h5)$")
 
@@ -89,6 +88,9 @@ class SavedModelEstimator(CropEstimator):
     def __init__(self, serve, metadata: dict, name: str):
         super().__init__(metadata, name)
         self.serve = serve
+        names = list(serve.structured_outputs)
+        shape = next(iter(serve.structured_input_signature[1].values())).shape
+        self._outputs = head_outputs(metadata, names, shape, name)
 
     @classmethod
     def load(cls, path: Path) -> "SavedModelEstimator":
@@ -107,5 +109,5 @@ class SavedModelEstimator(CropEstimator):
         import tensorflow as tf
 
         results = self.serve(tf.constant(crops, tf.float32))
-        gender, age = (results[self.metadata["outputs"][head]] for head in HEADS)
+        gender, age = (results[output] for output in self._outputs)
         return gender.numpy(), age.numpy()

@@ -10,9 +10,9 @@ from age_gender.estimators.base import (
     METADATA_KEY,
     CropEstimator,
     exported_metadata,
+    head_outputs,
     import_runtime,
 )
-from age_gender.heads import AGE, GENDER
 
 OLDEST_OPSET = 7  # the oldest that onnxruntime implements every operator of
 UPGRADED_OPSET = 11
@@ -64,10 +64,9 @@ class OnnxEstimator(CropEstimator):
         super().__init__(exported_metadata(metadata, name), name)
         self.session = session
         self._input = session.get_inputs()[0].name
-        self._outputs = [
-            self.metadata["outputs"][GENDER],
-            self.metadata["outputs"][AGE],
-        ]
+        names = [output.name for output in session.get_outputs()]
+        shape = session.get_inputs()[0].shape
+        self._outputs = head_outputs(self.metadata, names, shape, name)
 
     @classmethod
     def load(cls, path: Path) -> "OnnxEstimator":

@@ -6,8 +6,12 @@ from pathlib import Path
 import numpy as np
 
 from age_gender.errors import UserError
-from age_gender.estimators.base import CropEstimator, exported_metadata, import_runtime
-from age_gender.heads import HEADS
+from age_gender.estimators.base import (
+    CropEstimator,
+    exported_metadata,
+    head_outputs,
+    import_runtime,
+)
 
 
 def sidecar_path(model_path: Path) -> Path:
@@ -21,9 +25,11 @@ class TFLiteEstimator(CropEstimator):
     def __init__(self, interpreter, metadata: dict, name: str):
         super().__init__(metadata, name)
         self.interpreter = interpreter
-        self._input = interpreter.get_input_details()[0]["index"]
+        details = interpreter.get_input_details()[0]
+        self._input = details["index"]
         indices = {output["name"]: output["index"] for output in interpreter.get_output_details()}
-        self._outputs = [indices[metadata["outputs"][head]] for head in HEADS]
+        outputs = head_outputs(metadata, list(indices), details["shape"], name)
+        self._outputs = [indices[output] for output in outputs]
 
     @classmethod
     def load(cls, path: Path) -> "TFLiteEstimator":
