@@ -90,7 +90,7 @@ def test_damaged_weight_files_are_one_line(tmp_path):
     shutil.copy(dlib_resnet.packaged_file("CydralAge"), other)
     with pytest.raises(UserError, match="11 convolutions .* the network 29"):
         dlib_resnet.load_weights(network, other)
-    with pytest.raises(UserError, match="refuses model.img_size=32"):
+    with pytest.raises(UserError, match="DlibFaceResNet takes model.img_size=103 or more"):
         model.build_model("DlibFaceResNet", 32, None)
     with pytest.raises(UserError, match="takes model.weights=packaged or null, not imagenet"):
         model.build_model("CydralAge", 64, "imagenet")

@@ -300,7 +300,10 @@ def test_bad_input_is_one_line_before_training(disks, tmp_path, run_script):
         "train.random_erasing.probability=2"
     )
     assert "train.augment.jpeg must be a probability" in error("train.augment.jpeg=-0.1")
-    assert "train.finetune_lr must be a number above 0" in error("train.finetune_lr=0")
+    assert "train.finetune_lr must be a finite number above 0" in error("train.finetune_lr=0")
+    assert "DlibFaceResNet takes model.img_size=103 or more" in error(
+        "model.model_name=DlibFaceResNet", "model.weights=packaged", "model.img_size=64"
+    )
 
     # The backbone is checked before any image is: these images do not even exist.
     missing = pd.DataFrame({"genders": [1] * 40, "ages": [3] * 40, "img_paths": ["no.jpg"] * 40})

@@ -169,5 +169,6 @@ def check_ranges(cfg: DictConfig) -> None:
             raise UserError(f"{key} must be a probability in [0, 1], not "
                             f"{OmegaConf.select(cfg, key)}")  # fmt: skip
     for key in ("train.lr", "train.age_sigma", "data.framing_sample", "train.finetune_lr"):
-        if OmegaConf.select(cfg, key) is not None and not OmegaConf.select(cfg, key) > 0:
-            raise UserError(f"{key} must be a number above 0, not {OmegaConf.select(cfg, key)}")
+        value = OmegaConf.select(cfg, key)
+        if value is not None and not 0 < value < math.inf:
+            raise UserError(f"{key} must be a finite number above 0, not {value}")

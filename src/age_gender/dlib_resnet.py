@@ -62,6 +62,28 @@ ARCHITECTURES = {
 }  # fmt: skip
 
 
+def smallest_size(model_name: str) -> int:
+    """The smallest input the network takes: every stride-2 block needs 3 x 3 pixels in."""
+    spec = ARCHITECTURES[model_name]
+
+    def fits(size: int) -> bool:
+        size = (size - 7) // 2 + 1  # the stem
+        size = (size - 3) // 2 + 1 if size >= 3 else 0  # its max pooling
+        for _, downsample in spec.blocks:
+            if downsample:
+                size = (size - 2) // 2 + 1 if size >= 3 else 0
+        return size >= 1
+
+    return next(size for size in range(7, 10_000) if fits(size))
+
+
+def check_size(model_name: str, size: int) -> None:
+    smallest, trained = smallest_size(model_name), ARCHITECTURES[model_name].size
+    if size < smallest:
+        raise UserError(f"{model_name} takes model.img_size={smallest} or more (it was trained "
+                        f"at {trained}), not {size}")  # fmt: skip
+
+
 def preprocess_input(images):
     """dlib's input_rgb_image: the mean colour taken away, divided by 256."""
     return (images - ops.convert_to_tensor(MEAN_RGB, images.dtype)) / 256.0
@@ -139,6 +161,7 @@ def dlib_resnet(
         raise ValueError(f"{model_name} pools by average only, not {pooling}")
     if input_tensor is None:
         input_tensor = keras.Input(input_shape or (spec.size, spec.size, 3))
+    check_size(model_name, input_tensor.shape[1])
     inputs = input_tensor
     tensor = conv_affine(inputs, spec.stem, 7, 2, "stem")
     tensor = keras.layers.ReLU(name="stem_relu")(tensor)

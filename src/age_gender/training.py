@@ -17,7 +17,7 @@ import pandas as pd
 import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
-from age_gender import alignment, dataset, framing, labels, model
+from age_gender import alignment, dataset, dlib_resnet, framing, labels, model
 from age_gender.config import check_ranges
 from age_gender.errors import UserError
 from age_gender.files import atomic_output
@@ -35,6 +35,8 @@ def check_config(cfg: DictConfig) -> None:
     types were checked by the schema, `config.Config`)."""
     check_ranges(cfg)
     model.backbone_constructor(cfg.model.model_name)
+    if cfg.model.model_name in dlib_resnet.ARCHITECTURES:  # the others check it as they build
+        dlib_resnet.check_size(cfg.model.model_name, cfg.model.img_size)
     make_optimizer(cfg.train, 1, 1)  # a wrong scheduler or optimizer fails here, in one line
     model.age_loss(cfg.train.age_loss)  # a wrong name fails here, with its message
     if cfg.train.age_balance not in dataset.AGE_BALANCES:
