@@ -100,7 +100,7 @@ def write_image(path: Path, image: np.ndarray) -> None:
 
 
 PREDICTION_FILES = ["predictions.csv", "predictions.json"]
-LOCK = ".demo.lock"  # in the output folder, held by the run writing it
+LOCK = None  # `jobs.locked`: the output folder itself, held by the run writing it
 
 
 def check_outputs(

@@ -29,18 +29,29 @@ from age_gender.files import atomic_output
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
 
-def locked(folder: Path, name: str = "lock"):
-    """An exclusive lock on `folder`'s lock file, held while the returned file stays open, or
-    one line saying another run holds it: two runs writing one output would take each other's
-    parts."""
-    handle = open(folder / name, "a")  # noqa: SIM115 (open for the run: closing unlocks)
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as error:
-        handle.close()
-        raise UserError(f"another run is writing {folder}; wait for it to finish, or choose "
-                        "another output") from error  # fmt: skip
-    return handle
+class Lock:
+    """An exclusive lock on `folder` (its lock file, or with `name` None the folder itself,
+    which leaves no file among the outputs), held until `close`, or one line saying another run
+    holds it: two runs writing one output would take each other's parts."""
+
+    def __init__(self, folder: Path, name: str | None = "lock"):
+        flags = os.O_RDONLY if name is None else os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        self.descriptor = os.open(folder if name is None else folder / name, flags, 0o644)
+        try:
+            fcntl.flock(self.descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            self.close()
+            raise UserError(f"another run is writing {folder}; wait for it to finish, or "
+                            "choose another output") from error  # fmt: skip
+
+    def close(self) -> None:
+        if self.descriptor is not None:
+            os.close(self.descriptor)
+            self.descriptor = None
+
+
+def locked(folder: Path, name: str | None = "lock") -> Lock:
+    return Lock(folder, name)
 
 
 class Parts:

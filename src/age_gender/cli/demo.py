@@ -58,10 +58,11 @@ def main(argv: list[str] | None = None) -> None:
         )  # fmt: skip
     detector = options.make_detector(args, default_upsample=int(args.image_dir is not None))
     estimator = options.load_model(args)
+    lock = None
     if output_dir is not None:
         make_output_folder(output_dir)
         # Two runs into one folder would each write a table of only their own images.
-        lock = jobs.locked(output_dir, demo.LOCK)  # noqa: F841 (held until the run ends)
+        lock = jobs.locked(output_dir, demo.LOCK)
     print(f"model: {estimator.name}, detector: {args.detector}")
     annotator = demo.Annotator(estimator, detector)
     try:
@@ -72,6 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     finally:  # the images done so far keep their predictions, whatever stopped the run
         if output_dir is not None and annotator.rows:
             annotator.write_predictions(output_dir)
+        if lock is not None:
+            lock.close()
     if output_dir is not None:
         print(f"annotated results and predictions.csv / predictions.json in {output_dir}/")
 

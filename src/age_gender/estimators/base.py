@@ -71,9 +71,10 @@ def head_outputs(metadata: dict, names: list[str], input_shape, source: str) -> 
     if missing:
         raise UserError(f"the metadata of {source} names output {missing[0]!r}, which the model "
                         f"does not have ({', '.join(names)}); export again")  # fmt: skip
-    if list(input_shape[1:3]) != [metadata["img_size"]] * 2:
+    size = [int(side) if side is not None else None for side in input_shape[1:3]]
+    if size != [metadata["img_size"]] * 2:
         raise UserError(f"the metadata of {source} says img_size {metadata['img_size']}, the "
-                        f"model takes {list(input_shape[1:3])}; export again")  # fmt: skip
+                        f"model takes {size}; export again")  # fmt: skip
     return outputs
 
 
