@@ -36,6 +36,7 @@ class Lock:
 
     def __init__(self, folder: Path, name: str | None = "lock"):
         flags = os.O_RDONLY if name is None else os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        self.descriptor = None
         self.descriptor = os.open(folder if name is None else folder / name, flags, 0o644)
         try:
             fcntl.flock(self.descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -48,6 +49,8 @@ class Lock:
         if self.descriptor is not None:
             os.close(self.descriptor)
             self.descriptor = None
+
+    __del__ = close  # as a file object does: a lock nobody holds any more is released
 
 
 def locked(folder: Path, name: str | None = "lock") -> Lock:
