@@ -538,11 +538,11 @@ def test_gifs_are_read_and_heic_is_listed_unreadable_by_the_one_rule(tmp_path):
 
 
 def test_two_demo_runs_into_one_folder_are_refused(tmp_path, capsys):
-    from age_gender import demo, jobs
+    from age_gender import jobs
     from age_gender.cli import demo as demo_command
 
     (tmp_path / "out").mkdir()
-    held = jobs.locked(tmp_path / "out", demo.LOCK)  # as a first run holds it
+    held = jobs.Lock(tmp_path / "out", name=None)  # as a first run holds it
     try:
         message = refusal(capsys, demo_command.main, "--image_dir", REPO / "examples",
                           "--output_dir", tmp_path / "out", "--model", "dlib-models")  # fmt: skip

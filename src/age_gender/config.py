@@ -165,9 +165,9 @@ def check_ranges(cfg: DictConfig) -> None:
             raise UserError(f"{key} must be a number {interval}, not {value}")
     for key in ("train.random_erasing.probability", "train.augment.low_resolution",
                 "train.augment.blur", "train.augment.jpeg"):  # fmt: skip
-        if not 0 <= OmegaConf.select(cfg, key) <= 1:
-            raise UserError(f"{key} must be a probability in [0, 1], not "
-                            f"{OmegaConf.select(cfg, key)}")  # fmt: skip
+        value = OmegaConf.select(cfg, key)
+        if not 0 <= value <= 1:
+            raise UserError(f"{key} must be a probability in [0, 1], not {value}")
     for key in ("train.lr", "train.age_sigma", "data.framing_sample", "train.finetune_lr"):
         value = OmegaConf.select(cfg, key)
         if value is not None and not 0 < value < math.inf:

@@ -100,7 +100,6 @@ def write_image(path: Path, image: np.ndarray) -> None:
 
 
 PREDICTION_FILES = ["predictions.csv", "predictions.json"]
-LOCK = None  # `jobs.locked`: the output folder itself, held by the run writing it
 
 
 def check_outputs(

@@ -162,8 +162,7 @@ def dlib_resnet(
     if input_tensor is None:
         input_tensor = keras.Input(input_shape or (spec.size, spec.size, 3))
     check_size(model_name, input_tensor.shape[1])
-    inputs = input_tensor
-    tensor = conv_affine(inputs, spec.stem, 7, 2, "stem")
+    tensor = conv_affine(input_tensor, spec.stem, 7, 2, "stem")
     tensor = keras.layers.ReLU(name="stem_relu")(tensor)
     tensor = keras.layers.MaxPooling2D(3, 2, name="stem_pool")(tensor)
     for index, (filters, downsample) in enumerate(spec.blocks):
@@ -173,7 +172,7 @@ def dlib_resnet(
         tensor = keras.layers.Dense(
             spec.top, spec.top_activation, spec.top_bias, name="top"
         )(tensor)  # fmt: skip
-    network = keras.Model(keras.utils.get_source_inputs(inputs), tensor, name=model_name)
+    network = keras.Model(keras.utils.get_source_inputs(input_tensor), tensor, name=model_name)
     if weights == PACKAGED:
         load_weights(network, packaged_file(model_name))
     return network

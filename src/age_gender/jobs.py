@@ -53,10 +53,6 @@ class Lock:
     __del__ = close  # as a file object does: a lock nobody holds any more is released
 
 
-def locked(folder: Path, name: str | None = "lock") -> Lock:
-    return Lock(folder, name)
-
-
 class Parts:
     """The finished parts of a run, in a folder beside the output (`.<output>.parts/`), with the
     settings that made them."""
@@ -66,7 +62,7 @@ class Parts:
         settings = json.loads(json.dumps(settings, default=str))  # as it reads back
         settings_file = self.folder / "settings.json"
         if self.folder.is_dir():
-            self.lock = locked(self.folder)
+            self.lock = Lock(self.folder)
             try:
                 earlier = json.loads(settings_file.read_text())
             except (OSError, ValueError):  # missing or damaged: not this run's
@@ -81,7 +77,7 @@ class Parts:
             shutil.rmtree(self.folder)
             self.lock.close()
         self.folder.mkdir()
-        self.lock = locked(self.folder)
+        self.lock = Lock(self.folder)
         with atomic_output(settings_file) as temporary:
             temporary.write_text(json.dumps(settings, indent=1))
 

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from age_gender import alignment, dataset, dlib_resnet, framing, labels, model
 from age_gender.config import check_ranges
 from age_gender.errors import UserError
+from age_gender.estimators.base import decode
 from age_gender.files import atomic_output
 from age_gender.heads import AGE, HEADS
 from age_gender.plots import plot_learning_curves
@@ -412,12 +413,10 @@ def calibrate_age_std(best_path: Path, val_data: tf.data.Dataset) -> None:
     network = keras.saving.load_model(best_path)
     ratios = []
     for batch in val_data:
-        _, age = network(batch[0], training=False)
-        age = age.numpy()
-        mean = age @ model.AGES
-        spread = np.sqrt(np.maximum(age @ model.AGES**2 - mean**2, 1e-6))
-        error = np.abs(mean - batch[1][AGE].numpy().argmax(axis=1))
-        ratios.append(error / spread)
+        gender, age = network(batch[0], training=False)
+        predictions = decode(gender.numpy(), age.numpy())  # as every runtime reads them
+        error = np.abs([p.age for p in predictions] - batch[1][AGE].numpy().argmax(axis=1))
+        ratios.append(error / np.maximum([p.age_std for p in predictions], 1e-6))
     ratios = np.concatenate(ratios)
     scale = float(np.median(ratios) / GAUSSIAN_MEDIAN)
     if not 0 < scale < np.inf:

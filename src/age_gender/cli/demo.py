@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     if output_dir is not None:
         make_output_folder(output_dir)
         # Two runs into one folder would each write a table of only their own images.
-        lock = jobs.locked(output_dir, demo.LOCK)
+        lock = jobs.Lock(output_dir, name=None)  # the folder itself: no file among the outputs
     print(f"model: {estimator.name}, detector: {args.detector}")
     annotator = demo.Annotator(estimator, detector)
     try:
