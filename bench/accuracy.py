@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from age_gender import evaluation, framing, labels, scenes
+from age_gender import evaluation, framing, labels
 from age_gender.estimators.base import TTA_MODES
 from age_gender.estimators.presets import load_estimator
+from age_gender.testing import scenes
 
 REPO = Path(__file__).resolve().parents[1]
 BACKGROUNDS = REPO.parent / "shared" / "assets" / "backgrounds"

@@ -23,9 +23,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from age_gender import annotation, demo, jobs, synthetic
+from age_gender import annotation, demo, jobs
+from age_gender.crops import CropSpec
 from age_gender.estimators.presets import load_estimator
 from age_gender.faces import DETECTORS, DetectorSpec
+from age_gender.testing import synthetic
 
 ASTRONAUT = Path(__file__).resolve().parents[1] / "examples" / "astronaut.png"
 
@@ -84,7 +86,7 @@ def main() -> None:
         if args.weight_file:
             estimator = load_estimator(args.weight_file)
         else:
-            network = model.build_model("EfficientNetB3", 224, weights=None, margin=0.4)
+            network = model.build_model("EfficientNetB3", CropSpec(224), weights=None)
             network.save(folder / "b3.keras")
             keras.backend.clear_session()
             estimator = load_estimator(folder / "b3.keras")

@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from age_gender import synthetic
+from age_gender.testing import synthetic
 
 ROWS = 460_723
 CACHE = Path(tempfile.gettempdir()) / "age_gender_bench" / f"imdb_{ROWS}"

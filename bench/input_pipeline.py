@@ -1,5 +1,6 @@
-"""Training pipeline throughput at 224 px with every augmentation, against a plain decode loop,
-and training from the face cache against training from full photographs.
+"""Training pipeline throughput at 224 px with every augmentation, against a plain decode loop;
+training from the face cache against training from full photographs; and (`--fit`) what the
+input costs a training step.
 
 Generates JPEGs of 200-400 px (like the IMDB-WIKI crops) once under the temp folder, then times
 (a) the full tf.data training pipeline (all augmentations, erasing p = 0.5, mixup 0.2) and (b) a
@@ -7,8 +8,13 @@ single-threaded loop that only decodes and resizes the same files with OpenCV. T
 of 1200x900 with a face box each (like IMDB-Clean's) are cached by cache_faces.py's code, and
 the pipeline's images/s from the cache is compared with from the photos (goal: 5x). Last line:
 pipeline_vs_plain_decode = (a) / (b); goal on 2 cores: at least 1.0.
+
+`--fit` times training steps of `utkface_cpu`'s model (and EfficientNetB0 at 224) fed by the
+pipeline from 200 px JPEGs (UTKFace's size; `--data DIR` reads a UTKFace folder instead) over
+the same steps fed the same batches from memory. Last line: fit_input_cost; goal at most 1.05.
 """
 
+import argparse
 import os
 import tempfile
 import time
@@ -18,7 +24,10 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from age_gender import dataset, face_cache, synthetic
+from age_gender import dataset, face_cache
+from age_gender.config import ErasingConfig, TrainConfig
+from age_gender.crops import CropSpec
+from age_gender.testing import synthetic
 
 COUNT = 1500
 SIZE = 224
@@ -57,8 +66,8 @@ def plain_decode_rate(frame: pd.DataFrame) -> float:
 
 def pipeline_rate(frame: pd.DataFrame, root: Path = CACHE, epochs: int = 2) -> float:
     """Images/s of the full augmenting pipeline, over `epochs` epochs after a warm-up."""
-    augmentation = dataset.Augmentation(erasing_probability=0.5, mixup_alpha=0.2)
-    data = dataset.make_dataset(frame, root, SIZE, 32, augmentation=augmentation, shuffle=True)
+    augmentation = TrainConfig(random_erasing=ErasingConfig(0.5), mixup_alpha=0.2)
+    data = dataset.make_dataset(frame, root, CropSpec(SIZE), 32, augmentation, shuffle=True)
     for _ in data.take(5):  # warm-up: tracing, the first file reads, autotuning
         pass
     start, images = time.perf_counter(), 0
@@ -97,9 +106,8 @@ def cache_vs_photos() -> float:
     root = CACHE.with_name("photos_1200x900")
     with tempfile.TemporaryDirectory() as folder:
         room = face_cache.room(20.0, 0.2, 0.03)
-        cached = face_cache.cache_faces(
-            photos, root, Path(folder), round(SIZE * 1.25), 0.4, room, os.cpu_count()
-        )
+        crop = CropSpec(round(SIZE * 1.25))
+        cached = face_cache.cache_faces(photos, root, Path(folder), crop, room, os.cpu_count())
         from_cache = pipeline_rate(cached, Path(folder), epochs=3)
     from_photos = pipeline_rate(photos, root, epochs=3)
     print(f"from 1200x900 photos: {from_photos:.0f} images/s; from the face cache: "
@@ -107,7 +115,98 @@ def cache_vs_photos() -> float:
     return from_cache / from_photos
 
 
+def utkface_like(count: int = 640) -> tuple[pd.DataFrame, Path]:
+    """200x200 JPEGs without boxes (the whole image is the face), as UTKFace's."""
+    folder = CACHE.with_name(f"utkface_like_{count}")
+    labels_path = folder / "labels.csv"
+    if not labels_path.exists():
+        rng = np.random.default_rng(2)
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = []
+        for index in range(count):
+            age, gender = int(rng.integers(0, 101)), int(rng.integers(0, 2))
+            image = synthetic.disk_image(age, gender, 200, rng)
+            image = cv2.GaussianBlur(image, (0, 0), 1.0)
+            cv2.imwrite(str(folder / f"{index:04d}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+            rows.append((gender, age, f"{index:04d}.jpg"))
+        pd.DataFrame(rows, columns=["genders", "ages", "img_paths"]).to_csv(
+            labels_path, index=False
+        )
+    return pd.read_csv(labels_path), folder
+
+
+def step_ratio(overrides: list[str], frame: pd.DataFrame, root: Path, steps: int) -> float:
+    """Seconds per training step fed by the pipeline over fed from memory, for the model and the
+    fine-tuning phase (after any frozen epochs) that `overrides` configure."""
+    import keras
+    import tensorflow as tf
+
+    from age_gender import model, training
+    from age_gender.config import compose_config
+
+    cfg = compose_config(overrides)
+    keras.utils.set_random_seed(0)
+    crop = CropSpec(cfg.model.img_size)
+    network = model.build_model(
+        cfg.model.model_name, crop, cfg.model.weights, cfg.model.dropout,
+        cfg.model.batchnorm_momentum, feature_norm=cfg.model.feature_norm,
+    )  # fmt: skip
+    phase = training.phases(cfg.train)[-1]
+    training.compile_for(network, cfg, tf.distribute.get_strategy(), steps, phase)
+    batch = cfg.train.batch_size
+    data = dataset.make_dataset(
+        frame, root, crop, batch, training.training_config(cfg), shuffle=True,
+        age_weights=training.age_weights(cfg, frame),
+    ).repeat()  # fmt: skip
+    kept = list(data.take(steps))
+    memory = (
+        tf.data.Dataset.from_tensor_slices(
+            tf.nest.map_structure(lambda *parts: tf.stack(parts), *kept)
+        )
+        .repeat()
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+    def seconds_per_step(feed) -> float:
+        network.fit(feed, steps_per_epoch=3, epochs=1, verbose=0)  # tracing, warm caches
+        start = time.perf_counter()
+        network.fit(feed, steps_per_epoch=steps, epochs=1, verbose=0)
+        return (time.perf_counter() - start) / steps
+
+    from_memory = seconds_per_step(memory)
+    from_files = seconds_per_step(data)
+    name = f"{cfg.model.model_name} {cfg.model.img_size} px, batch {batch}"
+    print(f"{name}: {from_files * 1000:.0f} ms a step from files, "
+          f"{from_memory * 1000:.0f} ms from memory: {from_files / from_memory:.3f}")  # fmt: skip
+    return from_files / from_memory
+
+
+def fit_main(data_dir: Path | None, steps: int) -> None:
+    if data_dir is None:
+        frame, root = utkface_like()
+    else:
+        from age_gender import labels
+
+        frame, root = labels.read_utkface(data_dir).rows, data_dir
+    print(f"{len(frame)} images from {root}, {os.cpu_count()} cores, {steps} steps each")
+    efficientnet = step_ratio(
+        ["model.model_name=EfficientNetB0", "model.weights=null", "model.img_size=224",
+         "train.batch_size=32"], frame, root, steps,
+    )  # fmt: skip
+    recipe = step_ratio(["+experiment=utkface_cpu"], frame, root, steps)
+    print(f"fit_input_cost_efficientnetb0: {efficientnet:.3f}")
+    print(f"fit_input_cost: {recipe:.3f}")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fit", action="store_true", help="time training steps (see above)")
+    parser.add_argument("--data", type=Path, help="--fit: a UTKFace folder instead of JPEGs")
+    parser.add_argument("--steps", type=int, default=12, help="--fit: steps timed per feed")
+    args = parser.parse_args()
+    if args.fit:
+        fit_main(args.data, args.steps)
+        return
     frame = build_images()
     print(f"{len(frame)} JPEGs of 200-400 px, output {SIZE} px, {os.cpu_count()} cores")
     plain_decode_rate(frame)  # warm the page cache

@@ -22,11 +22,12 @@ import numpy as np
 from inference import best_ms, frame_with_one_face  # bench/inference.py: the same frame and timer
 
 from age_gender import export, model
+from age_gender.crops import CropSpec
 from age_gender.demo import Annotator
 from age_gender.estimators.keras_model import KerasEstimator
 from age_gender.estimators.onnx_model import OnnxEstimator
 from age_gender.faces import FaceDetector
-from age_gender.server_process import running_server
+from age_gender.testing.server_process import running_server
 
 
 def latencies(url: str, image: bytes, clients: int, requests: int) -> tuple[list[float], float]:
@@ -52,7 +53,9 @@ def latencies(url: str, image: bytes, clients: int, requests: int) -> tuple[list
 def main() -> None:
     print(f"{os.cpu_count()} cores")
     keras.utils.set_random_seed(0)
-    keras_estimator = KerasEstimator(model.build_model("EfficientNetB3", 224, None), "random")
+    keras_estimator = KerasEstimator(
+        model.build_model("EfficientNetB3", CropSpec(224), None), "random"
+    )
     folder = Path(tempfile.mkdtemp())
     onnx_path = folder / "EfficientNetB3_224.onnx"
     export.export(keras_estimator, "onnx", onnx_path)

@@ -14,6 +14,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+ASTRONAUT_FACE = (175, 76, 266, 167)  # HOG's box of the face in examples/astronaut.png
+
+
+def astronaut():
+    """examples/astronaut.png as RGB uint8 (a public-domain photo of one face)."""
+    import cv2
+
+    return cv2.cvtColor(cv2.imread(str(REPO / "examples" / "astronaut.png")), cv2.COLOR_BGR2RGB)
 
 
 @pytest.fixture
@@ -134,10 +142,11 @@ def varied_model(tmp_path_factory):
     import numpy as np
 
     from age_gender import export, model
+    from age_gender.crops import CropSpec
 
     folder = tmp_path_factory.mktemp("varied_model")
     keras.utils.set_random_seed(0)  # the same backbone every run: its predictions are checked
-    network = model.build_model("EfficientNetB0", 48, None, margin=0.3, channel_order="BGR")
+    network = model.build_model("EfficientNetB0", CropSpec(48, 0.3), None, channel_order="BGR")
     # An untrained EfficientNet's features are tiny (about 1e-6): heads scaled to them give
     # logits of a few units, so each crop gets its own, far from uniform, prediction.
     features = keras.Model(network.input, network.get_layer("pred_age").input)

@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 from conftest import REPO, user_error
 
-from age_gender import alignment, dataset, jobs, labels, landmarks, model
-from age_gender.alignment import EYE_COLUMNS
+from age_gender import alignment, jobs, labels, landmarks, model
+from age_gender.crops import CropSpec, face_crops
 from age_gender.estimators.base import decode
-from age_gender.faces import DetectorSpec, FaceDetector, crop_faces
+from age_gender.faces import DetectorSpec, FaceDetector
+from age_gender.schema import EYE_COLUMNS
 
 ASTRONAUT = REPO / "examples" / "astronaut.png"
 
@@ -59,25 +60,15 @@ def test_landmarks_finds_eyes_and_resumes(faces, tmp_path, run_script):
     assert "exists; pass --overwrite" in user_error(again)
 
 
-def test_training_and_inference_crop_alike(tmp_path):
-    rng = np.random.default_rng(0)
-    image = cv2.GaussianBlur(rng.integers(0, 256, (100, 120, 3), dtype=np.uint8), (5, 5), 2)
-    eyes = [40.0, 50.0, 70.0, 62.0]
-    box, angle = alignment.aligned_box(eyes, 0.4)
-    cv2.imwrite(str(tmp_path / "face.png"), image)  # RGB written as BGR: read back as RGB
-    trained = dataset.load_face(bytes(tmp_path / "face.png"), box, angle, [], 32, 0.4, True, None)
-    inferred = alignment.aligned_crops(image[..., ::-1], [eyes], 0.4, 32)[0]
-    np.testing.assert_array_equal(trained, inferred)
-
-
 def test_alignment_levels_a_turned_face(faces):
     finder, detector = alignment.EyeFinder(), FaceDetector("hog")
     crops, plain = [], []
     for name in ("up.jpg", "turned.jpg"):
         image = cv2.cvtColor(cv2.imread(str(faces / "img" / name)), cv2.COLOR_BGR2RGB)
         box = detector.detect(image)[0].box
-        crops.append(alignment.aligned_crops(image, [finder.eyes(image, box)], 0.2, 64)[0])
-        plain.append(crop_faces(image, [box], 0.2, 64)[0])
+        aligned = CropSpec(64, 0.2, aligned=True)
+        crops.append(face_crops(image, [box], aligned, [finder.eyes(image, box)])[0])
+        plain.append(face_crops(image, [box], CropSpec(64, 0.2))[0])
     aligned_difference = np.abs(crops[0].astype(float) - crops[1]).mean()
     plain_difference = np.abs(plain[0].astype(float) - plain[1]).mean()
     assert aligned_difference < plain_difference / 2
@@ -111,7 +102,7 @@ def test_an_aligned_model_aligns_at_inference(faces, tmp_path, run_script):
     box = tuple(int(table.loc["turned.jpg", c]) for c in ("x_min", "y_min", "x_max", "y_max"))
     (face,) = FaceDetector().detect(image)  # the demo's detector: its eyes align the face
     assert face.box == box
-    crop = alignment.aligned_crops(image, [face.eyes], 0.4, 32)
+    crop = face_crops(image, [face.box], CropSpec(32, aligned=True), [face.eyes])
     gender, age = network(crop.astype("float32"))
     assert table.loc["turned.jpg", "age"] == pytest.approx(
         decode(np.asarray(gender), np.asarray(age))[0].age, abs=0.01

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from conftest import REPO, user_error
 
-from age_gender import synthetic
+from age_gender.testing import synthetic
 
 ASTRONAUT = REPO / "examples" / "astronaut.png"
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from age_gender import FaceAnalyzer, records
+from age_gender import FaceAnalyzer, schema
 from age_gender.errors import UserError
 
 ASTRONAUT = REPO / "examples" / "astronaut.png"
@@ -18,8 +18,8 @@ ASTRONAUT = REPO / "examples" / "astronaut.png"
 def test_a_named_model_analyzes_a_path_and_an_array_alike():
     analyzer = FaceAnalyzer("dlib-models")
     (face,) = analyzer.analyze(ASTRONAUT)
-    assert list(face) == records.COLUMNS
-    assert face["file"] == "astronaut.png" and face["status"] == records.OK
+    assert list(face) == schema.COLUMNS
+    assert face["file"] == "astronaut.png" and face["status"] == schema.OK
     assert (face["width"], face["height"], face["faces"], face["face"]) == (512, 512, 1, 0)
     assert face["gender"] == "F" and 20 < face["age"] < 60 and face["score"] >= 0.9
     assert face["age_std"] is None  # dlib-models gives no age distribution

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from age_gender.server_process import running_server
+from age_gender.testing.server_process import running_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [

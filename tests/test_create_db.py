@@ -2,13 +2,15 @@
 
 import datetime
 
+import cv2
 import numpy as np
 import pandas as pd
 import scipy.io
-from conftest import refusal
+from conftest import refusal, user_error
 
-from age_gender import synthetic
+from age_gender import labels
 from age_gender.cli import create_db as create_db_cli
+from age_gender.testing import synthetic
 
 
 def write_imdb(data_dir, count=200):
@@ -178,3 +180,36 @@ def test_fgnet_names_give_subject_and_age_and_unknown_gender(tmp_path, run_scrip
     assert written["ages"].tolist() == [2, 43, 5, 61]
     assert written["subject"].tolist() == ["001", "001", "002", "082"]
     assert (written["genders"] == -1).all()
+
+
+def test_the_hash_split_is_stable_and_each_file_keeps_its_side():
+    names = [f"{age}_{age % 2}_0_2017{age:04d}.jpg.chip.jpg" for age in range(90)] * 20
+    names = [f"{index}_{name}" for index, name in enumerate(names)]
+    rows = pd.DataFrame({"genders": 0, "ages": 30, "img_paths": names})
+    split = labels.hash_split(labels.LabelTable(rows, {}), 0.1)
+    validation = set(split["val"].rows["img_paths"])
+    assert 0.07 < len(validation) / len(rows) < 0.13
+    assert validation.isdisjoint(split["train"].rows["img_paths"])
+    # Half of the files, in another order and folder: each keeps the side it had.
+    fewer = rows.sample(frac=0.5, random_state=1).assign(img_paths=lambda f: "sub/" + f.img_paths)
+    again = labels.hash_split(labels.LabelTable(fewer, {}), 0.1)
+    assert {name[4:] for name in again["val"].rows["img_paths"]} == validation & set(
+        fewer["img_paths"].str[4:]
+    )
+
+
+def test_create_db_writes_the_split_and_refuses_a_bad_fraction(tmp_path, run_script):
+    folder = tmp_path / "UTKFace"
+    folder.mkdir()
+    for index in range(40):
+        cv2.imwrite(str(folder / f"{index + 1}_{index % 2}_0_2017{index:04d}.jpg.chip.jpg"),
+                    np.zeros((8, 8, 3), np.uint8))  # fmt: skip
+    output = tmp_path / "utk.csv"
+    result = run_script("create_db.py", "--db", "utkface", "--data_dir", folder,
+                        "--val_fraction", "0.25", "--output", output)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    train, val = (pd.read_csv(tmp_path / f"utk_{split}.csv") for split in ("train", "val"))
+    assert len(train) + len(val) == 40 and 3 <= len(val) <= 18
+    refused = run_script("create_db.py", "--db", "utkface", "--data_dir", folder,
+                         "--val_fraction", "1.5", "--output", tmp_path / "x.csv")  # fmt: skip
+    assert "--val_fraction must be in [0, 1)" in user_error(refused)

@@ -7,7 +7,12 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from age_gender import dataset, model, synthetic, warping
+from age_gender import dataset, model
+from age_gender.config import AugmentConfig, ErasingConfig, TrainConfig
+from age_gender.crops import CropSpec
+from age_gender.testing import synthetic
+
+CROP = CropSpec(32)
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +28,7 @@ def first_batch(data):
 
 def test_batches_have_the_model_shapes(disks):
     root, frame = disks
-    images, labels = first_batch(dataset.make_dataset(frame, root, 32, 8))
+    images, labels = first_batch(dataset.make_dataset(frame, root, CROP, 8))
     assert images.shape == (8, 32, 32, 3) and images.dtype == np.uint8  # the model converts
     assert labels["pred_gender"].shape == (8, 2) and labels["pred_age"].shape == (8, 101)
     assert labels["pred_age"].argmax(1).tolist() == frame["ages"][:8].tolist()
@@ -33,10 +38,10 @@ def test_batches_have_the_model_shapes(disks):
 
 def test_without_box_the_image_is_resized_as_opencv_does(disks):
     root, frame = disks
-    images, _ = first_batch(dataset.make_dataset(frame, root, 48, 4))
+    images, _ = first_batch(dataset.make_dataset(frame, root, CropSpec(48), 4))
     original = cv2.cvtColor(cv2.imread(str(root / frame["img_paths"][0])), cv2.COLOR_BGR2RGB)
     assert np.abs(images[0] - original).max() <= 16  # same pixels up to the JPEG decoder's DCT
-    images, _ = first_batch(dataset.make_dataset(frame, root, 24, 4))
+    images, _ = first_batch(dataset.make_dataset(frame, root, CropSpec(24), 4))
     resized = cv2.resize(original, (24, 24), interpolation=cv2.INTER_LINEAR).astype(float)
     assert np.abs(images[0] - resized).mean() < 4
 
@@ -49,14 +54,14 @@ def test_crops_the_box_with_its_margin(tmp_path):
         {"genders": [1], "ages": [30], "img_paths": ["a.png"],
          "x_min": [120], "y_min": [40], "x_max": [160], "y_max": [60]}
     )  # fmt: skip
-    tight, _ = first_batch(dataset.make_dataset(frame, tmp_path, 20, 1, margin=0.0))
+    tight, _ = first_batch(dataset.make_dataset(frame, tmp_path, CropSpec(20, 0.0), 1))
     assert tight[0, 1:-1, 1:-1, 1].min() > 250
-    wide, _ = first_batch(dataset.make_dataset(frame, tmp_path, 20, 1, margin=0.5))
+    wide, _ = first_batch(dataset.make_dataset(frame, tmp_path, CropSpec(20, 0.5), 1))
     # margin 0.5 on each side: the face fills the middle half of each axis.
     assert wide[0, 7:13, 7:13, 1].min() > 250 and wide[0, :3, :, 1].max() < 5
     assert wide[0, :, :3, 1].max() < 5
     # The offset the model records moves the training crop as it moves the inference one.
-    moved, _ = first_batch(dataset.make_dataset(frame, tmp_path, 20, 1, 0.0, offset=(0.5, 0.0)))
+    moved, _ = first_batch(dataset.make_dataset(frame, tmp_path, CropSpec(20, 0.0, (0.5, 0.0)), 1))
     assert moved[0, :, :8, 1].min() > 250 and moved[0, :, 12:, 1].max() < 5
 
 
@@ -70,14 +75,14 @@ def test_mixup_keeps_sums_and_mixes_both_heads_alike():
         "pred_age": tf.one_hot(ages, 101),
     }
     weights = {"pred_gender": tf.ones([count]), "pred_age": tf.ones([count])}
-    mixed_images, mixed, mixed_weights = dataset.mixup(
-        images, labels, weights, tf.constant([1, 2], tf.int64), 0.4
-    )
+    partner, lam = dataset.mixup_draws(count, tf.constant([1, 2], tf.int64), 0.4)
+    mixed, mixed_weights = dataset.mix_labels(labels, weights, partner, lam)
+    mixed_images = dataset.blend(images.numpy(), partner.numpy(), lam.numpy())
     np.testing.assert_allclose(mixed_weights["pred_gender"], 1, atol=1e-6)
     gender, age = mixed["pred_gender"].numpy(), mixed["pred_age"].numpy()
     np.testing.assert_allclose(gender.sum(1), 1, atol=1e-6)
     np.testing.assert_allclose(age.sum(1), 1, atol=1e-6)
-    values = mixed_images.numpy()[:, 0, 0, 0]
+    values = mixed_images[:, 0, 0, 0]
     for index in range(count):
         lam = age[index, ages[index]] if age[index, ages[index]] < 1 else 1.0
         partner = [p for p in np.flatnonzero(age[index]) if p != ages[index]]
@@ -97,22 +102,22 @@ def test_small_face_degradations_each_lose_detail_and_keep_the_light():
     def detail(image):
         return np.abs(np.diff(image.astype(float), axis=1)).mean()
 
-    assert (dataset.degrade(face, draws, dataset.Augmentation()) == face).all()  # all off
+    assert (dataset.degrade(face, draws, AugmentConfig()) == face).all()  # all off
     for key in ("low_resolution", "blur", "jpeg"):
-        changed = dataset.degrade(face, draws, dataset.Augmentation(**{key: 1.0}))
+        changed = dataset.degrade(face, draws, AugmentConfig(**{key: 1.0}))
         assert changed.shape == face.shape and changed.dtype == np.uint8
         assert detail(changed) < 0.8 * detail(face), key
         assert abs(changed.mean() - face.mean()) < 12, key
         # A draw above the probability leaves the face as it was.
-        kept = dataset.degrade(face, np.full(6, 0.99), dataset.Augmentation(**{key: 0.5}))
+        kept = dataset.degrade(face, np.full(6, 0.99), AugmentConfig(**{key: 0.5}))
         assert (kept == face).all(), key
 
 
 def test_random_erasing_paints_one_rectangle():
-    augmentation = dataset.Augmentation(erasing_probability=1.0, erasing_area=(0.05, 0.3))
+    erasing = ErasingConfig(1.0, [0.05, 0.3])
     for draws in np.random.default_rng(3).random((6, 7)):
         face = np.full((40, 40, 3), 100, np.uint8)
-        dataset.erase_rectangle(face, draws, augmentation)
+        dataset.erase_rectangle(face, draws, erasing)
         changed = (face != 100).any(axis=2)
         rows, columns = np.flatnonzero(changed.any(1)), np.flatnonzero(changed.any(0))
         assert len(rows) and len(columns)
@@ -123,16 +128,16 @@ def test_random_erasing_paints_one_rectangle():
 
 def test_same_seed_same_batches_other_seed_other_batches(disks):
     root, frame = disks
-    augmentation = dataset.Augmentation(erasing_probability=0.5, mixup_alpha=0.2)
+    augmentation = TrainConfig(random_erasing=ErasingConfig(0.5), mixup_alpha=0.2)
 
     def batches(seed):
-        data = dataset.make_dataset(frame, root, 32, 8, 0.4, augmentation, shuffle=True, seed=seed)
+        data = dataset.make_dataset(frame, root, CROP, 8, augmentation, shuffle=True, seed=seed)
         return [images.numpy() for images, _ in data.take(3)]
 
     first, again, other = batches(7), batches(7), batches(8)
     assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
     assert not np.array_equal(first[0], other[0])
-    plain, _ = first_batch(dataset.make_dataset(frame, root, 32, 8, shuffle=True, seed=7))
+    plain, _ = first_batch(dataset.make_dataset(frame, root, CROP, 8, shuffle=True, seed=7))
     assert not np.array_equal(first[0], plain)
 
 
@@ -160,22 +165,20 @@ def test_unreadable_images_are_skipped_and_counted(disks, tmp_path, capsys):
 def test_data_sets_have_a_known_number_of_batches(disks):
     """Keras runs every epoch alike only when it knows the steps (EfficientNet failed without)."""
     root, frame = disks
-    training = dataset.make_dataset(
-        frame, root, 32, 16, augmentation=dataset.Augmentation(), shuffle=True
-    )
+    training = dataset.make_dataset(frame, root, CROP, 16, TrainConfig(), shuffle=True)
     assert training.cardinality().numpy() == len(frame) // 16
-    assert dataset.make_dataset(frame, root, 32, 16).cardinality().numpy() == -(-len(frame) // 16)
+    assert dataset.make_dataset(frame, root, CROP, 16).cardinality().numpy() == -(-len(frame) // 16)
 
 
 def test_erasing_and_mixup_work_without_the_other_augmentation(disks):
     root, frame = disks
 
     def batch(**options):
-        augmentation = dataset.Augmentation(enabled=False, **options)
-        return first_batch(dataset.make_dataset(frame, root, 32, 8, 0.4, augmentation, seed=3))
+        augmentation = TrainConfig(augment=AugmentConfig(enabled=False), **options)
+        return first_batch(dataset.make_dataset(frame, root, CROP, 8, augmentation, seed=3))
 
-    plain_images, plain_labels = first_batch(dataset.make_dataset(frame, root, 32, 8))
-    erased, labels = batch(erasing_probability=1.0)
+    plain_images, plain_labels = first_batch(dataset.make_dataset(frame, root, CROP, 8))
+    erased, labels = batch(random_erasing=ErasingConfig(1.0))
     changed = (erased != plain_images).any(axis=3)
     assert changed.any(axis=(1, 2)).all()  # one rectangle per image, the rest untouched
     for mask in changed:
@@ -186,48 +189,35 @@ def test_erasing_and_mixup_work_without_the_other_augmentation(disks):
     assert (mixed["pred_age"].max(axis=1) < 1).any()  # soft labels: mixup ran
 
 
-def test_warp_without_change_is_the_plain_crop():
-    rng = np.random.default_rng(0)
-    image = cv2.GaussianBlur(rng.integers(0, 256, (90, 120, 3), dtype=np.uint8), (5, 5), 2)
-    box = [10.0, 5.0, 100.0, 80.0]
-    plain = warping.warp(image, box, 40).astype(float)
-    resized = cv2.resize(image[5:80, 10:100], (40, 40), interpolation=cv2.INTER_LINEAR)
-    assert np.abs(plain - resized)[1:-1, 1:-1].max() <= 1  # inside: the same sampling
-    mirrored = warping.warp(image, box, 40, flip=True).astype(float)
-    assert np.abs(mirrored - plain[:, ::-1]).max() <= 1
-    square = [0.0, 0.0, 90.0, 90.0]
-    quarter = warping.warp(image, square, 40, angle=np.pi / 2).astype(float)
-    turned = np.rot90(warping.warp(image, square, 40)).astype(float)
-    assert np.abs(quarter - turned)[5:-5, 5:-5].max() <= 1
-
-
 def test_unknown_genders_teach_age_only(disks):
     root, frame = disks
     frame = frame[:16].copy()
-    assert len(next(iter(dataset.make_dataset(frame, root, 32, 16)))) == 2  # no loss weights
+    assert len(next(iter(dataset.make_dataset(frame, root, CROP, 16)))) == 2  # no loss weights
     frame["genders"] = np.where(np.arange(16) % 2, frame["genders"], -1)
-    _, labels, weights = next(iter(dataset.make_dataset(frame, root, 32, 16)))
+    _, labels, weights = next(iter(dataset.make_dataset(frame, root, CROP, 16)))
     np.testing.assert_array_equal(weights[0], np.arange(16) % 2)  # gender, then age
     np.testing.assert_array_equal(weights[1], np.ones(16))
     np.testing.assert_array_equal(labels["pred_gender"].numpy().sum(1), np.arange(16) % 2)
-    mixing = dataset.Augmentation(enabled=False, mixup_alpha=0.4)
-    _, mixed, mixed_weights = next(iter(dataset.make_dataset(frame, root, 32, 16, 0.4, mixing)))
+    mixing = TrainConfig(augment=AugmentConfig(enabled=False), mixup_alpha=0.4)
+    _, mixed, mixed_weights = next(iter(dataset.make_dataset(frame, root, CROP, 16, mixing)))
     gender, weight = mixed["pred_gender"].numpy(), mixed_weights[0].numpy()
     # A known gender mixed in keeps a whole target, weighted by its share; two unknown, none.
     np.testing.assert_allclose(gender.sum(1), (weight > 0).astype(float), atol=1e-5)
     assert ((weight >= 0) & (weight <= 1)).all()
 
     # The gender loss of rows of unknown gender is 0: Keras weighs them out.
-    network = model.build_model("MobileNetV3Small", 32, None)
+    network = model.build_model("MobileNetV3Small", CROP, None)
     model.compile_model(network, keras.optimizers.Adam())
-    half = network.evaluate(dataset.make_dataset(frame, root, 32, 16), verbose=0, return_dict=True)
-    images = next(iter(dataset.make_dataset(frame, root, 32, 16)))[0]
+    half = network.evaluate(
+        dataset.make_dataset(frame, root, CROP, 16), verbose=0, return_dict=True
+    )
+    images = next(iter(dataset.make_dataset(frame, root, CROP, 16)))[0]
     predicted = network.predict(images, verbose=0)[0].argmax(1)
     known = frame["genders"].to_numpy() >= 0
     expected = (predicted[known] == frame["genders"].to_numpy()[known]).mean()
     assert half["pred_gender_accuracy"] == pytest.approx(expected)  # over known genders only
     frame["genders"] = -1
     losses = network.evaluate(
-        dataset.make_dataset(frame, root, 32, 16), verbose=0, return_dict=True
+        dataset.make_dataset(frame, root, CROP, 16), verbose=0, return_dict=True
     )
     assert losses["pred_gender_loss"] == 0 and losses["pred_age_loss"] > 0

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from age_gender import faces, mtcnn_faces, tracking, warping
+from age_gender import crops, faces, mtcnn_faces
 from age_gender.mtcnn_faces import non_max_suppression
 
 ASTRONAUT_EYES_CENTRE = (225.0, 102.0)  # between the astronaut's eyes
@@ -51,13 +51,13 @@ def test_mtcnn_boxes_map_onto_hogs_so_models_crop_the_same_face():
     # The crop a model with the original margin takes: within 6 % of its side, 6 px of a 96 px
     # model input (boxes of one detector vary 8 % in size between faces). MTCNN's own box,
     # taller and higher on the face, is more than twice as far off.
-    hog_crop = warping.crop_box(image.shape, hog.box, 0.4)
+    hog_crop = crops.crop_box(image.shape, hog.box, 0.4)
     side = hog_crop[2] - hog_crop[0]
-    mapped = warping.crop_box(image.shape, mtcnn.box, 0.4)
+    mapped = crops.crop_box(image.shape, mtcnn.box, 0.4)
     assert np.abs(hog_crop - mapped).max() <= 0.06 * side
     raw = mtcnn_faces.detect(image, 40)[0][0, :4]
-    assert np.abs(hog_crop - warping.crop_box(image.shape, raw, 0.4)).max() > 0.12 * side
-    assert tracking.overlap(hog.box, mtcnn.box) > 0.8
+    assert np.abs(hog_crop - crops.crop_box(image.shape, raw, 0.4)).max() > 0.12 * side
+    assert crops.iou(hog.box, [mtcnn.box])[0] > 0.8
 
 
 @pytest.mark.parametrize("path", ["examples/cat_no_face.png", "tests/data/coffee.png",

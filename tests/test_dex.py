@@ -9,8 +9,8 @@ import pytest
 from conftest import REPO, user_error
 from onnx import TensorProto, helper, numpy_helper
 
+from age_gender.crops import CropSpec, face_crops
 from age_gender.estimators.dex import DEX_FILES
-from age_gender.faces import crop_faces
 
 AGE_WEIGHTS = {
     "age": (0, np.arange(101) * 4e-4),  # the age rises with the mean of channel 0 (blue, BGR)
@@ -62,7 +62,7 @@ def dex_folder(tmp_path):
 
 def reference(image: np.ndarray, box, kind: str) -> tuple[float, float]:
     """Expected age and P(male) of the test networks for a face, computed with NumPy."""
-    crop = crop_faces(image, [box], 0.4, 224)[0][..., ::-1]  # BGR, as DEX takes it
+    crop = face_crops(image, [box], CropSpec(224))[0][..., ::-1]  # BGR, as DEX takes it
     means = crop.reshape(-1, 3).mean(0)
     channel, ramp = AGE_WEIGHTS[kind]
     ages = np.exp(means[channel] * ramp - (means[channel] * ramp).max())

@@ -13,7 +13,7 @@ from conftest import REPO, user_error
 from age_gender.errors import UserError
 from age_gender.estimators.base import exported_metadata
 from age_gender.estimators.presets import load_estimator
-from age_gender.server_process import running_server
+from age_gender.testing.server_process import running_server
 
 
 @pytest.mark.slow

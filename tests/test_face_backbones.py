@@ -13,6 +13,7 @@ import pytest
 from conftest import REPO, user_error
 
 from age_gender import dlib_resnet, model, training
+from age_gender.crops import CropSpec
 from age_gender.errors import UserError
 
 ASTRONAUT = REPO / "examples" / "astronaut.png"
@@ -52,7 +53,7 @@ def test_cydral_age_gives_onnxruntimes_probabilities(astronaut_chip):
 
 
 def test_face_backbone_takes_raw_rgb_saves_and_reloads(tmp_path, astronaut_chip):
-    network = model.build_model("CydralAge", 64, dlib_resnet.PACKAGED)
+    network = model.build_model("CydralAge", CropSpec(64), dlib_resnet.PACKAGED)
     assert model.model_metadata(network)["backbone"] == "CydralAge"
     # The first convolution holds Cydral's weights, in Keras' layout.
     assert not np.allclose(network.get_layer("stem_conv").kernel.numpy(), 0)
@@ -65,7 +66,7 @@ def test_face_backbone_takes_raw_rgb_saves_and_reloads(tmp_path, astronaut_chip)
 
 
 def test_trainable_from_freezes_the_stages_before_it():
-    network = model.build_model("CydralAge", 64, None)
+    network = model.build_model("CydralAge", CropSpec(64), None)
     training.set_trainable(network, frozen=False, trainable_from="block4")
     trainable = [layer.name for layer in network.layers if layer.trainable_weights]
     assert trainable[0] == "block4_1_conv" and "stem_conv" not in trainable
@@ -91,14 +92,14 @@ def test_damaged_weight_files_are_one_line(tmp_path):
     with pytest.raises(UserError, match="11 convolutions .* the network 29"):
         dlib_resnet.load_weights(network, other)
     with pytest.raises(UserError, match="DlibFaceResNet takes model.img_size=103 or more"):
-        model.build_model("DlibFaceResNet", 32, None)
+        model.build_model("DlibFaceResNet", CropSpec(32), None)
     with pytest.raises(UserError, match="takes model.weights=packaged or null, not imagenet"):
-        model.build_model("CydralAge", 64, "imagenet")
+        model.build_model("CydralAge", CropSpec(64), "imagenet")
 
 
 @pytest.mark.slow
 def test_face_backbone_exports_with_parity(tmp_path, run_script):
-    network = model.build_model("CydralAge", 64, dlib_resnet.PACKAGED, feature_norm=True)
+    network = model.build_model("CydralAge", CropSpec(64), dlib_resnet.PACKAGED, feature_norm=True)
     network.save(tmp_path / "cydral.keras")
     result = run_script(
         "export.py", "--weight_file", tmp_path / "cydral.keras", "--format", "all",

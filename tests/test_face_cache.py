@@ -13,6 +13,8 @@ import pytest
 from conftest import REPO, user_error
 
 from age_gender import dataset
+from age_gender.config import ErasingConfig, TrainConfig
+from age_gender.crops import CropSpec
 
 
 def photo(path, width=400, height=300, seed=0):
@@ -50,7 +52,7 @@ def test_training_on_the_cache_gives_the_crops_of_the_originals(tmp_path, run_sc
     assert sides == {(100, 100, 3)}  # 1.25 x 48 for the crop, room for augmentation around it
 
     def batch(rows, root, augmentation=None):
-        data = dataset.make_dataset(rows, root, 48, 8, 0.4, augmentation, seed=5)
+        data = dataset.make_dataset(rows, root, CropSpec(48), 8, augmentation, seed=5)
         return next(iter(data))[0].numpy().astype(float)
 
     frame = frame.reset_index(drop=True)
@@ -58,7 +60,7 @@ def test_training_on_the_cache_gives_the_crops_of_the_originals(tmp_path, run_sc
     # Resampling twice: a crop one pixel off would differ by 20 on average. On the image's own
     # border the cache blends its last pixel with the black beyond, as augmentation does.
     assert plain.mean() < 3 and np.percentile(plain[:, 1:-1, 1:-1], 99) < 15, plain.mean()
-    augmentation = dataset.Augmentation(erasing_probability=0.5)
+    augmentation = TrainConfig(random_erasing=ErasingConfig(0.5))
     augmented = np.abs(
         batch(frame, tmp_path / "images", augmentation)
         - batch(cached, tmp_path / "cache", augmentation)
@@ -121,8 +123,8 @@ def test_cut_cached_faces_are_redone_and_an_empty_cache_is_refused(tmp_path, cap
                           "y_max": [110, 200]})  # fmt: skip
 
     def cache(**options):
-        return face_cache.cache_faces(frame, tmp_path / "images", tmp_path / "cache", 32, 0.4,
-                                      1.0, 1, **options)  # fmt: skip
+        return face_cache.cache_faces(frame, tmp_path / "images", tmp_path / "cache",
+                                      CropSpec(32), 1.0, 1, **options)  # fmt: skip
 
     cached = cache()
     first = tmp_path / "cache" / cached["img_paths"][0]
@@ -134,4 +136,4 @@ def test_cut_cached_faces_are_redone_and_an_empty_cache_is_refused(tmp_path, cap
     cache(overwrite=True)
     assert "resuming" not in capsys.readouterr().out
     with pytest.raises(UserError, match="no face of the 2 rows could be cached .2 cannot be read"):
-        face_cache.cache_faces(frame, tmp_path, tmp_path / "other", 32, 0.4, 1.0, 1)
+        face_cache.cache_faces(frame, tmp_path, tmp_path / "other", CropSpec(32), 1.0, 1)

@@ -1,5 +1,6 @@
 """Detection, crops, estimators (ours, the original HDF5, dlib-models), downloads, smoothing."""
 
+import dataclasses
 import hashlib
 
 import cv2
@@ -7,17 +8,18 @@ import h5py
 import keras
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import ASTRONAUT_FACE, REPO, astronaut
 from keras.src.legacy.saving import legacy_h5_format
 
-from age_gender import faces, model, warping, weights
+from age_gender import crops, faces, model, weights
+from age_gender.crops import CropSpec
 from age_gender.errors import UserError
-from age_gender.estimators.base import Prediction, decode
+from age_gender.estimators.base import decode
 from age_gender.estimators.dlib_models import DlibModelsEstimator
 from age_gender.estimators.keras_model import KerasEstimator
+from age_gender.estimators.presets import load_estimator
+from age_gender.schema import Prediction
 from age_gender.tracking import FaceTracker
-
-ASTRONAUT_FACE = (175, 76, 266, 167)
 
 
 def rgb(name):
@@ -41,21 +43,8 @@ def test_large_frames_are_searched_downscaled_and_boxes_scaled_back():
     assert max(abs(a - 4 * b) for a, b in zip(found[0].box, ASTRONAUT_FACE, strict=True)) < 60
 
 
-def test_margin_crops_are_clipped_at_the_borders():
-    assert warping.crop_box((100, 200, 3), (10, 20, 50, 60), 0.4).tolist() == [0, 4, 66, 76]
-    assert warping.crop_box((100, 200, 3), (150, 60, 190, 100), 0.4).tolist() == [134, 44, 200, 100]
-    # The offset moves the crop's centre by a share of the box: here 10 % right, 25 % down.
-    moved = warping.crop_box((400, 400, 3), (100, 100, 200, 200), 0.1, (0.1, 0.25))
-    assert moved.tolist() == [100, 115, 220, 235]
-    image = np.zeros((100, 200, 3), np.uint8)
-    image[:, 100:] = 255
-    crops = faces.crop_faces(image, [(130, 10, 180, 90), (0, 0, 50, 50)], 0.4, 32)
-    assert crops.shape == (2, 32, 32, 3)
-    assert crops[0].min() == 255 and crops[1].max() == 0
-
-
 def test_a_saved_model_loads_with_its_metadata_and_outputs(tmp_path):
-    network = model.build_model("MobileNetV3Small", 32, None, margin=0.3)
+    network = model.build_model("MobileNetV3Small", CropSpec(32, 0.3), None)
     network.get_layer(model.FACE_INPUT).age_std_scale = 1.5  # as training's calibration sets
     network.save(tmp_path / "tiny.keras")
     loaded = KerasEstimator.load(tmp_path / "tiny.keras")
@@ -107,7 +96,7 @@ def test_bad_weight_files_are_one_clear_error(tmp_path):
     (tmp_path / "broken.keras").write_bytes(b"not a zip")
     with pytest.raises(UserError, match="not a model saved by train.py"):
         KerasEstimator.load(tmp_path / "broken.keras")
-    other = model.build_model("MobileNetV3Small", 32, None)
+    other = model.build_model("MobileNetV3Small", CropSpec(32), None)
     path = tmp_path / "EfficientNetB3_224_other.hdf5"
     with h5py.File(path, "w") as file:
         legacy_h5_format.save_weights_to_hdf5_group(file, other)
@@ -187,3 +176,36 @@ def test_tracking_smooths_a_noisy_sequence_and_keeps_faces_apart():
     assert np.std(np.diff(smoothed[8:])) < 0.5 * np.std(np.diff(raw[8:]))
     assert abs(np.mean(smoothed[8:]) - 30) < 3 and abs(np.mean(other[8:]) - 70) < 3
     assert len(tracker.tracks) == 2
+
+
+def test_flip_averaging_is_the_mean_of_a_face_and_its_mirror(varied_model):
+    runner = load_estimator(varied_model / "tiny.keras")
+    cut = np.random.default_rng(0).integers(0, 256, (2, 48, 48, 3), dtype=np.uint8)
+    plain = runner.predict_crops(cut)
+    runner.set_options(tta="flip")
+    flipped = runner.predict_crops(cut)
+    gender, age = (
+        (first + second) / 2
+        for first, second in zip(
+            runner.probabilities(cut), runner.probabilities(cut[:, :, ::-1]), strict=True
+        )
+    )
+    for got, want, alone in zip(flipped, decode(gender, age), plain, strict=True):
+        assert got.age == pytest.approx(want.age, abs=1e-4)
+        assert got.age != pytest.approx(alone.age, abs=1e-4)
+
+
+def test_every_estimator_path_crops_with_the_models_offset(varied_model):
+    runner = load_estimator(varied_model / "tiny.keras")
+    runner.crop_spec = dataclasses.replace(runner.crop_spec, offset=(0.25, -0.2))
+    spec = runner.crop_spec
+    image, box = astronaut(), ASTRONAUT_FACE
+    crop = crops.face_crops(image, [box], spec)
+    moved = runner.predict_faces([(image, box, None)])[0]
+    assert moved.age == pytest.approx(runner.predict_crops(crop)[0].age, abs=1e-4)
+    unmoved = crops.face_crops(image, [box], dataclasses.replace(spec, offset=(0.0, 0.0)))
+    assert moved.age != pytest.approx(runner.predict_crops(unmoved)[0].age, abs=1e-3)
+    from age_gender.annotation import FaceFinding
+
+    finding = FaceFinding.for_model(runner, faces.FaceDetector())
+    assert finding.crop.offset == (0.25, -0.2)  # what the annotate workers crop with

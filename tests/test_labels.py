@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 import scipy.io
 
-from age_gender import labels, synthetic
+from age_gender import labels
 from age_gender.errors import UserError
+from age_gender.testing import synthetic
 
 
 def original_rules(columns: dict, min_score: float = 1.0) -> pd.DataFrame:

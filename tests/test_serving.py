@@ -14,7 +14,7 @@ import pytest
 from conftest import REPO, user_error
 from PIL import Image
 
-from age_gender.server_process import running_server
+from age_gender.testing.server_process import running_server
 
 ASTRONAUT = REPO / "examples" / "astronaut.png"
 

@@ -15,9 +15,11 @@ import pandas as pd
 import pytest
 from conftest import REPO, user_error
 
-from age_gender import dataset, model, synthetic, training
+from age_gender import dataset, model, training
 from age_gender.config import compose_config
+from age_gender.crops import CropSpec
 from age_gender.errors import UserError
+from age_gender.testing import synthetic
 
 SMALL_MODEL = [
     "model.model_name=MobileNetV3Small",
@@ -137,11 +139,11 @@ def test_an_interrupted_run_resumes_with_its_weights(disks, tmp_path):
 
     # The backup holds the weights of epoch 1: they give the validation loss logged for it.
     cfg = config(data_options(disks) + SMALL_MODEL)
-    network = model.build_model("MobileNetV3Small", 64, None, 0.0, 0.9)
+    network = model.build_model("MobileNetV3Small", CropSpec(64), None, 0.0, 0.9)
     model.compile_model(network, keras.optimizers.Adam())
     network.load_weights(output / "backup" / "latest.weights.h5")
     rows = pd.read_csv(disks / "val.csv")
-    val_data = dataset.make_dataset(rows, disks / "images", 64, cfg.train.batch_size)
+    val_data = dataset.make_dataset(rows, disks / "images", CropSpec(64), cfg.train.batch_size)
     loss = network.evaluate(val_data, verbose=0, return_dict=True)["loss"]
     assert loss == pytest.approx(pd.read_csv(log_path)["val_loss"][0], rel=1e-3)
 
@@ -170,12 +172,12 @@ def test_mirrored_strategy_on_two_cpus_gives_the_same_step(disks):
         from pathlib import Path
         from age_gender import dataset, model
         rows = pd.read_csv("{disks}/train.csv")[:16]
-        data = dataset.make_dataset(rows, Path("{disks}/images"), 32, 16)
+        data = dataset.make_dataset(rows, Path("{disks}/images"), CropSpec(32), 16)
 
         def one_step(strategy):
             keras.utils.set_random_seed(0)
             with strategy.scope():
-                network = model.build_model("VGG16", 32, None)
+                network = model.build_model("VGG16", CropSpec(32), None)
                 model.compile_model(network, keras.optimizers.SGD(0.01))
             loss = network.fit(data, epochs=1, verbose=0).history["loss"][0]
             return loss, float(network.get_layer("pred_age").kernel.numpy().sum())
@@ -186,7 +188,7 @@ def test_mirrored_strategy_on_two_cpus_gives_the_same_step(disks):
         from age_gender import training
         keras.utils.set_random_seed(0)
         with mirrored.scope():
-            network = model.build_model("VGG16", 32, None)
+            network = model.build_model("VGG16", CropSpec(32), None)
         before = [layer.get_weights() for layer in network.layers]
         cfg = training.OmegaConf.create({{"train": {{"optimizer_name": "sgd", "lr": 0.01,
             "momentum": 0.9, "lr_scheduler": "constant", "age_loss_weight": 1.0,
@@ -285,7 +287,11 @@ def test_bad_input_is_one_line_before_training(disks, tmp_path, run_script):
     message = error("model.model_name=ResNet5")
     assert "unknown backbone 'ResNet5'" in message and "ResNet50" in message
     assert "Input size must be at least 32x32" in error("model.img_size=16")
-    assert "train.optimizer_name must be" in error("train.optimizer_name=rmsprop")
+    for key in ("train.optimizer_name", "train.lr_scheduler", "train.age_loss",
+                "train.age_balance"):  # fmt: skip
+        with pytest.raises(UserError) as caught:  # refused by the schema's choices
+            config([f"{key}=rmsprop"])
+        assert key in str(caught.value) and "rmsprop" in str(caught.value)
     assert not (tmp_path / "o").exists()  # refused before the model, the data, or a folder
     (tmp_path / "garbage.h5").write_bytes(b"not weights")
     assert "cannot load model.weights=" in error(f"model.weights={tmp_path}/garbage.h5")
@@ -351,7 +357,7 @@ def test_freeze_then_train_resumes_in_its_phase(disks, tmp_path, run_script):
     ]  # fmt: skip
 
     def backbone_changes(weights_file) -> list[str]:
-        network = model.build_model("MobileNetV3Small", 64, None)
+        network = model.build_model("MobileNetV3Small", CropSpec(64), None)
         network.load_weights(weights_file)
         return [
             layer.name

@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 from conftest import REPO, user_error
 
-from age_gender import model, synthetic
+from age_gender import model
+from age_gender.crops import CropSpec, face_crops
 from age_gender.estimators.base import decode
-from age_gender.faces import crop_faces
+from age_gender.testing import synthetic
 
 
 def write_keras2_weights(path, network) -> None:
@@ -37,7 +38,7 @@ def write_keras2_weights(path, network) -> None:
 @pytest.mark.slow
 def test_original_wide_resnet_weights_load_and_predict(tmp_path, run_script):
     rng = np.random.default_rng(0)
-    network = model.build_model("WideResNet16_8", 64, None, margin=0.4, channel_order="BGR")
+    network = model.build_model("WideResNet16_8", CropSpec(64), None, channel_order="BGR")
     for layer in network.layers:  # weights a trained network could hold, not the initial ones
         if layer.weights:
             values = [rng.normal(0, 0.05, w.shape) if w.ndim > 1 else rng.uniform(0.5, 1.5, w.shape)
@@ -57,7 +58,7 @@ def test_original_wide_resnet_weights_load_and_predict(tmp_path, run_script):
     row = pd.read_csv(tmp_path / "out" / "predictions.csv").iloc[0]
     image = cv2.cvtColor(cv2.imread(str(REPO / "examples" / "astronaut.png")), cv2.COLOR_BGR2RGB)
     box = tuple(int(row[column]) for column in ("x_min", "y_min", "x_max", "y_max"))
-    crop = crop_faces(image, [box], 0.4, 64)
+    crop = face_crops(image, [box], CropSpec(64))
     # The network as the original ran it: raw BGR pixels in, no preprocessing.
     gender, age = network(crop.astype("float32"))
     expected = decode(np.asarray(gender), np.asarray(age))[0]

@@ -1,28 +1,18 @@
-"""Face alignment by the eyes (as Age-Gender-Pred trains): the crop is turned so the eyes are level
-and scaled by their distance, then widened by the margin like a detector's box.
+"""Face alignment by the eyes (as Age-Gender-Pred trains): the crop (`crops.aligned_box`) is turned
+so the eyes are level and scaled by their distance, then widened by the margin like a detector's
+box.
 
 The eyes are the detector's where it gives them (MTCNN's landmarks), else dlib's 5-point shape
-predictor's (shipped in `face_recognition_models`). An
-aligned face is described by a box in its own turned frame and an angle, so training applies it
-inside the single resampling of `warping.warp`, as inference does.
+predictor's (shipped in `face_recognition_models`), found here.
 """
 
 import functools
-import math
 
 import dlib
 import numpy as np
 
-from age_gender import warping
+from age_gender.crops import CropSpec, face_crops
 from age_gender.errors import UserError
-from age_gender.faces import crop_faces
-from age_gender.warping import CropSpec
-
-EYE_COLUMNS = ["eye_left_x", "eye_left_y", "eye_right_x", "eye_right_y"]  # left in the image
-# The face square, in eye distances: about the size of dlib's HOG box, with the eyes above its
-# centre. The margin then widens it as it widens a detector's box.
-FACE_SIDE = 2.5
-EYES_ABOVE_CENTRE = 0.35
 
 
 class EyeFinder:
@@ -48,43 +38,15 @@ class EyeFinder:
         return np.concatenate([left, right])
 
 
-def aligned_box(eyes, margin: float) -> tuple[np.ndarray, float]:
-    """The face square widened by `margin` (x_min, y_min, x_max, y_max in the turned frame,
-    centred on the face) and the angle (radians) that turns the image so the eyes are level."""
-    left_x, left_y, right_x, right_y = (float(value) for value in eyes)
-    dx, dy = right_x - left_x, right_y - left_y
-    distance = max(math.hypot(dx, dy), 1.0)
-    angle = math.atan2(dy, dx)
-    # Below the eyes, perpendicular to the line between them.
-    centre_x = (left_x + right_x) / 2 - math.sin(angle) * EYES_ABOVE_CENTRE * distance
-    centre_y = (left_y + right_y) / 2 + math.cos(angle) * EYES_ABOVE_CENTRE * distance
-    half = FACE_SIDE * distance * (1 + 2 * margin) / 2
-    return np.array([centre_x - half, centre_y - half, centre_x + half, centre_y + half]), angle
-
-
-def aligned_crops(image: np.ndarray, eyes_list: list, margin: float, size: int) -> np.ndarray:
-    """Aligned crops resized to size x size (N, size, size, 3), black outside the image: the same
-    resampling as training's with the aligned box and angle."""
-    crops = np.empty((len(eyes_list), size, size, 3), np.uint8)
-    for index, eyes in enumerate(eyes_list):
-        box, angle = aligned_box(eyes, margin)
-        crops[index] = warping.warp(image, box, size, angle=angle)
-    return crops
-
-
-def model_crops(
-    image: np.ndarray, boxes: list[tuple], spec: CropSpec, eyes: list | None = None
-) -> np.ndarray:
-    """The crops a model of this project takes (N, size, size, 3): the boxes framed as the model
-    was trained (`spec`: margin, offset), or, for a model trained aligned, crops aligned by the
-    eyes: the detector's (`eyes`, one per box or None, as MTCNN gives them) or, where it gave
-    none, dlib's 5-point predictor's."""
-    if not spec.aligned:
-        return crop_faces(image, boxes, spec.margin, spec.size, spec.offset)
-    eyes = eyes or [None] * len(boxes)
-    found = [given if given is not None else eye_finder().eyes(image, box)
-             for box, given in zip(boxes, eyes, strict=True)]  # fmt: skip
-    return aligned_crops(image, found, spec.margin, spec.size)
+def model_crops(image: np.ndarray, boxes: list, spec: CropSpec, eyes: list | None = None):
+    """`crops.face_crops` of the faces `boxes`; for a model trained aligned, by their eyes: the
+    detector's where it gave them (`eyes`, one per box or None, as MTCNN does), else the shape
+    predictor's."""
+    if spec.aligned:
+        eyes = eyes or [None] * len(boxes)
+        eyes = [given if given is not None else eye_finder().eyes(image, box)
+                for box, given in zip(boxes, eyes, strict=True)]  # fmt: skip
+    return face_crops(image, boxes, spec, eyes if spec.aligned else None)
 
 
 @functools.cache

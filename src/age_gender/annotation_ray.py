@@ -17,7 +17,8 @@ from age_gender import annotation
 from age_gender.annotation import Examiner, FaceFinding
 from age_gender.errors import UserError
 from age_gender.files import atomic_output
-from age_gender.records import FACE_COLUMNS, IMAGE_COLUMNS, OK, typed
+from age_gender.records import typed
+from age_gender.schema import FACE_COLUMNS, IMAGE_COLUMNS, OK
 
 TEXT_COLUMNS = ("file", "status")
 IMAGES_PER_TASK = 16

@@ -7,7 +7,7 @@ call `DeepFace.analyze(img)`):
     for face in analyzer.analyze("photo.jpg"):  # a path, or an RGB uint8 array
         print(face["age"], face["gender"], face["x_min"], face["y_min"])
 
-Each face is a record of the one output schema (`records.COLUMNS`), as a row of demo.py's and
+Each face is a record of the one output schema (`schema.COLUMNS`), as a row of demo.py's and
 annotate.py's tables. The demo and the server estimate through the same `estimate`.
 """
 
@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from age_gender.errors import UserError
-from age_gender.estimators.base import TTA_MODES, Estimator, Prediction
+from age_gender.estimators.base import TTA_MODES, Estimator
 from age_gender.estimators.presets import PRESETS, load_estimator
-from age_gender.faces import DETECTORS, DetectorSpec, Face, FaceDetector
+from age_gender.faces import DETECTORS, DetectorSpec, FaceDetector
 from age_gender.images import printable, read_image
-from age_gender.records import image_rows
+from age_gender.records import image_rows, json_record
+from age_gender.schema import Face, Prediction
 
 
 class FaceAnalyzer:
@@ -71,6 +72,4 @@ class FaceAnalyzer:
                             f"not {image.dtype} {image.shape}")  # fmt: skip
         faces, predictions = self.estimate(image)
         rows = image_rows(name, image.shape, faces, predictions) if faces else []
-        # No age distribution (dlib-models): None, as JSON's null, rather than NaN.
-        return [{**row, "age_std": None if np.isnan(row["age_std"]) else row["age_std"]}
-                for row in rows]  # fmt: skip
+        return [json_record(row) for row in rows]

@@ -1,14 +1,15 @@
 """The training configuration, typed once: dataclasses registered in Hydra's ConfigStore hold
 every key, its type and default (README.md, "train.py", explains each). train.py and
 cache_faces.py compose it from the same overrides, so a face cache is cut for the training that
-reads it. Hydra refuses a wrong type or an unknown key; `check_ranges` refuses what a type
-cannot say (a range), and training checks the names (backbone, losses, schedule) where they
-are used.
+reads it. Hydra refuses a wrong type, an unknown key or a name outside a choice (the Enums);
+`check_ranges` refuses what a type cannot say (a range), and training checks the backbone's name
+where it is built.
 
 Presets (`conf/experiment/*.yaml`) override several keys at once.
 """
 
 import dataclasses
+import enum
 import math
 from pathlib import Path
 
@@ -19,6 +20,30 @@ from age_gender.errors import UserError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"  # config.yaml and the presets
 MAX_IMG_SIZE = 2048  # pixels: a larger input is a mistake, and its face cache fills a disk
+
+
+class Optimizer(str, enum.Enum):
+    sgd = "sgd"  # Nesterov, with train.momentum
+    adam = "adam"
+    adamw = "adamw"  # with train.weight_decay
+
+
+class Scheduler(str, enum.Enum):
+    cosine = "cosine"  # linear warm-up, then cosine decay
+    step = "step"  # the original's x0.2 at 25, 50 and 75 % of the epochs
+    constant = "constant"
+    plateau = "plateau"  # constant, lowered by ReduceLROnPlateau (train.plateau)
+
+
+class AgeLoss(str, enum.Enum):
+    ce = "ce"  # the original's cross-entropy on one-hot ages
+    dldl = "dldl"  # label distribution learning: a Gaussian of train.age_sigma years
+    mean_variance = "mean_variance"
+
+
+class AgeBalance(str, enum.Enum):
+    none = "none"
+    lds = "lds"  # inverse smoothed age frequency as the age loss weight
 
 
 @dataclasses.dataclass
@@ -75,11 +100,11 @@ class ErasingConfig:
 
 @dataclasses.dataclass
 class TrainConfig:
-    optimizer_name: str = "adam"  # sgd | adam | adamw
+    optimizer_name: Optimizer = Optimizer.adam
     lr: float = 0.001
     momentum: float = 0.9  # sgd
     weight_decay: float = 0.0001  # adamw
-    lr_scheduler: str = "cosine"  # cosine (with warm-up) | step | constant | plateau
+    lr_scheduler: Scheduler = Scheduler.cosine
     warmup_epochs: int = 1
     plateau: PlateauConfig = dataclasses.field(default_factory=PlateauConfig)
     freeze_epochs: int = 0  # train only the two heads for this many epochs first
@@ -87,9 +112,9 @@ class TrainConfig:
     finetune_lr: float | None = None  # the learning rate after freeze_epochs; None: train.lr
     epochs: int = 30
     batch_size: int = 32
-    age_loss: str = "ce"  # ce (the original's) | dldl | mean_variance
+    age_loss: AgeLoss = AgeLoss.ce
     age_sigma: float = 2.0  # years: dldl's label distribution, and lds' smoothing
-    age_balance: str = "none"  # none | lds (inverse smoothed age frequency as age weight)
+    age_balance: AgeBalance = AgeBalance.none
     age_balance_power: float = 0.5  # lds: weight = frequency ** -power
     age_loss_weight: float = 1.0
     gender_loss_weight: float = 1.0

@@ -120,7 +120,7 @@ def check_outputs(
         )
 
 
-def image_files(
+def folder_plan(
     folder: Path, output_dir: Path | None, overwrite: bool = False
 ) -> tuple[list[Path], list[str], list[Path]]:
     """The images of the folder sorted by name, their annotated copies' names, and the other

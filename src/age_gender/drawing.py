@@ -3,7 +3,7 @@
 import cv2
 import numpy as np
 
-from age_gender.estimators.base import Prediction
+from age_gender.schema import Prediction
 
 BOX_COLOUR = (255, 140, 0)  # RGB
 TEXT_COLOUR = (255, 255, 255)

@@ -13,13 +13,14 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from age_gender.crops import overlaps
 from age_gender.errors import UserError
 from age_gender.faces import FaceDetector
 from age_gender.files import atomic_output, check_output_folder, make_output_folder
 from age_gender.images import read_image
-from age_gender.labels import BOX_COLUMNS
 from age_gender.plots import plot_age_groups, plot_predicted_vs_real, plot_reliability
-from age_gender.warping import overlaps
+from age_gender.records import prediction_record
+from age_gender.schema import BOX_COLUMNS, PREDICTION_COLUMNS
 
 GROUP_EDGES = (0, 10, 20, 30, 40, 50, 60, 70)
 
@@ -43,8 +44,9 @@ def cumulative_score(predicted, true, years: float = 5) -> float:
 
 
 def gender_accuracy(predicted, true) -> float:
-    """Share of right genders among the faces whose gender is known (not -1); NaN if none is."""
-    predicted, true = np.asarray(predicted), np.asarray(true)
+    """Share of right genders ("M" / "F", the output schema's) among the faces whose gender is
+    known (`true`: 1 male, 0 female, -1 unknown); NaN if none is."""
+    predicted, true = (np.asarray(predicted) == "M").astype(int), np.asarray(true)
     known = true >= 0
     return float(np.mean(predicted[known] == true[known])) if known.any() else math.nan
 
@@ -63,9 +65,9 @@ def mae_by_group(table: pd.DataFrame, column: str) -> dict[str, dict]:
     return {
         str(value): {
             "n": int(len(group)),
-            "mae": mean_absolute_error(group["predicted_age"], group["true_age"]),
-            "cs5": cumulative_score(group["predicted_age"], group["true_age"]),
-            "gender_accuracy": gender_accuracy(group["predicted_gender"], group["true_gender"]),
+            "mae": mean_absolute_error(group["age"], group["true_age"]),
+            "cs5": cumulative_score(group["age"], group["true_age"]),
+            "gender_accuracy": gender_accuracy(group["gender"], group["true_gender"]),
         }
         for value, group in groups
     }
@@ -131,9 +133,10 @@ def predict_rows(
     """One prediction per row (each face of an image is its own row), `batch_size` faces per
     model call.
 
-    Returns the predictions (file, predicted_age, age_std, predicted_gender,
-    gender_probability) indexed like `rows`, the files that could not be read, and those where
-    the detector found no face (predicted on the whole image instead, so they stay in N).
+    Returns the predictions (file and the output schema's prediction columns: age, age_std,
+    gender, gender_probability) indexed like `rows`, the files that could not be read, and
+    those where the detector found no face (predicted on the whole image instead, so they stay
+    in N).
     """
     records, unreadable, no_face = [], [], []
     with tqdm(total=len(rows), desc=estimator.name, unit="image") as bar:
@@ -154,18 +157,10 @@ def predict_rows(
                 done.append(row)
             for row, prediction in zip(done, estimator.predict_faces(faces), strict=True):
                 records.append(
-                    {
-                        "row": row.Index,
-                        "file": row.img_paths,
-                        "predicted_age": prediction.age,
-                        "age_std": prediction.age_std,
-                        "predicted_gender": int(prediction.gender == "M"),
-                        "gender_probability": prediction.gender_probability,
-                    }
+                    {"row": row.Index, "file": row.img_paths, **prediction_record(prediction)}
                 )
             bar.update(min(batch_size, len(rows) - start))
-    columns = ["row", "file", "predicted_age", "age_std", "predicted_gender",
-               "gender_probability"]  # fmt: skip
+    columns = ["row", "file", *PREDICTION_COLUMNS]
     return pd.DataFrame(records, columns=columns).set_index("row"), unreadable, no_face
 
 
@@ -174,7 +169,7 @@ def summarize(
 ) -> dict:
     """The metrics of a predictions table that holds `true_age` (and APPA's apparent columns),
     with the MAE of each `group_by` value when asked."""
-    predicted = table["predicted_age"]
+    predicted = table["age"]
     summary = {
         "n": int(len(table) + len(unreadable)),
         "evaluated": int(len(table)),
@@ -188,7 +183,7 @@ def summarize(
             predicted, table["apparent_age_avg"], table["apparent_age_std"]
         )
     summary["cs5"] = cumulative_score(predicted, table["true_age"], 5)
-    summary["gender_accuracy"] = gender_accuracy(table["predicted_gender"], table["true_gender"])
+    summary["gender_accuracy"] = gender_accuracy(table["gender"], table["true_gender"])
     summary["gender_known"] = int((table["true_gender"] >= 0).sum())
     summary["mae_by_age_group"] = mae_by_age_group(predicted, table["true_age"])
     old = (table["true_age"] >= 60).to_numpy()

@@ -20,7 +20,7 @@ from age_gender.estimators.keras_model import KerasEstimator, SavedModelEstimato
 from age_gender.estimators.onnx_model import OnnxEstimator
 from age_gender.estimators.tflite_model import TFLiteEstimator, sidecar_path
 from age_gender.files import atomic_output
-from age_gender.heads import AGE, AGE_CLASSES, GENDER, GENDER_CLASSES
+from age_gender.schema import AGE, AGE_CLASSES, GENDER, GENDER_CLASSES
 
 AGE_TOLERANCE = 0.05  # years
 MALE_TOLERANCE = 1e-4

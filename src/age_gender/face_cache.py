@@ -17,11 +17,12 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from age_gender import jobs, warping
+from age_gender import crops, jobs
+from age_gender.crops import CropSpec
 from age_gender.errors import UserError
 from age_gender.files import atomic_output
 from age_gender.images import complete, read_image
-from age_gender.labels import BOX_COLUMNS
+from age_gender.schema import BOX_COLUMNS
 
 JPEG_QUALITY = 95
 FOLDER = "faces"
@@ -53,20 +54,20 @@ def cached_name(path: Path, box: np.ndarray, margin: float, side: int) -> str:
 def cache_face(task: tuple) -> tuple[int, int | str]:
     """Writes one face's cached image (temporary name, then rename); its row and size in bytes,
     or why it cannot be cached (the image cannot be read, the box lies outside it)."""
-    index, source, target, box, margin, crop_side, room_factor = task
+    index, source, target, box, crop, room_factor = task
     image = read_image(Path(source))  # strict: a cut JPEG is not cached half grey
     if image is None:
         return index, "cannot be read"
-    if not warping.overlaps(image.shape, box, margin):
+    if not crops.overlaps(image.shape, box, crop.margin):
         return index, "box outside the image"
-    x_min, y_min, x_max, y_max = warping.crop_box(image.shape, box, margin)
+    (x_min, y_min, x_max, y_max), _ = crops.region(image.shape, crop, box)
     image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     centre_x, centre_y = (x_min + x_max) / 2, (y_min + y_max) / 2
     half_width, half_height = (x_max - x_min) * room_factor / 2, (y_max - y_min) * room_factor / 2
     region = (centre_x - half_width, centre_y - half_height,
               centre_x + half_width, centre_y + half_height)  # fmt: skip
-    side = round(crop_side * room_factor)
-    face = warping.warp(image, region, side)
+    side = round(crop.size * room_factor)
+    face = crops.warp(image, region, side)
     ok, encoded = cv2.imencode(".jpg", face, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -94,23 +95,23 @@ def cache_faces(
     frame: pd.DataFrame,
     root: Path,
     output_dir: Path,
-    crop_side: int,
-    margin: float,
+    crop: CropSpec,
     room_factor: float,
     workers: int,
     overwrite: bool = False,
 ) -> pd.DataFrame:
-    """Caches the faces of `frame` (images under `root`) in `output_dir`; the rows of the faces
+    """Caches the faces of `frame` (images under `root`) in `output_dir`: `crop` (the training
+    crop at the cached size) in the middle of `room_factor` times its side; the rows of the faces
     cached, with img_paths and boxes in the cache. Faces already cached whole are not done
     again (a cut one is), unless `overwrite`; refuses a frame of which no face can be cached."""
-    if any(column.startswith("eye_") for column in frame.columns):
+    if crop.aligned or any(column.startswith("eye_") for column in frame.columns):
         raise UserError("the face cache holds unaligned crops: train aligned models "
                         "(data.align=true) from the original images")  # fmt: skip
     boxes = np.zeros((len(frame), 4), np.float32)
     if all(column in frame.columns for column in BOX_COLUMNS):
         boxes = np.nan_to_num(frame[BOX_COLUMNS].to_numpy(np.float32))
-    side = round(crop_side * room_factor)
-    names = [cached_name(root / path, box, margin, side)
+    side = round(crop.size * room_factor)
+    names = [cached_name(root / path, box, crop.margin, side)
              for path, box in zip(frame["img_paths"], boxes, strict=True)]  # fmt: skip
     for leftover in output_dir.glob(f"{FOLDER}/*/.*.tmp.jpg"):  # atomic_output's, left by a kill
         leftover.unlink()
@@ -119,7 +120,7 @@ def cache_faces(
         print(f"resuming: {done.sum()} of {len(frame)} faces are cached already")
     tasks = [
         (index, str(root / frame["img_paths"].iloc[index]), str(output_dir / names[index]),
-         boxes[index], margin, crop_side, room_factor)
+         boxes[index], crop, room_factor)
         for index in np.flatnonzero(~done)
     ]  # fmt: skip
     readable = np.ones(len(frame), bool)
@@ -144,7 +145,7 @@ def cache_faces(
         raise UserError(f"no face of the {len(frame)} rows could be cached ({reasons}): is "
                         f"{root} the folder the CSV's img_paths are relative to?")  # fmt: skip
     result = frame.assign(img_paths=names)
-    result[BOX_COLUMNS] = cached_box(side, room_factor, margin)
+    result[BOX_COLUMNS] = cached_box(side, room_factor, crop.margin)
     used = sum((output_dir / name).stat().st_size for name in set(np.array(names)[readable]))
     print(f"cache: {readable.sum()} faces, {used / 2**20:.1f} MiB on disk "
           f"({written / 2**20:.1f} MiB written by this run)")  # fmt: skip

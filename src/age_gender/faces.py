@@ -12,9 +12,10 @@ import cv2
 import dlib
 import numpy as np
 
-from age_gender import mtcnn_faces, warping
+from age_gender import mtcnn_faces
 from age_gender.errors import UserError
 from age_gender.mtcnn_networks import sessions
+from age_gender.schema import Face
 
 MIN_SIDE = 16  # pixels: no detector finds a face in a thinner image
 DETECTORS = ("mtcnn", "hog", "cnn")
@@ -44,22 +45,6 @@ class DetectorSpec:
 
     def build(self) -> "FaceDetector":
         return FaceDetector(**dataclasses.asdict(self))
-
-
-@dataclasses.dataclass(frozen=True)
-class Face:
-    """A detected face: box corners in pixels (x_max, y_max exclusive) and the detector's score."""
-
-    x_min: int
-    y_min: int
-    x_max: int
-    y_max: int
-    score: float
-    eyes: tuple[float, float, float, float] | None = None  # left x, y, right x, y in the image
-
-    @property
-    def box(self) -> tuple[int, int, int, int]:
-        return self.x_min, self.y_min, self.x_max, self.y_max
 
 
 def mtcnn_to_hog(box: np.ndarray) -> tuple[float, float, float, float]:
@@ -162,14 +147,3 @@ class FaceDetector:
             scores = [detection.confidence for detection in detections]
         return [((r.left(), r.top(), r.right() + 1, r.bottom() + 1), float(score), None)
                 for r, score in zip(rectangles, scores, strict=True)]  # fmt: skip
-
-
-def crop_faces(
-    image: np.ndarray, boxes: list[tuple], margin: float, size: int, offset=(0.0, 0.0)
-) -> np.ndarray:
-    """The model's crops of `boxes` (see `warping.crop_box`), resized to size x size with the
-    training pipeline's own resampling (aspect not kept, as in training): (N, size, size, 3)."""
-    crops = np.empty((len(boxes), size, size, 3), np.uint8)
-    for index, box in enumerate(boxes):
-        crops[index] = warping.warp(image, warping.crop_box(image.shape, box, margin, offset), size)
-    return crops

@@ -18,7 +18,7 @@ from age_gender.images import read_image
 
 @dataclasses.dataclass(frozen=True)
 class Framing:
-    """The crop as seen from a detected box (see `warping.crop_box`): `margin` of the box's size
+    """The crop as seen from a detected box (see `crops.crop_box`): `margin` of the box's size
     on each side, centre moved by `offset` (fractions of the box's width and height); `spread`
     is how much the box's size varies between faces (relative standard deviation), and `found`
     how many of the faces measured the detector found."""

@@ -1,11 +1,11 @@
-"""The one image reader of inference (demo, annotate, evaluate, landmarks, serve) and the one
-rule for what is an image.
+"""The one image reader (demo, annotate, evaluate, landmarks, serve, and training's pipeline) and
+the one rule for what is an image.
 
 Files are read as bytes by Python and decoded by `cv2.imdecode`: OpenCV's own file functions
 crash on names that are not valid UTF-8. Decoding is strict: a JPEG cut short (OpenCV would fill
 the missing part grey and report a face in it) or a PNG without its end is unreadable, not half
 an image (training's `dataset.drop_unreadable` refuses the same files with TensorFlow's
-decoders).
+decoders, stricter still: a JPEG whose coded data is scrambled fails there).
 """
 
 import os
@@ -54,6 +54,10 @@ def is_image_file(path: Path) -> bool:
         return False
 
 
+def is_jpeg(data: bytes) -> bool:
+    return data.startswith(b"\xff\xd8")
+
+
 def jpeg_complete(data: bytes) -> bool:
     """Whether a JPEG's main image reaches its end marker: the segments before the main scan are
     walked (an EXIF thumbnail, with an end marker of its own, sits inside one of them), then the
@@ -73,20 +77,26 @@ def jpeg_complete(data: bytes) -> bool:
 
 def complete(data: bytes) -> bool:
     """False for a JPEG or PNG cut short (OpenCV would decode it, grey where data is missing)."""
-    if data.startswith(b"\xff\xd8"):
+    if is_jpeg(data):
         return jpeg_complete(data)
     if data.startswith(b"\x89PNG"):
         return b"IEND" in data[-64:]
     return True
 
 
-def decode_image(data: bytes) -> np.ndarray | None:
+# cv2.imdecode's flags for a JPEG decoded at 1/2, 1/4, 1/8 of its size by libjpeg's DCT scaling
+REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+           8: cv2.IMREAD_REDUCED_COLOR_8}  # fmt: skip
+
+
+def decode_image(data: bytes, reduction: int = 1) -> np.ndarray | None:
     """RGB uint8 from an image file's bytes, whatever they hold (grey, alpha, 16-bit, EXIF
-    orientation); None for bytes that are not a whole image."""
+    orientation); None for bytes that are not a whole image. A JPEG (`is_jpeg`) may be decoded
+    at 1/`reduction` (2, 4 or 8) of its size, several times faster than whole."""
     if not data or not complete(data):
         return None
     try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), REDUCED[reduction])
     except cv2.error:  # a header claiming more than OpenCV's 2^30 pixels: not an image to read
         return None
     return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
@@ -99,6 +109,31 @@ def read_image(path: Path) -> np.ndarray | None:
             return decode_image(file.read())
     except OSError:
         return None
+
+
+def unreadable_reason(path: str) -> str:
+    """Why an image file failed to decode: missing, empty, not an image, truncated, or corrupt.
+
+    Reads only the first and last bytes: a cut JPEG lacks its end marker, a cut PNG its IEND chunk.
+    """
+    try:
+        with open(path, "rb") as file:
+            head = file.read(8)
+            file.seek(max(0, file.seek(0, 2) - 1024))
+            tail = file.read()
+    except FileNotFoundError:
+        return "missing"
+    except OSError as error:
+        return error.strerror or "unreadable"
+    if not head:
+        return "empty"
+    if is_jpeg(head):
+        return "corrupt JPEG" if b"\xff\xd9" in tail else "truncated JPEG"
+    if head.startswith(b"\x89PNG"):
+        return "corrupt PNG" if b"IEND" in tail[-64:] else "truncated PNG"
+    if head.startswith((b"BM", b"GIF8")):
+        return "corrupt image"
+    return "not a JPEG, PNG, BMP or GIF"
 
 
 def printable(name: str) -> str:

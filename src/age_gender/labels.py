@@ -17,11 +17,7 @@ import scipy.io
 
 from age_gender.errors import UserError
 from age_gender.images import SUFFIXES, printable
-
-LABEL_COLUMNS = ["genders", "ages", "img_paths"]
-BOX_COLUMNS = ["x_min", "y_min", "x_max", "y_max"]
-MAX_AGE = 100
-UNKNOWN_GENDER = -1
+from age_gender.schema import BOX_COLUMNS, LABEL_COLUMNS, MAX_AGE, UNKNOWN_GENDER
 
 IMDB_WIKI_FIELDS = ("full_path", "dob", "gender", "photo_taken", "face_score", "second_face_score")
 IMDB_CLEAN_SPLITS = ("train", "valid", "test")

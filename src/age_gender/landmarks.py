@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from age_gender import jobs, tracking, warping
-from age_gender.alignment import EYE_COLUMNS, eye_finder
+from age_gender import crops, jobs
+from age_gender.alignment import eye_finder
 from age_gender.faces import DetectorSpec
 from age_gender.files import atomic_output
 from age_gender.images import read_image
-from age_gender.labels import BOX_COLUMNS
+from age_gender.schema import BOX_COLUMNS, EYE_COLUMNS
 
 _worker: dict = {}
 MATCH_IOU = 0.3  # a detection is the row's face when it overlaps its box this much
@@ -38,12 +38,12 @@ def face_eyes(row: pd.Series, image: np.ndarray) -> tuple | None:
     box = None
     if all(column in row for column in BOX_COLUMNS) and row[BOX_COLUMNS].notna().all():
         box = tuple(row[BOX_COLUMNS])
-        if not warping.overlaps(image.shape, box):
+        if not crops.overlaps(image.shape, box):
             return None
     if box is None or detector.gives_eyes:
         faces = detector.detect(image)
         if box is not None:
-            faces = [face for face in faces if tracking.overlap(face.box, box) >= MATCH_IOU]
+            faces = [face for face in faces if crops.iou(box, [face.box])[0] >= MATCH_IOU]
         if faces and faces[0].eyes is not None:
             return faces[0].eyes
         box = box or (faces[0].box if faces else None)

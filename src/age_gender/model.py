@@ -16,8 +16,9 @@ import numpy as np
 from keras import ops
 
 from age_gender import dlib_resnet, wide_resnet
+from age_gender.crops import DEFAULT_MARGIN, CropSpec
 from age_gender.errors import UserError
-from age_gender.heads import AGE, AGE_CLASSES, GENDER, GENDER_CLASSES
+from age_gender.schema import AGE, AGE_CLASSES, GENDER, GENDER_CLASSES
 
 FACE_INPUT = "face_input"
 FEATURE_NORM = "feature_norm"  # trains with the heads
@@ -69,7 +70,7 @@ class FaceInput(keras.layers.Layer):
         self,
         backbone: str,
         channel_order: str = "RGB",
-        margin: float = 0.4,
+        margin: float = DEFAULT_MARGIN,
         aligned: bool = False,
         offset: tuple[float, float] = (0.0, 0.0),
         age_std_scale: float = 1.0,
@@ -107,7 +108,7 @@ class FaceInput(keras.layers.Layer):
 
 def model_metadata(model: keras.Model) -> dict:
     """Backbone, image size, channel order, the framing (margin and offset: see
-    `warping.crop_box`), whether faces are aligned (by the eyes) and the age_std calibration, of
+    `crops.crop_box`), whether faces are aligned (by the eyes) and the age_std calibration, of
     a model built by `build_model`."""
     face_input = model.get_layer(FACE_INPUT)
     return {
@@ -123,18 +124,16 @@ def model_metadata(model: keras.Model) -> dict:
 
 def build_model(
     model_name: str,
-    img_size: int,
+    crop: CropSpec,
     weights: str | None = "imagenet",
     dropout: float = 0.0,
     batchnorm_momentum: float | None = None,
-    margin: float = 0.4,
     channel_order: str = "RGB",
-    aligned: bool = False,
-    offset: tuple[float, float] = (0.0, 0.0),
     feature_norm: bool = False,
 ) -> keras.Model:
     """Backbone (include_top=False, average pooling), optional batch norm (`feature_norm`) and
-    dropout, the two softmax heads.
+    dropout, the two softmax heads, for the crops `crop` says (its input size; the model records
+    the rest, so every runtime crops as training did).
 
     The backbone's layers sit flat in the model, as in the original project, so its published
     HDF5 weights load layer by layer. `batchnorm_momentum` (Keras' default is 0.99 or 0.999)
@@ -148,10 +147,11 @@ def build_model(
             f"model.weights={weights}: no such file; use imagenet, {dlib_resnet.PACKAGED} (the "
             "face networks), null or a path"
         )
+    img_size = crop.size
     inputs = keras.Input((img_size, img_size, 3), name="image")
-    preprocessed = FaceInput(model_name, channel_order, margin, aligned, offset, name=FACE_INPUT)(
-        inputs
-    )
+    preprocessed = FaceInput(
+        model_name, channel_order, crop.margin, crop.aligned, crop.offset, name=FACE_INPUT
+    )(inputs)
     try:
         backbone = constructor(
             include_top=False,
@@ -264,18 +264,14 @@ class MeanVarianceLoss(keras.losses.Loss):
         }
 
 
-AGE_LOSSES = ("ce", "dldl", "mean_variance")
-
-
 def age_loss(name: str, sigma: float = 2.0) -> keras.losses.Loss:
-    """The age head's loss: `ce` (the original's), `dldl` or `mean_variance`."""
-    if name == "ce":
-        return keras.losses.CategoricalCrossentropy()
+    """The age head's loss (`config.AgeLoss`): `ce` (the original's), `dldl` or
+    `mean_variance`."""
     if name == "dldl":
         return DLDLLoss(sigma)
     if name == "mean_variance":
         return MeanVarianceLoss()
-    raise UserError(f"train.age_loss must be one of {', '.join(AGE_LOSSES)}, not {name}")
+    return keras.losses.CategoricalCrossentropy()
 
 
 def compile_model(

@@ -11,6 +11,7 @@ corners).
 import cv2
 import numpy as np
 
+from age_gender.crops import iou
 from age_gender.mtcnn_networks import sessions
 
 PNET_CELL, PNET_STRIDE = 12, 2  # PNet scores 12x12 windows every 2 pixels of its pyramid level
@@ -25,17 +26,11 @@ def non_max_suppression(
     one by more than `threshold`, measured over the union or, with `over_smaller`, over the
     smaller box (which also drops a small box inside a big one)."""  # fmt: skip
     order = np.argsort(-scores, kind="stable")
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     kept = []
     while order.size:
         best, rest = order[0], order[1:]
         kept.append(best)
-        low = np.maximum(boxes[best, :2], boxes[rest, :2])
-        high = np.minimum(boxes[best, 2:4], boxes[rest, 2:4])
-        inter = np.prod(np.clip(high - low, 0, None), axis=1)
-        union = area[best] + area[rest] - inter
-        base = np.minimum(area[best], area[rest]) if over_smaller else union
-        order = rest[inter / np.maximum(base, 1e-9) <= threshold]
+        order = rest[iou(boxes[best], boxes[rest], over_smaller) <= threshold]
     return np.asarray(kept, int)
 
 

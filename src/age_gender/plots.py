@@ -8,7 +8,7 @@ import pandas as pd
 from scipy.stats import norm
 
 from age_gender.files import atomic_output
-from age_gender.heads import AGE, GENDER
+from age_gender.schema import AGE, GENDER
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
@@ -44,7 +44,7 @@ def plot_learning_curves(log: pd.DataFrame, path: Path) -> None:
 def plot_predicted_vs_real(table: pd.DataFrame, title: str, path: Path) -> None:
     """Scatter of predicted against real age, with the diagonal."""
     figure, axis = plt.subplots(figsize=(5, 5), constrained_layout=True)
-    axis.scatter(table["true_age"], table["predicted_age"], s=6, alpha=0.5)
+    axis.scatter(table["true_age"], table["age"], s=6, alpha=0.5)
     axis.plot([0, 100], [0, 100], color="grey", linewidth=1)
     axis.set(xlabel="real age", ylabel="predicted age", xlim=(0, 100), ylim=(0, 100), title=title)
     save_png(figure, path)
@@ -65,7 +65,7 @@ def plot_reliability(table: pd.DataFrame, path: Path) -> None:
     true age lies within the Gaussian interval of p around the prediction (z_p x age_std); a
     calibrated spread follows the diagonal, an overconfident one lies below it."""
     nominal = np.linspace(0.05, 0.95, 19)
-    error = (table["predicted_age"] - table["true_age"]).abs().to_numpy()
+    error = (table["age"] - table["true_age"]).abs().to_numpy()
     std = table["age_std"].to_numpy(float)
     observed = [np.mean(error <= norm.ppf((1 + p) / 2) * std) for p in nominal]
     figure, axis = plt.subplots(figsize=(5, 5), constrained_layout=True)

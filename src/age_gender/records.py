@@ -1,28 +1,27 @@
-"""The one output schema: a row per face (or per image without one), the same columns in the
-demo's predictions.csv / .json, annotate's CSV / JSONL / Parquet, the Python API's records and
-the server's JSON faces.
+"""The rows of the output table (`schema.COLUMNS`: a row per face, or per image without one) and
+the files they are written to: the demo's predictions.csv / .json, annotate's CSV / JSONL /
+Parquet; the Python API's records and the server's JSON faces are the same rows.
 """
 
+import math
 from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
 from age_gender.errors import UserError
-from age_gender.estimators.base import Prediction
 from age_gender.files import atomic_output
-from age_gender.labels import BOX_COLUMNS
+from age_gender.schema import (
+    BOX_COLUMNS,
+    COLUMNS,
+    INTEGER_COLUMNS,
+    NO_FACE,
+    OK,
+    UNREADABLE,
+    Prediction,
+)
 
-OK, NO_FACE, UNREADABLE = "ok", "no face", "unreadable"  # an image's status
-IMAGE_COLUMNS = ["file", "frame", "status", "width", "height", "faces"]  # frame: videos only
-FACE_COLUMNS = ["face", *BOX_COLUMNS, "score"]
-PREDICTION_COLUMNS = ["age", "age_std", "gender", "gender_probability"]
-COLUMNS = [*IMAGE_COLUMNS, *FACE_COLUMNS, *PREDICTION_COLUMNS]
-INTEGER_COLUMNS = ["frame", "width", "height", "faces", "face", *BOX_COLUMNS]
 TABLE_SUFFIXES = (".parquet", ".csv", ".jsonl")
-# A face's columns as the server's JSON types them (age_std: null for dlib-models).
-FACE_TYPES = {**dict.fromkeys(BOX_COLUMNS, int), "score": float, "age": float,
-              "age_std": float | None, "gender": str, "gender_probability": float}  # fmt: skip
 
 
 def prediction_record(prediction: Prediction) -> dict:
@@ -36,8 +35,14 @@ def prediction_record(prediction: Prediction) -> dict:
     }
 
 
+def json_record(record: dict) -> dict:
+    """A record as JSON holds it: no age distribution (dlib-models' NaN age_std) as null."""
+    return {key: None if isinstance(value, float) and math.isnan(value) else value
+            for key, value in record.items()}  # fmt: skip
+
+
 def detection_record(face) -> dict:
-    """A detected face's columns (`faces.Face`): its box and the detector's score."""
+    """A detected face's columns (`schema.Face`): its box and the detector's score."""
     return {**dict(zip(BOX_COLUMNS, face.box, strict=True)), "score": round(face.score, 3)}
 
 
@@ -58,7 +63,7 @@ def image_rows(
     predictions: list | None = None,
     frame: int | None = None,
 ) -> list[dict]:
-    """An image's rows: one per detected face (`faces.Face`), with its prediction where given,
+    """An image's rows: one per detected face (`schema.Face`), with its prediction where given,
     else one row saying the image has no face."""
     base = {"file": file, "frame": frame, "status": OK if faces else NO_FACE,
             "width": shape[1], "height": shape[0], "faces": len(faces)}  # fmt: skip

@@ -31,7 +31,8 @@ from starlette.formparsers import MultiPartParser
 from age_gender.api import FaceAnalyzer
 from age_gender.faces import DETECTORS, FaceDetector
 from age_gender.images import decode_image
-from age_gender.records import FACE_TYPES, face_record
+from age_gender.records import face_record, json_record
+from age_gender.schema import FACE_TYPES
 
 WEB = Path(__file__).parent / "web"
 FORMATS = {"JPEG", "MPO", "PNG", "WEBP"}  # MPO: a phone's multi-picture JPEG
@@ -54,7 +55,9 @@ class Limits:
         return int(self.max_upload_mb * 1_000_000)
 
 
-Face = create_model("Face", **{column: (kind, ...) for column, kind in FACE_TYPES.items()})
+FaceRecord = create_model(
+    "FaceRecord", **{column: (kind, ...) for column, kind in FACE_TYPES.items()}
+)
 
 
 class PredictResponse(BaseModel):
@@ -62,7 +65,7 @@ class PredictResponse(BaseModel):
     height: int
     model: str
     time_ms: float
-    faces: list[Face]
+    faces: list[FaceRecord]
 
 
 class UploadLimit:
@@ -183,11 +186,8 @@ class Inference:
         image = decode_upload(data, self.limits)
         with self.lock:
             faces, predictions = self.analyzer.estimate(image)
-        records = []
-        for face, prediction in zip(faces, predictions, strict=True):
-            record = face_record(face, prediction)
-            age_std = None if np.isnan(record["age_std"]) else record["age_std"]
-            records.append(Face(**{**record, "age_std": age_std}))
+        records = [FaceRecord(**json_record(face_record(face, prediction)))
+                   for face, prediction in zip(faces, predictions, strict=True)]  # fmt: skip
         return PredictResponse(
             width=image.shape[1],
             height=image.shape[0],

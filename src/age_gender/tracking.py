@@ -9,20 +9,8 @@ import dataclasses
 
 import numpy as np
 
-from age_gender.estimators.base import Prediction
-
-
-def overlap(first: tuple, second: tuple) -> float:
-    """Intersection over union of two (x_min, y_min, x_max, y_max) boxes."""
-    width = min(first[2], second[2]) - max(first[0], second[0])
-    height = min(first[3], second[3]) - max(first[1], second[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    inter = width * height
-    area = (first[2] - first[0]) * (first[3] - first[1]) + (second[2] - second[0]) * (
-        second[3] - second[1]
-    )
-    return inter / (area - inter)
+from age_gender.crops import iou
+from age_gender.schema import Prediction
 
 
 @dataclasses.dataclass
@@ -46,8 +34,10 @@ class FaceTracker:
         unmatched = set(range(len(self.tracks)))
         smoothed = []
         for box, prediction in zip(boxes, predictions, strict=True):
-            best = max(unmatched, key=lambda i: overlap(self.tracks[i].box, box), default=None)
-            if best is not None and overlap(self.tracks[best].box, box) >= self.min_overlap:
+            candidates = sorted(unmatched)
+            overlaps = iou(box, [self.tracks[i].box for i in candidates])
+            best = candidates[int(overlaps.argmax())] if candidates else None
+            if best is not None and overlaps.max() >= self.min_overlap:
                 track = self.tracks[best]
                 unmatched.discard(best)
                 track.box, track.missed = box, 0

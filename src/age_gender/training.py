@@ -17,13 +17,14 @@ import pandas as pd
 import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
-from age_gender import alignment, dataset, dlib_resnet, framing, labels, model
-from age_gender.config import check_ranges
+from age_gender import dataset, dlib_resnet, framing, labels, model, schema
+from age_gender.config import AgeBalance, Optimizer, Scheduler, TrainConfig, check_ranges
+from age_gender.crops import CropSpec
 from age_gender.errors import UserError
 from age_gender.estimators.base import decode
 from age_gender.files import atomic_output
-from age_gender.heads import AGE, HEADS
 from age_gender.plots import plot_learning_curves
+from age_gender.schema import AGE, HEADS
 
 BEST_MODEL = "best.keras"
 LOG = "log.csv"
@@ -38,13 +39,6 @@ def check_config(cfg: DictConfig) -> None:
     model.backbone_constructor(cfg.model.model_name)
     if cfg.model.model_name in dlib_resnet.ARCHITECTURES:  # the others check it as they build
         dlib_resnet.check_size(cfg.model.model_name, cfg.model.img_size)
-    make_optimizer(cfg.train, 1, 1)  # a wrong scheduler or optimizer fails here, in one line
-    model.age_loss(cfg.train.age_loss)  # a wrong name fails here, with its message
-    if cfg.train.age_balance not in dataset.AGE_BALANCES:
-        raise UserError(
-            f"train.age_balance must be one of {', '.join(dataset.AGE_BALANCES)}, "
-            f"not {cfg.train.age_balance}"
-        )
 
 
 def tf_config() -> dict:
@@ -98,15 +92,10 @@ def read_splits(data: DictConfig, seed: int) -> tuple[pd.DataFrame, pd.DataFrame
     return train.drop(validation.index).reset_index(drop=True), validation.reset_index(drop=True)
 
 
-def augmentation_from(train: DictConfig) -> dataset.Augmentation:
-    erasing = train.random_erasing
-    return dataset.Augmentation(
-        **train.augment,
-        erasing_probability=erasing.probability,
-        erasing_area=tuple(erasing.area),
-        erasing_aspect=tuple(erasing.aspect),
-        mixup_alpha=train.mixup_alpha,
-    )
+def training_config(cfg: DictConfig) -> TrainConfig:
+    """`cfg.train` as its dataclass: the input pipeline reads it per image, where a DictConfig's
+    attribute lookups would cost more than the crop."""
+    return OmegaConf.to_object(cfg.train)
 
 
 def learning_rate(train: DictConfig, steps_per_epoch: int, epochs: int):
@@ -114,33 +103,27 @@ def learning_rate(train: DictConfig, steps_per_epoch: int, epochs: int):
     `constant`, and `plateau` (constant, lowered by the ReduceLROnPlateau callback), over
     `epochs` epochs."""
     total = epochs * steps_per_epoch
-    if train.lr_scheduler == "cosine":
+    if train.lr_scheduler == Scheduler.cosine:
         warmup = min(train.warmup_epochs * steps_per_epoch, total - 1)
         return keras.optimizers.schedules.CosineDecay(
             0.0, max(total - warmup, 1), warmup_target=train.lr, warmup_steps=warmup
         )
-    if train.lr_scheduler == "step":
+    if train.lr_scheduler == Scheduler.step:
         boundaries = [int(total * fraction) for fraction in (0.25, 0.5, 0.75)]
         values = [train.lr * factor for factor in (1.0, 0.2, 0.04, 0.008)]
         return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
-    if train.lr_scheduler in ("constant", "plateau"):
-        return train.lr
-    raise UserError(
-        f"train.lr_scheduler must be cosine, step, constant or plateau, not {train.lr_scheduler}"
-    )
+    return train.lr
 
 
 def make_optimizer(
     train: DictConfig, steps_per_epoch: int, epochs: int
 ) -> keras.optimizers.Optimizer:
     rate = learning_rate(train, steps_per_epoch, epochs)
-    if train.optimizer_name == "sgd":
+    if train.optimizer_name == Optimizer.sgd:
         return keras.optimizers.SGD(rate, momentum=train.momentum, nesterov=True)
-    if train.optimizer_name == "adam":
-        return keras.optimizers.Adam(rate)
-    if train.optimizer_name == "adamw":
+    if train.optimizer_name == Optimizer.adamw:
         return keras.optimizers.AdamW(rate, weight_decay=train.weight_decay)
-    raise UserError(f"train.optimizer_name must be sgd, adam or adamw, not {train.optimizer_name}")
+    return keras.optimizers.Adam(rate)
 
 
 def finished_epochs(log_path: Path) -> pd.DataFrame:
@@ -167,7 +150,7 @@ def wandb_callbacks(cfg: DictConfig, output_dir: Path) -> list[keras.callbacks.C
     wandb.init(
         project=cfg.wandb.project,
         entity=cfg.wandb.entity,
-        config=OmegaConf.to_container(cfg, resolve=True),
+        config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
         dir=str(output_dir),
         id=run_id,
         resume="allow",
@@ -238,49 +221,50 @@ def compile_for(
 def with_eyes(rows: pd.DataFrame, csv: str, name: str) -> pd.DataFrame:
     """The rows whose eyes landmarks.py found (a warning counts the others); refuses a CSV
     without eye columns."""
-    if not set(alignment.EYE_COLUMNS) <= set(rows.columns):
+    if not set(schema.EYE_COLUMNS) <= set(rows.columns):
         raise UserError(
             f"data.align=true needs eye positions in {csv}: run landmarks.py on it first"
         )
-    found = rows[alignment.EYE_COLUMNS].notna().all(axis=1)
+    found = rows[schema.EYE_COLUMNS].notna().all(axis=1)
     if not found.all():
         print(f"warning: skipping {(~found).sum()} of {len(rows)} {name} faces without eyes found")
     return rows[found].reset_index(drop=True)
 
 
-def crop_framing(cfg: DictConfig, rows: pd.DataFrame) -> tuple[float, tuple[float, float]]:
-    """The margin and offset the model records: `data.margin` for faces with boxes; for
-    pre-cropped faces (no boxes: the whole image is the face), where the detector's box sits in
-    them, so that inference from a detected box crops what training saw."""
+def crop_spec(cfg: DictConfig, rows: pd.DataFrame) -> CropSpec:
+    """The crop the model trains on and records: `data.margin` around faces with boxes (or the
+    eyes' square, aligned); for pre-cropped faces (no boxes: the whole image is the face), where
+    the detector's box sits in them, so that inference from a detected box crops what training
+    saw."""
+    size, margin = cfg.model.img_size, cfg.data.margin
     boxed = labels.has_box(rows)
     if cfg.data.align or boxed.all():
-        return cfg.data.margin, (0.0, 0.0)
+        return CropSpec(size, margin, aligned=bool(cfg.data.align))
     if boxed.any():
         print(
             f"warning: {boxed.sum()} of {len(rows)} training faces have boxes and the rest are "
-            f"whole-image crops; the model records data.margin={cfg.data.margin}, the boxes' "
-            "framing"
+            f"whole-image crops; the model records data.margin={margin}, the boxes' framing"
         )
-        return cfg.data.margin, (0.0, 0.0)
+        return CropSpec(size, margin)
     sample = min(cfg.data.framing_sample, len(rows))
     measured = framing.framing_of_crops(rows, Path(cfg.data.root), sample, cfg.train.seed)
     if measured is None:
         print(
             "warning: the face detector finds too few faces in these crops to measure their "
-            f"framing; the model records data.margin={cfg.data.margin}"
+            f"framing; the model records data.margin={margin}"
         )
-        return cfg.data.margin, (0.0, 0.0)
+        return CropSpec(size, margin)
     print(
         f"framing: the detector's box is found in {measured.found} of {sample} "
         f"crops; the crop is that box with margin {measured.margin:.3f}, offset "
         f"{measured.offset} (box size varies by {measured.spread:.1%})"
     )
-    return measured.margin, measured.offset
+    return CropSpec(size, measured.margin, measured.offset)
 
 
 def age_weights(cfg: DictConfig, rows: pd.DataFrame):
     """Per-face age loss weights for `train.age_balance=lds`, else None (all 1)."""
-    if cfg.train.age_balance == "none":
+    if cfg.train.age_balance == AgeBalance.none:
         return None
     return dataset.balanced_age_weights(
         rows["ages"].to_numpy(), cfg.train.age_sigma, cfg.train.age_balance_power
@@ -292,9 +276,8 @@ def prepare(cfg: DictConfig, strategy: tf.distribute.Strategy):
     data."""
     keras.utils.set_random_seed(cfg.train.seed)
     train_rows, val_rows = read_splits(cfg.data, cfg.train.seed)
-    size, align = cfg.model.img_size, bool(cfg.data.align)
-    margin, offset = crop_framing(cfg, train_rows)
-    if align:
+    crop = crop_spec(cfg, train_rows)
+    if crop.aligned:
         train_rows = with_eyes(train_rows, cfg.data.csv, "training")
         val_rows = with_eyes(val_rows, cfg.data.val_csv or cfg.data.csv, "validation")
     if cfg.train.mixed_precision:
@@ -302,9 +285,8 @@ def prepare(cfg: DictConfig, strategy: tf.distribute.Strategy):
         keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "mixed_bfloat16")
     with strategy.scope():  # before reading every image: a wrong size or weights fail fast
         network = model.build_model(
-            cfg.model.model_name, size, cfg.model.weights, cfg.model.dropout,
-            cfg.model.batchnorm_momentum, margin, aligned=align, offset=offset,
-            feature_norm=cfg.model.feature_norm,
+            cfg.model.model_name, crop, cfg.model.weights, cfg.model.dropout,
+            cfg.model.batchnorm_momentum, feature_norm=cfg.model.feature_norm,
         )  # fmt: skip
     set_trainable(network, False, cfg.train.trainable_from)  # a wrong layer name fails here
     train_rows = dataset.drop_unreadable(train_rows, Path(cfg.data.root), "training images")
@@ -317,14 +299,10 @@ def prepare(cfg: DictConfig, strategy: tf.distribute.Strategy):
     if val_rows.empty:
         raise UserError(f"none of the validation images in {cfg.data.val_root} can be read")
     train_data = dataset.make_dataset(
-        train_rows, Path(cfg.data.root), size, cfg.train.batch_size, margin,
-        augmentation_from(cfg.train), shuffle=True, seed=cfg.train.seed, align=align,
-        age_weights=age_weights(cfg, train_rows), offset=offset,
+        train_rows, Path(cfg.data.root), crop, cfg.train.batch_size, training_config(cfg),
+        shuffle=True, seed=cfg.train.seed, age_weights=age_weights(cfg, train_rows),
     )  # fmt: skip
-    val_data = dataset.make_dataset(
-        val_rows, Path(cfg.data.val_root), size, cfg.train.batch_size, margin, align=align,
-        offset=offset,
-    )  # fmt: skip
+    val_data = dataset.make_dataset(val_rows, Path(cfg.data.val_root), crop, cfg.train.batch_size)
     return network, train_data, val_data, len(train_rows) // cfg.train.batch_size
 
 
@@ -379,7 +357,7 @@ def train(cfg: DictConfig) -> Path:
         compile_for(network, cfg, strategy, steps_per_epoch, phase)
         backup_dir = output_dir / phase.backup / ("" if worker is None else f"worker-{worker}")
         callbacks = [keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=False)]
-        if cfg.train.lr_scheduler == "plateau":
+        if cfg.train.lr_scheduler == Scheduler.plateau:
             plateau = keras.callbacks.ReduceLROnPlateau(
                 MONITOR, mode="min", verbose=1, **cfg.train.plateau
             )

@@ -14,7 +14,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from age_gender import options
+from age_gender import schema
+from age_gender.cli import options
 from age_gender.errors import ArgumentParser, UserError, exit_on_user_error, number
 
 
@@ -70,7 +71,7 @@ def check_output(output: Path, overwrite: bool, engine: str) -> None:
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    from age_gender import annotation, jobs, records
+    from age_gender import annotation, jobs
     from age_gender.files import check_inputs_kept
 
     check_output(args.output, args.overwrite, args.engine)
@@ -107,8 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     counts = table.drop_duplicates("file")["status"].value_counts()
     print(
         f"{len(names)} images: {int(table['face'].notna().sum())} faces, "
-        f"{counts.get(records.NO_FACE, 0)} without a face, "
-        f"{counts.get(records.UNREADABLE, 0)} unreadable -> {args.output}"
+        f"{counts.get(schema.NO_FACE, 0)} without a face, "
+        f"{counts.get(schema.UNREADABLE, 0)} unreadable -> {args.output}"
     )
 
 

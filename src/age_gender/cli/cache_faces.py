@@ -12,7 +12,7 @@ augmentation.
 import argparse
 from pathlib import Path
 
-from age_gender import options
+from age_gender.cli import options
 from age_gender.errors import ArgumentParser, UserError, exit_on_user_error, number
 
 
@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     from age_gender import face_cache, labels
     from age_gender.config import check_ranges, compose_config
+    from age_gender.crops import CropSpec
     from age_gender.files import (
         atomic_output,
         check_inputs_kept,
@@ -69,10 +70,10 @@ def main(argv: list[str] | None = None) -> None:
     check_output_path(output, args.overwrite)
     frame = labels.read_labels_csv(args.csv)
     margin = cfg.data.margin
+    crop = CropSpec(round(cfg.model.img_size * args.scale), margin, aligned=cfg.data.align)
     cached = face_cache.cache_faces(
-        frame, args.root, args.output_dir, round(cfg.model.img_size * args.scale), margin, room,
-        args.workers, args.overwrite,
-    )  # fmt: skip
+        frame, args.root, args.output_dir, crop, room, args.workers, args.overwrite
+    )
     with atomic_output(output) as temporary:
         cached.to_csv(temporary, index=False)
     print(f"{len(cached)} faces -> {output} (train with data.csv={output} "

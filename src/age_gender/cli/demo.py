@@ -8,7 +8,7 @@ python demo.py --video clip.mp4 --output_dir out
 import argparse
 from pathlib import Path
 
-from age_gender import options
+from age_gender.cli import options
 from age_gender.errors import ArgumentParser, exit_on_user_error, number
 
 
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     if output_dir is not None:
         check_output_folder(output_dir)
     if args.image_dir is not None:
-        images, names, others = demo.image_files(args.image_dir, output_dir, args.overwrite)
+        images, names, others = demo.folder_plan(args.image_dir, output_dir, args.overwrite)
     else:
         capture = demo.open_capture(args.video if args.video else args.camera)
         name = args.video.stem if args.video else f"camera{args.camera}"

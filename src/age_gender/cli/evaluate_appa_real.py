@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from age_gender import options
+from age_gender.cli import options
 from age_gender.errors import ArgumentParser, UserError, exit_on_user_error
 
 

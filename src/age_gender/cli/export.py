@@ -8,8 +8,8 @@ import argparse
 import importlib
 from pathlib import Path
 
+from age_gender.cli.options import add_overwrite_option, add_tta_option
 from age_gender.errors import ArgumentParser, UserError, exit_on_user_error
-from age_gender.options import add_overwrite_option, add_tta_option
 
 NEEDS = {
     "onnx": ("tf2onnx", "onnx", "onnxruntime"),

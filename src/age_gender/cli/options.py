@@ -5,7 +5,7 @@ import argparse
 import os
 from pathlib import Path
 
-from age_gender.errors import UserError, number
+from age_gender.errors import number
 from age_gender.estimators.base import TTA_MODES, Estimator
 from age_gender.estimators.presets import DEFAULT, PRESETS, load_estimator, models_table
 from age_gender.faces import DETECTORS, DetectorSpec, FaceDetector
@@ -41,17 +41,27 @@ def add_overwrite_option(parser: argparse.ArgumentParser, what: str = "an existi
     parser.add_argument("--overwrite", action="store_true", help=f"replace {what}")
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--weight_file", type=Path, help="a .keras model from train.py, original .hdf5 weights, "
-        f"or a model exported to .onnx / .tflite (default: the {DEFAULT} model, downloaded "
-        "once)",
+def add_model_choice(parser: argparse.ArgumentParser, several: bool = False) -> None:
+    """`--weight_file` or `--model` (argparse refuses both), and `--list-models`; `several`:
+    any number of either, side by side."""
+    choice = parser.add_mutually_exclusive_group()
+    many = {"nargs": "*", "default": []} if several else {}
+    default = f"default: the {DEFAULT} model" + ("" if several else ", downloaded once")
+    choice.add_argument(
+        "--weight_file", type=Path, **many,
+        help=f"{'models' if several else 'a model'}: a .keras file from train.py, original "
+        f".hdf5 weights, or a model exported to .onnx / .tflite ({default})",
     )  # fmt: skip
-    parser.add_argument(
-        "--model", choices=PRESETS, metavar="NAME",
-        help=f"a named model: {', '.join(PRESETS)} (--list-models says what each is)",
+    choice.add_argument(
+        "--model", choices=PRESETS, metavar="NAME", **many,
+        help=f"{'named models' if several else 'a named model'}: {', '.join(PRESETS)} "
+        "(--list-models says what each is)",
     )  # fmt: skip
     parser.add_argument("--list-models", action=ListModels, help="list the named models and exit")
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    add_model_choice(parser)
     parser.add_argument(
         "--margin",
         type=number(float, 0),
@@ -63,15 +73,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 def add_evaluation_options(parser: argparse.ArgumentParser, output_dir: str) -> None:
     """What evaluate.py and evaluate_appa_real.py share: several models side by side, the
     detector for images without a box, and where the reports go."""
-    parser.add_argument(
-        "--weight_file", type=Path, nargs="*", default=[],
-        help=f"models to evaluate side by side (default: the {DEFAULT} model)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--model", nargs="*", default=[], choices=PRESETS, metavar="NAME",
-        help=f"named models: {', '.join(PRESETS)} (--list-models says what each is)",
-    )  # fmt: skip
-    parser.add_argument("--list-models", action=ListModels, help="list the named models and exit")
+    add_model_choice(parser, several=True)
     parser.add_argument(
         "--detect", action="store_true",
         help="detect faces (with the model's margin) in images without a box, instead of "
@@ -123,8 +125,6 @@ def add_detector_options(parser: argparse.ArgumentParser, upsample_help: str) ->
 
 def load_model(args: argparse.Namespace) -> Estimator:
     """The estimator the options name, with their margin and test-time augmentation."""
-    if args.weight_file is not None and args.model is not None:
-        raise UserError("give --weight_file or --model, not both")
     estimator = load_estimator(args.model or args.weight_file)
     estimator.set_options(args.margin, args.tta)
     return estimator

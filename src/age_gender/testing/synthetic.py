@@ -135,8 +135,8 @@ def write_face_photos(
     """Writes `count` JPEGs of `sizes[0]`..`sizes[1]` px with one to three copies of the head in
     `portrait` (an RGB photo of one face), flipped and scaled at random, side by side on a noisy
     background: a photo collection for annotation tests and benchmarks."""
+    from age_gender.crops import crop_box
     from age_gender.faces import FaceDetector
-    from age_gender.warping import crop_box
 
     x_min, y_min, x_max, y_max = crop_box(
         portrait.shape, FaceDetector().detect(portrait)[0].box, 0.6

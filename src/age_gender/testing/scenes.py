@@ -16,10 +16,10 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from age_gender import tracking
+from age_gender import crops
 from age_gender.errors import UserError
 from age_gender.images import read_image
-from age_gender.labels import BOX_COLUMNS
+from age_gender.schema import BOX_COLUMNS
 
 FRAME_SIZE = (640, 480)  # width, height
 
@@ -176,7 +176,7 @@ def match_faces(truth: pd.DataFrame, found: pd.DataFrame, threshold: float = 0.3
         for t_index, t_box in zip(faces.index, faces[BOX_COLUMNS].to_numpy(float), strict=True):
             boxes = detected[BOX_COLUMNS].to_numpy(float)
             for d_index, d_box in zip(detected.index, boxes, strict=True):
-                overlap = tracking.overlap(t_box, d_box)
+                overlap = float(crops.iou(t_box, [d_box])[0])
                 if overlap >= threshold:
                     pairs.append((overlap, t_index, d_index))
     matched = truth.copy()

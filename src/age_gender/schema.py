@@ -1,0 +1,64 @@
+"""The one schema, a leaf that imports nothing of the package: the model's heads, the label, box
+and eye columns of a labels CSV, a detected `Face`, a `Prediction`, and the output table's
+columns (the demo's predictions, annotate's tables, the Python API's records and the server's
+JSON faces; evaluation's per-face table adds the truth to them)."""
+
+import dataclasses
+
+# The model's two heads, named and sized once for the network, the input pipeline, export and
+# every runtime that reads a model's outputs.
+GENDER, AGE = "pred_gender", "pred_age"
+HEADS = (GENDER, AGE)  # the model's outputs, in order
+GENDER_CLASSES = 2  # female, male
+AGE_CLASSES = 101  # ages 0..100
+
+# A labels CSV (create_db.py writes it, training reads it).
+LABEL_COLUMNS = ["genders", "ages", "img_paths"]
+BOX_COLUMNS = ["x_min", "y_min", "x_max", "y_max"]
+EYE_COLUMNS = ["eye_left_x", "eye_left_y", "eye_right_x", "eye_right_y"]  # left in the image
+MAX_AGE = AGE_CLASSES - 1
+UNKNOWN_GENDER = -1
+
+# The output table: a row per face, or per image without one.
+OK, NO_FACE, UNREADABLE = "ok", "no face", "unreadable"  # an image's status
+IMAGE_COLUMNS = ["file", "frame", "status", "width", "height", "faces"]  # frame: videos only
+FACE_COLUMNS = ["face", *BOX_COLUMNS, "score"]
+PREDICTION_COLUMNS = ["age", "age_std", "gender", "gender_probability"]
+COLUMNS = [*IMAGE_COLUMNS, *FACE_COLUMNS, *PREDICTION_COLUMNS]
+INTEGER_COLUMNS = ["frame", "width", "height", "faces", "face", *BOX_COLUMNS]
+# A face's columns as the server's JSON types them (age_std: null for dlib-models).
+FACE_TYPES = {**dict.fromkeys(BOX_COLUMNS, int), "score": float, "age": float,
+              "age_std": float | None, "gender": str, "gender_probability": float}  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Face:
+    """A detected face: box corners in pixels (x_max, y_max exclusive) and the detector's score."""
+
+    x_min: int
+    y_min: int
+    x_max: int
+    y_max: int
+    score: float
+    eyes: tuple[float, float, float, float] | None = None  # left x, y, right x, y in the image
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        return self.x_min, self.y_min, self.x_max, self.y_max
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """Age (expected value, years), its spread (std. deviation), and P(male)."""
+
+    age: float
+    age_std: float
+    male_probability: float
+
+    @property
+    def gender(self) -> str:
+        return "M" if self.male_probability >= 0.5 else "F"
+
+    @property
+    def gender_probability(self) -> float:
+        return max(self.male_probability, 1.0 - self.male_probability)
