@@ -116,7 +116,7 @@ def box_mapping(paths: list[Path], seed: int) -> tuple[dict, float, int]:
     from age_gender import crops, mtcnn_faces
     from age_gender.alignment import eye_finder
 
-    hog = faces.FaceDetector("hog")
+    hog = faces.DetectorSpec("hog").build()
     rng = np.random.default_rng(seed)
     ratios, eye_errors = [], []
     for path in paths:

@@ -25,7 +25,7 @@ from age_gender.demo import Annotator
 from age_gender.errors import UserError
 from age_gender.estimators.dlib_models import DlibModelsEstimator
 from age_gender.estimators.keras_model import KerasEstimator
-from age_gender.faces import FaceDetector
+from age_gender.faces import DetectorSpec
 
 ASTRONAUT = Path(__file__).resolve().parents[1] / "examples" / "astronaut.png"
 
@@ -52,14 +52,14 @@ def frame_with_one_face() -> np.ndarray:
 def main() -> None:
     print(f"{os.cpu_count()} cores, TensorFlow {tf.__version__}")
     frame = frame_with_one_face()
-    hog = FaceDetector("hog")
+    hog = DetectorSpec("hog").build()
     hog_ms = best_ms(lambda: hog.detect(frame))
-    hog0 = FaceDetector("hog", upsample=0)
+    hog0 = DetectorSpec("hog", upsample=0).build()
     print(f"HOG detector, upsample 1: {hog_ms:.1f} ms per 640x480 frame")
     hog0_ms = best_ms(lambda: hog0.detect(frame))
     print(f"HOG detector, upsample 0: {hog0_ms:.1f} ms")
     try:
-        cnn = FaceDetector("cnn", upsample=0)
+        cnn = DetectorSpec("cnn", upsample=0).build()
         print(f"CNN detector, upsample 0: {best_ms(lambda: cnn.detect(frame), 3):.1f} ms")
     except UserError as error:
         print(f"CNN detector: skipped ({error})")

@@ -26,7 +26,7 @@ from age_gender.crops import CropSpec
 from age_gender.demo import Annotator
 from age_gender.estimators.keras_model import KerasEstimator
 from age_gender.estimators.onnx_model import OnnxEstimator
-from age_gender.faces import FaceDetector
+from age_gender.faces import DetectorSpec
 from age_gender.testing.server_process import running_server
 
 
@@ -69,7 +69,7 @@ def main() -> None:
           f"Runtime {onnx_ms:.1f} ms: ONNX {onnx_vs_keras:.2f}x faster (goal 2.0)")  # fmt: skip
 
     frame = frame_with_one_face()
-    detector = FaceDetector("hog", upsample=0)
+    detector = DetectorSpec("hog", upsample=0).build()
     annotator = Annotator(onnx_estimator, detector)
     demo_ms = best_ms(lambda: annotator.annotate(frame, "bench"))
     print(f"demo frame (640x480, one face, HOG upsample 0) with the ONNX model: {demo_ms:.1f} ms "

@@ -10,7 +10,7 @@ from conftest import REPO, user_error
 from age_gender import alignment, jobs, labels, landmarks, model
 from age_gender.crops import CropSpec, face_crops
 from age_gender.estimators.base import decode
-from age_gender.faces import DetectorSpec, FaceDetector
+from age_gender.faces import DetectorSpec
 from age_gender.schema import EYE_COLUMNS
 
 ASTRONAUT = REPO / "examples" / "astronaut.png"
@@ -61,7 +61,7 @@ def test_landmarks_finds_eyes_and_resumes(faces, tmp_path, run_script):
 
 
 def test_alignment_levels_a_turned_face(faces):
-    finder, detector = alignment.EyeFinder(), FaceDetector("hog")
+    finder, detector = alignment.EyeFinder(), DetectorSpec("hog").build()
     crops, plain = [], []
     for name in ("up.jpg", "turned.jpg"):
         image = cv2.cvtColor(cv2.imread(str(faces / "img" / name)), cv2.COLOR_BGR2RGB)
@@ -100,7 +100,7 @@ def test_an_aligned_model_aligns_at_inference(faces, tmp_path, run_script):
     table = pd.read_csv(tmp_path / "out" / "predictions.csv").set_index("file")
     image = cv2.cvtColor(cv2.imread(str(faces / "img" / "turned.jpg")), cv2.COLOR_BGR2RGB)
     box = tuple(int(table.loc["turned.jpg", c]) for c in ("x_min", "y_min", "x_max", "y_max"))
-    (face,) = FaceDetector().detect(image)  # the demo's detector: its eyes align the face
+    (face,) = DetectorSpec().build().detect(image)  # the demo's detector: its eyes align the face
     assert face.box == box
     crop = face_crops(image, [face.box], CropSpec(32, aligned=True), [face.eyes])
     gender, age = network(crop.astype("float32"))

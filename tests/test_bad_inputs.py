@@ -472,7 +472,7 @@ def test_two_runs_on_one_output_and_damaged_parts(tmp_path):
 
 def test_what_a_hostile_user_tried_next(tmp_path, capsys):
     strip = np.zeros((1, 300000, 3), np.uint8)  # a 370-byte PNG that broke the detector's resize
-    assert faces.FaceDetector().detect(strip) == []
+    assert faces.DetectorSpec().build().detect(strip) == []
     csv = tmp_path / "labels.csv"
     csv.write_text("genders,ages,img_paths\n1,25,\n")
     line = refusal(capsys, evaluate_script.main, "--csv", csv, "--root", tmp_path,

@@ -38,7 +38,7 @@ def test_the_measured_framing_crops_a_detected_face_as_training_did(tmp_path):
     crop = tight_crops(1, jitter=0)[0]
     photo = np.full((480, 640, 3), 90, np.uint8)
     photo[150:350, 300:500] = crop
-    found = faces.FaceDetector("hog").detect(photo)  # the detector it was measured with
+    found = faces.DetectorSpec("hog").build().detect(photo)  # the detector it was measured with
     assert len(found) == 1
     recovered = crops.crop_box(photo.shape, found[0].box, measured.margin, measured.offset)
     # Within 4 % of the crop: at most 4 px of a 96 px model input (the detector snaps its box).
@@ -65,7 +65,7 @@ def test_scenes_hold_their_faces_where_the_detector_boxes_them(tmp_path):
     made = scenes.build_scenes(rows, folder, backgrounds, 4, 0, settings)
     truth = scenes.write_scenes(made, tmp_path / "frames")
     assert len(truth) >= 4 and set(truth["ages"]) <= set(range(30, 36))
-    detector, found = faces.FaceDetector(), []
+    detector, found = faces.DetectorSpec().build(), []
     for name in sorted(set(truth["file"])):
         image = cv2.imread(str(tmp_path / "frames" / name))[..., ::-1].copy()
         found += [{"file": name, **dict(zip(schema.BOX_COLUMNS, face.box, strict=True))}

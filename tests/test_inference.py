@@ -28,7 +28,7 @@ def rgb(name):
 
 @pytest.mark.parametrize("kind", ["mtcnn", "hog", "cnn"])
 def test_detectors_find_the_astronaut_and_no_cat(kind):
-    detector = faces.FaceDetector(kind, upsample=0 if kind == "cnn" else 1)
+    detector = faces.DetectorSpec(kind, upsample=0 if kind == "cnn" else 1).build()
     found = detector.detect(rgb("astronaut.png"))
     assert len(found) == 1
     assert max(abs(a - b) for a, b in zip(found[0].box, ASTRONAUT_FACE, strict=True)) < 15
@@ -38,7 +38,7 @@ def test_detectors_find_the_astronaut_and_no_cat(kind):
 def test_large_frames_are_searched_downscaled_and_boxes_scaled_back():
     image = rgb("astronaut.png")
     large = cv2.resize(image, None, fx=4, fy=4)
-    found = faces.FaceDetector("hog", max_side=512).detect(large)
+    found = faces.DetectorSpec("hog", max_side=512).build().detect(large)
     assert len(found) == 1
     assert max(abs(a - 4 * b) for a, b in zip(found[0].box, ASTRONAUT_FACE, strict=True)) < 60
 
@@ -207,5 +207,5 @@ def test_every_estimator_path_crops_with_the_models_offset(varied_model):
     assert moved.age != pytest.approx(runner.predict_crops(unmoved)[0].age, abs=1e-3)
     from age_gender.annotation import FaceFinding
 
-    finding = FaceFinding.for_model(runner, faces.FaceDetector())
+    finding = FaceFinding.for_model(runner, faces.DetectorSpec().build())
     assert finding.crop.offset == (0.25, -0.2)  # what the annotate workers crop with

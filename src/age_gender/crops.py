@@ -39,15 +39,20 @@ class CropSpec:
         return cls(metadata["img_size"], metadata["margin"], offset, bool(metadata.get("aligned")))
 
 
+def is_box(box) -> bool:
+    """Whether a face box is one: x_max <= x_min means 'no box', the whole image is the face."""
+    return float(box[2]) > float(box[0])
+
+
 def crop_box(shape: tuple, box, margin: float, offset=(0.0, 0.0)) -> np.ndarray:
     """The model's crop of a face box: widened by `margin` of its size on each side, its centre
     moved by `offset` (fractions of the box's width and height), clipped to the image
     (x_min, y_min, x_max, y_max, floats). A box with x_max <= x_min means 'no box': the whole
     image is the face crop (a data set of crops)."""
     height, width = shape[:2]
-    x_min, y_min, x_max, y_max = (float(value) for value in box)
-    if x_max <= x_min:
+    if not is_box(box):
         return np.array([0.0, 0.0, width, height])
+    x_min, y_min, x_max, y_max = (float(value) for value in box)
     box_width, box_height = x_max - x_min, y_max - y_min
     centre_x = (x_min + x_max) / 2 + offset[0] * box_width
     centre_y = (y_min + y_max) / 2 + offset[1] * box_height

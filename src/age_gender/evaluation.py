@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from age_gender.crops import overlaps
+from age_gender import labels
+from age_gender.crops import is_box, overlaps
 from age_gender.errors import UserError
 from age_gender.faces import FaceDetector
 from age_gender.files import atomic_output, check_output_folder, make_output_folder
@@ -114,13 +115,13 @@ def mae_by_age_group(predicted, true) -> dict[str, dict]:
 
 
 def face_box(
-    row, image: np.ndarray, detector: FaceDetector | None
+    row_box: np.ndarray, image: np.ndarray, detector: FaceDetector | None
 ) -> tuple[tuple, tuple | None, bool]:
-    """The row's box, else the detector's best face, else the whole image; the eyes where the
-    detector gave them; and whether the detector, when asked, found a face."""
-    box = [getattr(row, key, math.nan) for key in BOX_COLUMNS]
-    if not any(math.isnan(float(value)) for value in box):  # all empty: no box, the whole image
-        return tuple(int(value) for value in box), None, True
+    """The row's box (`labels.face_boxes`), else the detector's best face, else the whole
+    image; the eyes where the detector gave them; and whether the detector, when asked, found
+    a face."""
+    if is_box(row_box):
+        return tuple(int(value) for value in row_box), None, True
     found = detector.detect(image) if detector is not None else []
     if found:
         return found[0].box, found[0].eyes, True
@@ -140,14 +141,16 @@ def predict_rows(
     """
     records, unreadable, no_face = [], [], []
     with tqdm(total=len(rows), desc=estimator.name, unit="image") as bar:
+        boxes = labels.face_boxes(rows)
         for start in range(0, len(rows), batch_size):
             faces, done = [], []
-            for row in rows.iloc[start : start + batch_size].itertuples():
+            chunk = rows.iloc[start : start + batch_size]
+            for row, row_box in zip(chunk.itertuples(), boxes[start:], strict=False):
                 image = read_image(root / row.img_paths)
                 if image is None:
                     unreadable.append(row.img_paths)
                     continue
-                box, eyes, found = face_box(row, image, detector)
+                box, eyes, found = face_box(row_box, image, detector)
                 if not overlaps(image.shape, box):
                     unreadable.append(f"{row.img_paths} (face box outside the image)")
                     continue

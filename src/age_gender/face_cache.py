@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from age_gender import crops, jobs
+from age_gender import crops, jobs, labels
 from age_gender.crops import CropSpec
 from age_gender.errors import UserError
 from age_gender.files import atomic_output
@@ -107,9 +107,7 @@ def cache_faces(
     if crop.aligned or any(column.startswith("eye_") for column in frame.columns):
         raise UserError("the face cache holds unaligned crops: train aligned models "
                         "(data.align=true) from the original images")  # fmt: skip
-    boxes = np.zeros((len(frame), 4), np.float32)
-    if all(column in frame.columns for column in BOX_COLUMNS):
-        boxes = np.nan_to_num(frame[BOX_COLUMNS].to_numpy(np.float32))
+    boxes = labels.face_boxes(frame)
     side = round(crop.size * room_factor)
     names = [cached_name(root / path, box, crop.margin, side)
              for path, box in zip(frame["img_paths"], boxes, strict=True)]  # fmt: skip

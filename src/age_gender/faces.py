@@ -44,7 +44,7 @@ class DetectorSpec:
     max_side: int | None = 800
 
     def build(self) -> "FaceDetector":
-        return FaceDetector(**dataclasses.asdict(self))
+        return FaceDetector(self)
 
 
 def mtcnn_to_hog(box: np.ndarray) -> tuple[float, float, float, float]:
@@ -60,19 +60,13 @@ class FaceDetector:
     """MTCNN (finds faces turned up to about 45° and gives the eyes), dlib's HOG frontal face
     detector (the original's) or dlib's CNN (MMOD) detector; boxes in HOG's convention.
 
-    `min_score` drops weak detections (default: `MIN_SCORES`). Large frames are searched on a
-    copy downscaled to `max_side` pixels and the boxes scaled back, so a 4000 px photo takes
-    about as long as a 640 px one.
+    Built only from its `DetectorSpec` (`spec.build()`): `min_score` drops weak detections
+    (default: `MIN_SCORES`). Large frames are searched on a copy downscaled to `max_side` pixels
+    and the boxes scaled back, so a 4000 px photo takes about as long as a 640 px one.
     """
 
-    def __init__(
-        self,
-        kind: str = "mtcnn",
-        upsample: int = 1,
-        min_face: int = 0,
-        min_score: float | None = None,
-        max_side: int | None = 800,
-    ):
+    def __init__(self, spec: DetectorSpec):
+        kind = spec.kind
         if kind == "mtcnn":
             sessions()  # missing or damaged weights fail here, in one line
             self._detector = mtcnn_faces
@@ -90,19 +84,11 @@ class FaceDetector:
             self._detector = dlib.cnn_face_detection_model_v1(path)
         else:
             raise UserError(f"unknown detector {kind!r}; use one of {', '.join(DETECTORS)}")
-        self.kind = kind
-        self.upsample = upsample
-        self.min_face = min_face
-        self.min_score = min_score
-        self.max_side = max_side
+        self.spec = spec
 
     @property
     def gives_eyes(self) -> bool:
-        return self.kind == "mtcnn"
-
-    @property
-    def spec(self) -> DetectorSpec:
-        return DetectorSpec(self.kind, self.upsample, self.min_face, self.min_score, self.max_side)
+        return self.spec.kind == "mtcnn"
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """Faces in an RGB uint8 image, most confident first (none in an image thinner than a
@@ -110,14 +96,16 @@ class FaceDetector:
         if min(image.shape[:2]) < MIN_SIDE:
             return []
         scale = 1.0
-        if self.max_side and max(image.shape[:2]) > self.max_side:
-            scale = self.max_side / max(image.shape[:2])
+        if self.spec.max_side and max(image.shape[:2]) > self.spec.max_side:
+            scale = self.spec.max_side / max(image.shape[:2])
             size = (max(round(image.shape[1] * scale), 1), max(round(image.shape[0] * scale), 1))
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         height, width = image.shape[:2]
-        min_score = MIN_SCORES[self.kind] if self.min_score is None else self.min_score
+        min_score = (
+            MIN_SCORES[self.spec.kind] if self.spec.min_score is None else self.spec.min_score
+        )
         faces = []
-        for box, score, eyes in self._found(image, self.min_face * scale):
+        for box, score, eyes in self._found(image, self.spec.min_face * scale):
             x_min, y_min = max(box[0], 0), max(box[1], 0)
             x_max, y_max = min(box[2], width), min(box[3], height)
             face = Face(
@@ -125,7 +113,7 @@ class FaceDetector:
                 round(x_max / scale), round(y_max / scale), float(score),
                 None if eyes is None else tuple(round(float(v) / scale, 2) for v in eyes),
             )  # fmt: skip
-            small = min(face.x_max - face.x_min, face.y_max - face.y_min) < self.min_face
+            small = min(face.x_max - face.x_min, face.y_max - face.y_min) < self.spec.min_face
             empty = face.x_max <= face.x_min or face.y_max <= face.y_min
             if not small and not empty and face.score >= min_score:
                 faces.append(face)
@@ -134,15 +122,15 @@ class FaceDetector:
     def _found(self, image: np.ndarray, min_face: float) -> list[tuple[tuple, float, tuple | None]]:
         """The detector's (box in HOG's convention, score, eyes or None), unclipped; MTCNN
         searches from `min_face` pixels of this image (or its upsampling's smallest face)."""
-        if self.kind == "mtcnn":
-            smallest = max(MTCNN_BASE_FACE / 2**self.upsample, min_face)
+        if self.spec.kind == "mtcnn":
+            smallest = max(MTCNN_BASE_FACE / 2**self.spec.upsample, min_face)
             boxes, landmarks = self._detector.detect(image, round(smallest))
             return [(mtcnn_to_hog(box), float(box[4]), tuple(points[:2].ravel()))
                     for box, points in zip(boxes, landmarks, strict=True)]  # fmt: skip
-        if self.kind == "hog":
-            rectangles, scores, _ = self._detector.run(image, self.upsample, 0.0)
+        if self.spec.kind == "hog":
+            rectangles, scores, _ = self._detector.run(image, self.spec.upsample, 0.0)
         else:
-            detections = self._detector(image, self.upsample)
+            detections = self._detector(image, self.spec.upsample)
             rectangles = [detection.rect for detection in detections]
             scores = [detection.confidence for detection in detections]
         return [((r.left(), r.top(), r.right() + 1, r.bottom() + 1), float(score), None)

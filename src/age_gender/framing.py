@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from age_gender.faces import FaceDetector
+from age_gender.faces import DetectorSpec, FaceDetector
 from age_gender.images import read_image
 
 
@@ -39,7 +39,7 @@ def measure_framing(
     detector's box snaps to its pyramid's sizes, so one scale would measure one snap) and padded
     by its own edge pixels (a box reaching past the crop is not clipped, which would move it).
     """
-    detector = detector or FaceDetector("hog")  # the convention every model records
+    detector = detector or DetectorSpec("hog").build()  # the convention every model records
     rng = np.random.default_rng(seed)
     sizes, offsets = [], []
     for path in paths:

@@ -89,17 +89,20 @@ REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_RED
            8: cv2.IMREAD_REDUCED_COLOR_8}  # fmt: skip
 
 
-def decode_image(data: bytes, reduction: int = 1) -> np.ndarray | None:
+def decode_image(data: bytes, reduction: int = 1, rgb: bool = True) -> np.ndarray | None:
     """RGB uint8 from an image file's bytes, whatever they hold (grey, alpha, 16-bit, EXIF
     orientation); None for bytes that are not a whole image. A JPEG (`is_jpeg`) may be decoded
-    at 1/`reduction` (2, 4 or 8) of its size, several times faster than whole."""
+    at 1/`reduction` (2, 4 or 8) of its size, several times faster than whole; `rgb=False`
+    leaves OpenCV's BGR, for a caller that converts a smaller crop of it."""
     if not data or not complete(data):
         return None
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), REDUCED[reduction])
     except cv2.error:  # a header claiming more than OpenCV's 2^30 pixels: not an image to read
         return None
-    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if image is None or not rgb:
+        return image
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def read_image(path: Path) -> np.ndarray | None:

@@ -363,6 +363,15 @@ def has_box(frame: pd.DataFrame) -> np.ndarray:
     return frame[BOX_COLUMNS].notna().any(axis=1).to_numpy()
 
 
+def face_boxes(frame: pd.DataFrame) -> np.ndarray:
+    """Each row's face box (x_min, y_min, x_max, y_max) as floats, (0, 0, 0, 0) for a row
+    without one (no box columns, or all four empty): `crops.crop_box` then takes the whole
+    image as the face, and `crops.is_box` says which rows have one."""
+    if not set(BOX_COLUMNS) <= set(frame.columns):
+        return np.zeros((len(frame), 4), np.float32)
+    return np.nan_to_num(frame[BOX_COLUMNS].to_numpy(np.float32))
+
+
 def check_boxes(frame: pd.DataFrame, path: Path) -> None:
     """Refuses face boxes that are no boxes: not numbers, partly NaN, infinite, inverted, empty
     or before the image's corner (one line naming the first such row). A row whose four values

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from age_gender import crops, jobs
+from age_gender import crops, jobs, labels
 from age_gender.alignment import eye_finder
 from age_gender.faces import DetectorSpec
 from age_gender.files import atomic_output
@@ -31,13 +31,14 @@ def start_worker(root: Path, detector: DetectorSpec) -> None:
     _worker.update(root=root, detector=detector.build())
 
 
-def face_eyes(row: pd.Series, image: np.ndarray) -> tuple | None:
-    """The eyes of the row's face box, else of the most confident detection; None without a
-    face. A detector that gives eyes is asked first (for the face on the row's box)."""
+def face_eyes(row_box: np.ndarray, image: np.ndarray) -> tuple | None:
+    """The eyes of the row's face box (`labels.face_boxes`), else of the most confident
+    detection; None without a face. A detector that gives eyes is asked first (for the face on
+    the row's box)."""
     detector = _worker["detector"]
     box = None
-    if all(column in row for column in BOX_COLUMNS) and row[BOX_COLUMNS].notna().all():
-        box = tuple(row[BOX_COLUMNS])
+    if crops.is_box(row_box):
+        box = tuple(float(value) for value in row_box)
         if not crops.overlaps(image.shape, box):
             return None
     if box is None or detector.gives_eyes:
@@ -54,9 +55,10 @@ def find_eyes(chunk: tuple[int, pd.DataFrame]) -> tuple[int, pd.DataFrame]:
     """The chunk's img_paths and eye columns (NaN where the image or its face is missing)."""
     index, rows = chunk
     eyes = np.full((len(rows), len(EYE_COLUMNS)), np.nan)
-    for position, (_, row) in enumerate(rows.iterrows()):
-        image = read_image(_worker["root"] / row["img_paths"])
-        found = None if image is None else face_eyes(row, image)
+    boxes = labels.face_boxes(rows)
+    for position, (name, box) in enumerate(zip(rows["img_paths"], boxes, strict=True)):
+        image = read_image(_worker["root"] / name)
+        found = None if image is None else face_eyes(box, image)
         if found is not None:
             eyes[position] = found
     found = pd.DataFrame(eyes.round(2), columns=EYE_COLUMNS)

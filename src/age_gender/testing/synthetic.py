@@ -136,10 +136,10 @@ def write_face_photos(
     `portrait` (an RGB photo of one face), flipped and scaled at random, side by side on a noisy
     background: a photo collection for annotation tests and benchmarks."""
     from age_gender.crops import crop_box
-    from age_gender.faces import FaceDetector
+    from age_gender.faces import DetectorSpec
 
     x_min, y_min, x_max, y_max = crop_box(
-        portrait.shape, FaceDetector().detect(portrait)[0].box, 0.6
+        portrait.shape, DetectorSpec().build().detect(portrait)[0].box, 0.6
     ).astype(int)
     portrait = portrait[y_min:y_max, x_min:x_max]
     rng = np.random.default_rng(seed)
