@@ -551,3 +551,28 @@ def test_two_demo_runs_into_one_folder_are_refused(tmp_path, capsys):
         held.close()
     assert "another run is writing" in message
     assert not (tmp_path / "out" / "predictions.csv").exists()
+
+
+def test_an_empty_group_a_file_for_a_folder_and_a_momentum_above_1_are_refused(tmp_path, capsys):
+    from age_gender.cli import evaluate_appa_real
+    from age_gender.config import check_ranges, compose_config
+
+    csv = tmp_path / "labels.csv"
+    csv.write_text("genders,ages,img_paths\n1,25,a.png\n")
+    assert "--group_by needs a column name" in refusal(
+        capsys, evaluate_script.main, "--csv", csv, "--root", tmp_path, "--group_by", " "
+    )
+    assert "is a file, not the data set's folder" in refusal(
+        capsys, evaluate_appa_real.main, "--appa_dir", csv
+    )
+    with pytest.raises(UserError, match=r"model.batchnorm_momentum must be a number in \[0, 1\)"):
+        check_ranges(compose_config(["model.batchnorm_momentum=1.5"]))
+
+
+def test_a_refused_cache_leaves_no_empty_folder(tmp_path, capsys):
+    csv = tmp_path / "labels.csv"
+    csv.write_text("genders,ages,img_paths,x_min,y_min,x_max,y_max\n1,25,a.jpg,1,1,9,9\n")
+    line = refusal(capsys, cache_script.main, "--csv", csv, "--root", tmp_path,
+                   "--output_dir", tmp_path / "new" / "cache", "--workers", "1")  # fmt: skip
+    assert "no face of the 1 rows could be cached" in line
+    assert not (tmp_path / "new").exists()

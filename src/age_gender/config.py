@@ -182,10 +182,10 @@ def check_ranges(cfg: DictConfig) -> None:
         ("model.dropout", 0, 1), ("data.margin", 0, math.inf),
         ("train.augment.scale", 0, 1), ("train.augment.shift", 0, 1),
         ("train.augment.rotation", 0, 181), ("train.mixup_alpha", 0, math.inf),
-        ("train.warmup_epochs", 0, math.inf),
+        ("train.warmup_epochs", 0, math.inf), ("model.batchnorm_momentum", 0, 1),
     ):  # fmt: skip
         value = OmegaConf.select(cfg, key)
-        if not low <= value < high:
+        if value is not None and not low <= value < high:
             interval = f"at least {low}" if high == math.inf else f"in [{low}, {high})"
             raise UserError(f"{key} must be a number {interval}, not {value}")
     for key in ("train.random_erasing.probability", "train.augment.low_resolution",

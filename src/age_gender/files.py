@@ -65,6 +65,24 @@ def make_output_folder(path: Path) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def output_folder(path: Path) -> Iterator[Path]:
+    """`make_output_folder` for the work in the block; the folders it made are removed again
+    when that work fails before anything was written in them (a refused run leaves no empty
+    folder behind)."""
+    made = [folder for folder in (path, *path.parents) if not folder.exists()]
+    make_output_folder(path)
+    try:
+        yield path
+    except BaseException:
+        for folder in made:  # deepest first; one that holds anything stays, with its parents
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+
+
 def check_inputs_kept(outputs: list[Path], inputs: list[Path]) -> None:
     """Refuses outputs that would replace an input file (the same path, or a link to it)."""
     kept = {path.resolve() for path in inputs}

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         atomic_output,
         check_inputs_kept,
         check_output_path,
-        make_output_folder,
+        output_folder,
     )
 
     cfg = compose_config(args.overrides)
@@ -64,18 +64,18 @@ def main(argv: list[str] | None = None) -> None:
                         "them")  # fmt: skip
     if not args.root.is_dir():
         raise UserError(f"image folder {args.root} does not exist")
-    make_output_folder(args.output_dir)
-    output = args.output_dir / args.csv.name
-    check_inputs_kept([output], [args.csv])  # the cache's CSV takes the input's name
-    check_output_path(output, args.overwrite)
-    frame = labels.read_labels_csv(args.csv)
-    margin = cfg.data.margin
-    crop = CropSpec(round(cfg.model.img_size * args.scale), margin, aligned=cfg.data.align)
-    cached = face_cache.cache_faces(
-        frame, args.root, args.output_dir, crop, room, args.workers, args.overwrite
-    )
-    with atomic_output(output) as temporary:
-        cached.to_csv(temporary, index=False)
+    with output_folder(args.output_dir):
+        output = args.output_dir / args.csv.name
+        check_inputs_kept([output], [args.csv])  # the cache's CSV takes the input's name
+        check_output_path(output, args.overwrite)
+        frame = labels.read_labels_csv(args.csv)
+        margin = cfg.data.margin
+        crop = CropSpec(round(cfg.model.img_size * args.scale), margin, aligned=cfg.data.align)
+        cached = face_cache.cache_faces(
+            frame, args.root, args.output_dir, crop, room, args.workers, args.overwrite
+        )
+        with atomic_output(output) as temporary:
+            cached.to_csv(temporary, index=False)
     print(f"{len(cached)} faces -> {output} (train with data.csv={output} "
           f"data.root={args.output_dir} data.margin={margin} and the same overrides)")  # fmt: skip
 

@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     from age_gender import evaluation, labels
 
+    if args.group_by is not None and not args.group_by.strip():
+        raise UserError("--group_by needs a column name of the CSV (e.g. subject)")
     if not args.root.is_dir():
         raise UserError(f"image folder {args.root} does not exist")
     truth = labels.read_labels_csv(args.csv)

@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> None:
     from age_gender import evaluation, labels
 
     if not args.appa_dir.is_dir():
-        raise UserError(f"{args.appa_dir} not found; run ./download.sh --appa, or pass --appa_dir")
+        what = "is a file, not the data set's folder" if args.appa_dir.exists() else "not found"
+        raise UserError(f"{args.appa_dir} {what}; run ./download.sh --appa, or pass --appa_dir")
     truth = labels.read_appa_real(args.appa_dir, args.split, "--appa_dir").rows
     truth = truth.rename(columns={"real_age": "true_age", "genders": "true_gender"})
     if args.detect:  # the full images instead of the aligned crops
