@@ -38,26 +38,36 @@ ROUNDS = 3
 CACHE = Path(tempfile.gettempdir()) / "age_gender_bench" / f"crops_{COUNT}"
 
 
-def build_images() -> pd.DataFrame:
-    labels_path = CACHE / "labels.csv"
+def written_once(folder: Path, count: int, seed: int, draw) -> pd.DataFrame:
+    """The labels of `count` JPEGs under `folder`, written the first time: `draw(rng, index)`
+    gives each image and its row (img_paths included)."""
+    labels_path = folder / "labels.csv"
     if not labels_path.exists():
-        rng = np.random.default_rng(0)
-        rows = []
-        for index in range(COUNT):
-            side = int(rng.integers(200, 401))
-            age, gender = int(rng.integers(0, 101)), int(rng.integers(0, 2))
-            image = synthetic.disk_image(age, gender, side, rng)
-            image = cv2.GaussianBlur(image, (0, 0), 1.0) + rng.integers(
-                0, 40, image.shape, np.uint8
-            )
-            name = f"{index % 100:02d}/{index:05d}.jpg"
-            (CACHE / name).parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(CACHE / name), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
-            rows.append((gender, age, name))
-        pd.DataFrame(rows, columns=["genders", "ages", "img_paths"]).to_csv(
-            labels_path, index=False
-        )
+        rng, rows = np.random.default_rng(seed), []
+        for index in range(count):
+            image, row = draw(rng, index)
+            (folder / row["img_paths"]).parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(folder / row["img_paths"]), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+            rows.append(row)
+        pd.DataFrame(rows).to_csv(labels_path, index=False)
     return pd.read_csv(labels_path)
+
+
+def build_images() -> pd.DataFrame:
+    """Noisy disks of 200-400 px, like the IMDB-WIKI crops."""
+
+    def draw(rng, index):
+        side = int(rng.integers(200, 401))
+        age, gender = int(rng.integers(0, 101)), int(rng.integers(0, 2))
+        image = synthetic.disk_image(age, gender, side, rng)
+        image = cv2.GaussianBlur(image, (0, 0), 1.0) + rng.integers(0, 40, image.shape, np.uint8)
+        return image, {
+            "genders": gender,
+            "ages": age,
+            "img_paths": f"{index % 100:02d}/{index:05d}.jpg",
+        }
+
+    return written_once(CACHE, COUNT, 0, draw)
 
 
 def plain_decode_rate(frame: pd.DataFrame) -> float:
@@ -83,25 +93,18 @@ def pipeline_rate(frame: pd.DataFrame, root: Path = CACHE, epochs: int = 2) -> f
 
 def build_photos(count: int = 300) -> pd.DataFrame:
     """1200x900 JPEGs with one face box each (random place, 250-450 px), like IMDB-Clean's."""
-    folder = CACHE.with_name("photos_1200x900")
-    labels_path = folder / "labels.csv"
-    if not labels_path.exists():
-        rng = np.random.default_rng(1)
-        folder.mkdir(parents=True, exist_ok=True)
-        rows = []
-        for index in range(count):
-            base = rng.integers(0, 256, (900 // 16, 1200 // 16, 3), np.uint8)
-            image = cv2.resize(base, (1200, 900), interpolation=cv2.INTER_CUBIC)
-            image = cv2.add(image, rng.integers(0, 24, image.shape, np.uint8))
-            cv2.imwrite(str(folder / f"{index:04d}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
-            side = int(rng.integers(250, 451))
-            x, y = int(rng.integers(0, 1200 - side)), int(rng.integers(0, 900 - side))
-            rows.append(
-                (1, int(rng.integers(0, 101)), f"{index:04d}.jpg", x, y, x + side, y + side)
-            )
-        columns = ["genders", "ages", "img_paths", "x_min", "y_min", "x_max", "y_max"]
-        pd.DataFrame(rows, columns=columns).to_csv(labels_path, index=False)
-    return pd.read_csv(labels_path)
+
+    def draw(rng, index):
+        base = rng.integers(0, 256, (900 // 16, 1200 // 16, 3), np.uint8)
+        image = cv2.resize(base, (1200, 900), interpolation=cv2.INTER_CUBIC)
+        image = cv2.add(image, rng.integers(0, 24, image.shape, np.uint8))
+        side = int(rng.integers(250, 451))
+        x, y = int(rng.integers(0, 1200 - side)), int(rng.integers(0, 900 - side))
+        row = {"genders": 1, "ages": int(rng.integers(0, 101)), "img_paths": f"{index:04d}.jpg",
+               "x_min": x, "y_min": y, "x_max": x + side, "y_max": y + side}  # fmt: skip
+        return image, row
+
+    return written_once(CACHE.with_name("photos_1200x900"), count, 1, draw)
 
 
 def cache_vs_photos() -> float:
@@ -121,22 +124,14 @@ def cache_vs_photos() -> float:
 
 def utkface_like(count: int = 640) -> tuple[pd.DataFrame, Path]:
     """200x200 JPEGs without boxes (the whole image is the face), as UTKFace's."""
+
+    def draw(rng, index):
+        age, gender = int(rng.integers(0, 101)), int(rng.integers(0, 2))
+        image = cv2.GaussianBlur(synthetic.disk_image(age, gender, 200, rng), (0, 0), 1.0)
+        return image, {"genders": gender, "ages": age, "img_paths": f"{index:04d}.jpg"}
+
     folder = CACHE.with_name(f"utkface_like_{count}")
-    labels_path = folder / "labels.csv"
-    if not labels_path.exists():
-        rng = np.random.default_rng(2)
-        folder.mkdir(parents=True, exist_ok=True)
-        rows = []
-        for index in range(count):
-            age, gender = int(rng.integers(0, 101)), int(rng.integers(0, 2))
-            image = synthetic.disk_image(age, gender, 200, rng)
-            image = cv2.GaussianBlur(image, (0, 0), 1.0)
-            cv2.imwrite(str(folder / f"{index:04d}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
-            rows.append((gender, age, f"{index:04d}.jpg"))
-        pd.DataFrame(rows, columns=["genders", "ages", "img_paths"]).to_csv(
-            labels_path, index=False
-        )
-    return pd.read_csv(labels_path), folder
+    return written_once(folder, count, 2, draw), folder
 
 
 def step_ratio(overrides: list[str], frame: pd.DataFrame, root: Path, steps: int) -> float:
