@@ -8,9 +8,9 @@ research only; nothing of them is written outside --work). The faces are split b
 their file names (create_db.py --val_fraction 0.1); utkface_cpu trains on the training part,
 and both models are measured on the validation part twice:
 - whole crops: each 200x200 crop is the face, as UTKFace's own benchmarks measure it;
-- scenes: the same faces pasted into 640x480 photo backgrounds (scenes.py: 35-230 px, turned up
-  to 25 degrees, varied light), through annotate.py with each model's own defaults, as a user
-  runs it; MAE and gender over the faces the detector finds (IoU >= 0.3 with the truth).
+- scenes: the same faces pasted into 640x480 photo backgrounds (testing/scenes.py: 35-230 px,
+  turned up to 25 degrees, varied light), through annotate.py with each model's own defaults,
+  as a user runs it; MAE and gender over the faces the detector finds (IoU >= 0.3 with the truth).
 Prints one table, then scenes by face size and turn, whole crops by race (UTKFace's label) with
 the gap between the best and worst group, and how often the true age lies within 1 and 2 of our
 model's age_std; the last two lines are `utkface_scene_mae: Y` and `utkface_mae: X`.

@@ -5,7 +5,7 @@ python bench/detection.py --data data/UTKFace
 DIR holds UTKFace's face crops (licence: non-commercial research only; nothing of them is
 written outside --work). The held-out faces (create_db.py --val_fraction 0.1, the split the
 accuracy benchmark keeps from training) are pasted into 640x480 photo backgrounds by
-scenes.py (35-230 px, turned up to 25 degrees, varied light, seeded); a face counts as found
+testing/scenes.py (35-230 px, turned up to 25 degrees, varied light, seeded); a face counts as found
 at IoU >= 0.3 with its true box. Each detector runs on every frame in this process, one at a
 time. Also measured on the crops: where MTCNN's box sits against HOG's on the same faces (the
 mapping faces.MTCNN_TO_HOG applies) and how far its eyes are from dlib's 5-point predictor's.

@@ -30,6 +30,7 @@ from age_gender.cli import export as export_script
 from age_gender.cli import landmarks as landmarks_script
 from age_gender.cli import serve as serve_script
 from age_gender.cli import train as train_script
+from age_gender.crops import CropSpec
 from age_gender.errors import UserError
 from age_gender.estimators.keras_model import KerasEstimator
 from age_gender.estimators.presets import load_estimator
@@ -507,11 +508,10 @@ def alive(pid: int) -> bool:
 @pytest.mark.slow
 def test_workers_die_with_a_killed_run(tmp_path):
     code = (
-        "import time\nfrom age_gender import jobs\n"
+        "import os, time\nfrom age_gender import jobs\n"
         "with jobs.WorkerPool(1, int, (0,)) as pool:\n"
+        "    print(pool.executor.submit(os.getpid).result(), flush=True)  # the worker's own\n"
         "    pool.executor.submit(time.sleep, 600)\n"
-        "    time.sleep(2)\n"
-        "    print(*pool.executor._processes, flush=True)\n"
         "    time.sleep(600)\n"
     )  # fmt: skip
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
@@ -576,3 +576,9 @@ def test_a_refused_cache_leaves_no_empty_folder(tmp_path, capsys):
                    "--output_dir", tmp_path / "new" / "cache", "--workers", "1")  # fmt: skip
     assert "no face of the 1 rows could be cached" in line
     assert not (tmp_path / "new").exists()
+
+
+def test_a_cache_of_crops_without_boxes_is_refused(tmp_path):
+    frame = pd.DataFrame({"genders": [1], "ages": [25], "img_paths": ["a.jpg"]})
+    with pytest.raises(UserError, match="no row has a face box: these are face crops"):
+        face_cache.cache_faces(frame, tmp_path, tmp_path / "cache", CropSpec(32), 1.0, 1)

@@ -16,6 +16,7 @@ from pathlib import Path
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from age_gender.crops import DEFAULT_MARGIN
 from age_gender.errors import UserError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"  # config.yaml and the presets
@@ -54,7 +55,7 @@ class DataConfig:
     val_csv: str | None = None  # validation labels; None holds out val_split of csv
     val_root: str = "${data.root}"
     val_split: float = 0.1
-    margin: float = 0.4  # crop margin around face boxes, when the CSV has them
+    margin: float = DEFAULT_MARGIN  # crop margin around face boxes, when the CSV has them
     framing_sample: int = 500  # crops without boxes: faces the framing is measured on
     align: bool = False  # turn faces so the eyes are level (landmarks.py's eye columns)
 
@@ -193,6 +194,12 @@ def check_ranges(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if not 0 <= value <= 1:
             raise UserError(f"{key} must be a probability in [0, 1], not {value}")
+    erasing = cfg.train.random_erasing
+    for key, (low, high), bound in (("area", erasing.area, 1.0), ("aspect", erasing.aspect, None)):
+        if not 0 < low <= high < math.inf or (bound is not None and high > bound):
+            limit = f"0 < low <= high <= {bound}" if bound else "0 < low <= high"
+            raise UserError(f"train.random_erasing.{key} must be [low, high] with {limit}, not "
+                            f"{[low, high]}")  # fmt: skip
     for key in ("train.lr", "train.age_sigma", "data.framing_sample", "train.finetune_lr"):
         value = OmegaConf.select(cfg, key)
         if value is not None and not 0 < value < math.inf:

@@ -1,7 +1,7 @@
 """tf.data input pipeline: batches of face crops, augmented, mixed up and erased, made by OpenCV.
 
-One Python call per batch does all of its images' work: read, decode (a large JPEG at the reduced
-size that still covers its crop), one `cv2.warpAffine` for the crop, resize, rotation, zoom,
+One Python call per batch does all of its images' work: read, decode with the one image reader,
+one `cv2.warpAffine` for the crop (the one every estimator takes), resize, rotation, zoom,
 shift and flip, then brightness, contrast, small-face losses and random erasing on the uint8
 crop, and mixup's blend. The images of a batch are spread over a thread pool: OpenCV's kernels
 release the GIL, so every core decodes. tf.data carries the batches (prefetch, sharding,
@@ -57,8 +57,9 @@ def drop_unreadable(frame: pd.DataFrame, root: Path, name: str = "images") -> pd
     """Removes rows whose image could not be decoded; one warning line gives the count and
     examples.
 
-    Every image is decoded once, in parallel: a data set with a known number of images (and so
-    of steps) is what keeps training from failing mid-run.
+    Every image is decoded once, in parallel, by TensorFlow's strict decoders, and checked
+    whole as the pipeline's reader checks it (`images.whole_image_file`): a data set with a
+    known number of images (and so of steps) is what keeps training from failing mid-run.
     """
     paths = [str(root / path) for path in frame["img_paths"]]
     probes = (
@@ -74,6 +75,7 @@ def drop_unreadable(frame: pd.DataFrame, root: Path, name: str = "images") -> pd
         for indices, _ in probes.as_numpy_iterator():
             decoded[indices] = True
             bar.update(len(indices))
+    decoded &= np.fromiter(thread_pool().map(images.whole_image_file, paths), bool, len(paths))
     bad = np.flatnonzero(~decoded)
     if len(bad):
         examples = ", ".join(
@@ -89,19 +91,6 @@ def drop_unreadable(frame: pd.DataFrame, root: Path, name: str = "images") -> pd
 
 
 IMAGE_DRAWS = 21  # uniform numbers per image: 5 geometric, 2 photometric, 8 erasing, 6 degrading
-REDUCTIONS = (8, 4, 2)  # the scales libjpeg decodes at directly
-
-
-def reduction(crop: CropSpec, box: np.ndarray, eyes: np.ndarray, max_zoom: float) -> int:
-    """How much smaller (1, 2, 4 or 8) a JPEG can be decoded while the face's crop keeps at
-    least one source pixel per output pixel at the largest zoom: a 700 px face cut to 224 px
-    decodes at 1/2 (libjpeg skips most of the inverse DCT: 1.5x faster on the bench's noisy
-    1200x900 photos). A row without a box (the whole image) is decoded whole."""
-    if not crop.aligned and not crops.is_box(box):
-        return 1
-    source, _ = crops.region((math.inf, math.inf), crop, box, eyes)
-    side = min(source[2] - source[0], source[3] - source[1])
-    return next((factor for factor in REDUCTIONS if side / factor >= crop.size * max_zoom), 1)
 
 
 def load_face(
@@ -127,13 +116,10 @@ def load_face(
     except OSError as error:  # drop_unreadable let it through, then the file changed
         raise ValueError(f"cannot read {name}: {error.strerror}") from error
     augment = train.augment if train is not None else None
-    factor = 1
-    if augment is not None and images.is_jpeg(data):
-        factor = reduction(crop, box, eyes, 1.0 + augment.scale if augment.enabled else 1.0)
-    image = images.decode_image(data, factor, rgb=False)
+    image = images.decode_image(data, rgb=False)
     if image is None:
         raise ValueError(f"cannot read {name}")
-    source, angle = crops.region(image.shape, crop, box / factor, eyes / factor)
+    source, angle = crops.region(image.shape, crop, box, eyes)
     if augment is None or not augment.enabled:
         face = crops.warp(image, source, crop.size, angle=angle)
     else:
@@ -260,10 +246,11 @@ def mix_labels(labels: dict, weights: dict, partner: tf.Tensor, lam: tf.Tensor):
 
 
 def load_batch(
-    batch: dict, seed: tf.Tensor, crop: CropSpec, train: TrainConfig | None
+    batch: dict, seed: tf.Tensor, crop: CropSpec, train: TrainConfig | None, size: int | None
 ) -> tuple[tf.Tensor, dict, dict]:
     """A batch's images (`load_faces`, one Python call), one-hot labels and per-head loss
-    weights, with its random draws taken from the batch's seed."""
+    weights, with its random draws taken from the batch's seed; `size`: its number of images
+    when every batch has it (None: the last may be smaller)."""
     count = tf.shape(batch["age"])[0]
     draw_seed, mixup_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     draws = tf.zeros([0, IMAGE_DRAWS])
@@ -278,7 +265,7 @@ def load_batch(
         tf.uint8,
         stateful=False,
     )
-    images = tf.ensure_shape(images, [None, crop.size, crop.size, 3])
+    images = tf.ensure_shape(images, [size, crop.size, crop.size, 3])
     labels = {
         # An unknown gender (-1) gives an all-zero target, and a loss weight of 0.
         GENDER: tf.one_hot(batch["gender"], GENDER_CLASSES),
@@ -352,7 +339,9 @@ def make_dataset(
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
     dataset = tf.data.Dataset.zip(examples.batch(batch_size, drop_remainder=shuffle), seeds)
     dataset = dataset.map(
-        lambda batch, batch_seed: load_batch(batch, batch_seed, crop, train),
+        lambda batch, batch_seed: load_batch(
+            batch, batch_seed, crop, train, batch_size if shuffle else None
+        ),
         num_parallel_calls=AUTOTUNE,
     )
     if (frame["genders"] < 0).any() or age_weights is not None:  # loss weights only if needed,

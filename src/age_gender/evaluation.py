@@ -160,7 +160,11 @@ def predict_rows(
                 done.append(row)
             for row, prediction in zip(done, estimator.predict_faces(faces), strict=True):
                 records.append(
-                    {"row": row.Index, "file": row.img_paths, **prediction_record(prediction)}
+                    {
+                        "row": row.Index,
+                        "file": row.img_paths,
+                        **prediction_record(prediction, False),
+                    }
                 )
             bar.update(min(batch_size, len(rows) - start))
     columns = ["row", "file", *PREDICTION_COLUMNS]

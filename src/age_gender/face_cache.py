@@ -21,7 +21,7 @@ from age_gender import crops, jobs, labels
 from age_gender.crops import CropSpec
 from age_gender.errors import UserError
 from age_gender.files import atomic_output
-from age_gender.images import complete, read_image
+from age_gender.images import complete, decode_image
 from age_gender.schema import BOX_COLUMNS
 
 JPEG_QUALITY = 95
@@ -55,13 +55,16 @@ def cache_face(task: tuple) -> tuple[int, int | str]:
     """Writes one face's cached image (temporary name, then rename); its row and size in bytes,
     or why it cannot be cached (the image cannot be read, the box lies outside it)."""
     index, source, target, box, crop, room_factor = task
-    image = read_image(Path(source))  # strict: a cut JPEG is not cached half grey
+    try:
+        with open(source, "rb") as file:
+            image = decode_image(file.read(), rgb=False)  # strict: a cut JPEG is not cached
+    except OSError:
+        image = None
     if image is None:
         return index, "cannot be read"
     if not crops.overlaps(image.shape, box, crop.margin):
         return index, "box outside the image"
     (x_min, y_min, x_max, y_max), _ = crops.region(image.shape, crop, box)
-    image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     centre_x, centre_y = (x_min + x_max) / 2, (y_min + y_max) / 2
     half_width, half_height = (x_max - x_min) * room_factor / 2, (y_max - y_min) * room_factor / 2
     region = (centre_x - half_width, centre_y - half_height,
@@ -108,6 +111,11 @@ def cache_faces(
         raise UserError("the face cache holds unaligned crops: train aligned models "
                         "(data.align=true) from the original images")  # fmt: skip
     boxes = labels.face_boxes(frame)
+    if len(frame) and not labels.has_box(frame).any():
+        # Training measures where a detector's box sits in box-less crops (`framing`); cached,
+        # they would have boxes, and the model would record data.margin instead.
+        raise UserError("no row has a face box: these are face crops, small already; train on "
+                        "them directly (the face cache is for photos with boxes)")  # fmt: skip
     side = round(crop.size * room_factor)
     names = [cached_name(root / path, box, crop.margin, side)
              for path, box in zip(frame["img_paths"], boxes, strict=True)]  # fmt: skip

@@ -1,5 +1,5 @@
-"""Face detection behind one interface (MTCNN, dlib's HOG or its CNN), boxes in one convention,
-and the crops a model takes of them.
+"""Face detection behind one interface (MTCNN, dlib's HOG or its CNN), boxes in one convention
+(the crops a model takes of them are `crops.py`'s).
 
 Every model records its margin relative to dlib's HOG box (square, brows to chin): the original's
 detector and the one `framing` measures with. Other detectors' boxes are mapped onto it, so a

@@ -4,8 +4,8 @@ the one rule for what is an image.
 Files are read as bytes by Python and decoded by `cv2.imdecode`: OpenCV's own file functions
 crash on names that are not valid UTF-8. Decoding is strict: a JPEG cut short (OpenCV would fill
 the missing part grey and report a face in it) or a PNG without its end is unreadable, not half
-an image (training's `dataset.drop_unreadable` refuses the same files with TensorFlow's
-decoders, stricter still: a JPEG whose coded data is scrambled fails there).
+an image. Training's `dataset.drop_unreadable` refuses what this reader refuses, and what
+TensorFlow's decoders refuse besides (a JPEG whose coded data is scrambled).
 """
 
 import os
@@ -84,20 +84,14 @@ def complete(data: bytes) -> bool:
     return True
 
 
-# cv2.imdecode's flags for a JPEG decoded at 1/2, 1/4, 1/8 of its size by libjpeg's DCT scaling
-REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
-           8: cv2.IMREAD_REDUCED_COLOR_8}  # fmt: skip
-
-
-def decode_image(data: bytes, reduction: int = 1, rgb: bool = True) -> np.ndarray | None:
+def decode_image(data: bytes, rgb: bool = True) -> np.ndarray | None:
     """RGB uint8 from an image file's bytes, whatever they hold (grey, alpha, 16-bit, EXIF
-    orientation); None for bytes that are not a whole image. A JPEG (`is_jpeg`) may be decoded
-    at 1/`reduction` (2, 4 or 8) of its size, several times faster than whole; `rgb=False`
-    leaves OpenCV's BGR, for a caller that converts a smaller crop of it."""
+    orientation); None for bytes that are not a whole image. `rgb=False` leaves OpenCV's BGR,
+    for a caller that converts a smaller crop of it."""
     if not data or not complete(data):
         return None
     try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), REDUCED[reduction])
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     except cv2.error:  # a header claiming more than OpenCV's 2^30 pixels: not an image to read
         return None
     if image is None or not rgb:
@@ -112,6 +106,16 @@ def read_image(path: Path) -> np.ndarray | None:
             return decode_image(file.read())
     except OSError:
         return None
+
+
+def whole_image_file(path: str) -> bool:
+    """Whether a file holds a whole image by `complete`'s test (a cut JPEG or PNG does not)."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError:
+        return False
+    return bool(data) and complete(data)
 
 
 def unreadable_reason(path: str) -> str:
@@ -136,7 +140,7 @@ def unreadable_reason(path: str) -> str:
         return "corrupt PNG" if b"IEND" in tail[-64:] else "truncated PNG"
     if head.startswith((b"BM", b"GIF8")):
         return "corrupt image"
-    return "not a JPEG, PNG, BMP or GIF"
+    return "not an image OpenCV decodes"
 
 
 def printable(name: str) -> str:

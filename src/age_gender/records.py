@@ -24,14 +24,19 @@ from age_gender.schema import (
 TABLE_SUFFIXES = (".parquet", ".csv", ".jsonl")
 
 
-def prediction_record(prediction: Prediction) -> dict:
+def prediction_record(prediction: Prediction, rounded: bool = True) -> dict:
     """A prediction's columns: age and its spread (NaN where a model gives no distribution,
-    dlib-models), gender and its probability."""
+    dlib-models), gender and its probability; rounded for people to read, or not, for the
+    metrics computed from them (evaluation)."""
+
+    def shown(value: float, digits: int) -> float:
+        return round(value, digits) if rounded else value
+
     return {
-        "age": round(prediction.age, 2),
-        "age_std": round(prediction.age_std, 2),
+        "age": shown(prediction.age, 2),
+        "age_std": shown(prediction.age_std, 2),
         "gender": prediction.gender,
-        "gender_probability": round(prediction.gender_probability, 4),
+        "gender_probability": shown(prediction.gender_probability, 4),
     }
 
 

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from age_gender.alignment import model_crops
-from age_gender.crops import CropSpec
+from age_gender.crops import CropSpec, face_crops
 from age_gender.errors import UserError
 from age_gender.schema import HEADS, Prediction
 
@@ -152,8 +151,13 @@ class CropEstimator(Estimator):
         so."""
         if not faces:
             return []
-        crops = [model_crops(image, [box], self.crop_spec, [eyes])
-                 for image, box, eyes in faces]  # fmt: skip
+        if self.crop_spec.aligned:  # the eyes the detector did not give, by dlib's predictor
+            from age_gender.alignment import model_crops
+
+            crops = [model_crops(image, [box], self.crop_spec, [eyes])
+                     for image, box, eyes in faces]  # fmt: skip
+        else:
+            crops = [face_crops(image, [box], self.crop_spec) for image, box, _ in faces]
         return self.predict_crops(np.concatenate(crops))
 
     def predict_crops(self, crops: np.ndarray) -> list[Prediction]:
