@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from conftest import REPO, refusal
 
-from age_gender import annotation, face_cache, faces, images, jobs, labels, serving
+from age_gender import annotation, dataset, face_cache, faces, images, jobs, labels, serving
 from age_gender.cli import annotate as annotate_script
 from age_gender.cli import cache_faces as cache_script
 from age_gender.cli import create_db as create_db_script
@@ -582,3 +582,30 @@ def test_a_cache_of_crops_without_boxes_is_refused(tmp_path):
     frame = pd.DataFrame({"genders": [1], "ages": [25], "img_paths": ["a.jpg"]})
     with pytest.raises(UserError, match="no row has a face box: these are face crops"):
         face_cache.cache_faces(frame, tmp_path, tmp_path / "cache", CropSpec(32), 1.0, 1)
+
+
+def test_a_nul_in_a_path_short_erasing_ranges_and_a_colliding_group_are_one_line(tmp_path, capsys):
+    from age_gender.config import check_ranges, compose_config
+
+    csv = tmp_path / "labels.csv"
+    csv.write_text("genders,ages,img_paths,gender\n1,25,a\x00b.png,M\n")
+    with pytest.raises(UserError, match="1 img_paths hold a NUL byte .e.g. row 2."):
+        labels.read_labels_csv(csv)
+    assert images.read_image(tmp_path / "a\x00b.png") is None  # the API's reader: not a crash
+    for value in ("[0.5]", "[]", "[0.1,0.2,0.3]"):
+        with pytest.raises(UserError, match="train.random_erasing.area must be .low, high."):
+            check_ranges(compose_config([f"train.random_erasing.area={value}"]))
+    csv.write_text("genders,ages,img_paths,gender\n1,25,a.png,M\n")
+    assert "--group_by gender: a column of the predictions table" in refusal(
+        capsys, evaluate_script.main, "--csv", csv, "--root", tmp_path, "--group_by", "gender",
+        "--model", "dlib-models", "--output_dir", tmp_path / "out",
+    )  # fmt: skip
+
+
+def test_an_image_gone_after_the_check_names_itself(tmp_path):
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((20, 20, 3), np.uint8))
+    frame = pd.DataFrame({"genders": [1], "ages": [25], "img_paths": ["a.jpg"]})
+    data = dataset.make_dataset(dataset.drop_unreadable(frame, tmp_path), tmp_path, CropSpec(8), 1)
+    (tmp_path / "a.jpg").write_bytes(b"")
+    with pytest.raises(Exception, match=r"cannot read \S*a\.jpg"):  # what training turns into
+        next(iter(data))  # one line (training.train)

@@ -171,6 +171,7 @@ def test_mirrored_strategy_on_two_cpus_gives_the_same_step(disks):
         import keras, pandas as pd
         from pathlib import Path
         from age_gender import dataset, model
+        from age_gender.crops import CropSpec
         rows = pd.read_csv("{disks}/train.csv")[:16]
         data = dataset.make_dataset(rows, Path("{disks}/images"), CropSpec(32), 16)
 

@@ -195,11 +195,13 @@ def check_ranges(cfg: DictConfig) -> None:
         if not 0 <= value <= 1:
             raise UserError(f"{key} must be a probability in [0, 1], not {value}")
     erasing = cfg.train.random_erasing
-    for key, (low, high), bound in (("area", erasing.area, 1.0), ("aspect", erasing.aspect, None)):
+    for key, bound in (("area", 1.0), ("aspect", None)):
+        values = list(erasing[key])
+        low, high = values if len(values) == 2 else (math.nan, math.nan)
         if not 0 < low <= high < math.inf or (bound is not None and high > bound):
             limit = f"0 < low <= high <= {bound}" if bound else "0 < low <= high"
             raise UserError(f"train.random_erasing.{key} must be [low, high] with {limit}, not "
-                            f"{[low, high]}")  # fmt: skip
+                            f"{values}")  # fmt: skip
     for key in ("train.lr", "train.age_sigma", "data.framing_sample", "train.finetune_lr"):
         value = OmegaConf.select(cfg, key)
         if value is not None and not 0 < value < math.inf:

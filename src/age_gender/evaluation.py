@@ -184,7 +184,7 @@ def summarize(
         "no_face_found": no_face,
         "mae": mean_absolute_error(predicted, table["true_age"]),
     }
-    if "apparent_age_avg" in table:
+    if {"apparent_age_avg", "apparent_age_std"} <= set(table.columns):
         summary["mae_apparent"] = mean_absolute_error(predicted, table["apparent_age_avg"])
         summary["epsilon_error"] = epsilon_error(
             predicted, table["apparent_age_avg"], table["apparent_age_std"]
@@ -349,6 +349,9 @@ def run(
     check_output_folder(output_dir)
     if group_by and group_by not in truth:
         raise UserError(f"--group_by {group_by}: the labels have no such column")
+    if group_by in ("file", *PREDICTION_COLUMNS):
+        raise UserError(f"--group_by {group_by}: a column of the predictions table has this "
+                        "name; rename it in the CSV")  # fmt: skip
     folders = [report_folder(output_dir, estimator) for estimator in estimators]
     if len(set(folders)) < len(folders):
         raise UserError("a model is named twice: each model is evaluated once, into its own "

@@ -100,11 +100,12 @@ def decode_image(data: bytes, rgb: bool = True) -> np.ndarray | None:
 
 
 def read_image(path: Path) -> np.ndarray | None:
-    """`decode_image` of a file; None when it cannot be read (missing, a folder, no access)."""
+    """`decode_image` of a file; None when it cannot be read (missing, a folder, no access, a
+    name with a NUL byte)."""
     try:
         with open(path, "rb") as file:
             return decode_image(file.read())
-    except OSError:
+    except (OSError, ValueError):
         return None
 
 

@@ -352,6 +352,10 @@ def read_labels_csv(path: Path) -> pd.DataFrame:
     frame["genders"] = genders.astype(int)
     frame["ages"] = ages.round().astype(int)
     frame["img_paths"] = frame["img_paths"].astype(str)
+    nul = frame["img_paths"].str.contains("\x00", regex=False)
+    if nul.any():  # no file system names a file so
+        row = int(np.flatnonzero(nul.to_numpy())[0])
+        raise UserError(f"{path}: {int(nul.sum())} img_paths hold a NUL byte (e.g. row {row + 2})")
     return frame
 
 

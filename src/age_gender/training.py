@@ -7,6 +7,7 @@ before the first step, so a run fails in seconds, not hours in.
 import dataclasses
 import json
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -364,14 +365,22 @@ def train(cfg: DictConfig) -> Path:
             callbacks.append(plateau)
         if worker is None:
             callbacks += result_callbacks(cfg, output_dir)
-        network.fit(
-            train_data,
-            validation_data=val_data,
-            initial_epoch=phase.start,
-            epochs=phase.end,
-            callbacks=callbacks,
-            shuffle=False,  # tf.data shuffles; Keras would warn that it ignores its own
-        )
+        try:
+            network.fit(
+                train_data,
+                validation_data=val_data,
+                initial_epoch=phase.start,
+                epochs=phase.end,
+                callbacks=callbacks,
+                shuffle=False,  # tf.data shuffles; Keras would warn that it ignores its own
+            )
+        except tf.errors.InvalidArgumentError as error:  # the pipeline's ValueError, wrapped
+            vanished = re.search(r"cannot read ([^\n]+)", str(error))
+            if vanished is None:
+                raise
+            raise UserError(f"{vanished.group(1).strip()}: an image changed or vanished after "
+                            "the start-up check; restore it (or drop its row) and run again, "
+                            "which resumes") from error  # fmt: skip
     if worker is None:
         calibrate_age_std(best_path, val_data)
         plot_learning_curves(finished_epochs(log_path), output_dir / CURVES)

@@ -43,8 +43,8 @@ def add_overwrite_option(parser: argparse.ArgumentParser, what: str = "an existi
 
 def add_model_choice(parser: argparse.ArgumentParser, several: bool = False) -> None:
     """`--weight_file` or `--model` (argparse refuses both), and `--list-models`; `several`:
-    any number of either, side by side."""
-    choice = parser.add_mutually_exclusive_group()
+    any number of each, evaluated side by side."""
+    choice = parser if several else parser.add_mutually_exclusive_group()
     many = {"nargs": "*", "default": []} if several else {}
     default = f"default: the {DEFAULT} model" + ("" if several else ", downloaded once")
     choice.add_argument(
