@@ -182,8 +182,11 @@ def erase_rectangle(face: np.ndarray, draws: np.ndarray, erasing: ErasingConfig)
 
 @functools.cache
 def thread_pool() -> concurrent.futures.ThreadPoolExecutor:
-    """The process's threads for the images of a batch: OpenCV releases the GIL as it works."""
-    return concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1, "age_gender_images")
+    """The process's threads for the images of a batch, one per core it may use (a container's
+    limit included): OpenCV releases the GIL as it works."""
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    workers = len(usable) if usable else os.cpu_count() or 1
+    return concurrent.futures.ThreadPoolExecutor(workers, "age_gender_images")
 
 
 def load_faces(
