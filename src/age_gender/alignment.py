@@ -8,7 +8,6 @@ predictor's (shipped in `face_recognition_models`), found here.
 
 import functools
 
-import dlib
 import numpy as np
 
 from age_gender.crops import CropSpec, face_crops
@@ -19,6 +18,8 @@ class EyeFinder:
     """dlib's 5-point shape predictor: each eye's centre is the mean of its two corners."""
 
     def __init__(self):
+        import dlib  # here, not at import: models not trained aligned never need it
+
         try:
             import face_recognition_models
         except ImportError as error:
@@ -31,6 +32,8 @@ class EyeFinder:
     def eyes(self, image: np.ndarray, box: tuple) -> np.ndarray:
         """(left x, left y, right x, right y) of the eyes in the face `box` of an RGB image."""
         x_min, y_min, x_max, y_max = (int(round(value)) for value in box)
+        import dlib
+
         shape = self._predictor(image, dlib.rectangle(x_min, y_min, x_max - 1, y_max - 1))
         points = np.array([(shape.part(i).x, shape.part(i).y) for i in range(4)], np.float64)
         first, second = points[:2].mean(0), points[2:4].mean(0)
@@ -46,7 +49,7 @@ def model_crops(image: np.ndarray, boxes: list, spec: CropSpec, eyes: list | Non
         eyes = eyes or [None] * len(boxes)
         eyes = [given if given is not None else eye_finder().eyes(image, box)
                 for box, given in zip(boxes, eyes, strict=True)]  # fmt: skip
-    return face_crops(image, boxes, spec, eyes if spec.aligned else None)
+    return face_crops(image, boxes, spec, eyes)
 
 
 @functools.cache

@@ -145,7 +145,9 @@ def predict_rows(
         for start in range(0, len(rows), batch_size):
             faces, done = [], []
             chunk = rows.iloc[start : start + batch_size]
-            for row, row_box in zip(chunk.itertuples(), boxes[start:], strict=False):
+            for row, row_box in zip(
+                chunk.itertuples(), boxes[start : start + len(chunk)], strict=True
+            ):
                 image = read_image(root / row.img_paths)
                 if image is None:
                     unreadable.append(row.img_paths)

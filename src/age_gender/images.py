@@ -141,7 +141,7 @@ def unreadable_reason(path: str) -> str:
         return "corrupt PNG" if b"IEND" in tail[-64:] else "truncated PNG"
     if head.startswith((b"BM", b"GIF8")):
         return "corrupt image"
-    return "not an image OpenCV decodes"
+    return "not a JPEG, PNG, BMP or GIF"
 
 
 def printable(name: str) -> str:

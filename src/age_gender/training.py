@@ -18,14 +18,14 @@ import pandas as pd
 import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
-from age_gender import dataset, dlib_resnet, framing, labels, model, schema
+from age_gender import dataset, dlib_resnet, framing, labels, model
 from age_gender.config import AgeBalance, Optimizer, Scheduler, TrainConfig, check_ranges
 from age_gender.crops import CropSpec
 from age_gender.errors import UserError
 from age_gender.estimators.base import decode
 from age_gender.files import atomic_output
 from age_gender.plots import plot_learning_curves
-from age_gender.schema import AGE, HEADS
+from age_gender.schema import AGE, EYE_COLUMNS, HEADS
 
 BEST_MODEL = "best.keras"
 LOG = "log.csv"
@@ -222,11 +222,11 @@ def compile_for(
 def with_eyes(rows: pd.DataFrame, csv: str, name: str) -> pd.DataFrame:
     """The rows whose eyes landmarks.py found (a warning counts the others); refuses a CSV
     without eye columns."""
-    if not set(schema.EYE_COLUMNS) <= set(rows.columns):
+    if not set(EYE_COLUMNS) <= set(rows.columns):
         raise UserError(
             f"data.align=true needs eye positions in {csv}: run landmarks.py on it first"
         )
-    found = rows[schema.EYE_COLUMNS].notna().all(axis=1)
+    found = rows[EYE_COLUMNS].notna().all(axis=1)
     if not found.all():
         print(f"warning: skipping {(~found).sum()} of {len(rows)} {name} faces without eyes found")
     return rows[found].reset_index(drop=True)

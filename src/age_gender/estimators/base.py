@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from age_gender.crops import CropSpec, face_crops
+from age_gender.alignment import model_crops
+from age_gender.crops import CropSpec
 from age_gender.errors import UserError
 from age_gender.schema import HEADS, Prediction
 
@@ -151,13 +152,8 @@ class CropEstimator(Estimator):
         so."""
         if not faces:
             return []
-        if self.crop_spec.aligned:  # the eyes the detector did not give, by dlib's predictor
-            from age_gender.alignment import model_crops
-
-            crops = [model_crops(image, [box], self.crop_spec, [eyes])
-                     for image, box, eyes in faces]  # fmt: skip
-        else:
-            crops = [face_crops(image, [box], self.crop_spec) for image, box, _ in faces]
+        crops = [model_crops(image, [box], self.crop_spec, [eyes])
+                 for image, box, eyes in faces]  # fmt: skip
         return self.predict_crops(np.concatenate(crops))
 
     def predict_crops(self, crops: np.ndarray) -> list[Prediction]:
