@@ -157,6 +157,17 @@ def test_an_interrupted_run_resumes_with_its_weights(disks, tmp_path):
     again = subprocess.run(arguments, cwd=tmp_path, env=environment, capture_output=True, text=True)
     assert again.returncode == 0 and "already holds 3 epochs" in again.stdout
 
+    # A backup cut mid-write (a kill, a full disk) is named and passed over for the previous
+    # one; the epoch it held is trained again and logged once.
+    backup = output / "backup" / "latest.weights.h5"
+    os.truncate(backup, backup.stat().st_size // 2)
+    longer = [argument.replace("train.epochs=3", "train.epochs=4") for argument in arguments]
+    cut = subprocess.run(longer, cwd=tmp_path, env=environment, capture_output=True, text=True)
+    assert cut.returncode == 0, cut.stderr[-3000:]
+    assert f"the backup {backup} is damaged" in cut.stdout
+    assert "resuming from the previous backup" in cut.stdout and "after epoch 2" in cut.stdout
+    assert pd.read_csv(log_path)["epoch"].tolist() == [0, 1, 2, 3]
+
 
 @pytest.mark.slow
 def test_mirrored_strategy_on_two_cpus_gives_the_same_step(disks):

@@ -1,8 +1,10 @@
 """User mistakes become one clear line and a non-zero exit, never a traceback."""
 
 import argparse
+import errno
 import functools
 import math
+import os
 import sys
 from collections.abc import Callable
 from typing import NoReturn, TypeVar
@@ -14,6 +16,22 @@ class UserError(Exception):
     """Something the user can fix: the message says what is wrong and what to do."""
 
 
+DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+
+
+def disk_error(error: BaseException | None) -> BaseException | None:
+    """The full-disk (or quota, or I/O) error behind `error`, following its causes: h5py, zipfile,
+    pandas and TensorFlow wrap the OSError or keep only its words."""
+    words = [os.strerror(code) for code in DISK_ERRORS]
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in DISK_ERRORS:
+            return error
+        if any(word in str(error) for word in words):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
     """Wraps an entry point so a UserError prints `error: ...` and exits with status 2."""
 
@@ -23,6 +41,12 @@ def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
             return main(*args, **kwargs)
         except UserError as error:
             print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
+        except OSError as error:  # a writer outside `files.atomic_output` (a log, a backup)
+            if disk_error(error) is None:
+                raise
+            where = f" {error.filename}" if error.filename else ""
+            print(f"error: cannot write{where}: {error.strerror}; free some space", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

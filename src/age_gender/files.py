@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from age_gender.errors import UserError
+from age_gender.errors import UserError, disk_error
 from age_gender.images import is_image_file
 
 
@@ -53,6 +53,23 @@ def check_output_folder(path: Path) -> None:
     if not existing.is_dir():
         raise UserError(f"output folder {path} cannot be made: {existing} is a file")
     check_writable(existing, path)
+
+
+def check_room(folder: Path, needed: int, what: str) -> None:
+    """Fails when `needed` bytes cannot be set aside in `folder` (the nearest existing folder
+    above it): reserved with `posix_fallocate` in a temporary file, so quotas count too."""
+    place = nearest_existing(folder)
+    try:
+        with tempfile.TemporaryFile(dir=place) as probe:
+            os.posix_fallocate(probe.fileno(), 0, needed)
+    except OSError as error:
+        if disk_error(error) is None:
+            raise
+        free = shutil.disk_usage(place).free
+        raise UserError(
+            f"{what} needs at least {megabytes(needed)} in {folder}, which has "
+            f"{megabytes(free)} free; free some space or choose another place"
+        ) from error
 
 
 def make_output_folder(path: Path) -> Path:
@@ -101,17 +118,45 @@ def atomic_output(path: Path) -> Iterator[Path]:
 
     The block may write a file or a folder (a SavedModel) there.
 
-    The temporary name keeps the suffix, for writers that choose the format by it (OpenCV).
+    The temporary name ends as `path`'s does, for writers that choose the format by the suffix
+    (OpenCV) or check it (Keras' `.weights.h5`).
     """
     path = Path(path)
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    temporary = path.with_name(f".tmp{os.getpid()}.{path.name}")
     try:
         yield temporary
         if temporary.is_dir() and path.is_dir():  # a folder output replaces the earlier one
             shutil.rmtree(path)
         os.replace(temporary, path)
+    except Exception as error:
+        if disk_error(error) is None:
+            raise
+        raise UserError(disk_full_message(path, size_of(temporary), error)) from error
     finally:
         if temporary.is_dir():
             shutil.rmtree(temporary)
         else:
             temporary.unlink(missing_ok=True)
+
+
+def size_of(path: Path) -> int:
+    """Bytes in a file or a folder's files (what a writer had written when it failed)."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(part.stat().st_size for part in path.rglob("*") if part.is_file())
+
+
+def megabytes(size: float) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def disk_full_message(path: Path, written: int, error: BaseException) -> str:
+    """One line: which file, what failed, how much it needed at least, how much is free."""
+    cause = disk_error(error)
+    reason = os.strerror(cause.errno) if isinstance(cause, OSError) else "the disk is full"
+    free = shutil.disk_usage(nearest_existing(path.parent)).free
+    needed = f"it needs more than {megabytes(written)}, " if written else ""
+    return (
+        f"cannot write {path}: {reason} ({needed}{megabytes(free)} free there); "
+        "free some space or choose another place (nothing was replaced)"
+    )

@@ -5,7 +5,9 @@ before the first step, so a run fails in seconds, not hours in.
 """
 
 import dataclasses
+import functools
 import json
+import math
 import os
 import re
 import shutil
@@ -19,6 +21,7 @@ import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
 from age_gender import dataset, dlib_resnet, framing, labels, model
+from age_gender.checkpoints import Backup, BestModel
 from age_gender.config import AgeBalance, Optimizer, Scheduler, TrainConfig, check_ranges
 from age_gender.crops import CropSpec
 from age_gender.errors import UserError
@@ -132,6 +135,15 @@ def finished_epochs(log_path: Path) -> pd.DataFrame:
     if not log_path.exists() or log_path.stat().st_size == 0:
         return pd.DataFrame()
     return pd.read_csv(log_path)
+
+
+def trim_log(log_path: Path, epoch: int) -> None:
+    """Drops the logged epochs from `epoch` on: a run resumed from an earlier backup trains
+    them again, and the log should hold each epoch once."""
+    logged = finished_epochs(log_path)
+    if len(logged) and (logged["epoch"] >= epoch).any():
+        with atomic_output(log_path) as temporary:
+            logged[logged["epoch"] < epoch].to_csv(temporary, index=False)
 
 
 def wandb_callbacks(cfg: DictConfig, output_dir: Path) -> list[keras.callbacks.Callback]:
@@ -309,16 +321,10 @@ def prepare(cfg: DictConfig, strategy: tf.distribute.Strategy):
 
 def result_callbacks(cfg: DictConfig, output_dir: Path) -> list[keras.callbacks.Callback]:
     """What the chief writes: the best model so far, the epoch log, TensorBoard, W&B."""
-    best_so_far = finished_epochs(output_dir / LOG).get(MONITOR, pd.Series(dtype=float)).min()
+    logged = finished_epochs(output_dir / LOG).get(MONITOR, pd.Series(dtype=float))
+    best_so_far = logged.min() if logged.notna().any() else math.inf
     return [
-        keras.callbacks.ModelCheckpoint(
-            str(output_dir / BEST_MODEL),
-            monitor=MONITOR,
-            mode="min",
-            save_best_only=True,
-            initial_value_threshold=None if pd.isna(best_so_far) else best_so_far,
-            verbose=1,
-        ),
+        BestModel(output_dir / BEST_MODEL, MONITOR, best_so_far),
         keras.callbacks.CSVLogger(str(output_dir / LOG), append=True),
         keras.callbacks.TensorBoard(str(output_dir / "tensorboard")),
         *wandb_callbacks(cfg, output_dir),
@@ -357,7 +363,8 @@ def train(cfg: DictConfig) -> Path:
             print(f"epochs {phase.start + 1}-{phase.end}: heads only (train.freeze_epochs)")
         compile_for(network, cfg, strategy, steps_per_epoch, phase)
         backup_dir = output_dir / phase.backup / ("" if worker is None else f"worker-{worker}")
-        callbacks = [keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=False)]
+        trim = None if worker is not None else functools.partial(trim_log, log_path)
+        callbacks = [Backup(backup_dir, phase.start, trim)]
         if cfg.train.lr_scheduler == Scheduler.plateau:
             plateau = keras.callbacks.ReduceLROnPlateau(
                 MONITOR, mode="min", verbose=1, **cfg.train.plateau

@@ -13,6 +13,8 @@ from omegaconf import DictConfig
 from age_gender.config import CONFIG_DIR, check_ranges, compose_config
 from age_gender.errors import exit_on_user_error
 
+START_ROOM = 1_000_000  # bytes: Hydra's files and the log, written before any check can run
+
 
 @exit_on_user_error
 def check_output_dir(overrides: list[str]) -> None:
@@ -20,13 +22,14 @@ def check_output_dir(overrides: list[str]) -> None:
     output folder that cannot be written, before Hydra writes its files there (Hydra's own
     failures are several lines and a traceback). Command lines with Hydra's flags (--help,
     --multirun) are left to Hydra."""
-    from age_gender.files import check_output_folder
+    from age_gender.files import check_output_folder, check_room
 
     if any(argument.startswith("-") for argument in overrides):
         return
     cfg = compose_config(overrides)
     check_ranges(cfg)  # before Hydra makes the output folder
     check_output_folder(Path(cfg.train.output_dir))
+    check_room(Path(cfg.train.output_dir), START_ROOM, "training")
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")

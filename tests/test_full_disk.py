@@ -1,0 +1,128 @@
+"""A full disk: every writer says in one line which file could not be written and how much room
+is free, leaves no partial output, and replaces nothing. The disk is a small tmpfs the test
+mounts and fills; where mounting is not allowed (not root, no user namespace) the tests skip."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, refusal, user_error
+from test_bad_inputs import photo_folder
+
+from age_gender.cli import annotate as annotate_script
+from age_gender.cli import cache_faces as cache_script
+from age_gender.cli import create_db as create_db_script
+from age_gender.cli import demo as demo_script
+from age_gender.cli import evaluate as evaluate_script
+from age_gender.cli import export as export_script
+from age_gender.cli import landmarks as landmarks_script
+from age_gender.testing.synthetic import write_disk_dataset
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """Mounts a tmpfs of the given size (`small_disk("4m")`) under tmp_path; unmounted after."""
+    places = []
+
+    def mount(size: str) -> Path:
+        place = tmp_path / f"disk{len(places)}"
+        place.mkdir()
+        command = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(place)]
+        mounted = subprocess.run(command, capture_output=True)
+        if mounted.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()})")
+        places.append(place)
+        return place
+
+    yield mount
+    for place in places:
+        subprocess.run(["umount", "-l", str(place)], check=False)
+
+
+@pytest.fixture
+def full_disk(small_disk):
+    """A 1 MB tmpfs, filled to the last byte: empty files can still be created there (so the
+    writability check passes), but no byte can be written."""
+    place = small_disk("1m")
+    filler = os.open(place / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(filler, b"\0" * 4096):
+            pass
+    except OSError:
+        pass
+    os.close(filler)
+    return place
+
+
+def contents(folder: Path) -> list[str]:
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*"))
+
+
+def test_every_command_names_the_file_the_full_disk_refused(tmp_path, full_disk, capsys,
+                                                             varied_model):  # fmt: skip
+    photos = photo_folder(tmp_path / "photos", ["a.png", "b.png"])
+    csv = tmp_path / "labels.csv"
+    csv.write_text("genders,ages,img_paths,x_min,y_min,x_max,y_max\n"
+                   "0,40,a.png,60,40,200,200\n1,30,b.png,60,40,200,200\n")  # fmt: skip
+    photo_folder(tmp_path / "utk", ["30_0_1_20170116174525125.jpg.chip.jpg"])
+    model = varied_model / "tiny.keras"
+    full = full_disk
+    earlier = full / "earlier.csv"  # an earlier output that a failed run must leave as it was
+    earlier.write_bytes(b"")
+    cases = [
+        (demo_script.main,
+         ["--image_dir", photos, "--output_dir", full / "demo", "--no-display"]),
+        (annotate_script.main,
+         [photos, "--output", earlier, "--overwrite", "--model", "dlib-models"]),
+        (cache_script.main, ["--csv", csv, "--root", photos, "--output_dir", full / "cache"]),
+        (landmarks_script.main, ["--csv", csv, "--root", photos, "--output", full / "eyes.csv"]),
+        (create_db_script.main,
+         ["--db", "utkface", "--data_dir", tmp_path / "utk", "--output", earlier,
+          "--overwrite"]),
+        (evaluate_script.main,
+         ["--csv", csv, "--root", photos, "--weight_file", model, "--output_dir",
+          full / "report"]),
+        (export_script.main,
+         ["--weight_file", model, "--output_dir", full / "exported", "--format", "onnx"]),
+    ]  # fmt: skip
+    before = contents(full)
+    for main, argv in cases:
+        line = refusal(capsys, main, *argv)
+        assert "No space left on device" in line and "free there" in line, line
+        assert str(full) in line, line
+        # What the command made before it failed may stay (empty folders, its lock's place),
+        # but no file holds a byte of a partial output, and the earlier output is untouched.
+        left = [path for path in full.rglob("*") if path.is_file() and path.name != "filler"]
+        assert all(path.stat().st_size == 0 for path in left), (main, left)
+        assert earlier.read_bytes() == b""
+    assert set(before) <= set(contents(full))
+
+
+def train_into(folder: Path, data: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / "train.py"), f"data.csv={data / 'meta.csv'}",
+         f"data.root={data}", "model.model_name=MobileNetV3Small", "model.img_size=32",
+         "model.weights=null", "train.epochs=1", "train.batch_size=8",
+         f"train.output_dir={folder}"],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )  # fmt: skip
+
+
+def test_training_on_a_full_disk_is_refused_before_it_starts(tmp_path, full_disk):
+    line = user_error(train_into(full_disk / "run", tmp_path))
+    assert f"training needs at least 1.0 MB in {full_disk / 'run'}" in line, line
+    assert not (full_disk / "run").exists()
+
+
+@pytest.mark.slow
+def test_a_disk_that_fills_mid_training_is_one_line_not_a_crash(tmp_path, small_disk):
+    """Room for Hydra's files and the log, none for the first backup (12 MB): before, h5py's
+    half-written file ended the run in a segmentation fault."""
+    disk = small_disk("4m")
+    write_disk_dataset(tmp_path, 32, size=48).to_csv(tmp_path / "meta.csv", index=False)
+    line = user_error(train_into(disk / "run", tmp_path))
+    assert "the training backup needs at least" in line and "4.0 MB free" in line, line
+    assert not list((disk / "run" / "backup").iterdir())
