@@ -395,7 +395,8 @@ def test_uploads_decode_as_the_commands_read_files():
 @pytest.fixture(scope="module")
 def guarded_server():
     with running_server("--model", "dlib-models", "--token", "T", "--body_timeout", "1",
-                        "--max_upload_mb", "1") as url:  # fmt: skip
+                        "--max_upload_mb", "1", "--header_timeout", "1",
+                        "--max_connections", "4") as url:  # fmt: skip
         yield url
 
 
@@ -418,6 +419,53 @@ def test_a_stalled_body_is_answered_408_and_frees_the_connection(guarded_server)
         )
         answer = client.recv(200)
     assert answer.startswith(b"HTTP/1.1 408")
+
+
+def closed_by_server(client) -> bool:
+    try:
+        return client.recv(100) == b""
+    except ConnectionResetError:
+        return True
+
+
+@pytest.mark.slow
+def test_idle_connections_neither_lock_others_out_nor_stay_open(guarded_server):
+    """8 connections beyond the limit of 4: half send part of a request's headers, half send
+    nothing; another client is still served, and the server closes them all within its header
+    deadline (1 s)."""
+    import socket
+
+    host, port = guarded_server.removeprefix("http://").split(":")
+    idle = [socket.create_connection((host, int(port)), timeout=10) for _ in range(8)]
+    try:
+        for client in idle[::2]:
+            client.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(0.2)
+        assert httpx.get(f"{guarded_server}/healthz", timeout=5).status_code == 200
+        started = time.monotonic()
+        assert all(closed_by_server(client) for client in idle)
+        assert time.monotonic() - started < 5
+    finally:
+        for client in idle:
+            client.close()
+
+
+@pytest.mark.slow
+def test_a_body_arriving_slowly_but_steadily_is_not_called_stalled(guarded_server):
+    """The body deadline (1 s) is a stall timer: 12 bytes, one every 0.3 s, take 3.6 s."""
+    import socket
+
+    host, port = guarded_server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as client:
+        client.sendall(
+            b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer T\r\n"
+            b"Content-Type: image/png\r\nContent-Length: 12\r\n\r\n"
+        )
+        for byte in b"not an image":
+            time.sleep(0.3)
+            client.sendall(bytes([byte]))
+        answer = client.recv(200)
+    assert answer.startswith(b"HTTP/1.1 4") and not answer.startswith(b"HTTP/1.1 408"), answer
 
 
 @pytest.mark.slow

@@ -49,6 +49,8 @@ class Limits:
     max_megapixels: float = 40.0
     queue: int = 64  # requests waiting or running at once; beyond it, 503
     body_timeout_s: float = 20.0  # the longest wait for the next piece of a request body
+    header_timeout_s: float = 10.0  # the longest a connection may go without a whole request
+    max_connections: int = 256  # open connections; idle ones are closed to make room
 
     @property
     def max_upload_bytes(self) -> int:
@@ -128,6 +130,75 @@ class UploadLimit:
         megabytes = (self.limit - MULTIPART_OVERHEAD) / 1_000_000
         detail = f"the upload is over the server's limit of {megabytes:g} MB"
         await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+
+
+BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n"
+    b"content-length: 20\r\nconnection: close\r\n\r\nbusy: retry shortly"
+)
+
+
+def connection_protocol(limits: Limits) -> type:
+    """uvicorn's h11 protocol, with two guards uvicorn lacks: a connection that has not sent a
+    whole request's headers within `header_timeout_s` (a new one, or one idle between
+    requests) is closed, and `max_connections` counts the connections being served: a new
+    connection beyond it closes the longest-idle ones (those with no request in progress,
+    headers half sent included) rather than be refused while sockets merely wait."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class GuardedProtocol(H11Protocol):
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self.idle_since = self.loop.time()
+            self.deadline = None
+            self.arm()
+            self.make_room()
+
+        def make_room(self) -> None:
+            open_ = [c for c in self.connections if not c.transport.is_closing()]
+            excess = len(open_) - limits.max_connections
+            if excess <= 0:
+                return
+            idle = sorted((c for c in open_ if c is not self and c.idle()),
+                          key=lambda c: c.idle_since)  # fmt: skip
+            for connection in idle[:excess]:
+                connection.transport.close()
+            if len(idle) < excess:  # every other connection is being served
+                self.transport.write(BUSY)
+                self.transport.close()
+
+        def idle(self) -> bool:
+            return self.cycle is None or self.cycle.response_complete
+
+        def arm(self) -> None:
+            self.disarm()
+            self.idle_since = self.loop.time()
+            self.deadline = self.loop.call_later(limits.header_timeout_s, self.expire)
+
+        def disarm(self) -> None:
+            if self.deadline is not None:
+                self.deadline.cancel()
+                self.deadline = None
+
+        def expire(self) -> None:
+            if self.idle() and not self.transport.is_closing():
+                self.transport.close()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if not self.idle():
+                self.disarm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if self.idle():
+                self.arm()
+
+        def connection_lost(self, exc) -> None:
+            self.disarm()
+            super().connection_lost(exc)
+
+    return GuardedProtocol
 
 
 def decode_upload(data: bytes, limits: Limits) -> np.ndarray:

@@ -40,8 +40,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds a request body may stall before 408: slow clients cannot pin the server",
     )  # fmt: skip
     parser.add_argument(
+        "--header_timeout", type=number(float, 0.1), default=10.0,
+        help="seconds a connection may go without sending a whole request's headers before "
+        "it is closed (a new one, or one kept alive between requests)",
+    )  # fmt: skip
+    parser.add_argument(
         "--max_connections", type=number(int, 1), default=256,
-        help="open connections at once; more get 503 (default 256)",
+        help="open connections at once; beyond it the longest-idle ones are closed, and a "
+        "new one gets 503 only when all are being served (default 256)",
     )  # fmt: skip
     parser.add_argument(
         "--ssl-certfile", "--ssl_certfile", dest="ssl_certfile", type=Path,
@@ -106,13 +112,16 @@ def main(argv: list[str] | None = None) -> None:
 
     check_port(args.host, args.port)  # before the model loads: a taken port fails fast
     check_tls(args)
-    limits = serving.Limits(args.max_upload_mb, args.max_megapixels, args.queue, args.body_timeout)
+    limits = serving.Limits(
+        args.max_upload_mb, args.max_megapixels, args.queue, args.body_timeout,
+        args.header_timeout, args.max_connections,
+    )  # fmt: skip
     inference = serving.Inference(options.load_model(args), options.make_detector(args, 1), limits)
     app = serving.create_app(inference, args.token, args.cors)
     print(f"model: {inference.model_name}, detector: {args.detector}")
     uvicorn.run(
         app, host=args.host, port=args.port, log_level="info",
-        limit_concurrency=args.max_connections,
+        http=serving.connection_protocol(limits),
         ssl_certfile=args.ssl_certfile and str(args.ssl_certfile),
         ssl_keyfile=args.ssl_keyfile and str(args.ssl_keyfile),
     )  # fmt: skip
