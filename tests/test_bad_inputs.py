@@ -94,6 +94,23 @@ def test_demo_outputs_of_one_run_never_share_a_path(tmp_path, capsys):
     assert (out / "predictions.csv").read_bytes() == before  # the same run, the same table
 
 
+def test_demo_never_replaces_a_file_it_did_not_write(tmp_path, capsys):
+    """coll/x.png is the user's own photo; coll/sub/x.png's annotated copy would take its name."""
+    photo_folder(tmp_path / "coll" / "sub", ["x.png"])
+    own = tmp_path / "coll" / "x.png"
+    own.write_bytes(b"the user's own photo")
+    args = ["--image_dir", tmp_path / "coll" / "sub", "--model", "dlib-models",
+            "--output_dir", tmp_path / "coll", "--no-display"]  # fmt: skip
+    for extra in [[], ["--overwrite"]]:
+        line = refusal(capsys, demo_script.main, *args, *extra)
+        assert f"{own} is not an output of the last demo run there" in line, line
+    assert own.read_bytes() == b"the user's own photo"
+    # A table that lists other files does not make x.png the demo's either.
+    (tmp_path / "coll" / "predictions.csv").write_text("file,frame,status\ny.png,,ok\n")
+    assert "is not an output" in refusal(capsys, demo_script.main, *args, "--overwrite")
+    assert own.read_bytes() == b"the user's own photo"
+
+
 def test_a_second_evaluation_keeps_the_first_report(tmp_path, capsys):
     photo_folder(tmp_path / "img")
     csv = tmp_path / "labels.csv"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 from tqdm import tqdm
 
 from age_gender.api import FaceAnalyzer
@@ -22,6 +23,7 @@ from age_gender.faces import FaceDetector
 from age_gender.files import atomic_output, check_inputs_kept
 from age_gender.images import is_image_file, printable, read_image
 from age_gender.records import image_rows, typed, unreadable_row, write_table
+from age_gender.schema import UNREADABLE
 from age_gender.tracking import FaceTracker
 
 WINDOW = "age and gender (q to quit)"
@@ -102,16 +104,44 @@ def write_image(path: Path, image: np.ndarray) -> None:
 PREDICTION_FILES = ["predictions.csv", "predictions.json"]
 
 
+def earlier_outputs(output_dir: Path) -> set[Path]:
+    """What the last demo run into `output_dir` wrote there, as its predictions.csv records:
+    the annotated copies of the images it read, its video, and the tables. Nothing else in the
+    folder is the demo's to replace."""
+    try:
+        table = pd.read_csv(output_dir / "predictions.csv", dtype=str, keep_default_na=False)
+    except (OSError, ValueError):  # none, or not a table: nothing there is known to be ours
+        return set()
+    if not {"file", "frame", "status"} <= set(table.columns):
+        return set()
+    stills = table[table["frame"] == ""].drop_duplicates("file")
+    names = annotated_names([Path(file) for file in stills["file"]])
+    written = {name for name, status in zip(names, stills["status"], strict=True)
+               if status != UNREADABLE}  # fmt: skip
+    videos = {f"{file}.mp4" for file in table.loc[table["frame"] != "", "file"]}
+    return {output_dir / name for name in written | videos | set(PREDICTION_FILES)}
+
+
 def check_outputs(
     inputs: list[Path], names: list[str], output_dir: Path | None, overwrite: bool
 ) -> None:
     """Refuses, before any work, outputs (`names` and the tables, in `output_dir`) that would
-    replace one of `inputs`, or an earlier run's output without `overwrite`."""
+    replace one of `inputs` or a file the demo did not write, or, without `overwrite`, an
+    earlier run's output."""
     if output_dir is None:
         return
     outputs = [output_dir / name for name in names]
     check_inputs_kept(outputs, inputs)
     existing = [path for path in outputs if path.exists()]
+    ours = earlier_outputs(output_dir) if existing else set()
+    foreign = [path for path in existing if path.is_file() and path not in ours]
+    if foreign:
+        others = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        raise UserError(
+            f"{printable(str(foreign[0]))}{others} is not an output of the last demo run there "
+            "(its predictions.csv does not list it), so the demo will not replace it; move it "
+            "or choose another --output_dir"
+        )
     if existing and not overwrite:
         others = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
         raise UserError(
