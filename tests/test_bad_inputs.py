@@ -156,6 +156,14 @@ def test_a_dead_worker_fails_the_run_in_one_line():
         list(pool.map(die, range(4)))
 
 
+def test_more_workers_than_the_memory_holds_are_capped_with_a_note(capsys):
+    """annotate.py --workers 10000 would start one process per image of a part."""
+    with jobs.WorkerPool(10_000_000) as pool:
+        assert list(pool.map(abs, [-1, -2, -3])) == [1, 2, 3]
+    note = capsys.readouterr().out
+    assert "workers, not 10000000: each takes about" in note and "GB are free" in note
+
+
 def test_negative_camera_index_and_out_of_range_numbers_are_refused(capsys):
     assert "--camera: must be 0 or more" in refusal(capsys, demo_script.main, "--camera", "-1")
     assert "--upsample: must be 3 at most" in refusal(

@@ -127,11 +127,38 @@ def start_worker(initializer: Callable | None, initargs: tuple) -> None:
         initializer(*initargs)
 
 
+WORKER_MEMORY = 300_000_000  # bytes one worker takes: Python, OpenCV, a detector, its images
+
+
+def available_memory() -> int:
+    """Bytes of memory free for new processes (MemAvailable on Linux, else free pages)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def worker_count(requested: int) -> int:
+    """`requested`, or as many workers as the free memory holds, with a note when fewer."""
+    available = available_memory()
+    fit = max(1, available // WORKER_MEMORY)
+    if requested <= fit:
+        return requested
+    print(f"note: {fit} workers, not {requested}: each takes about "
+          f"{WORKER_MEMORY / 1e9:.1f} GB and {available / 1e9:.1f} GB are free")  # fmt: skip
+    return fit
+
+
 class WorkerPool:
     """Spawned worker processes (never forked from a process running TensorFlow, which hangs),
-    each set up once by `initializer` (by default, none beyond `start_worker`'s)."""
+    each set up once by `initializer` (by default, none beyond `start_worker`'s); no more of
+    them than the free memory holds."""
 
     def __init__(self, workers: int, initializer: Callable | None = None, initargs: tuple = ()):
+        workers = worker_count(workers)
         context = multiprocessing.get_context("spawn")
         self.executor = ProcessPoolExecutor(workers, context, start_worker, (initializer, initargs))
 
