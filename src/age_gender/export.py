@@ -7,7 +7,11 @@ a SavedModel inside its folder (`assets.extra/age_gender.json`), TFLite in a sid
 it (`model.tflite.json`).
 """
 
+import contextlib
 import json
+import logging
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -67,11 +71,28 @@ def traced(estimator: KerasEstimator) -> keras.Model:
     return network
 
 
+@contextlib.contextmanager
+def quiet_tf2onnx() -> Iterator[None]:
+    """tf2onnx logs each optimizer pass it cannot apply as a warning with a traceback (harmless:
+    the graph stays as it was, and parity is checked after), and Keras' bridge to it imports
+    with a NumPy FutureWarning: neither is the user's business."""
+    logger = logging.getLogger("tf2onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def write_onnx(estimator: KerasEstimator, path: Path) -> OnnxEstimator:
     """Keras' own ONNX export, the metadata written into the file; the file's runner."""
     import onnx
 
-    traced(estimator).export(str(path), format="onnx", verbose=False)
+    with quiet_tf2onnx():
+        traced(estimator).export(str(path), format="onnx", verbose=False)
     exported = onnx.load(str(path))
     if len(exported.graph.input) != 1:
         names = ", ".join(graph_input.name for graph_input in exported.graph.input)

@@ -12,6 +12,7 @@ from age_gender.estimators.base import (
     head_outputs,
     import_runtime,
 )
+from age_gender.quiet import quiet_stderr
 
 
 def sidecar_path(model_path: Path) -> Path:
@@ -47,7 +48,8 @@ class TFLiteEstimator(CropEstimator):
 
     def probabilities(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self.interpreter.resize_tensor_input(self._input, crops.shape)
-        self.interpreter.allocate_tensors()
+        with quiet_stderr():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" line
+            self.interpreter.allocate_tensors()
         self.interpreter.set_tensor(self._input, crops.astype(np.float32))
         self.interpreter.invoke()
         gender, age = (self.interpreter.get_tensor(index) for index in self._outputs)
