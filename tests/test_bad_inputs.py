@@ -682,3 +682,22 @@ def test_an_image_gone_after_the_check_names_itself(tmp_path):
     (tmp_path / "a.jpg").write_bytes(b"")
     with pytest.raises(Exception, match=r"cannot read \S*a\.jpg"):  # what training turns into
         next(iter(data))  # one line (training.train)
+
+
+def test_training_reads_every_format_the_commands_read(tmp_path):
+    """TIFF and PPM were skipped by training's TensorFlow check, and a PNG with bytes after its
+    end (some writers append them) was called truncated by every command."""
+    image = small_astronaut(64)
+    for name in ("a.tiff", "b.ppm"):
+        cv2.imwrite(str(tmp_path / name), image)
+    png = cv2.imencode(".png", image)[1].tobytes()
+    (tmp_path / "c.png").write_bytes(png + b"appended by another program " * 4)
+    (tmp_path / "cut.png").write_bytes(png[: len(png) - 20])
+    assert images.read_image(tmp_path / "c.png") is not None
+    assert images.read_image(tmp_path / "cut.png") is None
+    names = ["a.tiff", "b.ppm", "c.png", "cut.png"]
+    frame = pd.DataFrame({"genders": [1] * 4, "ages": [25] * 4, "img_paths": names})
+    kept = dataset.drop_unreadable(frame, tmp_path)
+    assert kept["img_paths"].tolist() == names[:3]
+    crops = next(iter(dataset.make_dataset(kept, tmp_path, CropSpec(16), 3)))[0].numpy()
+    assert crops.shape == (3, 16, 16, 3) and crops.std() > 0

@@ -4,8 +4,8 @@ the one rule for what is an image.
 Files are read as bytes by Python and decoded by `cv2.imdecode`: OpenCV's own file functions
 crash on names that are not valid UTF-8. Decoding is strict: a JPEG cut short (OpenCV would fill
 the missing part grey and report a face in it) or a PNG without its end is unreadable, not half
-an image. Training's `dataset.drop_unreadable` refuses what this reader refuses, and what
-TensorFlow's decoders refuse besides (a JPEG whose coded data is scrambled).
+an image. Training's `dataset.drop_unreadable` refuses what this reader refuses, and JPEGs that
+TensorFlow's strict decoder refuses besides (coded data scrambled, which OpenCV reads as noise).
 """
 
 import os
@@ -80,8 +80,20 @@ def complete(data: bytes) -> bool:
     if is_jpeg(data):
         return jpeg_complete(data)
     if data.startswith(b"\x89PNG"):
-        return b"IEND" in data[-64:]
+        return png_complete(data)
     return True
+
+
+def png_complete(data: bytes) -> bool:
+    """Whether a PNG's chunks run whole to IEND: each is walked by its length (bytes after IEND,
+    which some writers append, are allowed)."""
+    position = 8
+    while position + 8 <= len(data):
+        kind = data[position + 4 : position + 8]
+        position += 12 + int.from_bytes(data[position : position + 4], "big")
+        if kind == b"IEND":
+            return position <= len(data)
+    return False
 
 
 def decode_image(data: bytes, rgb: bool = True) -> np.ndarray | None:
@@ -109,14 +121,18 @@ def read_image(path: Path) -> np.ndarray | None:
         return None
 
 
-def whole_image_file(path: str) -> bool:
-    """Whether a file holds a whole image by `complete`'s test (a cut JPEG or PNG does not)."""
+def readable_file(path: str) -> bool:
+    """Whether this reader reads a file. JPEGs are checked whole by their markers only, as the
+    caller decodes them itself (training's strict probe, at a fraction of the cost); any other
+    file is decoded."""
     try:
         with open(path, "rb") as file:
             data = file.read()
-    except OSError:
+    except (OSError, ValueError):
         return False
-    return bool(data) and complete(data)
+    if is_jpeg(data):
+        return complete(data)
+    return decode_image(data, rgb=False) is not None
 
 
 def unreadable_reason(path: str) -> str:
@@ -126,7 +142,7 @@ def unreadable_reason(path: str) -> str:
     """
     try:
         with open(path, "rb") as file:
-            head = file.read(8)
+            head = file.read(12)
             file.seek(max(0, file.seek(0, 2) - 1024))
             tail = file.read()
     except FileNotFoundError:
@@ -138,10 +154,10 @@ def unreadable_reason(path: str) -> str:
     if is_jpeg(head):
         return "corrupt JPEG" if b"\xff\xd9" in tail else "truncated JPEG"
     if head.startswith(b"\x89PNG"):
-        return "corrupt PNG" if b"IEND" in tail[-64:] else "truncated PNG"
-    if head.startswith((b"BM", b"GIF8")):
+        return "corrupt PNG" if b"IEND" in tail else "truncated PNG"
+    if has_image_signature(head):
         return "corrupt image"
-    return "not a JPEG, PNG, BMP or GIF"
+    return "not an image OpenCV decodes"
 
 
 def printable(name: str) -> str:
