@@ -100,7 +100,7 @@ def test_a_killed_run_resumes_and_lists_every_image_once(tmp_path, run_script):
         pd.read_pickle(part)
 
     other = run_script(*map(str, arguments[:-4]), "--part_size", "3", "--workers", "1")
-    assert "holds an unfinished run with other arguments" in user_error(other)
+    assert "holds an unfinished run made with another --part_size" in user_error(other)
     resumed = run_script(*map(str, arguments))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     done = int(resumed.stdout.split("resuming: ")[1].split()[0])

@@ -341,12 +341,12 @@ def test_landmarks_refuse_parts_of_another_root(tmp_path, capsys):
     csv = tmp_path / "labels.csv"
     csv.write_text("genders,ages,img_paths\n0,40,a.png\n")
     output = tmp_path / "eyes.csv"
-    settings = {"root": str((tmp_path / "other").resolve()), "rows": 1, "chunk_size": 1000,
-                "upsample": 1}  # fmt: skip
+    settings = {"--root": str((tmp_path / "other").resolve()), "CSV (its rows)": 1,
+                "--chunk_size": 1000, "detector": 1}  # fmt: skip
     jobs.Parts(output, settings, overwrite=False)  # what a killed run on another root left
     line = refusal(capsys, landmarks_script.main, "--csv", csv, "--root", tmp_path / "one",
                    "--output", output)  # fmt: skip
-    assert "holds an unfinished run with other arguments" in line
+    assert "holds an unfinished run made with another --root, CSV (its rows), detector" in line
 
 
 # Messages ---------------------------------------------------------------------------------------
@@ -539,7 +539,7 @@ def test_two_runs_on_one_output_and_damaged_parts(tmp_path):
     assert not first.done(0, ["a.png"], "file")  # done again, not a traceback
     first.release()
     (first.folder / "settings.json").write_text("{not json")
-    with pytest.raises(UserError, match="unfinished run with other arguments"):
+    with pytest.raises(UserError, match="unfinished run made with settings it cannot read"):
         jobs.Parts(output, {"run": 1}, overwrite=False)
     assert jobs.Parts(output, {"run": 1}, overwrite=True).done(0, ["a.png"], "file") is False
 

@@ -70,10 +70,16 @@ class Parts:
             if earlier == settings:
                 return
             if not overwrite:
-                raise UserError(
-                    f"{self.folder} holds an unfinished run with other arguments; run again "
-                    "with the same arguments to finish it, or pass --overwrite to start over"
+                changed = sorted(
+                    key
+                    for key in settings.keys() | (earlier or {}).keys()
+                    if earlier is None or settings.get(key) != earlier.get(key)
                 )
+                what = f"another {', '.join(changed)}" if earlier else "settings it cannot read"
+                raise UserError(
+                    f"{self.folder} holds an unfinished run made with {what}; run again as "
+                    "before to finish it, or pass --overwrite to start over"
+                )  # fmt: skip
             shutil.rmtree(self.folder)
             self.lock.close()
         self.folder.mkdir()

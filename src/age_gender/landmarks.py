@@ -70,7 +70,7 @@ def run_settings(root: Path, frame: pd.DataFrame, chunk_size: int, detector: Det
     reordered, boxes edited), are never mixed in."""
     columns = ["img_paths", *(column for column in BOX_COLUMNS if column in frame)]
     rows = hashlib.sha256(frame[columns].to_csv(index=False).encode()).hexdigest()
-    return {"root": str(root.resolve()), "rows": rows, "chunk_size": chunk_size,
+    return {"--root": str(root.resolve()), "CSV (its rows)": rows, "--chunk_size": chunk_size,
             "detector": dataclasses.asdict(detector)}  # fmt: skip
 
 

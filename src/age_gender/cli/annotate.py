@@ -96,9 +96,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"-> {args.output}/ (a Parquet dataset)")
         return
     settings = {
-        "input": args.input, "root": str(root.resolve()), "model": estimator.name,
-        "finding": dataclasses.asdict(finding), "part_size": args.part_size,
-        "tta": estimator.tta,
+        "input": args.input, "--root": str(root.resolve()), "model": estimator.name,
+        "detector or crop": dataclasses.asdict(finding), "--part_size": args.part_size,
+        "--tta": estimator.tta,
     }  # fmt: skip
     parts = jobs.Parts(args.output, settings, args.overwrite)
     table = annotation.annotate(
