@@ -640,6 +640,12 @@ def test_an_empty_group_a_file_for_a_folder_and_a_momentum_above_1_are_refused(t
     )
     with pytest.raises(UserError, match=r"model.batchnorm_momentum must be a number in \[0, 1\)"):
         check_ranges(compose_config(["model.batchnorm_momentum=1.5"]))
+    with pytest.raises(UserError, match=r"train.momentum must be a number in \[0, 1\), not nan"):
+        check_ranges(compose_config(["train.momentum=nan"]))
+    for added in ("+foo=1", "+train.nope=3"):  # Hydra would add them, and nothing reads them
+        with pytest.raises(UserError, match="the schema has no key"):
+            compose_config([added])
+    assert compose_config(["++train.lr=0.1", "+experiment=utkface_cpu"]).train.lr == 0.1
 
 
 def test_a_refused_cache_leaves_no_empty_folder(tmp_path, capsys):

@@ -340,6 +340,12 @@ def test_a_refused_start_leaves_no_output_folder(disks, tmp_path, run_script):
         )  # fmt: skip
         user_error(result)
         assert not (tmp_path / "o").exists(), override
+    # The default output folder (checkpoint/<model>_<size>), its parent included; a file named
+    # as the image folder.
+    (tmp_path / "notes.txt").write_text("not a folder")
+    line = user_error(run_script("train.py", "data.root=notes.txt", cwd=tmp_path))
+    assert "image folder data.root=notes.txt is not a folder" in line
+    assert not (tmp_path / "checkpoint").exists()
 
 
 @pytest.mark.slow

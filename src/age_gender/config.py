@@ -156,6 +156,13 @@ def compose_config(overrides: list[str]) -> DictConfig:
     if removed:
         raise UserError(f"{removed[0]}: keys cannot be removed, the schema needs every one; set "
                         "a value instead (see README.md, train.py, for the keys)")  # fmt: skip
+    schema, absent = OmegaConf.structured(Config), object()
+    for override in overrides:
+        key = override.lstrip("+").split("=", 1)[0]
+        added = override.startswith("+") and not (CONFIG_DIR / key).is_dir()  # not a preset
+        if added and OmegaConf.select(schema, key, default=absent) is absent:
+            raise UserError(f"{override}: the schema has no key {key}, and keys cannot be added "
+                            "(see README.md, train.py, for the keys)")  # fmt: skip
     try:
         with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
             return compose("config", overrides=overrides)
@@ -184,6 +191,7 @@ def check_ranges(cfg: DictConfig) -> None:
         ("train.augment.scale", 0, 1), ("train.augment.shift", 0, 1),
         ("train.augment.rotation", 0, 181), ("train.mixup_alpha", 0, math.inf),
         ("train.warmup_epochs", 0, math.inf), ("model.batchnorm_momentum", 0, 1),
+        ("train.momentum", 0, 1),
     ):  # fmt: skip
         value = OmegaConf.select(cfg, key)
         if value is not None and not low <= value < high:

@@ -95,6 +95,8 @@ def output_folder(path: Path) -> Iterator[Path]:
         for folder in made:  # deepest first; one that holds anything stays, with its parents
             try:
                 folder.rmdir()
+            except FileNotFoundError:  # removed already, by the failed work's own clean-up
+                continue
             except OSError:
                 break
         raise

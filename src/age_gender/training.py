@@ -84,7 +84,8 @@ def read_splits(data: DictConfig, seed: int) -> tuple[pd.DataFrame, pd.DataFrame
     """Training and validation labels: `data.val_csv`, else a seeded `data.val_split` share."""
     for key in ("root", "val_root"):
         if not Path(data[key]).is_dir():
-            raise UserError(f"image folder data.{key}={data[key]} does not exist")
+            what = "is not a folder" if Path(data[key]).exists() else "does not exist"
+            raise UserError(f"image folder data.{key}={data[key]} {what}")
     train = labels.read_labels_csv(Path(data.csv))
     if data.val_csv:
         return train, labels.read_labels_csv(Path(data.val_csv))

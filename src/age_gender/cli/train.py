@@ -4,6 +4,7 @@ python train.py model.model_name=EfficientNetB3 train.epochs=30
 python train.py +experiment=utkface_cpu data.root=data/UTKFace
 """
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -17,19 +18,20 @@ START_ROOM = 1_000_000  # bytes: Hydra's files and the log, written before any c
 
 
 @exit_on_user_error
-def check_output_dir(overrides: list[str]) -> None:
+def check_output_dir(overrides: list[str]) -> Path | None:
     """Refuses, in one line, overrides Hydra cannot compose (an unknown key, a bad value) and an
     output folder that cannot be written, before Hydra writes its files there (Hydra's own
     failures are several lines and a traceback). Command lines with Hydra's flags (--help,
-    --multirun) are left to Hydra."""
+    --multirun) are left to Hydra (None)."""
     from age_gender.files import check_output_folder, check_room
 
     if any(argument.startswith("-") for argument in overrides):
-        return
+        return None
     cfg = compose_config(overrides)
     check_ranges(cfg)  # before Hydra makes the output folder
     check_output_folder(Path(cfg.train.output_dir))
     check_room(Path(cfg.train.output_dir), START_ROOM, "training")
+    return Path(cfg.train.output_dir)
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
@@ -41,9 +43,13 @@ def train(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    """The command line (Hydra's overrides and flags, from sys.argv) checked, then trained."""
-    check_output_dir(sys.argv[1:])
-    train()
+    """The command line (Hydra's overrides and flags, from sys.argv) checked, then trained; a
+    run refused at its start leaves none of the folders it made (`checkpoint/` included)."""
+    from age_gender.files import output_folder
+
+    output_dir = check_output_dir(sys.argv[1:])
+    with output_folder(output_dir) if output_dir else contextlib.nullcontext():
+        train()
 
 
 if __name__ == "__main__":
