@@ -707,3 +707,24 @@ def test_training_reads_every_format_the_commands_read(tmp_path):
     assert kept["img_paths"].tolist() == names[:3]
     crops = next(iter(dataset.make_dataset(kept, tmp_path, CropSpec(16), 3)))[0].numpy()
     assert crops.shape == (3, 16, 16, 3) and crops.std() > 0
+
+
+def test_a_run_where_no_image_can_be_read_fails(tmp_path, capsys):
+    """A wrong folder or --root is an error, not a table of `unreadable` rows and exit 0."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a.png").write_text("not an image")
+    (folder / "b.jpg").write_bytes(b"")
+    line = refusal(capsys, demo_script.main, "--image_dir", folder, "--model", "dlib-models",
+                   "--output_dir", tmp_path / "out", "--no-display")  # fmt: skip
+    assert "none of the 2 images in the folder could be read" in line
+    line = refusal(capsys, annotate_script.main, folder, "--output", tmp_path / "t.csv",
+                   "--model", "dlib-models", "--workers", "1")  # fmt: skip
+    assert "none of the 2 images could be read (e.g. a.png)" in line
+    assert (pd.read_csv(tmp_path / "t.csv")["status"] == "unreadable").all()
+
+
+def test_refusals_show_names_that_are_not_utf8_as_tables_do(tmp_path, capsys):
+    line = refusal(capsys, demo_script.main, "--image_dir", tmp_path / NOT_UTF8,
+                   "--model", "dlib-models", "--no-display")  # fmt: skip
+    assert "\ufffd\ufffdbad.png does not exist" in line and "\udcff" not in line

@@ -23,9 +23,9 @@ from tqdm import tqdm
 from age_gender import jobs
 from age_gender.alignment import model_crops
 from age_gender.crops import CropSpec
-from age_gender.errors import UserError
+from age_gender.errors import UserError, printable
 from age_gender.faces import DetectorSpec, FaceDetector
-from age_gender.images import glob_files, image_files, once_each, printable, read_image
+from age_gender.images import glob_files, image_files, once_each, read_image
 from age_gender.records import image_rows, prediction_record, typed, unreadable_row, write_table
 from age_gender.schema import BOX_COLUMNS, OK, Prediction
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from age_gender.errors import UserError
+from age_gender.errors import UserError, printable
 from age_gender.estimators.base import TTA_MODES, Estimator
 from age_gender.estimators.presets import PRESETS, load_estimator
 from age_gender.faces import DETECTORS, DetectorSpec, FaceDetector
-from age_gender.images import printable, read_image
+from age_gender.images import read_image
 from age_gender.records import image_rows, json_record
 from age_gender.schema import Face, Prediction
 

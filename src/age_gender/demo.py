@@ -18,10 +18,10 @@ from tqdm import tqdm
 
 from age_gender.api import FaceAnalyzer
 from age_gender.drawing import draw_faces
-from age_gender.errors import UserError
+from age_gender.errors import UserError, printable
 from age_gender.faces import FaceDetector
 from age_gender.files import atomic_output, check_inputs_kept
-from age_gender.images import is_image_file, printable, read_image
+from age_gender.images import is_image_file, read_image
 from age_gender.records import image_rows, typed, unreadable_row, write_table
 from age_gender.schema import UNREADABLE
 from age_gender.tracking import FaceTracker
@@ -197,6 +197,9 @@ def run_images(
     if unreadable:
         print(f"skipped {len(unreadable)} files that are not readable images (not an image, "
               f"cut short or corrupt), e.g. {printable(unreadable[0].name)}")  # fmt: skip
+    if images and len(unreadable) - len(others) == len(images):
+        raise UserError(f"none of the {len(images)} images in the folder could be read (not "
+                        "images, cut short or corrupt); check --image_dir")  # fmt: skip
 
 
 def frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:

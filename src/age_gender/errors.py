@@ -12,6 +12,12 @@ from typing import NoReturn, TypeVar
 T = TypeVar("T")
 
 
+def printable(name: str) -> str:
+    """A file name (or a line naming files) as text a table or a terminal can hold: bytes that
+    are not UTF-8 (kept by Python as surrogates) become U+FFFD."""
+    return os.fsencode(name).decode("utf-8", "replace")
+
+
 class UserError(Exception):
     """Something the user can fix: the message says what is wrong and what to do."""
 
@@ -40,7 +46,7 @@ def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
         try:
             return main(*args, **kwargs)
         except UserError as error:
-            print(f"error: {error}", file=sys.stderr)
+            print(f"error: {printable(str(error))}", file=sys.stderr)
             sys.exit(2)
         except OSError as error:  # a writer outside `files.atomic_output` (a log, a backup)
             if disk_error(error) is None:

@@ -160,12 +160,6 @@ def unreadable_reason(path: str) -> str:
     return "not an image OpenCV decodes"
 
 
-def printable(name: str) -> str:
-    """A file name as text a table can hold: bytes that are not UTF-8 (kept by Python as
-    surrogates) become U+FFFD."""
-    return os.fsencode(name).decode("utf-8", "replace")
-
-
 def once_each(paths: list) -> list:
     """The files among `paths`, sorted, each file once however many paths (links, link loops
     that a glob's `**` walks into) lead to it."""

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import scipy.io
 
-from age_gender.errors import UserError
-from age_gender.images import SUFFIXES, printable
+from age_gender.errors import UserError, printable
+from age_gender.images import SUFFIXES
 from age_gender.schema import BOX_COLUMNS, LABEL_COLUMNS, MAX_AGE, UNKNOWN_GENDER
 
 IMDB_WIKI_FIELDS = ("full_path", "dob", "gender", "photo_taken", "face_score", "second_face_score")

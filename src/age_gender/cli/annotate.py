@@ -16,7 +16,7 @@ from pathlib import Path
 
 from age_gender import schema
 from age_gender.cli import options
-from age_gender.errors import ArgumentParser, UserError, exit_on_user_error, number
+from age_gender.errors import ArgumentParser, UserError, exit_on_user_error, number, printable
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -111,6 +111,11 @@ def main(argv: list[str] | None = None) -> None:
         f"{counts.get(schema.NO_FACE, 0)} without a face, "
         f"{counts.get(schema.UNREADABLE, 0)} unreadable -> {args.output}"
     )
+    if counts.get(schema.UNREADABLE, 0) == len(names):
+        raise UserError(
+            f"none of the {len(names)} images could be read (e.g. {printable(str(names[0]))}); "
+            f"check the input and --root ({args.output} lists each as unreadable)"
+        )
 
 
 if __name__ == "__main__":
