@@ -103,7 +103,7 @@ def main() -> None:
         demo_faces = sum(1 for row in annotator.rows if "age" in row)
 
         names = [path.name for path in paths]
-        finding = annotation.FaceFinding.for_model(estimator, detector)
+        finding = annotation.FaceFinding(detector.spec, estimator.crop_spec)
         output = folder / "faces.parquet"
         parts = jobs.Parts(output, {"bench": True}, overwrite=True)
         started = time.perf_counter()

@@ -18,7 +18,7 @@ from age_gender.estimators.base import decode
 from age_gender.estimators.dlib_models import DlibModelsEstimator
 from age_gender.estimators.keras_model import KerasEstimator
 from age_gender.estimators.presets import load_estimator
-from age_gender.schema import Prediction
+from age_gender.schema import BOX_COLUMNS, Prediction
 from age_gender.tracking import FaceTracker
 
 
@@ -201,11 +201,14 @@ def test_every_estimator_path_crops_with_the_models_offset(varied_model):
     spec = runner.crop_spec
     image, box = astronaut(), ASTRONAUT_FACE
     crop = crops.face_crops(image, [box], spec)
-    moved = runner.predict_faces([(image, box, None)])[0]
+    moved = runner.predict(image, [box])[0]
     assert moved.age == pytest.approx(runner.predict_crops(crop)[0].age, abs=1e-4)
     unmoved = crops.face_crops(image, [box], dataclasses.replace(spec, offset=(0.0, 0.0)))
     assert moved.age != pytest.approx(runner.predict_crops(unmoved)[0].age, abs=1e-3)
-    from age_gender.annotation import FaceFinding
+    from age_gender.annotation import Examiner, FaceFinding
 
-    finding = FaceFinding.for_model(runner, faces.DetectorSpec().build())
-    assert finding.crop.offset == (0.25, -0.2)  # what the annotate workers crop with
+    # An annotate worker, given the spec alone, crops what the estimator crops.
+    examiner = Examiner(REPO / "examples", FaceFinding(faces.DetectorSpec("hog"), spec))
+    rows, worker_crops = examiner("astronaut.png")
+    assert [tuple(rows[0][column] for column in BOX_COLUMNS)] == [box]
+    assert np.array_equal(worker_crops, crop)

@@ -16,18 +16,17 @@ from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from age_gender import jobs
-from age_gender.alignment import model_crops
 from age_gender.crops import CropSpec
 from age_gender.errors import UserError, printable
-from age_gender.faces import DetectorSpec, FaceDetector
+from age_gender.estimators.base import face_inputs
+from age_gender.faces import DetectorSpec
 from age_gender.images import glob_files, image_files, once_each, read_image
 from age_gender.records import image_rows, prediction_record, typed, unreadable_row, write_table
-from age_gender.schema import BOX_COLUMNS, OK, Prediction
+from age_gender.schema import OK, Prediction
 
 PARTS_AHEAD = 2  # parts being decoded while the model runs: bounds the crops held in memory
 
@@ -73,16 +72,11 @@ def csv_images(path: Path, base: Path) -> list[str]:
 
 @dataclasses.dataclass(frozen=True)
 class FaceFinding:
-    """How workers find and crop faces: the detector's settings and the model's crop (None: the
-    model takes whole images and crops itself, as dlib-models does)."""
+    """How workers find and crop faces: the detector's settings and the model's crop spec (None
+    for a model that crops faces itself)."""
 
     detector: DetectorSpec = DetectorSpec()
     crop: CropSpec | None = None
-
-    @classmethod
-    def for_model(cls, estimator, detector: FaceDetector) -> "FaceFinding":
-        """The settings of `detector`, and the crops `estimator` takes."""
-        return cls(detector.spec, estimator.crop_spec)
 
 
 class Examiner:
@@ -94,10 +88,9 @@ class Examiner:
         self.finding = finding
         self.detector = finding.detector.build()
 
-    def __call__(self, name: str) -> tuple[list[dict], np.ndarray | None]:
+    def __call__(self, name: str) -> tuple[list[dict], object]:
         """One image's rows (one per face, else one saying why there is none) and its faces'
-        crops (N, S, S, 3), or the whole image for a model that crops itself; None without
-        faces."""
+        `face_inputs` (None without faces)."""
         image = read_image(self.root / name)
         if image is None:
             return [unreadable_row(printable(name))], None
@@ -105,10 +98,8 @@ class Examiner:
         rows = image_rows(printable(name), image.shape, faces)
         if not faces:
             return rows, None
-        if self.finding.crop is None:
-            return rows, image
         boxes, eyes = [face.box for face in faces], [face.eyes for face in faces]
-        return rows, model_crops(image, boxes, self.finding.crop, eyes)
+        return rows, face_inputs(image, boxes, eyes, self.finding.crop)
 
 
 _examiner: list[Examiner] = []  # the worker process's one examiner
@@ -118,45 +109,36 @@ def start_worker(root: Path, finding: FaceFinding) -> None:
     _examiner[:] = [Examiner(root, finding)]
 
 
-def examine(name: str) -> tuple[list[dict], np.ndarray | None]:
+def examine(name: str) -> tuple[list[dict], object]:
     return _examiner[0](name)
 
 
 class FaceBatches:
-    """Faces gathered across images and estimated `batch_size` at a time as they arrive, so the
-    model runs while the workers go on; predictions come out in the order faces went in."""
+    """Faces gathered across images and estimated once `batch_size` of them wait, so the model
+    runs while the workers go on; predictions come out in the order faces went in."""
 
     def __init__(self, estimator, batch_size: int):
         self.estimator = estimator
         self.batch_size = batch_size
-        self.crops: list[np.ndarray] = []
+        self.waiting: list = []
+        self.faces = 0
         self.predictions: list[Prediction] = []
 
-    def add(self, rows: list[dict], faces: np.ndarray | None) -> None:
-        """One image's rows and what `examine` gave of its faces."""
-        if faces is None:
+    def add(self, rows: list[dict], inputs: object) -> None:
+        """One image's rows and its faces' `face_inputs` (None without faces)."""
+        if inputs is None:
             return
-        if self.estimator.crop_spec is None:  # a model that crops itself
-            self.predictions += self.estimator.predict(faces, [box(row) for row in rows])
-            return
-        self.crops.append(faces)
-        if sum(len(crops) for crops in self.crops) >= self.batch_size:
-            self.run(whole_batches_only=True)
+        self.waiting.append(inputs)
+        self.faces += sum(row["status"] == OK for row in rows)
+        if self.faces >= self.batch_size:
+            self.run()
 
-    def run(self, whole_batches_only: bool = False) -> list[Prediction]:
-        """Estimates the faces waiting (but those short of a whole batch, if asked)."""
-        if self.crops:
-            crops = np.concatenate(self.crops)
-            end = len(crops) - len(crops) % self.batch_size if whole_batches_only else len(crops)
-            for start in range(0, end, self.batch_size):
-                batch = crops[start : min(start + self.batch_size, end)]
-                self.predictions += self.estimator.predict_crops(batch)
-            self.crops = [crops[end:]] if end < len(crops) else []
+    def run(self) -> list[Prediction]:
+        """Estimates the faces waiting; all the predictions so far."""
+        if self.waiting:
+            self.predictions += self.estimator.predict_inputs(self.waiting)
+            self.waiting, self.faces = [], 0
         return self.predictions
-
-
-def box(row: dict) -> tuple[int, int, int, int]:
-    return tuple(row[column] for column in BOX_COLUMNS)
 
 
 def with_predictions(rows: list[dict], predictions: list[Prediction]) -> list[dict]:

