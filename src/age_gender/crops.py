@@ -39,9 +39,11 @@ class CropSpec:
         return cls(metadata["img_size"], metadata["margin"], offset, bool(metadata.get("aligned")))
 
 
-def is_box(box) -> bool:
-    """Whether a face box is one: x_max <= x_min means 'no box', the whole image is the face."""
-    return float(box[2]) > float(box[0])
+def is_box(boxes) -> bool | np.ndarray:
+    """Whether a face box (x_min, y_min, x_max, y_max) is one, or which rows of an (N, 4)
+    array are: x_max <= x_min means 'no box', the whole image is the face."""
+    boxes = np.asarray(boxes, float)
+    return boxes[..., 2] > boxes[..., 0]
 
 
 def crop_box(shape: tuple, box, margin: float, offset=(0.0, 0.0)) -> np.ndarray:

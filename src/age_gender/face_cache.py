@@ -18,7 +18,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from age_gender import crops, jobs, labels
-from age_gender.crops import CropSpec
+from age_gender.crops import CropSpec, is_box
 from age_gender.errors import UserError
 from age_gender.files import atomic_output
 from age_gender.images import complete, decode_image
@@ -111,7 +111,7 @@ def cache_faces(
         raise UserError("the face cache holds unaligned crops: train aligned models "
                         "(data.align=true) from the original images")  # fmt: skip
     boxes = labels.face_boxes(frame)
-    if len(frame) and not labels.has_box(frame).any():
+    if len(frame) and not is_box(boxes).any():
         # Training measures where a detector's box sits in box-less crops (`framing`); cached,
         # they would have boxes, and the model would record data.margin instead.
         raise UserError("no row has a face box: these are face crops, small already; train on "

@@ -14,10 +14,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+JPEG = b"\xff\xd8\xff"  # a JPEG's first bytes (and an MPO's, a phone's multi-picture JPEG)
 # The first bytes of the formats OpenCV decodes (TIFF and WebP included), by which a file is an
 # image whatever its name.
 SIGNATURES = (
-    b"\xff\xd8\xff",  # JPEG (and MPO, a phone's multi-picture JPEG)
+    JPEG,
     b"\x89PNG\r\n\x1a\n",
     b"BM",
     b"II*\x00",
@@ -55,7 +56,7 @@ def is_image_file(path: Path) -> bool:
 
 
 def is_jpeg(data: bytes) -> bool:
-    return data.startswith(b"\xff\xd8")
+    return data.startswith(JPEG)  # as TensorFlow's tf.io.is_jpeg tests it
 
 
 def jpeg_complete(data: bytes) -> bool:

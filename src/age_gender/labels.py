@@ -359,14 +359,6 @@ def read_labels_csv(path: Path) -> pd.DataFrame:
     return frame
 
 
-def has_box(frame: pd.DataFrame) -> np.ndarray:
-    """Which rows have a face box: the box columns, not all empty (all empty: the whole image
-    is the face)."""
-    if not set(BOX_COLUMNS) <= set(frame.columns):
-        return np.zeros(len(frame), bool)
-    return frame[BOX_COLUMNS].notna().any(axis=1).to_numpy()
-
-
 def face_boxes(frame: pd.DataFrame) -> np.ndarray:
     """Each row's face box (x_min, y_min, x_max, y_max) as floats, (0, 0, 0, 0) for a row
     without one (no box columns, or all four empty): `crops.crop_box` then takes the whole
@@ -381,7 +373,8 @@ def check_boxes(frame: pd.DataFrame, path: Path) -> None:
     or before the image's corner (one line naming the first such row). A row whose four values
     are all empty has no box: the whole image is its face."""
     boxes = frame[BOX_COLUMNS].apply(pd.to_numeric, errors="coerce").to_numpy(float)
-    broken = has_box(frame) & (
+    given = frame[BOX_COLUMNS].notna().any(axis=1).to_numpy()  # any of the four values
+    broken = given & (
         ~np.isfinite(boxes).all(axis=1)
         | (boxes[:, 2] <= boxes[:, 0])
         | (boxes[:, 3] <= boxes[:, 1])

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from age_gender import dataset, dlib_resnet, framing, labels, model
 from age_gender.checkpoints import Backup, BestModel
 from age_gender.config import AgeBalance, Optimizer, Scheduler, TrainConfig, check_ranges
-from age_gender.crops import CropSpec
+from age_gender.crops import CropSpec, is_box
 from age_gender.errors import UserError
 from age_gender.estimators.base import decode
 from age_gender.files import atomic_output
@@ -251,7 +251,7 @@ def crop_spec(cfg: DictConfig, rows: pd.DataFrame) -> CropSpec:
     the detector's box sits in them, so that inference from a detected box crops what training
     saw."""
     size, margin = cfg.model.img_size, cfg.data.margin
-    boxed = labels.has_box(rows)
+    boxed = is_box(labels.face_boxes(rows))
     if cfg.data.align or boxed.all():
         return CropSpec(size, margin, aligned=bool(cfg.data.align))
     if boxed.any():
