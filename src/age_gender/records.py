@@ -74,10 +74,11 @@ def image_rows(
             "width": shape[1], "height": shape[0], "faces": len(faces)}  # fmt: skip
     if not faces:
         return [base]
-    records = [detection_record(face) for face in faces]
-    if predictions is not None:
-        records = [{**record, **prediction_record(prediction)}
-                   for record, prediction in zip(records, predictions, strict=True)]  # fmt: skip
+    if predictions is None:
+        records = [detection_record(face) for face in faces]
+    else:
+        records = [face_record(face, prediction)
+                   for face, prediction in zip(faces, predictions, strict=True)]  # fmt: skip
     return [{**base, "face": index, **record} for index, record in enumerate(records)]
 
 
