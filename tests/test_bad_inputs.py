@@ -34,6 +34,7 @@ from age_gender.crops import CropSpec
 from age_gender.errors import UserError
 from age_gender.estimators.keras_model import KerasEstimator
 from age_gender.estimators.presets import load_estimator
+from age_gender.limits import Limits
 from age_gender.testing.server_process import running_server
 
 ASTRONAUT = REPO / "examples" / "astronaut.png"
@@ -410,7 +411,7 @@ def mpo() -> bytes:
 
 @pytest.mark.slow
 def test_uploads_decode_as_the_commands_read_files():
-    limits = serving.Limits()
+    limits = Limits()
     decoded = serving.decode_upload(grey16_png(), limits)
     direct = cv2.cvtColor(small_astronaut(320), cv2.COLOR_BGR2GRAY)
     assert abs(float(decoded.mean()) - float(direct.mean())) < 2  # not almost white

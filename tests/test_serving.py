@@ -102,7 +102,9 @@ def test_predictions_are_the_demos(server, tmp_path, run_script):
         "max_upload_mb": 10.0,
         "max_megapixels": 40.0,
         "queue": 64,
-        "body_timeout_s": 20.0,
+        "body_timeout": 20.0,
+        "header_timeout": 10.0,
+        "max_connections": 256,
     }
 
 

@@ -31,6 +31,7 @@ from starlette.formparsers import MultiPartParser
 from age_gender.api import FaceAnalyzer
 from age_gender.faces import DETECTORS, FaceDetector
 from age_gender.images import decode_image
+from age_gender.limits import Limits
 from age_gender.records import face_record, json_record
 from age_gender.schema import FACE_TYPES
 
@@ -39,22 +40,6 @@ FORMATS = {"JPEG", "MPO", "PNG", "WEBP"}  # MPO: a phone's multi-picture JPEG
 MULTIPART_OVERHEAD = 64 * 1024  # bytes of a multipart body around the file: boundaries, headers
 DRAIN_LIMIT = 64 * 1024 * 1024  # bytes of a refused body read (and dropped) before the answer
 log = logging.getLogger("age_gender.serving")
-
-
-@dataclasses.dataclass(frozen=True)
-class Limits:
-    """What one request may ask of the server."""
-
-    max_upload_mb: float = 10.0
-    max_megapixels: float = 40.0
-    queue: int = 64  # requests waiting or running at once; beyond it, 503
-    body_timeout_s: float = 20.0  # the longest wait for the next piece of a request body
-    header_timeout_s: float = 10.0  # the longest a connection may go without a whole request
-    max_connections: int = 256  # open connections; idle ones are closed to make room
-
-    @property
-    def max_upload_bytes(self) -> int:
-        return int(self.max_upload_mb * 1_000_000)
 
 
 FaceRecord = create_model(
@@ -140,7 +125,7 @@ BUSY = (
 
 def connection_protocol(limits: Limits) -> type:
     """uvicorn's h11 protocol, with two guards uvicorn lacks: a connection that has not sent a
-    whole request's headers within `header_timeout_s` (a new one, or one idle between
+    whole request's headers within `header_timeout` (a new one, or one idle between
     requests) is closed, and `max_connections` counts the connections being served: a new
     connection beyond it closes the longest-idle ones (those with no request in progress,
     headers half sent included) rather than be refused while sockets merely wait."""
@@ -173,7 +158,7 @@ def connection_protocol(limits: Limits) -> type:
         def arm(self) -> None:
             self.disarm()
             self.idle_since = self.loop.time()
-            self.deadline = self.loop.call_later(limits.header_timeout_s, self.expire)
+            self.deadline = self.loop.call_later(limits.header_timeout, self.expire)
 
         def disarm(self) -> None:
             if self.deadline is not None:
@@ -311,7 +296,7 @@ def create_app(
     MultiPartParser.spool_max_size = limits.max_upload_bytes + MULTIPART_OVERHEAD
     app.add_middleware(
         UploadLimit, limit=limits.max_upload_bytes + MULTIPART_OVERHEAD,
-        timeout=limits.body_timeout_s,
+        timeout=limits.body_timeout,
     )  # fmt: skip
     if cors_origin:
         app.add_middleware(

@@ -6,12 +6,14 @@ python serve.py --model dlib-models --token SECRET --cors https://example.org
 """
 
 import argparse
+import dataclasses
 import socket
 import ssl
 from pathlib import Path
 
 from age_gender.cli import options
 from age_gender.errors import ArgumentParser, UserError, exit_on_user_error, number
+from age_gender.limits import Limits
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -22,33 +24,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     options.add_detector_options(parser, "default 1: uploads are photos, faces can be small")
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to accept other machines")
     parser.add_argument("--port", type=number(int, 0, 65535), default=8000, help="0: any free port")
-    parser.add_argument(
-        "--max_upload_mb", type=number(float, 0.001), default=10.0, help="largest upload (MB)"
-    )
-    parser.add_argument(
-        "--max_megapixels", type=number(float, 0.001), default=40.0,
-        help="largest image, in millions of pixels (decompression bombs stop here)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--queue", type=number(int, 1), default=64,
-        help="requests in progress at once; more get 503 (default 64)",
-    )  # fmt: skip
     parser.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on /v1 routes")
     parser.add_argument("--cors", metavar="ORIGIN", help="allow this web origin to call the API")
-    parser.add_argument(
-        "--body_timeout", type=number(float, 0.1), default=20.0,
-        help="seconds a request body may stall before 408: slow clients cannot pin the server",
-    )  # fmt: skip
-    parser.add_argument(
-        "--header_timeout", type=number(float, 0.1), default=10.0,
-        help="seconds a connection may go without sending a whole request's headers before "
-        "it is closed (a new one, or one kept alive between requests)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--max_connections", type=number(int, 1), default=256,
-        help="open connections at once; beyond it the longest-idle ones are closed, and a "
-        "new one gets 503 only when all are being served (default 256)",
-    )  # fmt: skip
+    for field in dataclasses.fields(Limits):
+        parser.add_argument(
+            f"--{field.name}", type=number(field.type, field.metadata["minimum"]),
+            default=field.default, help=f"{field.metadata['help']} (default {field.default})",
+        )  # fmt: skip
     parser.add_argument(
         "--ssl-certfile", "--ssl_certfile", dest="ssl_certfile", type=Path,
         help="serve HTTPS with this certificate (PEM): browsers give the camera and keep a "
@@ -112,10 +94,9 @@ def main(argv: list[str] | None = None) -> None:
 
     check_port(args.host, args.port)  # before the model loads: a taken port fails fast
     check_tls(args)
-    limits = serving.Limits(
-        args.max_upload_mb, args.max_megapixels, args.queue, args.body_timeout,
-        args.header_timeout, args.max_connections,
-    )  # fmt: skip
+    limits = Limits(
+        **{field.name: getattr(args, field.name) for field in dataclasses.fields(Limits)}
+    )
     inference = serving.Inference(options.load_model(args), options.make_detector(args, 1), limits)
     app = serving.create_app(inference, args.token, args.cors)
     print(f"model: {inference.model_name}, detector: {args.detector}")
