@@ -141,7 +141,7 @@ def test_an_interrupted_run_resumes_with_its_weights(disks, tmp_path):
     cfg = config(data_options(disks) + SMALL_MODEL)
     network = model.build_model("MobileNetV3Small", CropSpec(64), None, 0.0, 0.9)
     model.compile_model(network, keras.optimizers.Adam())
-    network.load_weights(output / "backup" / "latest.weights.h5")
+    network.load_weights(output / "backup" / "epoch-0001.weights.h5")
     rows = pd.read_csv(disks / "val.csv")
     val_data = dataset.make_dataset(rows, disks / "images", CropSpec(64), cfg.train.batch_size)
     loss = network.evaluate(val_data, verbose=0, return_dict=True)["loss"]
@@ -159,13 +159,17 @@ def test_an_interrupted_run_resumes_with_its_weights(disks, tmp_path):
 
     # A backup cut mid-write (a kill, a full disk) is named and passed over for the previous
     # one; the epoch it held is trained again and logged once.
-    backup = output / "backup" / "latest.weights.h5"
+    backup = output / "backup" / "epoch-0003.weights.h5"
     os.truncate(backup, backup.stat().st_size // 2)
     longer = [argument.replace("train.epochs=3", "train.epochs=4") for argument in arguments]
     cut = subprocess.run(longer, cwd=tmp_path, env=environment, capture_output=True, text=True)
     assert cut.returncode == 0, cut.stderr[-3000:]
     assert f"the backup {backup} is damaged" in cut.stdout
-    assert "resuming from the previous backup" in cut.stdout and "after epoch 2" in cut.stdout
+    assert "resuming from an earlier backup" in cut.stdout and "after epoch 2" in cut.stdout
+    assert sorted(path.name for path in (output / "backup").iterdir()) == [
+        "epoch-0003.weights.h5",
+        "epoch-0004.weights.h5",
+    ]  # the newest two, whole
     assert pd.read_csv(log_path)["epoch"].tolist() == [0, 1, 2, 3]
 
 
@@ -392,11 +396,11 @@ def test_freeze_then_train_resumes_in_its_phase(disks, tmp_path, run_script):
     first = run_script("train.py", *options, "train.epochs=1", cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "epochs 1-1: heads only" in first.stdout
-    assert backbone_changes(output / "backup-heads" / "latest.weights.h5") == []
+    assert backbone_changes(output / "backup-heads" / "epoch-0001.weights.h5") == []
     second = run_script("train.py", *options, "train.epochs=2", cwd=tmp_path)
     assert second.returncode == 0, second.stderr[-3000:]
     assert f"resuming {output} at epoch 2 of 2" in second.stdout
-    assert len(backbone_changes(output / "backup" / "latest.weights.h5")) > 10
+    assert len(backbone_changes(output / "backup" / "epoch-0002.weights.h5")) > 10
     assert pd.read_csv(output / "log.csv")["epoch"].tolist() == [0, 1]
 
 

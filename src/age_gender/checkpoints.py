@@ -3,14 +3,14 @@
 Keras' `BackupAndRestore` and `ModelCheckpoint` write in place: a run stopped mid-write leaves
 a file that no later run can open, and a disk that fills mid-write leaves h5py unable to close
 its file (a segmentation fault at exit). Here each file is written under a temporary name and
-renamed, after the room it needs is reserved; the previous backup is kept, and a damaged
-backup is named and passed over for the previous one (or, without one, the phase starts over).
+renamed, after the room it needs is reserved. A backup's name holds its epoch
+(`epoch-0003.weights.h5`: weights and optimizer state after 3 epochs), the newest two are kept,
+and a run resumes from the newest that can be read, naming any it passes over.
 """
 
 import json
 import math
-import os
-from collections.abc import Callable
+import re
 from pathlib import Path
 
 import keras
@@ -19,6 +19,9 @@ import numpy as np
 from age_gender.files import atomic_output, check_room
 
 HEADROOM = 1.2  # a weights file's size over its variables' bytes (HDF5 and zip overheads)
+KEPT = 2  # backups kept: the newest, and the one before it in case the newest is damaged
+NAME = re.compile(r"epoch-(\d+)\.weights\.h5")
+LEGACY = ("latest.weights.h5", "training_metadata.json")  # Keras' BackupAndRestore, read once
 
 
 def room_for(model: keras.Model) -> int:
@@ -26,6 +29,58 @@ def room_for(model: keras.Model) -> int:
     variables = [*model.weights, *(model.optimizer.variables if model.optimizer else [])]
     size = sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in variables)
     return int(size * HEADROOM) + 1_000_000
+
+
+def backups(folder: Path) -> list[tuple[int, Path]]:
+    """The backups in `folder` as (epochs done, path), newest first; a backup written by an
+    earlier version (Keras' own callback) counts too."""
+    found = [(int(match[1]), path) for path in folder.glob("epoch-*.weights.h5")
+             if (match := NAME.fullmatch(path.name))]  # fmt: skip
+    weights, state = (folder / name for name in LEGACY)
+    if weights.is_file():
+        try:
+            found.append((int(json.loads(state.read_text())["epoch"]), weights))
+        except (OSError, ValueError, KeyError, TypeError):
+            print(f"warning: {state} cannot be read; the backup beside it is passed over")
+    return sorted(found, reverse=True)
+
+
+def restore(model: keras.Model, folder: Path) -> int | None:
+    """Loads the newest backup in `folder` that can be read into `model` (weights and optimizer
+    state) and returns its epochs done; None when there is none to read (the run starts over)."""
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    found = backups(folder)
+    for epoch, path in found:
+        try:
+            model.load_weights(path)
+        except Exception as error:  # h5py and Keras raise many types for a cut or foreign file
+            reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+            print(f"warning: the backup {path} is damaged ({reason}); passing it over")
+            continue
+        if (epoch, path) != found[0]:
+            print(f"resuming from an earlier backup, {path}, after epoch {epoch}")
+        return epoch
+    if found:
+        print(f"warning: no backup in {folder} can be read: this phase starts over")
+    return None
+
+
+class Backup(keras.callbacks.Callback):
+    """Writes the weights and optimizer state after each epoch (`restore` reads them), whole,
+    and keeps the newest `KEPT`."""
+
+    def __init__(self, folder: Path):
+        super().__init__()
+        self.folder = folder
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        check_room(self.folder, room_for(self.model), "the training backup")
+        with atomic_output(self.folder / f"epoch-{epoch + 1:04d}.weights.h5") as temporary:
+            self.model.save_weights(temporary)
+        for _, old in backups(self.folder)[KEPT:]:
+            old.unlink(missing_ok=True)
 
 
 class BestModel(keras.callbacks.Callback):
@@ -45,62 +100,3 @@ class BestModel(keras.callbacks.Callback):
         print(f"\nepoch {epoch + 1}: {self.monitor} {self.best:.4g} -> {value:.4g}, "
               f"saved {self.path}")  # fmt: skip
         self.best = value
-
-
-WEIGHTS, STATE = "latest.weights.h5", "training_metadata.json"  # Keras' names
-PREVIOUS = "previous."
-
-
-class Backup(keras.callbacks.BackupAndRestore):
-    """`BackupAndRestore` (once an epoch) with atomic writes and a fallback.
-
-    `on_restore(epoch)` is called with the epoch a run resumes at (`start`, the phase's first,
-    when it starts over), so the epoch log can drop what the restored weights never saw.
-    """
-
-    def __init__(
-        self, folder: Path, start: int = 0, on_restore: Callable[[int], None] | None = None
-    ):
-        super().__init__(str(folder), delete_checkpoint=False)
-        self.folder = folder
-        self.start = start
-        self.on_restore = on_restore
-
-    def on_train_begin(self, logs=None) -> None:
-        for prefix in ("", PREVIOUS):
-            weights = self.folder / f"{prefix}{WEIGHTS}"
-            if not weights.exists():
-                continue
-            try:
-                epoch = json.loads((self.folder / f"{prefix}{STATE}").read_text())["epoch"]
-                if self.model.optimizer is not None and not self.model.optimizer.built:
-                    self.model.optimizer.build(self.model.trainable_variables)
-                self.model.load_weights(weights)
-            except (OSError, ValueError, KeyError, TypeError) as error:
-                print(f"warning: the backup {weights} is damaged ({error}); passing it over")
-                continue
-            self.model._initial_epoch = epoch  # how Keras' own callback resumes fit()
-            if prefix:
-                print(f"resuming from the previous backup, {weights}, after epoch {epoch}")
-            if self.on_restore is not None:
-                self.on_restore(epoch)
-            return
-        if any(self.folder.glob("*.weights.h5")):
-            print(f"warning: no backup in {self.folder} can be read: this phase starts over")
-            if self.on_restore is not None:
-                self.on_restore(self.start)
-
-    def _save_model(self) -> None:  # Keras' hook, called once an epoch
-        self.folder.mkdir(parents=True, exist_ok=True)
-        check_room(self.folder, room_for(self.model), "the training backup")
-        weights, state = self.folder / WEIGHTS, self.folder / STATE
-        incoming = [self.folder / f"incoming.{WEIGHTS}", self.folder / f"incoming.{STATE}"]
-        with atomic_output(incoming[0]) as temporary:
-            self.model.save_weights(temporary)
-        with atomic_output(incoming[1]) as temporary:
-            temporary.write_text(json.dumps({"epoch": self._current_epoch, "batch": 0}))
-        for path in (weights, state):  # the last whole backup becomes the previous one
-            if path.exists():
-                os.replace(path, path.with_name(PREVIOUS + path.name))
-        for source, path in zip(incoming, (weights, state), strict=True):
-            os.replace(source, path)

@@ -5,7 +5,6 @@ before the first step, so a run fails in seconds, not hours in.
 """
 
 import dataclasses
-import functools
 import json
 import math
 import os
@@ -20,8 +19,8 @@ import pandas as pd
 import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
-from age_gender import dataset, dlib_resnet, framing, labels, model
-from age_gender.checkpoints import Backup, BestModel
+from age_gender import checkpoints, dataset, dlib_resnet, framing, labels, model
+from age_gender.checkpoints import BestModel
 from age_gender.config import AgeBalance, Optimizer, Scheduler, TrainConfig, check_ranges
 from age_gender.crops import CropSpec, is_box
 from age_gender.errors import UserError
@@ -364,8 +363,13 @@ def train(cfg: DictConfig) -> Path:
             print(f"epochs {phase.start + 1}-{phase.end}: heads only (train.freeze_epochs)")
         compile_for(network, cfg, strategy, steps_per_epoch, phase)
         backup_dir = output_dir / phase.backup / ("" if worker is None else f"worker-{worker}")
-        trim = None if worker is not None else functools.partial(trim_log, log_path)
-        callbacks = [Backup(backup_dir, phase.start, trim)]
+        restored = checkpoints.restore(network, backup_dir)
+        start = phase.start if restored is None else restored
+        if start >= phase.end:  # this phase was done before
+            continue
+        if worker is None:  # the epochs the restored weights never saw are trained again
+            trim_log(log_path, start)
+        callbacks = [checkpoints.Backup(backup_dir)]
         if cfg.train.lr_scheduler == Scheduler.plateau:
             plateau = keras.callbacks.ReduceLROnPlateau(
                 MONITOR, mode="min", verbose=1, **cfg.train.plateau
@@ -377,7 +381,7 @@ def train(cfg: DictConfig) -> Path:
             network.fit(
                 train_data,
                 validation_data=val_data,
-                initial_epoch=phase.start,
+                initial_epoch=start,
                 epochs=phase.end,
                 callbacks=callbacks,
                 shuffle=False,  # tf.data shuffles; Keras would warn that it ignores its own
