@@ -3,6 +3,7 @@ is free, leaves no partial output, and replaces nothing. The disk is a small tmp
 mounts and fills; where mounting is not allowed (not root, no user namespace) the tests skip."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,7 +46,11 @@ def small_disk(tmp_path):
 def full_disk(small_disk):
     """A 1 MB tmpfs, filled to the last byte: empty files can still be created there (so the
     writability check passes), but no byte can be written."""
-    place = small_disk("1m")
+    return fill(small_disk("1m"))
+
+
+def fill(place: Path) -> Path:
+    """Fills the file system of `place` to its last byte (with a file named `filler`)."""
     filler = os.open(place / "filler", os.O_WRONLY | os.O_CREAT)
     try:
         while os.write(filler, b"\0" * 4096):
@@ -126,3 +131,23 @@ def test_a_disk_that_fills_mid_training_is_one_line_not_a_crash(tmp_path, small_
     line = user_error(train_into(disk / "run", tmp_path))
     assert "the training backup needs at least" in line and "4.0 MB free" in line, line
     assert not list((disk / "run" / "backup").iterdir())
+
+
+def test_a_report_replaced_on_a_full_disk_stays_the_earlier_one_whole(tmp_path, small_disk, capsys):
+    """Before, predictions.csv and summary.json were the new run's, the plots the old run's."""
+    photos = photo_folder(tmp_path / "photos", ["a.png", "b.png"])
+    csv = tmp_path / "labels.csv"
+    csv.write_text("genders,ages,img_paths\n0,40,a.png\n1,30,b.png\n")
+    args = ["--csv", csv, "--root", photos, "--model", "dlib-models"]
+    evaluate_script.main([str(arg) for arg in [*args, "--output_dir", tmp_path / "first"]])
+    disk = small_disk("2m")
+    shutil.copytree(tmp_path / "first", disk / "report")
+    report = disk / "report" / "dlib-models"
+    before = {path.name: path.read_bytes() for path in report.iterdir()}
+    csv.write_text("genders,ages,img_paths\n0,41,a.png\n")  # another run's figures
+    fill(disk)
+    line = refusal(capsys, evaluate_script.main, *args, "--output_dir", disk / "report",
+                   "--overwrite")  # fmt: skip
+    assert "No space left on device" in line, line
+    assert {path.name: path.read_bytes() for path in report.iterdir()} == before
+    assert sorted(path.name for path in (disk / "report").iterdir()) == ["dlib-models"]

@@ -136,7 +136,7 @@ class FaceBatches:
     def run(self) -> list[Prediction]:
         """Estimates the faces waiting; all the predictions so far."""
         if self.waiting:
-            self.predictions += self.estimator.predict_inputs(self.waiting)
+            self.predictions += self.estimator.predict_inputs(self.waiting, self.batch_size)
             self.waiting, self.faces = [], 0
         return self.predictions
 

@@ -66,7 +66,8 @@ class FaceAnalyzer:
             name = printable(Path(image).name)
             path, image = image, read_image(Path(image))
             if image is None:
-                raise UserError(f"{path} is not a readable image")
+                what = "is not a readable image" if Path(path).is_file() else "does not exist"
+                raise UserError(f"{printable(str(path)) or repr(path)} {what}")
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or not image.size:
             raise UserError(f"an image array must be RGB uint8 (H, W, 3) of 1 pixel or more, "
                             f"not {image.dtype} {image.shape}")  # fmt: skip

@@ -58,8 +58,6 @@ def restore(model: keras.Model, folder: Path) -> int | None:
             reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
             print(f"warning: the backup {path} is damaged ({reason}); passing it over")
             continue
-        if (epoch, path) != found[0]:
-            print(f"resuming from an earlier backup, {path}, after epoch {epoch}")
         return epoch
     if found:
         print(f"warning: no backup in {folder} can be read: this phase starts over")

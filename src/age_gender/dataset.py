@@ -40,15 +40,18 @@ AUTOTUNE = tf.data.AUTOTUNE
 
 
 def probe_image(path: tf.Tensor) -> tf.Tensor:
-    """A JPEG decoded by TensorFlow's strict decoder (one whose coded data is scrambled fails
-    there, where OpenCV would return noise) at 1/8 scale, which still reads every coded block at
-    a fraction of the cost; other files pass here, left to `images.readable_file`."""
+    """A JPEG's (height, width, channels) from its header, once TensorFlow's strict decoder has
+    read it (one whose coded data is scrambled fails there, where OpenCV would return noise) at
+    1/8 scale, which still reads every coded block at a fraction of the cost; (1, 1, 3) for other
+    files, left to `images.readable_file`."""
     contents = tf.io.read_file(path)
-    return tf.cond(
-        tf.io.is_jpeg(contents),
-        lambda: tf.shape(tf.io.decode_jpeg(contents, channels=3, ratio=8)),
-        lambda: tf.constant([1, 1, 3]),
-    )
+
+    def jpeg_shape() -> tf.Tensor:
+        decoded = tf.io.decode_jpeg(contents, channels=3, ratio=8)
+        with tf.control_dependencies([decoded]):
+            return tf.image.extract_jpeg_shape(contents)
+
+    return tf.cond(tf.io.is_jpeg(contents), jpeg_shape, lambda: tf.constant([1, 1, 3]))
 
 
 def drop_unreadable(frame: pd.DataFrame, root: Path, name: str = "images") -> pd.DataFrame:
@@ -70,8 +73,9 @@ def drop_unreadable(frame: pd.DataFrame, root: Path, name: str = "images") -> pd
     with tqdm(
         total=len(paths), desc=f"checking {name}", unit="image", leave=False, mininterval=1
     ) as bar:
-        for indices, _ in probes.as_numpy_iterator():
-            decoded[indices] = True
+        for indices, shapes in probes.as_numpy_iterator():
+            # OpenCV, the pipeline's reader, refuses more pixels than this; TensorFlow does not.
+            decoded[indices] = shapes[:, 0] * shapes[:, 1] <= images.MAX_PIXELS
             bar.update(len(indices))
     decoded &= np.fromiter(thread_pool().map(images.readable_file, paths), bool, len(paths))
     bad = np.flatnonzero(~decoded)

@@ -23,7 +23,7 @@ from age_gender.faces import FaceDetector
 from age_gender.files import atomic_output, check_inputs_kept
 from age_gender.images import is_image_file, read_image
 from age_gender.records import image_rows, typed, unreadable_row, write_table
-from age_gender.schema import UNREADABLE
+from age_gender.schema import COLUMNS, UNREADABLE
 from age_gender.tracking import FaceTracker
 
 WINDOW = "age and gender (q to quit)"
@@ -108,11 +108,13 @@ def earlier_outputs(output_dir: Path) -> set[Path]:
     """What the last demo run into `output_dir` wrote there, as its predictions.csv records:
     the annotated copies of the images it read, its video, and the tables. Nothing else in the
     folder is the demo's to replace."""
+    if not (output_dir / "predictions.json").is_file():  # the demo writes both tables
+        return set()
     try:
         table = pd.read_csv(output_dir / "predictions.csv", dtype=str, keep_default_na=False)
     except (OSError, ValueError):  # none, or not a table: nothing there is known to be ours
         return set()
-    if not {"file", "frame", "status"} <= set(table.columns):
+    if list(table.columns) != COLUMNS:  # not the output schema, as the demo writes it
         return set()
     stills = table[table["frame"] == ""].drop_duplicates("file")
     names = annotated_names([Path(file) for file in stills["file"]])
@@ -139,8 +141,8 @@ def check_outputs(
         others = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
         raise UserError(
             f"{printable(str(foreign[0]))}{others} is not an output of the last demo run there "
-            "(its predictions.csv does not list it), so the demo will not replace it; move it "
-            "or choose another --output_dir"
+            "(the predictions.csv there does not list it), so the demo will not replace it; "
+            "move it or choose another --output_dir"
         )
     if existing and not overwrite:
         others = f" and {len(existing) - 1} more" if len(existing) > 1 else ""

@@ -48,11 +48,14 @@ def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
         except UserError as error:
             print(f"error: {printable(str(error))}", file=sys.stderr)
             sys.exit(2)
-        except OSError as error:  # a writer outside `files.atomic_output` (a log, a backup)
-            if disk_error(error) is None:
+        except OSError as error:  # a writer outside `files.atomic_output` (a log, a library)
+            cause = disk_error(error)
+            if cause is None:
                 raise
-            where = f" {error.filename}" if error.filename else ""
-            print(f"error: cannot write{where}: {error.strerror}; free some space", file=sys.stderr)
+            reason = os.strerror(cause.errno) if isinstance(cause, OSError) else "the disk is full"
+            where = printable(f" {error.filename}") if error.filename else ""
+            print(f"error: cannot write{where}: {reason}; free some space or choose another "
+                  "place", file=sys.stderr)  # fmt: skip
             sys.exit(2)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
@@ -63,6 +66,10 @@ def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse whose mistakes read like every other user error: one `error:` line, exit 2."""
+
+    def __init__(self, *args, **kwargs):
+        # No abbreviations: `--output m.onnx` must not be taken for `--output_dir m.onnx`.
+        super().__init__(*args, allow_abbrev=False, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)

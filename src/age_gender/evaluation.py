@@ -274,17 +274,21 @@ def json_safe(value):
 
 
 def write_report(table: pd.DataFrame, summary: dict, output_dir: Path) -> None:
-    """predictions.csv, summary.json, predicted_vs_real.png and mae_by_age_group.png."""
-    make_output_folder(output_dir)
-    with atomic_output(output_dir / "predictions.csv") as temporary:
-        table.to_csv(temporary, index=False)
-    with atomic_output(output_dir / "summary.json") as temporary:
-        temporary.write_text(json.dumps(json_safe(summary), indent=1, allow_nan=False))
-    title = f"MAE {summary['mae']:.2f} over {summary['evaluated']} images"
-    plot_predicted_vs_real(table, title, output_dir / "predicted_vs_real.png")
-    plot_age_groups(summary["mae_by_age_group"], output_dir / "mae_by_age_group.png")
-    if "within_1_std" in summary:
-        plot_reliability(table, output_dir / "age_std_reliability.png")
+    """predictions.csv, summary.json and the plots, written into a temporary folder that then
+    replaces `output_dir` whole: a run that fails (a full disk) leaves the earlier report as
+    it was, never half of each."""
+    make_output_folder(output_dir.parent)
+    with atomic_output(output_dir) as folder:
+        folder.mkdir()
+        table.to_csv(folder / "predictions.csv", index=False)
+        (folder / "summary.json").write_text(
+            json.dumps(json_safe(summary), indent=1, allow_nan=False)
+        )
+        title = f"MAE {summary['mae']:.2f} over {summary['evaluated']} images"
+        plot_predicted_vs_real(table, title, folder / "predicted_vs_real.png")
+        plot_age_groups(summary["mae_by_age_group"], folder / "mae_by_age_group.png")
+        if "within_1_std" in summary:
+            plot_reliability(table, folder / "age_std_reliability.png")
 
 
 def report_folder(output_dir: Path, estimator) -> Path:

@@ -1,6 +1,7 @@
 """Outputs are written under a temporary name and renamed, so a crash never leaves half a file."""
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -59,13 +60,17 @@ def check_room(folder: Path, needed: int, what: str) -> None:
     """Fails when `needed` bytes cannot be set aside in `folder` (the nearest existing folder
     above it): reserved with `posix_fallocate` in a temporary file, so quotas count too."""
     place = nearest_existing(folder)
+    free = shutil.disk_usage(place).free
     try:
+        if not hasattr(os, "posix_fallocate"):  # macOS, Windows: the free space, as reported
+            if free < needed:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return
         with tempfile.TemporaryFile(dir=place) as probe:
             os.posix_fallocate(probe.fileno(), 0, needed)
     except OSError as error:
         if disk_error(error) is None:
             raise
-        free = shutil.disk_usage(place).free
         raise UserError(
             f"{what} needs at least {megabytes(needed)} in {folder}, which has "
             f"{megabytes(free)} free; free some space or choose another place"
@@ -125,20 +130,35 @@ def atomic_output(path: Path) -> Iterator[Path]:
     """
     path = Path(path)
     temporary = path.with_name(f".tmp{os.getpid()}.{path.name}")
+    earlier = path.with_name(f".old{os.getpid()}.{path.name}")
     try:
         yield temporary
-        if temporary.is_dir() and path.is_dir():  # a folder output replaces the earlier one
-            shutil.rmtree(path)
-        os.replace(temporary, path)
+        if temporary.is_dir() and path.is_dir():  # a folder output replaces the earlier one,
+            os.replace(path, earlier)  # moved aside first: one of the two is always there
+            try:
+                os.replace(temporary, path)
+            except OSError:
+                os.replace(earlier, path)
+                raise
+        else:
+            os.replace(temporary, path)
     except Exception as error:
         if disk_error(error) is None:
             raise
-        raise UserError(disk_full_message(path, size_of(temporary), error)) from error
+        written = size_of(temporary)
+        remove(temporary)  # before the free space is measured
+        raise UserError(disk_full_message(path, written, error)) from error
     finally:
-        if temporary.is_dir():
-            shutil.rmtree(temporary)
-        else:
-            temporary.unlink(missing_ok=True)
+        remove(earlier)
+        remove(temporary)
+
+
+def remove(path: Path) -> None:
+    """Deletes a file or a folder, if there is one."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def size_of(path: Path) -> int:

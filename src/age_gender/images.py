@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+MAX_PIXELS = 1 << 30  # OpenCV's CV_IO_MAX_IMAGE_PIXELS: it refuses larger images
 JPEG = b"\xff\xd8\xff"  # a JPEG's first bytes (and an MPO's, a phone's multi-picture JPEG)
 # The first bytes of the formats OpenCV decodes (TIFF and WebP included), by which a file is an
 # image whatever its name.
@@ -105,7 +106,7 @@ def decode_image(data: bytes, rgb: bool = True) -> np.ndarray | None:
         return None
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    except cv2.error:  # a header claiming more than OpenCV's 2^30 pixels: not an image to read
+    except cv2.error:  # a header claiming more than MAX_PIXELS: not an image to read
         return None
     if image is None or not rgb:
         return image

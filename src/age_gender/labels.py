@@ -244,12 +244,16 @@ def _read_csv(path: Path, required: list[str], how_to_get: str) -> pd.DataFrame:
     """Reads a label CSV, failing with one line when it is missing or lacks columns."""
     if path.is_dir():
         raise UserError(f"{path} is a folder, not a CSV file; {how_to_get}")
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"{path} not found; {how_to_get}")
+    if not path.is_file():
+        raise UserError(f"{path} is not a regular file (a device or a pipe); name a CSV file")
     try:
         # Text columns stay text: FG-NET's subject 001 is not the number 1.
         frame = pd.read_csv(path, skipinitialspace=True, dtype={"img_paths": str, "subject": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path} is not a CSV file (not text: an image?); {how_to_get}") from error
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise UserError(f"cannot parse {path} as CSV: {error}") from error
     frame.columns = frame.columns.str.strip()
     missing = [column for column in required if column not in frame.columns]

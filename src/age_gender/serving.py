@@ -144,8 +144,8 @@ def connection_protocol(limits: Limits) -> type:
             excess = len(open_) - limits.max_connections
             if excess <= 0:
                 return
-            idle = sorted((c for c in open_ if c is not self and c.idle()),
-                          key=lambda c: c.idle_since)  # fmt: skip
+            idle = sorted((c for c in open_ if c is not self and isinstance(c, GuardedProtocol)
+                           and c.idle()), key=lambda c: c.idle_since)  # fmt: skip
             for connection in idle[:excess]:
                 connection.transport.close()
             if len(idle) < excess:  # every other connection is being served

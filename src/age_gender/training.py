@@ -355,9 +355,7 @@ def train(cfg: DictConfig) -> Path:
         raise
 
     output_dir.mkdir(parents=True, exist_ok=True)
-    if len(previous):
-        print(f"resuming {output_dir} at epoch {len(previous) + 1} of {cfg.train.epochs}")
-    worker = worker_index()
+    worker, trained = worker_index(), False
     for phase in phases(cfg.train):
         if phase.frozen:
             print(f"epochs {phase.start + 1}-{phase.end}: heads only (train.freeze_epochs)")
@@ -367,6 +365,9 @@ def train(cfg: DictConfig) -> Path:
         start = phase.start if restored is None else restored
         if start >= phase.end:  # this phase was done before
             continue
+        if start > 0 and not trained:  # the first epoch this run trains is a later one
+            print(f"resuming {output_dir} at epoch {start + 1} of {cfg.train.epochs}")
+        trained = True
         if worker is None:  # the epochs the restored weights never saw are trained again
             trim_log(log_path, start)
         callbacks = [checkpoints.Backup(backup_dir)]

@@ -29,8 +29,10 @@ def check_output_dir(overrides: list[str]) -> Path | None:
         return None
     cfg = compose_config(overrides)
     check_ranges(cfg)  # before Hydra makes the output folder
-    check_output_folder(Path(cfg.train.output_dir))
-    check_room(Path(cfg.train.output_dir), START_ROOM, "training")
+    moved = [item.split("=", 1)[1] for item in overrides if item.startswith("hydra.run.dir=")]
+    for folder in [cfg.train.output_dir, *moved]:  # Hydra writes its own files there
+        check_output_folder(Path(folder))
+        check_room(Path(folder), START_ROOM, "training")
     return Path(cfg.train.output_dir)
 
 

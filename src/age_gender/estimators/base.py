@@ -126,9 +126,10 @@ class Estimator:
         """This model's `face_inputs` of the faces `boxes` of an image."""
         return face_inputs(image, boxes, eyes, self.crop_spec)
 
-    def predict_inputs(self, inputs: list) -> list[Prediction]:
+    def predict_inputs(self, inputs: list, batch_size: int | None = None) -> list[Prediction]:
         """Predictions for the faces of several images, in order, from each image's
-        `face_inputs`: one model call for them all where the model allows."""
+        `face_inputs`: one model call for them all where the model allows (`batch_size` faces
+        at most a call)."""
         raise NotImplementedError
 
     def set_options(self, margin: float | None = None, tta: str | None = None) -> None:
@@ -159,10 +160,15 @@ class CropEstimator(Estimator):
         self.tta = metadata.get("tta", "none")
         self.std_scale = float(metadata.get("age_std_scale", 1.0))
 
-    def predict_inputs(self, inputs: list) -> list[Prediction]:
-        """One model call for the crops of all the images."""
+    def predict_inputs(self, inputs: list, batch_size: int | None = None) -> list[Prediction]:
+        """The crops of all the images, `batch_size` at a time (all at once by default)."""
         crops = [crops for crops in inputs if len(crops)]
-        return self.predict_crops(np.concatenate(crops)) if crops else []
+        if not crops:
+            return []
+        crops = np.concatenate(crops)
+        step = batch_size or len(crops)
+        return [prediction for start in range(0, len(crops), step)
+                for prediction in self.predict_crops(crops[start : start + step])]  # fmt: skip
 
     def predict_crops(self, crops: np.ndarray) -> list[Prediction]:
         """Predictions for the model's crops, already resized (uint8 RGB, N x S x S x 3); with

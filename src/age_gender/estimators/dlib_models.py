@@ -24,7 +24,7 @@ class DlibModelsEstimator(Estimator):
         self.metadata = {}
         self._predictor = AgeAndGender()
 
-    def predict_inputs(self, inputs: list) -> list[Prediction]:
+    def predict_inputs(self, inputs: list, batch_size: int | None = None) -> list[Prediction]:
         """One package call per image (its `face_inputs`: the image and its boxes); the
         package finds the landmarks itself."""
         predictions = []

@@ -31,6 +31,8 @@ class TFLiteEstimator(CropEstimator):
         indices = {output["name"]: output["index"] for output in interpreter.get_output_details()}
         outputs = head_outputs(metadata, list(indices), details["shape"], name)
         self._outputs = [indices[output] for output in outputs]
+        with quiet_stderr():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" line, once
+            interpreter.allocate_tensors()
 
     @classmethod
     def load(cls, path: Path) -> "TFLiteEstimator":
@@ -48,8 +50,7 @@ class TFLiteEstimator(CropEstimator):
 
     def probabilities(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self.interpreter.resize_tensor_input(self._input, crops.shape)
-        with quiet_stderr():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" line
-            self.interpreter.allocate_tensors()
+        self.interpreter.allocate_tensors()
         self.interpreter.set_tensor(self._input, crops.astype(np.float32))
         self.interpreter.invoke()
         gender, age = (self.interpreter.get_tensor(index) for index in self._outputs)
