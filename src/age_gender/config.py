@@ -159,7 +159,12 @@ def compose_config(overrides: list[str]) -> DictConfig:
     schema, absent = OmegaConf.structured(Config), object()
     for override in overrides:
         key = override.lstrip("+").split("=", 1)[0]
-        added = override.startswith("+") and not (CONFIG_DIR / key).is_dir()  # not a preset
+        added = (
+            override.startswith("+")
+            and not key.startswith("hydra.")
+            and not (CONFIG_DIR / key).is_dir()
+        )  # Hydra's own keys and presets pass
+        # fmt: skip
         if added and OmegaConf.select(schema, key, default=absent) is absent:
             raise UserError(f"{override}: the schema has no key {key}, and keys cannot be added "
                             "(see README.md, train.py, for the keys)")  # fmt: skip

@@ -7,17 +7,14 @@ a SavedModel inside its folder (`assets.extra/age_gender.json`), TFLite in a sid
 it (`model.tflite.json`).
 """
 
-import contextlib
 import json
-import logging
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import keras
 import numpy as np
 
+from age_gender import quiet
 from age_gender.errors import UserError
 from age_gender.estimators.base import METADATA_KEY
 from age_gender.estimators.keras_model import KerasEstimator, SavedModelEstimator
@@ -71,27 +68,11 @@ def traced(estimator: KerasEstimator) -> keras.Model:
     return network
 
 
-@contextlib.contextmanager
-def quiet_tf2onnx() -> Iterator[None]:
-    """tf2onnx logs each optimizer pass it cannot apply as a warning with a traceback (harmless:
-    the graph stays as it was, and parity is checked after), and Keras' bridge to it imports
-    with a NumPy FutureWarning: neither is the user's business."""
-    logger = logging.getLogger("tf2onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            yield
-    finally:
-        logger.setLevel(level)
-
-
 def write_onnx(estimator: KerasEstimator, path: Path) -> OnnxEstimator:
     """Keras' own ONNX export, the metadata written into the file; the file's runner."""
     import onnx
 
-    with quiet_tf2onnx():
+    with quiet.quiet_tf2onnx():
         traced(estimator).export(str(path), format="onnx", verbose=False)
     exported = onnx.load(str(path))
     if len(exported.graph.input) != 1:

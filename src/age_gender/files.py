@@ -58,7 +58,11 @@ def check_output_folder(path: Path) -> None:
 
 def check_room(folder: Path, needed: int, what: str) -> None:
     """Fails when `needed` bytes cannot be set aside in `folder` (the nearest existing folder
-    above it): reserved with `posix_fallocate` in a temporary file, so quotas count too."""
+    above it): reserved with `posix_fallocate` in a temporary file, so quotas count too.
+
+    Checked before h5py writes (training's backups and best model): a disk that fills under
+    h5py leaves a file it cannot close, and the process ends in a segmentation fault, so
+    `atomic_output`'s one-line refusal after the fact would come too late there."""
     place = nearest_existing(folder)
     free = shutil.disk_usage(place).free
     try:

@@ -67,6 +67,8 @@ class Parts:
                 earlier = json.loads(settings_file.read_text())
             except (OSError, ValueError):  # missing or damaged: not this run's
                 earlier = None
+            if not isinstance(earlier, dict):  # valid JSON, but not settings
+                earlier = None
             if earlier == settings:
                 return
             if not overwrite:
@@ -137,11 +139,20 @@ WORKER_MEMORY = 300_000_000  # bytes one worker takes: Python, OpenCV, a detecto
 
 
 def available_memory() -> int:
-    """Bytes of memory free for new processes (MemAvailable on Linux, else free pages)."""
+    """Bytes of memory free for new processes: MemAvailable on Linux, within this process's
+    cgroup limit where one is set (a container, a Slurm job); else the free pages."""
+    try:
+        cgroup = Path("/sys/fs/cgroup")
+        limit = (cgroup / "memory.max").read_text().strip()  # "max": no limit
+        used = int((cgroup / "memory.current").read_text())
+        inside = int(limit) - used if limit.isdigit() else None
+    except (OSError, ValueError):
+        inside = None
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
+                host = int(line.split()[1]) * 1024
+                return host if inside is None else max(0, min(host, inside))
     except OSError:
         pass
     try:

@@ -1,4 +1,5 @@
-"""Libraries' lines that are not the user's business, silenced where they are written.
+"""Libraries' lines that are not the user's business, silenced where they are written: here
+and only here.
 
 Unless the user set TF_CPP_MIN_LOG_LEVEL (then every line shows), TensorFlow's start-up lines
 (oneDNN, CPU features, "CUDA drivers not found" on a machine without a GPU, which reads like a
@@ -8,7 +9,12 @@ an error still shows, as the Python exception raised after it.
 """
 
 import contextlib
+import importlib.abc
+import importlib.util
+import logging
 import os
+import sys
+import warnings
 from collections.abc import Iterator
 
 # The marker passes the choice to child processes (workers, scripts run by scripts), which
@@ -38,3 +44,46 @@ def quiet_stderr() -> Iterator[None]:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+class QuietTensorFlowImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Imports `tensorflow` with file descriptor 2 pointed at /dev/null."""
+
+    def find_spec(self, name, path, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)  # the real finder, once
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            self.loader = spec.loader
+            spec.loader = self
+        return spec
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        with quiet_stderr():
+            self.loader.exec_module(module)
+
+
+def install() -> None:
+    """Imports TensorFlow quietly from now on (`choose_quiet`), unless it is imported already."""
+    if choose_quiet() and "tensorflow" not in sys.modules:
+        sys.meta_path.insert(0, QuietTensorFlowImport())
+
+
+@contextlib.contextmanager
+def quiet_tf2onnx() -> Iterator[None]:
+    """tf2onnx logs each optimizer pass it cannot apply as a warning with a traceback (harmless:
+    the graph stays as it was, and parity is checked after), and Keras' bridge to it imports
+    with a NumPy FutureWarning: neither is the user's business."""
+    logger = logging.getLogger("tf2onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        logger.setLevel(level)

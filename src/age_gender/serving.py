@@ -134,7 +134,6 @@ def connection_protocol(limits: Limits) -> type:
     class GuardedProtocol(H11Protocol):
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
-            self.idle_since = self.loop.time()
             self.deadline = None
             self.arm()
             self.make_room()

@@ -93,7 +93,13 @@ def decode(
     ]
 
 
-def face_inputs(image: np.ndarray, boxes: list, eyes: list | None, crop: CropSpec | None):
+# What a model takes of one image's faces: its crops (N, S, S, 3), or the image and its boxes.
+FaceInputs = np.ndarray | tuple[np.ndarray, list[tuple]]
+
+
+def face_inputs(
+    image: np.ndarray, boxes: list, eyes: list | None, crop: CropSpec | None
+) -> FaceInputs:
     """What a model takes of one image's faces, made without the model (so in a worker process,
     from the crop spec alone): the crops, aligned by the eyes for a model trained so, of a model
     of this project; the image and its boxes for one that crops faces itself (`crop` None)."""
@@ -122,11 +128,13 @@ class Estimator:
         detector's, which an aligned model uses instead of finding them itself."""
         return self.predict_inputs([self.inputs(image, boxes, eyes)])
 
-    def inputs(self, image: np.ndarray, boxes: list[tuple], eyes: list | None = None):
+    def inputs(self, image: np.ndarray, boxes: list[tuple], eyes: list | None = None) -> FaceInputs:
         """This model's `face_inputs` of the faces `boxes` of an image."""
         return face_inputs(image, boxes, eyes, self.crop_spec)
 
-    def predict_inputs(self, inputs: list, batch_size: int | None = None) -> list[Prediction]:
+    def predict_inputs(
+        self, inputs: list[FaceInputs], batch_size: int | None = None
+    ) -> list[Prediction]:
         """Predictions for the faces of several images, in order, from each image's
         `face_inputs`: one model call for them all where the model allows (`batch_size` faces
         at most a call)."""
@@ -160,12 +168,14 @@ class CropEstimator(Estimator):
         self.tta = metadata.get("tta", "none")
         self.std_scale = float(metadata.get("age_std_scale", 1.0))
 
-    def predict_inputs(self, inputs: list, batch_size: int | None = None) -> list[Prediction]:
+    def predict_inputs(
+        self, inputs: list[FaceInputs], batch_size: int | None = None
+    ) -> list[Prediction]:
         """The crops of all the images, `batch_size` at a time (all at once by default)."""
-        crops = [crops for crops in inputs if len(crops)]
-        if not crops:
+        found = [image_crops for image_crops in inputs if len(image_crops)]
+        if not found:
             return []
-        crops = np.concatenate(crops)
+        crops = np.concatenate(found)
         step = batch_size or len(crops)
         return [prediction for start in range(0, len(crops), step)
                 for prediction in self.predict_crops(crops[start : start + step])]  # fmt: skip
