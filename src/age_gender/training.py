@@ -387,6 +387,9 @@ def train(cfg: DictConfig) -> Path:
                 callbacks=callbacks,
                 shuffle=False,  # tf.data shuffles; Keras would warn that it ignores its own
             )
+        except UserError:  # from a callback (no room for a backup), mid-way in Keras' progress line
+            print()
+            raise
         except tf.errors.InvalidArgumentError as error:  # the pipeline's ValueError, wrapped
             vanished = re.search(r"cannot read ([^\n]+)", str(error))
             if vanished is None:
