@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from age_gender import alignment, crops, dataset
+from age_gender import crops, dataset
 from age_gender.crops import CropSpec
+from age_gender.estimators.base import face_inputs
 from age_gender.schema import BOX_COLUMNS, EYE_COLUMNS
 
 
@@ -49,7 +50,7 @@ def test_training_and_inference_crop_aligned_faces_alike(tmp_path):
     crop = CropSpec(32, 0.4, aligned=True)
     rows = dict(zip(EYE_COLUMNS, np.array([eyes]).T, strict=True))
     trained = training_crops(tmp_path, image, rows, crop)
-    np.testing.assert_array_equal(trained, alignment.model_crops(image, [None], crop, [eyes]))
+    np.testing.assert_array_equal(trained, face_inputs(image, [None], [eyes], crop))
     with pytest.raises(ValueError, match="eyes"):
         crops.face_crops(image, [(0, 0, 10, 10)], crop)
 

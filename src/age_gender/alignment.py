@@ -10,7 +10,6 @@ import functools
 
 import numpy as np
 
-from age_gender.crops import CropSpec, face_crops
 from age_gender.errors import UserError
 
 
@@ -39,17 +38,6 @@ class EyeFinder:
         first, second = points[:2].mean(0), points[2:4].mean(0)
         left, right = sorted((first, second), key=lambda point: point[0])
         return np.concatenate([left, right])
-
-
-def model_crops(image: np.ndarray, boxes: list, spec: CropSpec, eyes: list | None = None):
-    """`crops.face_crops` of the faces `boxes`; for a model trained aligned, by their eyes: the
-    detector's where it gave them (`eyes`, one per box or None, as MTCNN does), else the shape
-    predictor's."""
-    if spec.aligned:
-        eyes = eyes or [None] * len(boxes)
-        eyes = [given if given is not None else eye_finder().eyes(image, box)
-                for box, given in zip(boxes, eyes, strict=True)]  # fmt: skip
-    return face_crops(image, boxes, spec, eyes)
 
 
 @functools.cache

@@ -1,8 +1,8 @@
 """Age and gender for every face of a collection of images, as one table (annotate.py).
 
-Worker processes decode, detect and crop (each loads its detector once); the main process runs
-the model on batches of faces gathered across images, so nothing is decoded twice and the model
-sees full batches. Images are done in parts of `part_size`, each written when complete
+Worker processes decode, detect and crop (`api.find_faces`, each with its own detector); the
+main process runs the model (`predict_inputs`) on the faces gathered across images, at most
+`batch_size` a call, so nothing is decoded twice. Images are done in parts of `part_size`, each written when complete
 (temporary name, then rename) into a folder beside the output: a run killed at any moment and
 started again with the same arguments does only the parts still missing. The parts are merged
 into the output at the end, every image exactly once.
@@ -20,9 +20,9 @@ import pandas as pd
 from tqdm import tqdm
 
 from age_gender import jobs
+from age_gender.api import find_faces
 from age_gender.crops import CropSpec
 from age_gender.errors import UserError, printable
-from age_gender.estimators.base import face_inputs
 from age_gender.faces import DetectorSpec
 from age_gender.images import glob_files, image_files, once_each, read_image
 from age_gender.records import image_rows, prediction_record, typed, unreadable_row, write_table
@@ -94,12 +94,8 @@ class Examiner:
         image = read_image(self.root / name)
         if image is None:
             return [unreadable_row(printable(name))], None
-        faces = self.detector.detect(image)
-        rows = image_rows(printable(name), image.shape, faces)
-        if not faces:
-            return rows, None
-        boxes, eyes = [face.box for face in faces], [face.eyes for face in faces]
-        return rows, face_inputs(image, boxes, eyes, self.finding.crop)
+        faces, inputs = find_faces(image, self.detector, self.finding.crop)
+        return image_rows(printable(name), image.shape, faces), inputs
 
 
 _examiner: list[Examiner] = []  # the worker process's one examiner

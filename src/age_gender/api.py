@@ -8,20 +8,36 @@ call `DeepFace.analyze(img)`):
         print(face["age"], face["gender"], face["x_min"], face["y_min"])
 
 Each face is a record of the one output schema (`schema.COLUMNS`), as a row of demo.py's and
-annotate.py's tables. The demo and the server estimate through the same `estimate`.
+annotate.py's tables. One road from an image to its records: `find_faces` (detect, then what
+the model takes of the faces), then the estimator's `predict_inputs`; the demo and the server
+estimate through `estimate`, annotate's workers take `find_faces` and batch the rest.
 """
 
 from pathlib import Path
 
 import numpy as np
 
+from age_gender.crops import CropSpec
 from age_gender.errors import UserError, printable
-from age_gender.estimators.base import TTA_MODES, Estimator
+from age_gender.estimators.base import TTA_MODES, Estimator, FaceInputs, face_inputs
 from age_gender.estimators.presets import PRESETS, load_estimator
 from age_gender.faces import DETECTORS, DetectorSpec, FaceDetector
 from age_gender.images import read_image
 from age_gender.records import image_rows, json_record
 from age_gender.schema import Face, Prediction
+
+
+def find_faces(
+    image: np.ndarray, detector: FaceDetector, crop: CropSpec | None
+) -> tuple[list[Face], FaceInputs | None]:
+    """The first half of the one road from an image to its records, which needs no model (so
+    annotate's workers take it too): the faces found, and what the model takes of them
+    (`face_inputs`; None without a face). `Estimator.predict_inputs` is the second half."""
+    faces = detector.detect(image)
+    if not faces:
+        return [], None
+    return faces, face_inputs(image, [face.box for face in faces], [face.eyes for face in faces],
+                              crop)  # fmt: skip
 
 
 class FaceAnalyzer:
@@ -52,9 +68,8 @@ class FaceAnalyzer:
 
     def estimate(self, image: np.ndarray) -> tuple[list[Face], list[Prediction]]:
         """The faces of an RGB uint8 image and their predictions, in the same order."""
-        faces = self.detector.detect(image)
-        boxes = [face.box for face in faces]
-        return faces, self.estimator.predict(image, boxes, [face.eyes for face in faces])
+        faces, inputs = find_faces(image, self.detector, self.estimator.crop_spec)
+        return faces, self.estimator.predict_inputs([inputs]) if faces else []
 
     def analyze(self, image: str | Path | np.ndarray) -> list[dict]:
         """One record per face found (none for an image without a face)."""

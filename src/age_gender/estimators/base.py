@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from age_gender.alignment import model_crops
-from age_gender.crops import CropSpec
+from age_gender.alignment import eye_finder
+from age_gender.crops import CropSpec, face_crops
 from age_gender.errors import UserError
 from age_gender.schema import HEADS, Prediction
 
@@ -105,7 +105,11 @@ def face_inputs(
     of this project; the image and its boxes for one that crops faces itself (`crop` None)."""
     if crop is None:
         return image, list(boxes)
-    return model_crops(image, list(boxes), crop, eyes)
+    eyes = list(eyes or [None] * len(boxes))
+    if crop.aligned:  # the detector's eyes where it gave them (MTCNN), else the shape predictor's
+        eyes = [given if given is not None else eye_finder().eyes(image, box)
+                for box, given in zip(boxes, eyes, strict=True)]  # fmt: skip
+    return face_crops(image, list(boxes), crop, eyes)
 
 
 class Estimator:
