@@ -2,10 +2,10 @@
 
 Worker processes decode, detect and crop (`api.find_faces`, each with its own detector); the
 main process runs the model (`predict_inputs`) on the faces gathered across images, at most
-`batch_size` a call, so nothing is decoded twice. Images are done in parts of `part_size`, each written when complete
-(temporary name, then rename) into a folder beside the output: a run killed at any moment and
-started again with the same arguments does only the parts still missing. The parts are merged
-into the output at the end, every image exactly once.
+`batch_size` a call, so nothing is decoded twice. Images are done in parts of `part_size`, each
+written when complete (temporary name, then rename) into a folder beside the output: a run
+killed at any moment and started again with the same arguments does only the parts still
+missing. The parts are merged into the output at the end, every image exactly once.
 """
 
 import dataclasses

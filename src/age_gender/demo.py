@@ -189,13 +189,18 @@ def run_images(
             unreadable.append(path)
             annotator.rows.append(unreadable_row(printable(path.name)))
             continue
+        done = len(annotator.rows)
         annotated = annotator.annotate(image, path.name)
         if output_dir is None:
             cv2.imshow(WINDOW, cv2.cvtColor(annotated, cv2.COLOR_RGB2BGR))
             if cv2.waitKey(0) & 0xFF in (ord("q"), 27):
                 break
-        else:
+            continue
+        try:
             write_image(output_dir / name, annotated)
+        except UserError:  # the table lists only the images whose copy was written
+            del annotator.rows[done:]
+            raise
     if unreadable:
         print(f"skipped {len(unreadable)} files that are not readable images (not an image, "
               f"cut short or corrupt), e.g. {printable(unreadable[0].name)}")  # fmt: skip

@@ -98,7 +98,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     settings = {
         "input": args.input, "--root": str(root.resolve()), "model": estimator.name,
-        "detector or crop": dataclasses.asdict(finding), "--part_size": args.part_size,
+        "--detector": detector.kind, "--upsample": detector.upsample,
+        "--min_face": detector.min_face, "detector limits": [detector.min_score, detector.max_side],
+        "the model's crop": finding.crop and dataclasses.asdict(finding.crop),
+        "--part_size": args.part_size,
         "--tta": estimator.tta,
     }  # fmt: skip
     parts = jobs.Parts(args.output, settings, args.overwrite)
