@@ -90,7 +90,7 @@ def test_a_killed_run_resumes_and_lists_every_image_once(tmp_path, run_script):
     )  # fmt: skip
     parts = tmp_path / ".faces.parquet.parts"
     deadline = time.monotonic() + 300
-    while len(list(parts.glob("*.pkl"))) < 2 and run.poll() is None:
+    while len(list(parts.glob("[0-9]*.pkl"))) < 2 and run.poll() is None:  # whole parts
         assert time.monotonic() < deadline, "no part was written"
         time.sleep(0.05)
     os.killpg(run.pid, signal.SIGKILL)  # the run and its workers, at once

@@ -88,7 +88,7 @@ def test_a_killed_cache_resumes(tmp_path, run_script):
         start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     deadline = time.monotonic() + 120
-    while len(list((tmp_path / "cache").glob("faces/*/*.jpg"))) < 20 and run.poll() is None:
+    while len(list((tmp_path / "cache").glob("faces/*/[!.]*.jpg"))) < 20 and run.poll() is None:
         assert time.monotonic() < deadline, "nothing was cached"
         time.sleep(0.01)
     os.killpg(run.pid, signal.SIGKILL)
