@@ -38,6 +38,12 @@ def disk_error(error: BaseException | None) -> BaseException | None:
     return None
 
 
+def disk_reason(error: BaseException) -> str:
+    """The words for the disk error behind `error` (`disk_error`), as a refusal line says it."""
+    cause = disk_error(error)
+    return os.strerror(cause.errno) if isinstance(cause, OSError) else "the disk is full"
+
+
 def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
     """Wraps an entry point so a UserError prints `error: ...` and exits with status 2."""
 
@@ -49,13 +55,11 @@ def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
             print(f"error: {printable(str(error))}", file=sys.stderr)
             sys.exit(2)
         except OSError as error:  # a writer outside `files.atomic_output` (a log, a library)
-            cause = disk_error(error)
-            if cause is None:
+            if disk_error(error) is None:
                 raise
-            reason = os.strerror(cause.errno) if isinstance(cause, OSError) else "the disk is full"
             where = printable(f" {error.filename}") if error.filename else ""
-            print(f"error: cannot write{where}: {reason}; free some space or choose another "
-                  "place", file=sys.stderr)  # fmt: skip
+            print(f"error: cannot write{where}: {disk_reason(error)}; free some space or choose "
+                  "another place", file=sys.stderr)  # fmt: skip
             sys.exit(2)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

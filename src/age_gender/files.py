@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from age_gender.errors import UserError, disk_error
+from age_gender.errors import UserError, disk_error, disk_reason
 from age_gender.images import is_image_file
 
 
@@ -178,8 +178,7 @@ def megabytes(size: float) -> str:
 
 def disk_full_message(path: Path, written: int, error: BaseException) -> str:
     """One line: which file, what failed, how much it needed at least, how much is free."""
-    cause = disk_error(error)
-    reason = os.strerror(cause.errno) if isinstance(cause, OSError) else "the disk is full"
+    reason = disk_reason(error)
     free = shutil.disk_usage(nearest_existing(path.parent)).free
     needed = f"it needs more than {megabytes(written)}, " if written else ""
     return (
