@@ -1,10 +1,10 @@
 """tf.data input pipeline: batches of face crops, augmented, mixed up and erased, made by OpenCV.
 
-One Python call per batch does all of its images' work: read, decode with the one image reader,
-one `cv2.warpAffine` for the crop (the one every estimator takes), resize, rotation, zoom,
-shift and flip, then brightness, contrast, small-face losses and random erasing on the uint8
-crop, and mixup's blend. The images of a batch are spread over a thread pool: OpenCV's kernels
-release the GIL, so every core decodes. tf.data carries the batches (prefetch, sharding,
+One Python call per batch does all of its images' work: read, decode with the one image reader
+(RGB from the decoder itself), one `cv2.warpAffine` for the crop (the one every estimator takes),
+resize, rotation, zoom, shift and flip, then brightness, contrast, small-face losses and random
+erasing on the uint8 crop, and mixup's blend. The images of a batch are split between the
+threads of a pool, one share each: OpenCV's kernels release the GIL, so every core decodes. tf.data carries the batches (prefetch, sharding,
 distribution strategies). Every random draw of a batch comes from the batch's stateless seed, so
 a seed gives the same batches whatever the parallelism.
 """
@@ -108,9 +108,7 @@ def load_face(
     `train`'s augmentation and its `draws` (IMAGE_DRAWS numbers in [0, 1)) turned, zoomed,
     shifted and flipped in the one resampling, then brightness, contrast, small-face losses and
     erasing; without, the crop every estimator takes of the same face. `box` is the face
-    (x_max <= x_min: the whole image), `eyes` its eyes for an aligned crop. The image stays BGR
-    until the crop's last pass, which turns it RGB into `out` (each pass over the pixels costs
-    as much as the crop's resampling)."""
+    (x_max <= x_min: the whole image), `eyes` its eyes for an aligned crop."""
     name = path.decode(errors="surrogateescape")
     try:
         with open(name, "rb") as file:
@@ -118,7 +116,7 @@ def load_face(
     except OSError as error:  # drop_unreadable let it through, then the file changed
         raise ValueError(f"cannot read {name}: {error.strerror}") from error
     augment = train.augment if train is not None else None
-    image = images.decode_image(data, rgb=False)
+    image = images.decode_image(data)
     if image is None:
         raise ValueError(f"cannot read {name}")
     source, angle = crops.region(image.shape, crop, box, eyes)
@@ -137,7 +135,7 @@ def load_face(
         face = degrade(face, draws[15:21], augment)
     if train is not None and draws[7] < train.random_erasing.probability:
         erase_rectangle(face, draws[8:15], train.random_erasing)
-    cv2.cvtColor(face, cv2.COLOR_BGR2RGB, dst=out)
+    out[...] = face
 
 
 def brightness_contrast(face: np.ndarray, signed: np.ndarray, augment: AugmentConfig) -> None:
@@ -162,8 +160,9 @@ def degrade(face: np.ndarray, draws: np.ndarray, augment: AugmentConfig) -> np.n
         face = cv2.GaussianBlur(face, (0, 0), 0.5 + float(draws[3]))
     if draws[4] < augment.jpeg:
         quality = round(30 + 60 * float(draws[5]))
-        _, encoded = cv2.imencode(".jpg", face, [cv2.IMWRITE_JPEG_QUALITY, quality])
-        face = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
+        bgr = cv2.cvtColor(face, cv2.COLOR_RGB2BGR)  # the encoder's order: its luma is right
+        _, encoded = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        face = cv2.imdecode(encoded, cv2.IMREAD_COLOR_RGB)
     return face
 
 
@@ -183,12 +182,16 @@ def erase_rectangle(face: np.ndarray, draws: np.ndarray, erasing: ErasingConfig)
 
 
 @functools.cache
-def thread_pool() -> concurrent.futures.ThreadPoolExecutor:
-    """The process's threads for the images of a batch, one per core it may use (a container's
-    limit included): OpenCV releases the GIL as it works."""
+def thread_count() -> int:
+    """One thread per core the process may use (a container's limit included)."""
     usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    workers = len(usable) if usable else os.cpu_count() or 1
-    return concurrent.futures.ThreadPoolExecutor(workers, "age_gender_images")
+    return len(usable) if usable else os.cpu_count() or 1
+
+
+@functools.cache
+def thread_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """The process's threads for the images of a batch: OpenCV releases the GIL as it works."""
+    return concurrent.futures.ThreadPoolExecutor(thread_count(), "age_gender_images")
 
 
 def load_faces(
@@ -201,17 +204,20 @@ def load_faces(
     crop: CropSpec,
     train: TrainConfig | None,
 ) -> np.ndarray:
-    """One batch's face crops (N, size, size, 3) uint8, by `load_face` over the thread pool, then
-    mixed up (`blend`) when `partner` is given."""
+    """One batch's face crops (N, size, size, 3) uint8, by `load_face` over the thread pool (each
+    thread takes every n-th image: one task per thread, not per image), then mixed up (`blend`)
+    when `partner` is given."""
     faces = np.empty((len(paths), crop.size, crop.size, 3), np.uint8)
+    threads = min(thread_count(), len(paths))
 
-    def load(index: int) -> None:
-        load_face(
-            paths[index], boxes[index], eyes[index], draws[index] if len(draws) else None,
-            crop, train, faces[index],
-        )  # fmt: skip
+    def load(first: int) -> None:
+        for index in range(first, len(paths), threads):
+            load_face(
+                paths[index], boxes[index], eyes[index], draws[index] if len(draws) else None,
+                crop, train, faces[index],
+            )  # fmt: skip
 
-    list(thread_pool().map(load, range(len(paths))))
+    list(thread_pool().map(load, range(threads)))
     return blend(faces, partner, weight) if len(partner) else faces
 
 

@@ -69,7 +69,7 @@ def jpeg_complete(data: bytes) -> bool:
     while position + 4 <= len(data) and data[position] == 0xFF:
         marker = data[position + 1]
         if marker == 0xDA:  # start of scan: the coded image follows
-            return data.find(b"\xff\xd9", position) != -1
+            return data.rfind(b"\xff\xd9", position) != -1  # from the end: found at once
         if marker in (0x01, 0xFF) or 0xD0 <= marker <= 0xD7:  # markers without a length
             position += 2 if marker != 0xFF else 1
             continue
@@ -100,17 +100,15 @@ def png_complete(data: bytes) -> bool:
 
 def decode_image(data: bytes, rgb: bool = True) -> np.ndarray | None:
     """RGB uint8 from an image file's bytes, whatever they hold (grey, alpha, 16-bit, EXIF
-    orientation); None for bytes that are not a whole image. `rgb=False` leaves OpenCV's BGR,
-    for a caller that converts a smaller crop of it."""
+    orientation); None for bytes that are not a whole image. `rgb=False` gives OpenCV's BGR,
+    for a caller that encodes it again."""
     if not data or not complete(data):
         return None
+    flags = cv2.IMREAD_COLOR_RGB if rgb else cv2.IMREAD_COLOR  # the decoder writes RGB itself
     try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        return cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     except cv2.error:  # a header claiming more than MAX_PIXELS: not an image to read
         return None
-    if image is None or not rgb:
-        return image
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def read_image(path: Path) -> np.ndarray | None:
