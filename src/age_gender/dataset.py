@@ -4,9 +4,10 @@ One Python call per batch does all of its images' work: read, decode with the on
 (RGB from the decoder itself), one `cv2.warpAffine` for the crop (the one every estimator takes),
 resize, rotation, zoom, shift and flip, then brightness, contrast, small-face losses and random
 erasing on the uint8 crop, and mixup's blend. The images of a batch are split between the
-threads of a pool, one share each: OpenCV's kernels release the GIL, so every core decodes. tf.data carries the batches (prefetch, sharding,
-distribution strategies). Every random draw of a batch comes from the batch's stateless seed, so
-a seed gives the same batches whatever the parallelism.
+threads of a pool, one share each: OpenCV's kernels release the GIL, so every core decodes.
+tf.data carries the batches (prefetch, sharding, distribution strategies). Every random draw of
+a batch comes from the batch's stateless seed, so a seed gives the same batches whatever the
+parallelism.
 """
 
 import concurrent.futures
