@@ -1,5 +1,9 @@
 """The tf.data pipeline: shapes, crops, augmentation, mixup, random erasing, seeds, bad files."""
 
+import os
+import sys
+import threading
+
 import cv2
 import keras
 import numpy as np
@@ -221,3 +225,11 @@ def test_unknown_genders_teach_age_only(disks):
         dataset.make_dataset(frame, root, CROP, 16), verbose=0, return_dict=True
     )
     assert losses["pred_gender_loss"] == 0 and losses["pred_age_loss"] > 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux threads' niceness")
+def test_the_image_threads_yield_to_the_model():
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    assert dataset.thread_pool().submit(niceness).result() == min(niceness() + 10, 19)

@@ -1,0 +1,65 @@
+"""Whether training from the face cache sees the faces training from the photos sees: the same
+faces cropped by the pipeline (no augmentation) from the originals and from the cache (JPEG
+quality 95, resampled twice), their pixel difference, and a trained model's age MAE and gender
+accuracy on each.
+
+    python cache_faces.py --csv faces.csv --root photos --output_dir cache model.img_size=150
+    python bench/face_cache_fidelity.py --csv faces.csv --root photos \
+        --cached_csv cache/faces.csv --cache_root cache --weight_file model.keras --margin 0.4
+
+`--margin` is the one the cache was cut with (cache_faces.py prints it): the cache keeps that
+crop, not a model's own. Last line: cache_mae_change (cache minus originals, years).
+"""
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from age_gender import dataset
+from age_gender.crops import CropSpec
+from age_gender.estimators.presets import load_estimator
+
+
+def pipeline_crops(csv: Path, root: Path, crop: CropSpec) -> np.ndarray:
+    frame = dataset.drop_unreadable(pd.read_csv(csv), root)
+    return np.concatenate([images for images, _ in dataset.make_dataset(frame, root, crop, 64)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--csv", type=Path, required=True, help="faces with boxes")
+    parser.add_argument("--root", type=Path, required=True, help="their images")
+    parser.add_argument("--cached_csv", type=Path, required=True, help="cache_faces.py's CSV")
+    parser.add_argument("--cache_root", type=Path, required=True, help="its --output_dir")
+    parser.add_argument("--weight_file", type=Path, required=True, help="a model from train.py")
+    parser.add_argument("--margin", type=float, default=0.4, help="the cache's data.margin")
+    args = parser.parse_args()
+    estimator = load_estimator(args.weight_file)
+    crop = CropSpec(estimator.crop_spec.size, args.margin)
+    truth = pd.read_csv(args.csv)
+    originals = pipeline_crops(args.csv, args.root, crop)
+    cached = pipeline_crops(args.cached_csv, args.cache_root, crop)
+    if len(originals) != len(cached) or len(cached) != len(truth):
+        raise SystemExit("error: the cached CSV does not hold every face of --csv; cache them all")
+    difference = np.abs(originals.astype(np.float32) - cached)
+    psnr = 10 * np.log10(255**2 / np.mean(difference**2))
+    print(f"{len(truth)} faces, {crop.size} px at margin {crop.margin}: mean |pixel difference| "
+          f"{difference.mean():.2f} of 255, PSNR {psnr:.1f} dB")  # fmt: skip
+    results = []
+    for name, faces in (("originals", originals), ("cache", cached)):
+        predictions = estimator.predict_inputs([faces], batch_size=64)
+        ages = np.array([prediction.age for prediction in predictions])
+        genders = np.array([prediction.male_probability >= 0.5 for prediction in predictions])
+        error = np.abs(ages - truth["ages"].to_numpy()).mean()
+        accuracy = np.mean(genders == truth["genders"].to_numpy())
+        print(f"from the {name}: age MAE {error:.3f}, gender accuracy {accuracy:.4f}")
+        results.append((error, ages))
+    change = np.abs(results[0][1] - results[1][1]).mean()
+    print(f"mean |age from the originals - age from the cache|: {change:.3f} years")
+    print(f"cache_mae_change: {results[1][0] - results[0][0]:+.3f}")
+
+
+if __name__ == "__main__":
+    main()
