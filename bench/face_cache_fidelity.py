@@ -22,8 +22,7 @@ from age_gender.crops import CropSpec
 from age_gender.estimators.presets import load_estimator
 
 
-def pipeline_crops(csv: Path, root: Path, crop: CropSpec) -> np.ndarray:
-    frame = dataset.drop_unreadable(pd.read_csv(csv), root)
+def pipeline_crops(frame: pd.DataFrame, root: Path, crop: CropSpec) -> np.ndarray:
     return np.concatenate([images for images, _ in dataset.make_dataset(frame, root, crop, 64)])
 
 
@@ -37,12 +36,15 @@ def main() -> None:
     parser.add_argument("--margin", type=float, default=0.4, help="the cache's data.margin")
     args = parser.parse_args()
     estimator = load_estimator(args.weight_file)
-    crop = CropSpec(estimator.crop_spec.size, args.margin)
+    crop = CropSpec(estimator.crop_spec.size, args.margin)  # the cache's: centred, unaligned
     truth = pd.read_csv(args.csv)
-    originals = pipeline_crops(args.csv, args.root, crop)
-    cached = pipeline_crops(args.cached_csv, args.cache_root, crop)
-    if len(originals) != len(cached) or len(cached) != len(truth):
+    if len(dataset.drop_unreadable(truth, args.root)) != len(truth):
+        raise SystemExit("error: some photos of --csv cannot be read; compare readable faces")
+    cache = dataset.drop_unreadable(pd.read_csv(args.cached_csv), args.cache_root)
+    if len(cache) != len(truth):
         raise SystemExit("error: the cached CSV does not hold every face of --csv; cache them all")
+    originals = pipeline_crops(truth, args.root, crop)
+    cached = pipeline_crops(cache, args.cache_root, crop)
     difference = np.abs(originals.astype(np.float32) - cached)
     psnr = 10 * np.log10(255**2 / np.mean(difference**2))
     print(f"{len(truth)} faces, {crop.size} px at margin {crop.margin}: mean |pixel difference| "
@@ -53,7 +55,8 @@ def main() -> None:
         ages = np.array([prediction.age for prediction in predictions])
         genders = np.array([prediction.male_probability >= 0.5 for prediction in predictions])
         error = np.abs(ages - truth["ages"].to_numpy()).mean()
-        accuracy = np.mean(genders == truth["genders"].to_numpy())
+        known = truth["genders"].to_numpy() >= 0
+        accuracy = np.mean(genders[known] == truth["genders"].to_numpy()[known])
         print(f"from the {name}: age MAE {error:.3f}, gender accuracy {accuracy:.4f}")
         results.append((error, ages))
     change = np.abs(results[0][1] - results[1][1]).mean()

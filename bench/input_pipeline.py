@@ -79,9 +79,7 @@ def plain_decode_rate(frame: pd.DataFrame) -> float:
 
 
 def pipeline_rate(frame: pd.DataFrame, root: Path = CACHE, epochs: int = 2) -> float:
-    """Images/s of the full augmenting pipeline, over `epochs` epochs after a warm-up, in one
-    pass: the steady rate of a real data set's epochs of thousands of batches, not the start-up
-    of a bench-sized one."""
+    """Images/s of the full augmenting pipeline, over `epochs` epochs after a warm-up."""
     augmentation = TrainConfig(random_erasing=ErasingConfig(0.5), mixup_alpha=0.2)
     data = dataset.make_dataset(frame, root, CropSpec(SIZE), 32, augmentation, shuffle=True)
     for _ in data.take(5):  # warm-up: tracing, the first file reads, autotuning

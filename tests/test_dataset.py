@@ -1,5 +1,6 @@
 """The tf.data pipeline: shapes, crops, augmentation, mixup, random erasing, seeds, bad files."""
 
+import concurrent.futures
 import os
 import sys
 import threading
@@ -233,3 +234,33 @@ def test_the_image_threads_yield_to_the_model():
         return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
     assert dataset.thread_pool().submit(niceness).result() == min(niceness() + 10, 19)
+
+
+def test_a_refused_priority_leaves_the_threads_working(monkeypatch):
+    def refuse(*_):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "setpriority", refuse)  # as a sandbox's seccomp profile does
+    with concurrent.futures.ThreadPoolExecutor(1, initializer=dataset.yield_to_the_model) as pool:
+        assert pool.submit(lambda: 2 + 2).result() == 4
+
+
+@pytest.mark.parametrize("count", [0, 1, 5])
+def test_a_batch_is_the_same_whatever_the_number_of_threads(disks, monkeypatch, count):
+    root, frame = disks
+    columns = dataset.label_tensors(frame.head(count), root)
+    rng = np.random.default_rng(0)
+    draws = rng.random((count, dataset.IMAGE_DRAWS)).astype(np.float32)
+    augmentation = TrainConfig(random_erasing=ErasingConfig(0.5))
+
+    def batch(threads: int) -> np.ndarray:
+        monkeypatch.setattr(dataset, "thread_count", lambda: threads)
+        paths = np.array([str(path).encode() for path in columns["path"]], dtype="S")
+        return dataset.load_faces(
+            paths, columns["box"], columns["eyes"], draws, np.zeros(0, np.int32),
+            np.zeros(0, np.float32), CROP, augmentation,
+        )  # fmt: skip
+
+    single = batch(1)
+    assert single.shape == (count, CROP.size, CROP.size, 3)
+    assert all(np.array_equal(single, batch(threads)) for threads in (3, 64))

@@ -202,12 +202,15 @@ def thread_pool() -> concurrent.futures.ThreadPoolExecutor:
 def yield_to_the_model() -> None:
     """Lowers the calling thread's priority (Linux: niceness per thread): on a CPU, the model's
     threads, which wait for each other at every op, then run first, and the images are made in
-    the time they leave; on an idle machine nothing changes."""
+    the time they leave; on an idle machine nothing changes. Only a hint: where a sandbox
+    refuses it, the threads run as they are."""
     if sys.platform.startswith("linux"):  # elsewhere a priority is the whole process's
         thread = threading.get_native_id()
-        os.setpriority(
-            os.PRIO_PROCESS, thread, min(os.getpriority(os.PRIO_PROCESS, thread) + 10, 19)
-        )
+        try:
+            niceness = min(os.getpriority(os.PRIO_PROCESS, thread) + 10, 19)
+            os.setpriority(os.PRIO_PROCESS, thread, niceness)
+        except OSError:
+            pass
 
 
 def load_faces(
