@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from age_gender import dataset
-from age_gender.crops import CropSpec
+from age_gender import dataset, labels
+from age_gender.crops import CropSpec, is_box
+from age_gender.errors import UserError, exit_on_user_error
 from age_gender.estimators.presets import load_estimator
 
 
@@ -26,6 +27,7 @@ def pipeline_crops(frame: pd.DataFrame, root: Path, crop: CropSpec) -> np.ndarra
     return np.concatenate([images for images, _ in dataset.make_dataset(frame, root, crop, 64)])
 
 
+@exit_on_user_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--csv", type=Path, required=True, help="faces with boxes")
@@ -35,14 +37,20 @@ def main() -> None:
     parser.add_argument("--weight_file", type=Path, required=True, help="a model from train.py")
     parser.add_argument("--margin", type=float, default=0.4, help="the cache's data.margin")
     args = parser.parse_args()
+    if not args.margin >= 0:
+        raise UserError(f"--margin must be 0 or more, not {args.margin}")
+    truth, cache = labels.read_labels_csv(args.csv), labels.read_labels_csv(args.cached_csv)
+    if not is_box(labels.face_boxes(truth)).all():
+        raise UserError(f"{args.csv}: every row needs a face box (the cache holds boxed faces)")
+    if len(dataset.drop_unreadable(truth, args.root)) != len(truth):
+        raise UserError(f"some photos of {args.csv} cannot be read; compare readable faces")
+    cache = dataset.drop_unreadable(cache, args.cache_root)
+    same = ["ages", "genders"]
+    if len(cache) != len(truth) or not cache[same].equals(truth[same]):
+        raise UserError(f"{args.cached_csv} does not hold the faces of {args.csv}, in its order: "
+                        "make it with cache_faces.py from that CSV")  # fmt: skip
     estimator = load_estimator(args.weight_file)
     crop = CropSpec(estimator.crop_spec.size, args.margin)  # the cache's: centred, unaligned
-    truth = pd.read_csv(args.csv)
-    if len(dataset.drop_unreadable(truth, args.root)) != len(truth):
-        raise SystemExit("error: some photos of --csv cannot be read; compare readable faces")
-    cache = dataset.drop_unreadable(pd.read_csv(args.cached_csv), args.cache_root)
-    if len(cache) != len(truth):
-        raise SystemExit("error: the cached CSV does not hold every face of --csv; cache them all")
     originals = pipeline_crops(truth, args.root, crop)
     cached = pipeline_crops(cache, args.cache_root, crop)
     difference = np.abs(originals.astype(np.float32) - cached)

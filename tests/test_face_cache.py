@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 from conftest import REPO, user_error
 
-from age_gender import dataset
+from age_gender import dataset, face_cache
 from age_gender.config import ErasingConfig, TrainConfig
 from age_gender.crops import CropSpec
+from age_gender.errors import UserError
 
 
 def photo(path, width=400, height=300, seed=0):
@@ -113,8 +114,6 @@ def test_a_killed_cache_resumes(tmp_path, run_script):
 
 
 def test_cut_cached_faces_are_redone_and_an_empty_cache_is_refused(tmp_path, capsys):
-    from age_gender import face_cache
-    from age_gender.errors import UserError
 
     (tmp_path / "images").mkdir()
     photo(tmp_path / "images" / "a.jpg")
@@ -137,3 +136,13 @@ def test_cut_cached_faces_are_redone_and_an_empty_cache_is_refused(tmp_path, cap
     assert "resuming" not in capsys.readouterr().out
     with pytest.raises(UserError, match="no face of the 2 rows could be cached .2 cannot be read"):
         face_cache.cache_faces(frame, tmp_path, tmp_path / "other", CropSpec(32), 1.0, 1)
+
+
+def test_a_cache_folder_it_cannot_write_is_one_line(tmp_path):
+    photo(tmp_path / "0.jpg")
+    frame = pd.DataFrame({"genders": [0], "ages": [30], "img_paths": ["0.jpg"], "x_min": [150],
+                          "y_min": [100], "x_max": [250], "y_max": [200]})  # fmt: skip
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "faces").write_text("a file where the faces' folder goes")
+    with pytest.raises(UserError, match="cannot write the face cache in .*choose another"):
+        face_cache.cache_faces(frame, tmp_path, tmp_path / "cache", CropSpec(32), 1.0, 1)

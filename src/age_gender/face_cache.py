@@ -73,9 +73,13 @@ def cache_face(task: tuple) -> tuple[int, int | str]:
     face = crops.warp(image, region, side)
     ok, encoded = cv2.imencode(".jpg", face, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(target) as temporary:
-        temporary.write_bytes(encoded.tobytes())
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_output(target) as temporary:  # a full disk: its own line
+            temporary.write_bytes(encoded.tobytes())
+    except OSError as error:  # the cache's folder, not this face: every face would fail
+        raise UserError(f"cannot write the face cache in {target.parent.parent}: "
+                        f"{error.strerror}; choose another --output_dir") from None  # fmt: skip
     return index, len(encoded)
 
 
