@@ -114,7 +114,6 @@ def test_a_killed_cache_resumes(tmp_path, run_script):
 
 
 def test_cut_cached_faces_are_redone_and_an_empty_cache_is_refused(tmp_path, capsys):
-
     (tmp_path / "images").mkdir()
     photo(tmp_path / "images" / "a.jpg")
     frame = pd.DataFrame({"genders": [1, 0], "ages": [30, 40], "img_paths": ["a.jpg", "a.jpg"],
