@@ -57,14 +57,15 @@ def main() -> None:
     psnr = 10 * np.log10(255**2 / np.mean(difference**2))
     print(f"{len(truth)} faces, {crop.size} px at margin {crop.margin}: mean |pixel difference| "
           f"{difference.mean():.2f} of 255, PSNR {psnr:.1f} dB")  # fmt: skip
+    true_ages, true_genders = truth["ages"].to_numpy(), truth["genders"].to_numpy()
+    known = true_genders >= 0
     results = []
     for name, faces in (("originals", originals), ("cache", cached)):
         predictions = estimator.predict_inputs([faces], batch_size=64)
         ages = np.array([prediction.age for prediction in predictions])
         genders = np.array([prediction.male_probability >= 0.5 for prediction in predictions])
-        error = np.abs(ages - truth["ages"].to_numpy()).mean()
-        known = truth["genders"].to_numpy() >= 0
-        accuracy = np.mean(genders[known] == truth["genders"].to_numpy()[known])
+        error = np.abs(ages - true_ages).mean()
+        accuracy = np.mean(genders[known] == true_genders[known])
         print(f"from the {name}: age MAE {error:.3f}, gender accuracy {accuracy:.4f}")
         results.append((error, ages))
     change = np.abs(results[0][1] - results[1][1]).mean()

@@ -132,7 +132,7 @@ def readable_file(path: str) -> bool:
         return False
     if is_jpeg(data):
         return complete(data)
-    return decode_image(data, rgb=False) is not None
+    return decode_image(data) is not None
 
 
 def unreadable_reason(path: str) -> str:
