@@ -5,10 +5,15 @@ so a worker process importing a submodule does not load the models' code.
 
 TensorFlow is imported with its start-up lines dropped (`quiet.py`: TensorFlow >= 2.20 writes
 them through absl before its log level applies); `TF_CPP_MIN_LOG_LEVEL=0` brings them back.
+Keras runs on TensorFlow here (tf.data, the distribution strategies and the exports are
+TensorFlow's), whatever KERAS_BACKEND a user's shell sets for other work.
 """
+
+import os
 
 from age_gender import quiet
 
+os.environ["KERAS_BACKEND"] = "tensorflow"
 quiet.install()
 
 

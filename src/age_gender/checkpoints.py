@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from age_gender.files import atomic_output, check_room
+from age_gender.files import atomic_output, check_room, remove_leftovers
 
 HEADROOM = 1.2  # a weights file's size over its variables' bytes (HDF5 and zip overheads)
 KEPT = 2  # backups kept: the newest, and the one before it in case the newest is damaged
@@ -50,6 +50,7 @@ def restore(model: keras.Model, folder: Path) -> int | None:
     state) and returns its epochs done; None when there is none to read (the run starts over)."""
     if model.optimizer is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
+    remove_leftovers(folder)  # a backup a kill cut short
     found = backups(folder)
     for epoch, path in found:
         try:

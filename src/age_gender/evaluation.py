@@ -17,7 +17,12 @@ from age_gender import labels
 from age_gender.crops import is_box, overlaps
 from age_gender.errors import UserError
 from age_gender.faces import FaceDetector
-from age_gender.files import atomic_output, check_output_folder, make_output_folder
+from age_gender.files import (
+    atomic_output,
+    check_output_folder,
+    make_output_folder,
+    remove_leftovers,
+)
 from age_gender.images import read_image
 from age_gender.plots import plot_age_groups, plot_predicted_vs_real, plot_reliability
 from age_gender.records import prediction_record
@@ -299,7 +304,8 @@ def report_folder(output_dir: Path, estimator) -> Path:
 
 def check_reports(output_dir: Path, estimators: list, overwrite: bool) -> None:
     """Refuses, before any prediction, to replace an earlier run's report without
-    `overwrite`."""
+    `overwrite`. A report a killed run had moved aside is put back first."""
+    remove_leftovers(output_dir)
     existing = [report_folder(output_dir, one) for one in estimators]
     existing = [folder for folder in existing if folder.exists()]
     if existing and not overwrite:

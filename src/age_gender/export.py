@@ -20,7 +20,7 @@ from age_gender.estimators.base import METADATA_KEY
 from age_gender.estimators.keras_model import KerasEstimator, SavedModelEstimator
 from age_gender.estimators.onnx_model import OnnxEstimator
 from age_gender.estimators.tflite_model import TFLiteEstimator, sidecar_path
-from age_gender.files import atomic_output
+from age_gender.files import atomic_output, remove_leftovers
 from age_gender.schema import AGE, AGE_CLASSES, GENDER, GENDER_CLASSES
 
 AGE_TOLERANCE = 0.05  # years
@@ -129,6 +129,8 @@ def parity(reference, candidate, crops: np.ndarray) -> tuple[float, float]:
 
 def export(estimator: KerasEstimator, form: str, path: Path) -> tuple[float, float]:
     """Writes `path` in format `form` when the exported model matches; the parity figures."""
+    remove_leftovers(path.parent, path.name)  # what a killed export of it left (a model each)
+    remove_leftovers(path.parent, sidecar_path(path).name)
     with atomic_output(path) as temporary:
         try:
             exported = WRITERS[form](estimator, temporary)

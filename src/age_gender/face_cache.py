@@ -20,7 +20,7 @@ from tqdm import tqdm
 from age_gender import crops, jobs, labels
 from age_gender.crops import CropSpec, is_box
 from age_gender.errors import UserError
-from age_gender.files import atomic_output
+from age_gender.files import atomic_output, remove_leftovers
 from age_gender.images import complete, decode_image
 from age_gender.schema import BOX_COLUMNS
 
@@ -123,8 +123,7 @@ def cache_faces(
     side = round(crop.size * room_factor)
     names = [cached_name(root / path, box, crop.margin, side)
              for path, box in zip(frame["img_paths"], boxes, strict=True)]  # fmt: skip
-    for leftover in output_dir.glob(f"{FOLDER}/*/.*.tmp.jpg"):  # atomic_output's, left by a kill
-        leftover.unlink()
+    remove_leftovers(output_dir, recursive=True)  # a killed run's partial faces and CSV
     done = np.array([not overwrite and cached_whole(output_dir / name) for name in names], bool)
     if done.any():
         print(f"resuming: {done.sum()} of {len(frame)} faces are cached already")

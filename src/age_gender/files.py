@@ -3,6 +3,7 @@
 import contextlib
 import errno
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -123,6 +124,55 @@ def check_inputs_kept(outputs: list[Path], inputs: list[Path]) -> None:
         )
 
 
+# `atomic_output`'s names: `.tmp<pid>.<name>` while being written, `.old<pid>.<name>` for the
+# earlier folder output moved aside. Made and found here only, so a resume finds what a kill left.
+TEMPORARY = re.compile(r"\.(tmp|old)(\d+)\.(.+)", re.DOTALL)
+
+
+def temporary_path(path: Path, kind: str = "tmp", pid: int | None = None) -> Path:
+    """Where `atomic_output` writes `path` (kind "tmp"), or moves its earlier version aside
+    ("old"), in process `pid` (this one by default)."""
+    return path.with_name(f".{kind}{os.getpid() if pid is None else pid}.{path.name}")
+
+
+def running(pid: int) -> bool:
+    """Whether process `pid` exists (a temporary of a live writer is not a leftover)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def leftovers(folder: Path, name: str | None = None, recursive: bool = False) -> list[Path]:
+    """What killed `atomic_output` blocks left in `folder` (and below it, if `recursive`), for
+    outputs called `name` (any, if None): temporaries and moved-aside outputs of processes that
+    no longer run."""
+    found = []
+    for path in Path(folder).glob("**/.*" if recursive else ".*"):
+        match = TEMPORARY.fullmatch(path.name)
+        if match and name in (None, match[3]) and not running(int(match[2])):
+            found.append(path)
+    return sorted(found)
+
+
+def remove_leftovers(folder: Path, name: str | None = None, recursive: bool = False) -> int:
+    """Clears what killed writers left in `folder` (see `leftovers`) before a run resumes or
+    redoes its output there: a partial temporary is deleted; an earlier output moved aside whose
+    replacement never arrived is put back, so nothing is lost. Returns how many it found."""
+    found = leftovers(folder, name, recursive)
+    for path in found:
+        kind, original = TEMPORARY.fullmatch(path.name).group(1, 3)
+        target = path.with_name(original)
+        if kind == "old" and not target.exists():
+            os.replace(path, target)
+        else:
+            remove(path)
+    return len(found)
+
+
 @contextlib.contextmanager
 def atomic_output(path: Path) -> Iterator[Path]:
     """Yields a temporary path beside `path`; renames it to `path` only if the block succeeds.
@@ -133,8 +183,7 @@ def atomic_output(path: Path) -> Iterator[Path]:
     (OpenCV) or check it (Keras' `.weights.h5`).
     """
     path = Path(path)
-    temporary = path.with_name(f".tmp{os.getpid()}.{path.name}")
-    earlier = path.with_name(f".old{os.getpid()}.{path.name}")
+    temporary, earlier = temporary_path(path), temporary_path(path, "old")
     try:
         yield temporary
         if temporary.is_dir() and path.is_dir():  # a folder output replaces the earlier one,

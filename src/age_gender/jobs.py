@@ -24,7 +24,7 @@ import cv2
 import pandas as pd
 
 from age_gender.errors import UserError
-from age_gender.files import atomic_output
+from age_gender.files import atomic_output, remove_leftovers
 
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
@@ -61,6 +61,7 @@ class Parts:
         self.folder = output.with_name(f".{output.name}.parts")
         settings = json.loads(json.dumps(settings, default=str))  # as it reads back
         settings_file = self.folder / "settings.json"
+        remove_leftovers(output.parent, output.name)  # the table, if a kill came as it was written
         if self.folder.is_dir():
             self.lock = Lock(self.folder)
             try:
@@ -70,6 +71,7 @@ class Parts:
             if not isinstance(earlier, dict):  # valid JSON, but not settings
                 earlier = None
             if earlier == settings:
+                remove_leftovers(self.folder)  # a part a kill cut short
                 return
             if not overwrite:
                 changed = sorted(

@@ -1,11 +1,11 @@
 """Libraries' lines that are not the user's business, silenced where they are written: here
 and only here.
 
-Unless the user set TF_CPP_MIN_LOG_LEVEL (then every line shows), TensorFlow's start-up lines
-(oneDNN, CPU features, "CUDA drivers not found" on a machine without a GPU, which reads like a
-failure) and LiteRT's XNNPACK notice are dropped. They are written by C++ code that no Python
-setting reaches, so file descriptor 2 points at /dev/null while that code runs, and only then:
-an error still shows, as the Python exception raised after it.
+Unless the user asks for more lines (TF_CPP_MIN_LOG_LEVEL 0, 1 or 2: then they show),
+TensorFlow's start-up lines (oneDNN, CPU features, "CUDA drivers not found" on a machine without
+a GPU, which reads like a failure) and LiteRT's XNNPACK notice are dropped. They are written by
+C++ code that no Python setting reaches, so file descriptor 2 points at /dev/null while that code
+runs, and only then: an error still shows, as the Python exception raised after it.
 """
 
 import contextlib
@@ -23,11 +23,15 @@ QUIET = "AGE_GENDER_QUIET_TENSORFLOW"
 
 
 def choose_quiet() -> bool:
-    """Sets TensorFlow's level to 3 unless the user chose one; True when lines are dropped. The
-    level is 3, since the CUDA line is logged as an error when devices are listed."""
-    if "TF_CPP_MIN_LOG_LEVEL" not in os.environ or os.environ.get(QUIET) == "1":
+    """Sets TensorFlow's level to 3 unless the user chose a level that shows more; True when
+    lines are dropped. The level is 3, since the CUDA line is logged as an error when devices
+    are listed. A user's 3 asks for quiet too: TensorFlow's level alone does not reach the
+    oneDNN and CUDA lines, so they are dropped as by default."""
+    level = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "").strip()
+    wants_lines = level.isdigit() and int(level) < 3 and os.environ.get(QUIET) != "1"
+    if not wants_lines:
         os.environ.update({"TF_CPP_MIN_LOG_LEVEL": "3", QUIET: "1"})
-    return os.environ.get(QUIET) == "1"
+    return not wants_lines
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ from age_gender.config import AgeBalance, Optimizer, Scheduler, TrainConfig, che
 from age_gender.crops import CropSpec, is_box
 from age_gender.errors import UserError
 from age_gender.estimators.base import decode
-from age_gender.files import atomic_output
+from age_gender.files import atomic_output, remove_leftovers
 from age_gender.plots import plot_learning_curves
 from age_gender.schema import AGE, EYE_COLUMNS, HEADS
 
@@ -355,6 +355,7 @@ def train(cfg: DictConfig) -> Path:
         raise
 
     output_dir.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(output_dir)  # a killed run's partial log or best model
     worker, trained = worker_index(), False
     for phase in phases(cfg.train):
         if phase.frozen:
