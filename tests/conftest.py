@@ -14,6 +14,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# What the caller's shell sets does not steer the suite: the tests and the processes they start
+# see none of these, and a test that needs one sets it itself.
+CALLERS_SETTINGS = ("TF_CPP_MIN_LOG_LEVEL", "CUDA_VISIBLE_DEVICES", "KERAS_BACKEND",
+                    "HYDRA_FULL_ERROR", "WANDB_MODE", "TF_CONFIG")  # fmt: skip
+for name in [name for name in os.environ
+             if name in CALLERS_SETTINGS or name.startswith("AGE_GENDER_")]:  # fmt: skip
+    del os.environ[name]
 ASTRONAUT_FACE = (175, 76, 266, 167)  # HOG's box of the face in examples/astronaut.png
 
 
