@@ -1,19 +1,28 @@
 """serve.py over real HTTP on 127.0.0.1: predictions, bad requests, limits, token, CORS, load."""
 
+import asyncio
 import concurrent.futures
+import contextlib
 import io
+import select
 import socket
 import struct
+import time
 import zlib
 
 import cv2
+import h11
 import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, user_error
+from conftest import REPO, refusal, user_error
 from PIL import Image
+from uvicorn.protocols.http import h11_impl
 
+from age_gender import serving
+from age_gender.cli import serve as serve_script
+from age_gender.errors import UserError
 from age_gender.testing.server_process import running_server
 
 ASTRONAUT = REPO / "examples" / "astronaut.png"
@@ -105,6 +114,8 @@ def test_predictions_are_the_demos(server, tmp_path, run_script):
         "body_timeout": 20.0,
         "header_timeout": 10.0,
         "max_connections": 256,
+        "min_upload_rate": 500,
+        "upload_grace": 10.0,
     }
 
 
@@ -227,3 +238,90 @@ def test_a_taken_port_is_one_line(run_script):
         port = taken.getsockname()[1]
         result = run_script("serve.py", "--model", "dlib-models", "--port", port, timeout=120)
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in user_error(result)
+
+
+def dribbler(url: str, length: int) -> socket.socket:
+    """A connection that has sent a whole request's headers, announcing `length` bytes of body,
+    and none of the body yet."""
+    host, port = url.removeprefix("http://").split(":")
+    client = socket.create_connection((host, int(port)), timeout=10)
+    client.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                   b"Content-Length: %d\r\n\r\n" % length)  # fmt: skip
+    return client
+
+
+def test_bodies_dribbled_under_the_minimum_rate_are_cut_and_free_the_server():
+    """--max_connections (3) clients each sending a byte every 0.25 s, never stalling for
+    --body_timeout (2 s), hold every connection (/healthz gets 503) during the grace period
+    (3 s); then they are under the minimum rate (default 500 bytes/s): each gets 408 and its
+    connection closed, and /healthz answers. A stall timer alone lets them hold on for as long
+    as they send."""
+    with running_server("--model", "dlib-models", "--max_connections", "3",
+                        "--body_timeout", "2", "--upload_grace", "3") as url:  # fmt: skip
+        host, port = url.removeprefix("http://").split(":")
+        clients = [dribbler(url, 1000) for _ in range(3)]
+        started = time.monotonic()
+        answers = {client: b"" for client in clients}
+        open_ = set(clients)
+        busy = None
+        try:
+            while open_ and time.monotonic() - started < 10:
+                for client in open_:
+                    if not answers[client]:  # still sending its body
+                        with contextlib.suppress(OSError):  # closed meanwhile: read below
+                            client.sendall(b"x")
+                readable, _, _ = select.select(list(open_), [], [], 0.25)
+                for client in readable:
+                    try:
+                        data = client.recv(4096)
+                    except ConnectionResetError:
+                        data = b""
+                    answers[client] += data
+                    if not data:
+                        open_.discard(client)
+                if busy is None and time.monotonic() - started > 0.5:  # well within the grace
+                    with socket.create_connection((host, int(port)), timeout=10) as other:
+                        busy = other.recv(100)
+            cut = time.monotonic() - started
+            assert busy.startswith(b"HTTP/1.1 503"), busy
+            assert not open_, f"{len(open_)} dribbling clients still hold a connection"
+            healthz = httpx.get(f"{url}/healthz", timeout=5)
+        finally:
+            for client in clients:
+                client.close()
+    assert 3 <= cut < 6, cut
+    for answer in answers.values():
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert b"connection: close" in answer.lower() and b"minimum of 500 bytes/s" in answer
+    assert healthz.status_code == 200
+
+
+class RenamedConnections(h11_impl.H11Protocol):
+    """H11Protocol as a release that renamed `connections` would have it."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.open_connections = self.__dict__.pop("connections")
+
+
+class WithoutResponseHook(asyncio.Protocol):
+    """A protocol built as H11Protocol is, with its attributes, but no on_response_complete."""
+
+    def __init__(self, config, server_state, app_state, _loop=None):
+        self.conn = h11.Connection(h11.SERVER)
+        self.connections = server_state.connections
+        self.loop = _loop
+        self.transport = None
+
+
+def test_a_uvicorn_without_what_the_guards_extend_is_refused_in_one_line(capsys, monkeypatch):
+    serving.check_protocol(h11_impl.H11Protocol)  # the installed uvicorn: one the pin allows
+    assert f'"uvicorn{serving.UVICORN}"' in (REPO / "pyproject.toml").read_text()
+    with pytest.raises(UserError, match="lacks connections, which the connection guards"):
+        serving.check_protocol(RenamedConnections)
+    with pytest.raises(UserError, match="lacks on_response_complete, which"):
+        serving.check_protocol(WithoutResponseHook)
+    monkeypatch.setattr(h11_impl, "H11Protocol", RenamedConnections)
+    line = refusal(capsys, serve_script.main, "--model", "dlib-models", "--port", "0")
+    assert line.endswith(f"lacks connections, which the connection guards extend; pip install "
+                         f"'uvicorn{serving.UVICORN}'")  # fmt: skip

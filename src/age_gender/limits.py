@@ -27,6 +27,15 @@ class Limits:
         256, 1, "open connections at once; beyond it the longest-idle ones are closed, and a "
         "new one gets 503 only when all are being served",
     )  # fmt: skip
+    min_upload_rate: int = limit(
+        500, 0, "bytes per second a request body must average once --upload_grace has passed, "
+        "or 408 (0: no minimum): a byte now and then, never quite a stall, cannot hold a "
+        "connection",
+    )  # fmt: skip
+    upload_grace: float = limit(
+        10.0, 0.1, "seconds a request body may take before --min_upload_rate applies: a small "
+        "upload may start slowly",
+    )  # fmt: skip
 
     @property
     def max_upload_bytes(self) -> int:

@@ -29,6 +29,7 @@ from pydantic import BaseModel, create_model
 from starlette.formparsers import MultiPartParser
 
 from age_gender.api import FaceAnalyzer
+from age_gender.errors import UserError
 from age_gender.faces import DETECTORS, FaceDetector
 from age_gender.images import decode_image
 from age_gender.limits import Limits
@@ -56,40 +57,46 @@ class PredictResponse(BaseModel):
 
 
 class UploadLimit:
-    """ASGI middleware: a request body over `limit` bytes gets 413 before anything parses it,
-    and a body that stalls for `timeout` seconds gets 408, so a slow client cannot pin a
-    connection.
+    """ASGI middleware: a request body over `limit` bytes gets 413 before anything parses it;
+    a body that stalls for `timeout` seconds, or that averages under `min_rate` bytes/s once
+    `grace` seconds have passed, gets 408 and its connection closed. A stall timer alone lets
+    a client hold a connection for as long as it sends a byte just before each deadline; the
+    minimum rate (as Apache's mod_reqtimeout `MinRate`) bounds that to the grace period.
 
     The body is gathered in memory up to the limit (never spooled to disk), then handed on. A
-    refused body is read to its end (up to DRAIN_LIMIT) before the answer: a client that is
-    still sending when the server closes sees a reset, not the 413 (Python's urllib, requests).
+    refused body is read to its end (up to DRAIN_LIMIT, while it keeps to the same pace) before
+    the answer: a client that is still sending when the server closes sees a reset, not the 413
+    (Python's urllib, requests).
     """
 
-    def __init__(self, app, limit: int, timeout: float):
+    def __init__(self, app, limit: int, timeout: float, min_rate: int, grace: float):
         self.app = app
         self.limit = limit
         self.timeout = timeout
+        self.min_rate = min_rate
+        self.grace = grace
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        started = time.monotonic()
         length = dict(scope["headers"]).get(b"content-length", b"0")
         if length.isdigit() and int(length) > self.limit:
-            return await self.refuse(scope, receive, send, int(length) <= DRAIN_LIMIT)
+            return await self.refuse(scope, receive, send, int(length) <= DRAIN_LIMIT, started)
         chunks, size, more = [], 0, True
         while more:
+            wait, too_slow = self.patience(started, size)
             try:
-                message = await asyncio.wait_for(receive(), self.timeout)
-            except TimeoutError:
-                detail = f"the request body stalled for {self.timeout:g} s"
-                return await JSONResponse({"detail": detail}, 408)(scope, receive, send)
+                message = await asyncio.wait_for(receive(), wait)
+            except asyncio.TimeoutError:  # TimeoutError itself only from Python 3.11
+                return await self.timed_out(scope, receive, send, started, size, too_slow)
             if message["type"] == "http.disconnect":
                 return
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             more = message.get("more_body", False)
             if size > self.limit:
-                return await self.refuse(scope, receive, send, drain=more)
+                return await self.refuse(scope, receive, send, more, started, size)
         body = b"".join(chunks)
         replayed = False
 
@@ -102,15 +109,41 @@ class UploadLimit:
 
         await self.app(scope, replay, send)
 
-    async def refuse(self, scope, receive, send, drain: bool) -> None:
-        """413, after reading what is left of the body (up to DRAIN_LIMIT, while it flows)."""
-        read, more = 0, drain
-        while more and read <= DRAIN_LIMIT:
+    def patience(self, started: float, size: int) -> tuple[float, bool]:
+        """Seconds to wait for the body's next piece, and whether the rate (not a stall) is
+        what runs out then: the average since `started` stays at `min_rate` until `size` bytes
+        have lasted size / min_rate seconds, and is not checked before the grace period ends."""
+        stall = self.timeout
+        if self.min_rate <= 0:
+            return stall, False
+        slow = started + max(self.grace, size / self.min_rate) - time.monotonic()
+        return (max(slow, 0.0), True) if slow < stall else (stall, False)
+
+    async def timed_out(
+        self, scope, receive, send, started: float, size: int, too_slow: bool
+    ) -> None:
+        """408, closing the connection: the rest of a body that slow is not worth waiting for."""
+        if too_slow:
+            rate = size / (time.monotonic() - started)
+            detail = (f"the request body came at {rate:.0f} bytes/s, under the server's minimum "
+                      f"of {self.min_rate} bytes/s")  # fmt: skip
+        else:
+            detail = f"the request body stalled for {self.timeout:g} s"
+        answer = JSONResponse({"detail": detail}, 408, headers={"connection": "close"})
+        await answer(scope, receive, send)
+
+    async def refuse(
+        self, scope, receive, send, drain: bool, started: float, size: int = 0
+    ) -> None:
+        """413, after reading what is left of the body (up to DRAIN_LIMIT, while it flows at
+        the pace a body must keep)."""
+        more = drain
+        while more and size <= DRAIN_LIMIT:
             try:
-                message = await asyncio.wait_for(receive(), self.timeout)
-            except TimeoutError:
+                message = await asyncio.wait_for(receive(), self.patience(started, size)[0])
+            except asyncio.TimeoutError:
                 break
-            read += len(message.get("body", b""))
+            size += len(message.get("body", b""))
             more = message["type"] == "http.request" and message.get("more_body", False)
         megabytes = (self.limit - MULTIPART_OVERHEAD) / 1_000_000
         detail = f"the upload is over the server's limit of {megabytes:g} MB"
@@ -123,13 +156,61 @@ BUSY = (
 )
 
 
+UVICORN = ">=0.30,<0.56"  # as pyproject.toml pins it; the tests pass on 0.30.6 and 0.55.0
+GUARD_NEEDS = ("conn", "connections", "loop", "transport", "on_response_complete")
+
+
+def check_protocol(protocol: type) -> None:
+    """Refuses in one line an HTTP protocol class (uvicorn's H11Protocol) that lacks one of the
+    private parts the connection guards extend: another uvicorn release may rename them, and
+    the guards would fail on the first connection instead of at start-up."""
+
+    async def no_app(scope, receive, send) -> None:
+        """The sample connection below runs no request."""
+
+    loop = asyncio.new_event_loop()
+    try:  # a connection never made: the attributes are those its __init__ sets
+        import h11
+        from uvicorn.config import Config
+        from uvicorn.server import ServerState
+
+        sample = protocol(config=Config(no_app, log_config=None), server_state=ServerState(),
+                          app_state={}, _loop=loop)  # fmt: skip
+    except Exception as error:  # a release whose constructor, or what it takes, changed
+        missing = [f"the constructor uvicorn{UVICORN} has ({error})"]
+    else:
+        missing = [name for name in GUARD_NEEDS if not hasattr(sample, name)]
+        if "conn" not in missing and not isinstance(sample.conn, h11.Connection):
+            missing.append("an h11.Connection as conn")
+    finally:
+        loop.close()
+    if missing:
+        from uvicorn import __version__
+
+        raise UserError(
+            f"uvicorn {__version__} is not one serve.py supports: its {protocol.__name__} lacks "
+            f"{', '.join(missing)}, which the connection guards extend; pip install "
+            f"'uvicorn{UVICORN}'"
+        )
+
+
 def connection_protocol(limits: Limits) -> type:
     """uvicorn's h11 protocol, with two guards uvicorn lacks: a connection that has not sent a
     whole request's headers within `header_timeout` (a new one, or one idle between
     requests) is closed, and `max_connections` counts the connections being served: a new
     connection beyond it closes the longest-idle ones (those with no request in progress,
-    headers half sent included) rather than be refused while sockets merely wait."""
-    from uvicorn.protocols.http.h11_impl import H11Protocol
+    headers half sent included) rather than be refused while sockets merely wait.
+
+    The guards extend H11Protocol's private parts (GUARD_NEEDS): checked here, at start-up."""
+    try:
+        from uvicorn.protocols.http.h11_impl import H11Protocol
+    except ImportError as error:
+        raise UserError(f"this uvicorn has no h11 protocol ({error}), which the connection "
+                        f"guards extend; pip install 'uvicorn{UVICORN}'") from error  # fmt: skip
+    check_protocol(H11Protocol)
+    import h11
+
+    answering = (h11.SEND_RESPONSE, h11.SEND_BODY)  # h11's server states while a request is on
 
     class GuardedProtocol(H11Protocol):
         def connection_made(self, transport) -> None:
@@ -152,7 +233,7 @@ def connection_protocol(limits: Limits) -> type:
                 self.transport.close()
 
         def idle(self) -> bool:
-            return self.cycle is None or self.cycle.response_complete
+            return self.conn.our_state not in answering
 
         def arm(self) -> None:
             self.disarm()
@@ -295,7 +376,7 @@ def create_app(
     MultiPartParser.spool_max_size = limits.max_upload_bytes + MULTIPART_OVERHEAD
     app.add_middleware(
         UploadLimit, limit=limits.max_upload_bytes + MULTIPART_OVERHEAD,
-        timeout=limits.body_timeout,
+        timeout=limits.body_timeout, min_rate=limits.min_upload_rate, grace=limits.upload_grace,
     )  # fmt: skip
     if cors_origin:
         app.add_middleware(

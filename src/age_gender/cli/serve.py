@@ -97,12 +97,13 @@ def main(argv: list[str] | None = None) -> None:
     limits = Limits(
         **{field.name: getattr(args, field.name) for field in dataclasses.fields(Limits)}
     )
+    protocol = serving.connection_protocol(limits)  # before the model: a bad uvicorn fails fast
     inference = serving.Inference(options.load_model(args), options.make_detector(args, 1), limits)
     app = serving.create_app(inference, args.token, args.cors)
     print(f"model: {inference.model_name}, detector: {args.detector}")
     uvicorn.run(
         app, host=args.host, port=args.port, log_level="info",
-        http=serving.connection_protocol(limits),
+        http=protocol,
         ssl_certfile=args.ssl_certfile and str(args.ssl_certfile),
         ssl_keyfile=args.ssl_keyfile and str(args.ssl_keyfile),
     )  # fmt: skip
