@@ -7,8 +7,8 @@ accuracy on each.
     python bench/face_cache_fidelity.py --csv faces.csv --root photos \
         --cached_csv cache/faces.csv --cache_root cache --weight_file model.keras --margin 0.4
 
-`--margin` is the one the cache was cut with (cache_faces.py prints it): the cache keeps that
-crop, not a model's own. Last line: cache_mae_change (cache minus originals, years).
+`--margin` is the one the cache was cut with (cache_faces.py prints it) or a smaller one: the
+cached faces crop as the photos there. Last line: cache_mae_change (cache minus originals, years).
 """
 
 import argparse

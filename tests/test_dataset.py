@@ -257,7 +257,7 @@ def test_a_batch_is_the_same_whatever_the_number_of_threads(disks, monkeypatch, 
         monkeypatch.setattr(dataset, "thread_count", lambda: threads)
         paths = np.array([str(path).encode() for path in columns["path"]], dtype="S")
         return dataset.load_faces(
-            paths, columns["box"], columns["eyes"], draws, np.zeros(0, np.int32),
+            paths, columns["box"], columns["eyes"], columns["bounds"], draws, np.zeros(0, np.int32),
             np.zeros(0, np.float32), CROP, augmentation,
         )  # fmt: skip
 

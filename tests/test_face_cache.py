@@ -68,6 +68,17 @@ def test_training_on_the_cache_gives_the_crops_of_the_originals(tmp_path, run_sc
     )
     assert augmented.mean() < 3.5, augmented.mean()
 
+    # A narrower margin crops the cached faces as the photos, even where the cached margin's
+    # crop was clipped by the photo's border; a wider one is refused in one line.
+    narrower = CropSpec(48, 0.1)
+    data = dataset.make_dataset(frame, tmp_path / "images", narrower, 8)
+    from_photos = next(iter(data))[0].numpy().astype(float)
+    from_cache = next(iter(dataset.make_dataset(cached, tmp_path / "cache", narrower, 8)))[0]
+    difference = np.abs(from_photos - from_cache.numpy())
+    assert difference.mean() < 3 and np.percentile(difference[:, 1:-1, 1:-1], 99) < 15
+    with pytest.raises(UserError, match="holds crops of margin 0.4, narrower than data.margin=0.6"):
+        dataset.make_dataset(cached, tmp_path / "cache", CropSpec(48, 0.6), 8)
+
 
 @pytest.mark.slow
 def test_a_killed_cache_resumes(tmp_path, run_script):

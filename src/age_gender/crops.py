@@ -46,14 +46,16 @@ def is_box(boxes) -> bool | np.ndarray:
     return boxes[..., 2] > boxes[..., 0]
 
 
-def crop_box(shape: tuple, box, margin: float, offset=(0.0, 0.0)) -> np.ndarray:
+def crop_box(shape: tuple, box, margin: float, offset=(0.0, 0.0), bounds=None) -> np.ndarray:
     """The model's crop of a face box: widened by `margin` of its size on each side, its centre
-    moved by `offset` (fractions of the box's width and height), clipped to the image
+    moved by `offset` (fractions of the box's width and height), clipped to the image, or to
+    `bounds` where the image lies within a larger one (a face cache's)
     (x_min, y_min, x_max, y_max, floats). A box with x_max <= x_min means 'no box': the whole
     image is the face crop (a data set of crops)."""
     height, width = shape[:2]
     if not is_box(box):
         return np.array([0.0, 0.0, width, height])
+    low_x, low_y, high_x, high_y = (0.0, 0.0, width, height) if bounds is None else bounds
     x_min, y_min, x_max, y_max = (float(value) for value in box)
     box_width, box_height = x_max - x_min, y_max - y_min
     centre_x = (x_min + x_max) / 2 + offset[0] * box_width
@@ -61,7 +63,7 @@ def crop_box(shape: tuple, box, margin: float, offset=(0.0, 0.0)) -> np.ndarray:
     half_width, half_height = (0.5 + margin) * box_width, (0.5 + margin) * box_height
     widened = [centre_x - half_width, centre_y - half_height,
                centre_x + half_width, centre_y + half_height]  # fmt: skip
-    return np.clip(widened, 0.0, [width, height, width, height])
+    return np.clip(widened, [low_x, low_y, low_x, low_y], [high_x, high_y, high_x, high_y])
 
 
 def overlaps(shape: tuple, box, margin: float = 0.0) -> bool:
@@ -85,14 +87,15 @@ def aligned_box(eyes, margin: float) -> tuple[np.ndarray, float]:
     return np.array([centre_x - half, centre_y - half, centre_x + half, centre_y + half]), angle
 
 
-def region(shape: tuple, spec: CropSpec, box, eyes=None) -> tuple[np.ndarray, float]:
-    """Where `spec`'s crop of one face lies in an image of `shape`: the source box and the angle
-    `warp` turns it by. A model trained aligned needs the face's `eyes`."""
+def region(shape: tuple, spec: CropSpec, box, eyes=None, bounds=None) -> tuple[np.ndarray, float]:
+    """Where `spec`'s crop of one face lies in an image of `shape` (the image within `bounds`,
+    see `crop_box`): the source box and the angle `warp` turns it by. A model trained aligned
+    needs the face's `eyes`."""
     if spec.aligned:
         if eyes is None:
             raise ValueError("an aligned crop needs the face's eyes")
         return aligned_box(eyes, spec.margin)
-    return crop_box(shape, box, spec.margin, spec.offset), 0.0
+    return crop_box(shape, box, spec.margin, spec.offset, bounds), 0.0
 
 
 def warp_matrix(box, size: int, angle=0.0, zoom=1.0, shift=(0.0, 0.0), flip=False) -> np.ndarray:

@@ -27,9 +27,12 @@ from tqdm import tqdm
 from age_gender import crops, images, labels
 from age_gender.config import AugmentConfig, ErasingConfig, TrainConfig
 from age_gender.crops import CropSpec
+from age_gender.errors import UserError
 from age_gender.schema import (
     AGE,
     AGE_CLASSES,
+    BOUNDS_COLUMNS,
+    CACHE_MARGIN,
     EYE_COLUMNS,
     GENDER,
     GENDER_CLASSES,
@@ -102,6 +105,7 @@ def load_face(
     path: bytes,
     box: np.ndarray,
     eyes: np.ndarray,
+    bounds: np.ndarray,
     draws: np.ndarray | None,
     crop: CropSpec,
     train: TrainConfig | None,
@@ -111,7 +115,8 @@ def load_face(
     `train`'s augmentation and its `draws` (IMAGE_DRAWS numbers in [0, 1)) turned, zoomed,
     shifted and flipped in the one resampling, then brightness, contrast, small-face losses and
     erasing; without, the crop every estimator takes of the same face. `box` is the face
-    (x_max <= x_min: the whole image), `eyes` its eyes for an aligned crop."""
+    (x_max <= x_min: the whole image), `eyes` its eyes for an aligned crop, `bounds` where the
+    original image lies in a face cache's (NaN: the image is the original)."""
     name = path.decode(errors="surrogateescape")
     try:
         with open(name, "rb") as file:
@@ -122,7 +127,8 @@ def load_face(
     image = images.decode_image(data)
     if image is None:
         raise ValueError(f"cannot read {name}")
-    source, angle = crops.region(image.shape, crop, box, eyes)
+    within = None if np.isnan(bounds).any() else bounds
+    source, angle = crops.region(image.shape, crop, box, eyes, within)
     if augment is None or not augment.enabled:
         face = crops.warp(image, source, crop.size, angle=angle)
     else:
@@ -217,6 +223,7 @@ def load_faces(
     paths: np.ndarray,
     boxes: np.ndarray,
     eyes: np.ndarray,
+    bounds: np.ndarray,
     draws: np.ndarray,
     partner: np.ndarray,
     weight: np.ndarray,
@@ -232,8 +239,8 @@ def load_faces(
     def load(first: int) -> None:
         for index in range(first, len(paths), threads):
             load_face(
-                paths[index], boxes[index], eyes[index], draws[index] if len(draws) else None,
-                crop, train, faces[index],
+                paths[index], boxes[index], eyes[index], bounds[index],
+                draws[index] if len(draws) else None, crop, train, faces[index],
             )  # fmt: skip
 
     list(thread_pool().map(load, range(threads)))
@@ -291,7 +298,7 @@ def load_batch(
             partner, lam = mixup_draws(count, mixup_seed, train.mixup_alpha)
     images = tf.numpy_function(
         functools.partial(load_faces, crop=crop, train=train),
-        [batch["path"], batch["box"], batch["eyes"], draws, partner, lam],
+        [batch["path"], batch["box"], batch["eyes"], batch["bounds"], draws, partner, lam],
         tf.uint8,
         stateful=False,
     )
@@ -326,20 +333,33 @@ def label_tensors(
     frame: pd.DataFrame, root: Path, age_weights: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:
     """Columns as arrays: rows without a face box get an empty one (`labels.face_boxes`), rows
-    without eyes NaN ones. The age loss weight of each row is 1 unless `age_weights` are
-    given."""
-    eyes = np.full((len(frame), len(EYE_COLUMNS)), np.nan, np.float32)
+    without eyes (and rows not from a face cache, without bounds) NaN ones. The age loss weight
+    of each row is 1 unless `age_weights` are given."""
+    eyes, bounds = (np.full((len(frame), 4), np.nan, np.float32) for _ in range(2))
     if set(EYE_COLUMNS) <= set(frame.columns):
         eyes = frame[EYE_COLUMNS].to_numpy(np.float32)
+    if set(BOUNDS_COLUMNS) <= set(frame.columns):
+        bounds = frame[BOUNDS_COLUMNS].to_numpy(np.float32)
 
     return {
         "path": np.array([str(root / path) for path in frame["img_paths"]]),
         "box": labels.face_boxes(frame),
         "eyes": eyes,
+        "bounds": bounds,
         "age": frame["ages"].to_numpy(np.int32),
         "gender": frame["genders"].to_numpy(np.int32),
         "age_weight": np.ones(len(frame), np.float32) if age_weights is None else age_weights,
     }
+
+
+def check_cache_margin(frame: pd.DataFrame, margin: float) -> None:
+    """Refuses a crop wider than a face cache holds: its faces crop as from the photos at the
+    cache's margin or any smaller one only."""
+    if CACHE_MARGIN in frame.columns and len(frame) and margin > frame[CACHE_MARGIN].min():
+        cached = frame[CACHE_MARGIN].min()
+        raise UserError(f"the face cache holds crops of margin {cached:g}, narrower than "
+                        f"data.margin={margin:g}: cache again with data.margin={margin:g}, or "
+                        f"train with data.margin<={cached:g}")  # fmt: skip
 
 
 def make_dataset(
@@ -362,6 +382,7 @@ def make_dataset(
     passed `drop_unreadable`: the data set has a known number of batches (what Keras needs to
     run every epoch alike), so an image that fails to decode stops it.
     """
+    check_cache_margin(frame, crop.margin)
     examples = tf.data.Dataset.from_tensor_slices(label_tensors(frame, root, age_weights))
     if shuffle:
         examples = examples.shuffle(len(frame), seed=seed, reshuffle_each_iteration=True)

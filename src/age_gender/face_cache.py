@@ -5,10 +5,13 @@ crop of a few hundred pixels decodes 5-30x faster, every epoch. Each cached imag
 training crop (the face box widened by the margin, clipped to the image) at `scale` x the
 training size, in the middle of room for every augmented view (rotation, zoom out, shift), black
 outside the original image as augmentation makes it. The new CSV's box is the face's place in the
-cached image, so training on it samples the same pixels as training on the originals.
+cached image and its bounds the photo's (recorded in each cached file too, for a resume), so
+training on it at the cache's margin or a smaller one samples the same pixels as training on the
+originals; a larger margin is refused (`dataset.check_cache_margin`).
 """
 
 import hashlib
+import json
 import math
 from pathlib import Path
 
@@ -22,7 +25,7 @@ from age_gender.crops import CropSpec, is_box
 from age_gender.errors import UserError
 from age_gender.files import atomic_output, remove_leftovers
 from age_gender.images import complete, decode_image
-from age_gender.schema import BOX_COLUMNS
+from age_gender.schema import BOUNDS_COLUMNS, BOX_COLUMNS, CACHE_MARGIN
 
 JPEG_QUALITY = 95
 FOLDER = "faces"
@@ -51,9 +54,52 @@ def cached_name(path: Path, box: np.ndarray, margin: float, side: int) -> str:
     return f"{FOLDER}/{digest[:2]}/{digest[2:18]}.jpg"
 
 
-def cache_face(task: tuple) -> tuple[int, int | str]:
-    """Writes one face's cached image (temporary name, then rename); its row and size in bytes,
-    or why it cannot be cached (the image cannot be read, the box lies outside it)."""
+def geometry(shape: tuple, box: np.ndarray, crop: CropSpec, room_factor: float):
+    """Where one face's cached image lies in its photo (`region`: the training crop, clipped to
+    the photo as every crop is, widened `room_factor` times about its centre), and, in the cached
+    image's pixels, the face box and the photo's bounds (eight numbers): a crop of the cached
+    image at any margin up to `crop.margin`, clipped to those bounds, is the photo's crop. A row
+    without a box (the photo is a face crop) gets the bounds as its box: whole at every margin."""
+    (x_min, y_min, x_max, y_max), _ = crops.region(shape, crop, box)
+    centre_x, centre_y = (x_min + x_max) / 2, (y_min + y_max) / 2
+    half_width, half_height = (x_max - x_min) * room_factor / 2, (y_max - y_min) * room_factor / 2
+    region = np.array([centre_x - half_width, centre_y - half_height,
+                       centre_x + half_width, centre_y + half_height])  # fmt: skip
+    side = round(crop.size * room_factor)
+    scale = side / (region[2:] - region[:2])
+    height, width = shape[:2]
+    face = box if is_box(box) else [0.0, 0.0, width, height]  # a crop: the whole photo, always
+    corners = np.array([*np.asarray(face, float), 0.0, 0.0, width, height])
+    return region, ((corners - np.tile(region[:2], 4)) * np.tile(scale, 4)).tolist()
+
+
+def with_note(jpeg: bytes, note: dict) -> bytes:
+    """The JPEG with `note` as JSON in a comment segment (COM) right after its start marker."""
+    text = json.dumps(note).encode()
+    return jpeg[:2] + b"\xff\xfe" + (len(text) + 2).to_bytes(2, "big") + text + jpeg[2:]
+
+
+def cached_placement(path: Path) -> list[float] | None:
+    """The face box and photo bounds (`geometry`) a whole cached face records; None when it is
+    missing, cut (a full disk, by hand) or written without them (an older version)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if not complete(data) or data[2:4] != b"\xff\xfe":
+        return None
+    length = int.from_bytes(data[4:6], "big")
+    try:
+        placement = json.loads(data[6 : 4 + length])["placement"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return placement if isinstance(placement, list) and len(placement) == 8 else None
+
+
+def cache_face(task: tuple) -> tuple[int, tuple[int, list[float]] | str]:
+    """Writes one face's cached image (temporary name, then rename); its row, and its size in
+    bytes with its placement (`geometry`), or why it cannot be cached (the image cannot be
+    read, the box lies outside it)."""
     index, source, target, box, crop, room_factor = task
     try:
         with open(source, "rb") as file:
@@ -64,38 +110,19 @@ def cache_face(task: tuple) -> tuple[int, int | str]:
         return index, "cannot be read"
     if not crops.overlaps(image.shape, box, crop.margin):
         return index, "box outside the image"
-    (x_min, y_min, x_max, y_max), _ = crops.region(image.shape, crop, box)
-    centre_x, centre_y = (x_min + x_max) / 2, (y_min + y_max) / 2
-    half_width, half_height = (x_max - x_min) * room_factor / 2, (y_max - y_min) * room_factor / 2
-    region = (centre_x - half_width, centre_y - half_height,
-              centre_x + half_width, centre_y + half_height)  # fmt: skip
-    side = round(crop.size * room_factor)
-    face = crops.warp(image, region, side)
+    region, placement = geometry(image.shape, box, crop, room_factor)
+    face = crops.warp(image, region, round(crop.size * room_factor))
     ok, encoded = cv2.imencode(".jpg", face, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    data = with_note(encoded.tobytes(), {"placement": placement})
     target = Path(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         with atomic_output(target) as temporary:  # a full disk: its own line
-            temporary.write_bytes(encoded.tobytes())
+            temporary.write_bytes(data)
     except OSError as error:  # the cache's folder, not this face: every face would fail
         raise UserError(f"cannot write the face cache in {target.parent.parent}: "
                         f"{error.strerror}; choose another --output_dir") from None  # fmt: skip
-    return index, len(encoded)
-
-
-def cached_whole(path: Path) -> bool:
-    """Whether a cached face is there and whole (a JPEG cut by a full disk or by hand is not)."""
-    try:
-        return path.is_file() and complete(path.read_bytes())
-    except OSError:
-        return False
-
-
-def cached_box(side: int, room_factor: float, margin: float) -> list[float]:
-    """The face box in a cached image of `side` pixels: the training crop is its middle
-    side / room_factor pixels, so the box is that square narrowed by the margin."""
-    centre, half = side / 2, side / room_factor / 2 / (1 + 2 * margin)
-    return [centre - half, centre - half, centre + half, centre + half]
+    return index, (len(data), placement)
 
 
 def cache_faces(
@@ -111,6 +138,8 @@ def cache_faces(
     crop at the cached size) in the middle of `room_factor` times its side; the rows of the faces
     cached, with img_paths and boxes in the cache. Faces already cached whole are not done
     again (a cut one is), unless `overwrite`; refuses a frame of which no face can be cached."""
+    if CACHE_MARGIN in frame.columns:
+        raise UserError("these rows are a face cache's already: cache the CSV they came from")
     if crop.aligned or any(column.startswith("eye_") for column in frame.columns):
         raise UserError("the face cache holds unaligned crops: train aligned models "
                         "(data.align=true) from the original images")  # fmt: skip
@@ -124,7 +153,12 @@ def cache_faces(
     names = [cached_name(root / path, box, crop.margin, side)
              for path, box in zip(frame["img_paths"], boxes, strict=True)]  # fmt: skip
     remove_leftovers(output_dir, recursive=True)  # a killed run's partial faces and CSV
-    done = np.array([not overwrite and cached_whole(output_dir / name) for name in names], bool)
+    placements = np.full((len(frame), 8), np.nan)
+    for index, name in enumerate(names):
+        placement = None if overwrite else cached_placement(output_dir / name)
+        if placement is not None:
+            placements[index] = placement
+    done = ~np.isnan(placements[:, 0])
     if done.any():
         print(f"resuming: {done.sum()} of {len(frame)} faces are cached already")
     tasks = [
@@ -144,7 +178,8 @@ def cache_faces(
                 readable[index] = False
                 skipped.setdefault(result, []).append(index)
             else:
-                written += result
+                written += result[0]
+                placements[index] = result[1]
             bar.update()
     for reason, indices in skipped.items():
         print(f"warning: skipped {len(indices)} faces: {reason}, e.g. "
@@ -154,7 +189,9 @@ def cache_faces(
         raise UserError(f"no face of the {len(frame)} rows could be cached ({reasons}): is "
                         f"{root} the folder the CSV's img_paths are relative to?")  # fmt: skip
     result = frame.assign(img_paths=names)
-    result[BOX_COLUMNS] = cached_box(side, room_factor, crop.margin)
+    result[BOX_COLUMNS] = placements[:, :4]
+    result[BOUNDS_COLUMNS] = placements[:, 4:]
+    result[CACHE_MARGIN] = crop.margin
     used = sum((output_dir / name).stat().st_size for name in set(np.array(names)[readable]))
     print(f"cache: {readable.sum()} faces, {used / 2**20:.1f} MiB on disk "
           f"({written / 2**20:.1f} MiB written by this run)")  # fmt: skip

@@ -16,6 +16,10 @@ AGE_CLASSES = 101  # ages 0..100
 LABEL_COLUMNS = ["genders", "ages", "img_paths"]
 BOX_COLUMNS = ["x_min", "y_min", "x_max", "y_max"]
 EYE_COLUMNS = ["eye_left_x", "eye_left_y", "eye_right_x", "eye_right_y"]  # left in the image
+# A face cache's CSV adds where the original image lies in each cached one (crops clip to it,
+# as to the image itself) and the largest margin its faces can be cropped with.
+BOUNDS_COLUMNS = ["bounds_x_min", "bounds_y_min", "bounds_x_max", "bounds_y_max"]
+CACHE_MARGIN = "cache_margin"
 MAX_AGE = AGE_CLASSES - 1
 UNKNOWN_GENDER = -1
 
