@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import cv2
 import pandas as pd
@@ -162,3 +163,69 @@ def test_bad_input_is_one_line(tmp_path, run_script):
                    env={"PYTHONPATH": str(tmp_path / "fake_ray")})  # fmt: skip
     assert "pip install 'age-gender[scale]'" in no_ray
     assert "--workers" in error(tmp_path, *out, "--workers", "0")
+
+
+@pytest.mark.slow
+def test_a_csv_naming_an_image_by_bytes_that_are_not_utf8_finds_it(tmp_path, run_script):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / os.fsdecode(b"ph\xffoto.png")).write_bytes(ASTRONAUT.read_bytes())
+    (tmp_path / "labels.csv").write_bytes(b"img_paths,ages\nph\xffoto.png,30\n")
+    result = run_script(
+        "annotate.py", tmp_path / "labels.csv", "--root", tmp_path / "in", "--output",
+        tmp_path / "faces.jsonl", "--model", "dlib-models", "--workers", "1",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = read_table(tmp_path / "faces.jsonl")
+    assert table["file"].tolist() == ["ph\ufffdoto.png"]  # JSON text is UTF-8
+    assert table["status"].tolist() == ["ok"] and table["faces"].tolist() == [1]
+
+
+def killed_after_start(arguments: list, parts: Path) -> None:
+    """Runs `python arguments...` and kills it (with its workers) once its parts folder holds
+    its settings: what a run killed at any moment leaves."""
+    run = subprocess.Popen(
+        [sys.executable, *map(str, arguments)], start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not (parts / "settings.json").exists() and run.poll() is None:
+        assert time.monotonic() < deadline, "the run never started its parts"
+        time.sleep(0.01)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    assert (parts / "settings.json").exists(), "the run ended before it was killed"
+
+
+@pytest.mark.slow
+def test_a_resume_with_another_upsample_names_the_option(tmp_path, run_script):
+    photos(tmp_path / "photos", 4)
+    output = tmp_path / "faces.csv"
+    arguments = [REPO / "annotate.py", tmp_path / "photos", "--output", output,
+                 "--model", "dlib-models", "--part_size", "1", "--workers", "1"]  # fmt: skip
+    killed_after_start(arguments, tmp_path / ".faces.csv.parts")
+    line = user_error(run_script(*map(str, arguments), "--upsample", "0"))
+    assert f"{tmp_path}/.faces.csv.parts holds an unfinished run made with another --upsample;" in (
+        line
+    )
+
+
+@pytest.mark.slow
+def test_landmarks_resumes_by_options_and_names_by_bytes(tmp_path, run_script):
+    """landmarks.py runs on the same job engine: a resume refused names the option changed, and
+    a name that is not UTF-8 gets its eyes and keeps its bytes in the output."""
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "up.png").write_bytes(ASTRONAUT.read_bytes())
+    (tmp_path / "labels.csv").write_bytes(b"genders,ages,img_paths\n0,40,up.png\n")
+    output = tmp_path / "eyes.csv"
+    arguments = ["landmarks.py", "--csv", tmp_path / "labels.csv", "--root", tmp_path / "img",
+                 "--output", output, "--workers", "1"]  # fmt: skip
+    killed_after_start([REPO / arguments[0], *arguments[1:]], tmp_path / ".eyes.csv.parts")
+    line = user_error(run_script(*arguments, "--upsample", "0"))
+    assert "holds an unfinished run made with another --upsample;" in line
+
+    (tmp_path / "img" / os.fsdecode(b"ph\xffoto.png")).write_bytes(ASTRONAUT.read_bytes())
+    (tmp_path / "labels.csv").write_bytes(b"genders,ages,img_paths\n0,40,ph\xffoto.png\n")
+    result = run_script(*arguments, "--overwrite")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "eyes found for 1 of 1 faces" in result.stdout
+    assert output.read_bytes().splitlines()[1].startswith(b"0,40,ph\xffoto.png,")

@@ -1,6 +1,7 @@
 """demo.py end to end: folders with awkward images, a video, the fallback, bad input."""
 
 import json
+import os
 
 import cv2
 import numpy as np
@@ -10,6 +11,7 @@ from conftest import REPO, refusal, user_error
 from PIL import Image
 
 from age_gender.cli import demo as demo_cli
+from age_gender.records import read_csv_table
 
 ASTRONAUT = REPO / "examples" / "astronaut.png"
 
@@ -166,9 +168,9 @@ def test_any_readable_name_is_written_and_finished_results_survive(tmp_path, run
     (photos / "photo").write_bytes(png)  # no suffix: OpenCV reads it, but has no writer for it
     cv2.imwrite(str(photos / "x.jpg"), cv2.imread(str(ASTRONAUT)))
     (photos / "x.jpg").rename(photos / "x.jpeg.bak")
-    (photos / "z.png").write_bytes(png)
+    (photos / "zz").write_bytes(png)  # renamed too, and done last
     out = tmp_path / "out"
-    (out / "z.png").mkdir(parents=True)  # a folder where z.png's annotated copy must go
+    (out / "zz.png").mkdir(parents=True)  # a folder where zz's annotated copy must go
     result = run_script(
         "demo.py",
         "--image_dir",
@@ -180,11 +182,11 @@ def test_any_readable_name_is_written_and_finished_results_survive(tmp_path, run
         "--overwrite",
         cwd=tmp_path,
     )
-    assert user_error(result).startswith(f"error: cannot write {out}/z.png")
+    assert user_error(result).startswith(f"error: cannot write {out}/zz.png")
     assert cv2.imread(str(out / "photo.png")) is not None
     assert cv2.imread(str(out / "x.jpeg.bak.png")) is not None
-    # The images done before the failure keep their predictions; z.png, whose copy could not
-    # be written, has none.
+    # The images done before the failure keep their predictions; zz, whose copy could not be
+    # written, has none.
     table = pd.read_csv(out / "predictions.csv")
     assert table["file"].tolist() == ["a.png", "photo", "x.jpeg.bak"]
     assert (table["faces"] == 1).all()
@@ -215,3 +217,51 @@ def test_an_unreadable_image_gets_its_row(tmp_path):
     table = pd.read_csv(tmp_path / "out" / "predictions.csv").set_index("file")
     assert table.loc["cut.png", "status"] == "unreadable"
     assert table.loc["whole.png", "status"] == "ok" and table.loc["whole.png", "faces"] == 1
+
+
+def test_a_name_that_is_not_utf8_is_recorded_with_its_bytes(tmp_path, capsys):
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    photos.mkdir()
+    name = os.fsdecode(b"ph\xffoto.png")
+    (photos / name).write_bytes(ASTRONAUT.read_bytes())
+    arguments = ["--image_dir", photos, "--output_dir", out, "--model", "dlib-models",
+                 "--no-display"]  # fmt: skip
+    demo_cli.main(list(map(str, arguments)))
+    table = read_csv_table(out / "predictions.csv")
+    assert table["file"].tolist() == [name] and table["faces"].tolist() == ["1"]
+    assert (out / "predictions.csv").read_bytes().splitlines()[1].startswith(b"ph\xffoto.png,")
+    # JSON text is UTF-8: there the name is shown as a terminal shows it.
+    assert json.loads((out / "predictions.json").read_text())[0]["file"] == "ph\ufffdoto.png"
+    # The table names the copy the run wrote: a second run knows it as its own.
+    line = refusal(capsys, demo_cli.main, *arguments)
+    assert line.startswith(f"error: {out}/ph\ufffdoto.png and 2 more exist from an earlier run")
+    demo_cli.main([*map(str, arguments), "--overwrite"])
+    assert sorted(os.listdir(out)) == sorted([name, "predictions.csv", "predictions.json"])
+
+
+def test_a_run_stopped_early_knows_the_renamed_copies_it_wrote(tmp_path, capsys):
+    """`photo` (no suffix) gets its copy as photo-1.png beside photo.png's: the copies that
+    keep their names are written first, so a table cut short by a failure still says which
+    renamed copies are the demo's."""
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    photos.mkdir()
+    for name in ("photo", "photo.png", "zz"):
+        (photos / name).write_bytes(ASTRONAUT.read_bytes())
+    arguments = ["--image_dir", photos, "--output_dir", out, "--model", "dlib-models",
+                 "--no-display", "--overwrite"]  # fmt: skip
+    (out / "photo.png").mkdir(parents=True)  # where photo.png's copy must go
+    assert refusal(capsys, demo_cli.main, *arguments).startswith(
+        f"error: cannot write {out}/photo.png"
+    )
+    (out / "photo.png").rmdir()
+    (out / "zz.png").mkdir()  # where the copy of zz, the last image, must go
+    assert refusal(capsys, demo_cli.main, *arguments).startswith(
+        f"error: cannot write {out}/zz.png"
+    )
+    assert read_csv_table(out / "predictions.csv")["file"].tolist() == ["photo.png", "photo"]
+    (out / "zz.png").rmdir()
+    demo_cli.main(list(map(str, arguments)))
+    assert sorted(os.listdir(out)) == [
+        "photo-1.png", "photo.png", "predictions.csv", "predictions.json", "zz.png"
+    ]  # fmt: skip
+    assert read_csv_table(out / "predictions.csv")["file"].tolist() == ["photo.png", "photo", "zz"]

@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -117,6 +118,22 @@ def test_any_labelled_csv(tmp_path, run_script):
     assert summary["evaluated"] == 6 and sorted(summary["no_face_found"]) == sorted(
         frame["img_paths"]
     )
+
+
+def test_a_file_named_by_bytes_that_are_not_utf8_is_evaluated(tmp_path, run_script):
+    frame = synthetic.write_disk_dataset(tmp_path / "images", 2, size=48)
+    odd = os.fsdecode(b"d\xffisk.png")
+    (tmp_path / "images" / frame["img_paths"][0]).rename(tmp_path / "images" / odd)
+    lines = ["genders,ages,img_paths", f"{frame['genders'][0]},{frame['ages'][0]},{odd}",
+             f"{frame['genders'][1]},{frame['ages'][1]},{frame['img_paths'][1]}"]  # fmt: skip
+    (tmp_path / "labels.csv").write_bytes(os.fsencode("\n".join(lines) + "\n"))
+    result = run_script(
+        "evaluate.py", "--csv", tmp_path / "labels.csv", "--root", tmp_path / "images",
+        "--model", "dlib-models", "--output_dir", tmp_path / "out", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "dlib-models" / "summary.json").read_text())
+    assert summary["evaluated"] == 2  # the report names it as text: d\ufffdisk.png
 
 
 def test_missing_data_and_unknown_columns_are_one_line(tmp_path, run_script):

@@ -2,13 +2,15 @@
 
 import datetime
 import math
+import os
 
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.io
+from conftest import REPO
 
-from age_gender import labels
+from age_gender import annotation, images, labels
 from age_gender.errors import UserError
 from age_gender.testing import synthetic
 
@@ -190,3 +192,28 @@ def test_label_csv_checks_columns_and_ranges(tmp_path):
     pd.DataFrame({"gender": [0], "ages": [20], "img_paths": ["a"]}).to_csv(path)
     with pytest.raises(UserError, match="lacks the columns genders"):
         labels.read_labels_csv(path)
+
+
+def test_a_label_csv_names_files_by_their_bytes(tmp_path):
+    """A name that is not UTF-8 is read as its bytes, by the reader train.py, landmarks.py and
+    evaluate.py use and by annotate.py's: the row opens the very file."""
+    astronaut = (REPO / "examples" / "astronaut.png").read_bytes()
+    (tmp_path / os.fsdecode(b"ph\xffoto.png")).write_bytes(astronaut)
+    (tmp_path / "plain.png").write_bytes(astronaut)
+    path = tmp_path / "labels.csv"
+    path.write_bytes(b"genders,ages,img_paths\n0,30,ph\xffoto.png\n1,40,plain.png\n")
+    names = labels.read_labels_csv(path)["img_paths"].tolist()
+    assert names == [os.fsdecode(b"ph\xffoto.png"), "plain.png"]
+    assert all(images.read_image(tmp_path / name) is not None for name in names)
+    assert annotation.list_images(str(path), tmp_path) == (tmp_path, names)
+    with pytest.raises(UserError, match=r"1 img_paths are not UTF-8 \(e.g. row 2, ph\ufffdoto"):
+        labels.utf8_only(labels.read_labels_csv(path), path)  # TensorFlow's names are UTF-8
+
+    path.write_bytes(b"genders,ages,img_paths,note\n0,30,a.png,caf\xe9\n")
+    with pytest.raises(UserError, match="holds text that is not UTF-8 outside img_paths"):
+        labels.read_labels_csv(path)
+    path.write_bytes(astronaut)  # an image named as the CSV is still no CSV
+    with pytest.raises(UserError, match=r"is not a CSV file \(not text: an image\?\)"):
+        labels.read_labels_csv(path)
+    with pytest.raises(UserError, match=r"is not a CSV file \(not text: an image\?\)"):
+        annotation.list_images(str(path), tmp_path)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from age_gender import jobs
+from age_gender import jobs, labels
 from age_gender.api import find_faces
 from age_gender.crops import CropSpec
 from age_gender.errors import UserError, printable
@@ -60,12 +60,15 @@ def csv_images(path: Path, base: Path) -> list[str]:
     spelling is kept), in order of first appearance."""
     if not path.is_file():
         raise UserError(f"CSV file {path} does not exist")
-    try:
-        paths = pd.read_csv(path, usecols=["img_paths"])["img_paths"]
+    if not labels.is_text(path):
+        raise UserError(f"{path} is not a CSV file (not text: an image?)")
+    try:  # names are bytes: kept as Python strings, as `labels.read_labels_csv` keeps them
+        paths = pd.read_csv(path, usecols=["img_paths"], dtype=object,
+                            encoding_errors="surrogateescape")["img_paths"]  # fmt: skip
     except ValueError as error:  # pandas' message for a missing column
         raise UserError(f"{path} needs an img_paths column: {error}") from error
     files = {}
-    for name in paths.dropna().astype(str):
+    for name in paths.dropna():
         files.setdefault(os.path.realpath(base / name), name)
     return list(files.values())
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pandas as pd
 from tqdm import tqdm
 
 from age_gender.api import FaceAnalyzer
@@ -22,7 +21,7 @@ from age_gender.errors import UserError, printable
 from age_gender.faces import FaceDetector
 from age_gender.files import atomic_output, check_inputs_kept
 from age_gender.images import is_image_file, read_image
-from age_gender.records import image_rows, typed, unreadable_row, write_table
+from age_gender.records import image_rows, read_csv_table, typed, unreadable_row, write_table
 from age_gender.schema import COLUMNS, UNREADABLE
 from age_gender.tracking import FaceTracker
 
@@ -56,7 +55,7 @@ class Annotator:
         boxes = [face.box for face in faces]
         if tracker is not None:
             predictions = tracker.update(boxes, predictions)
-        self.rows += image_rows(printable(file), image.shape, faces, predictions, frame)
+        self.rows += image_rows(file, image.shape, faces, predictions, frame)
         return draw_faces(image, boxes, predictions)
 
     def write_predictions(self, output_dir: Path) -> None:
@@ -68,24 +67,28 @@ class Annotator:
 WRITABLE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
+def keeps_its_name(path: Path) -> bool:
+    """Whether an image's annotated copy takes its name: its suffix is a format written here."""
+    return path.suffix.lower() in WRITABLE_SUFFIXES
+
+
 def annotated_names(paths: list[Path]) -> list[str]:
     """The annotated copies' file names: each input's, plus `.png` where its suffix is not a
-    format written here (`photo`, `x.jpeg.bak`), numbered where two would share a name
-    (`photo` and `photo.png`): two outputs of one run never share a path."""
-    names = [
-        path.name if path.suffix.lower() in WRITABLE_SUFFIXES else f"{path.name}.png"
-        for path in paths
-    ]
-    taken = {path.name for path in paths if path.suffix.lower() in WRITABLE_SUFFIXES}
-    unique = []
-    for path, name in zip(paths, names, strict=True):
-        if name != path.name:  # a renamed copy must not take another file's name
-            stem, number = name[: -len(".png")], 1
-            while name in taken:
-                name, number = f"{stem}-{number}.png", number + 1
+    format written here (`photo`, `x.jpeg.bak`), numbered where that is another copy's name
+    (`photo` and `photo.png`): two outputs of one run never share a path.
+
+    A renamed copy's name depends on the names kept and on the renamed images before it in
+    name order only, and a run does the images that keep their names first (`folder_plan`):
+    so the images of a run that stopped early give the names of the very copies it wrote."""
+    taken = {path.name for path in paths if keeps_its_name(path)}
+    renamed = {}
+    for path in sorted(path for path in paths if not keeps_its_name(path)):
+        name, number = f"{path.name}.png", 1
+        while name in taken:
+            name, number = f"{path.name}-{number}.png", number + 1
         taken.add(name)
-        unique.append(name)
-    return unique
+        renamed[path] = name
+    return [renamed.get(path, path.name) for path in paths]
 
 
 def write_image(path: Path, image: np.ndarray) -> None:
@@ -105,13 +108,14 @@ PREDICTION_FILES = ["predictions.csv", "predictions.json"]
 
 
 def earlier_outputs(output_dir: Path) -> set[Path]:
-    """What the last demo run into `output_dir` wrote there, as its predictions.csv records:
-    the annotated copies of the images it read, its video, and the tables. Nothing else in the
-    folder is the demo's to replace."""
+    """What the last demo run into `output_dir` wrote there, as its predictions.csv records
+    (each name's bytes): the annotated copies of the images it read (named by the one rule,
+    `annotated_names`), its video, and the tables. Nothing else in the folder is the demo's to
+    replace."""
     if not (output_dir / "predictions.json").is_file():  # the demo writes both tables
         return set()
     try:
-        table = pd.read_csv(output_dir / "predictions.csv", dtype=str, keep_default_na=False)
+        table = read_csv_table(output_dir / "predictions.csv")
     except (OSError, ValueError):  # none, or not a table: nothing there is known to be ours
         return set()
     if list(table.columns) != COLUMNS:  # not the output schema, as the demo writes it
@@ -155,14 +159,16 @@ def check_outputs(
 def folder_plan(
     folder: Path, output_dir: Path | None, overwrite: bool = False
 ) -> tuple[list[Path], list[str], list[Path]]:
-    """The images of the folder sorted by name, their annotated copies' names, and the other
-    files; refuses a folder without images, and outputs that would replace any of its files or,
-    without `overwrite`, an earlier run's."""
+    """The images of the folder, in the order they are done: those whose copies keep their
+    names first (`annotated_names`), each group sorted by name; their annotated copies' names,
+    and the other files. Refuses a folder without images, and outputs that would replace any
+    of its files or, without `overwrite`, an earlier run's."""
     if not folder.is_dir():
         what = "is not a folder" if folder.exists() else "does not exist"
         raise UserError(f"image folder {folder} {what}")
     files = sorted(path for path in folder.iterdir() if path.is_file())
-    images = [path for path in files if is_image_file(path)]
+    images = sorted((path for path in files if is_image_file(path)),
+                    key=lambda path: not keeps_its_name(path))  # fmt: skip
     if not images:
         raise UserError(f"no images in {folder}")
     names = annotated_names(images)
@@ -187,7 +193,7 @@ def run_images(
         image = read_image(path)
         if image is None:
             unreadable.append(path)
-            annotator.rows.append(unreadable_row(printable(path.name)))
+            annotator.rows.append(unreadable_row(path.name))
             continue
         done = len(annotator.rows)
         annotated = annotator.annotate(image, path.name)

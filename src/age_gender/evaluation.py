@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from age_gender import labels
 from age_gender.crops import is_box, overlaps
-from age_gender.errors import UserError
+from age_gender.errors import UserError, printable
 from age_gender.faces import FaceDetector
 from age_gender.files import (
     atomic_output,
@@ -154,15 +154,16 @@ def predict_rows(
                 chunk.itertuples(), boxes[start : start + len(chunk)], strict=True
             ):
                 image = read_image(root / row.img_paths)
+                name = printable(row.img_paths)  # the report is read by people: text
                 if image is None:
-                    unreadable.append(row.img_paths)
+                    unreadable.append(name)
                     continue
                 box, eyes, found = face_box(row_box, image, detector)
                 if not overlaps(image.shape, box):
-                    unreadable.append(f"{row.img_paths} (face box outside the image)")
+                    unreadable.append(f"{name} (face box outside the image)")
                     continue
                 if not found:
-                    no_face.append(row.img_paths)
+                    no_face.append(name)
                 faces.append((image, box, eyes))
                 done.append(row)
             inputs = [estimator.inputs(image, [box], [eyes]) for image, box, eyes in faces]
@@ -170,7 +171,7 @@ def predict_rows(
                 records.append(
                     {
                         "row": row.Index,
-                        "file": row.img_paths,
+                        "file": printable(row.img_paths),
                         **prediction_record(prediction, False),
                     }
                 )

@@ -6,6 +6,7 @@ Every reader returns a `LabelTable`: the rows kept, with columns `genders` (0 = 
 `create_db.py` can say where the data went.
 """
 
+import codecs
 import dataclasses
 import datetime
 import hashlib
@@ -16,7 +17,7 @@ import pandas as pd
 import scipy.io
 
 from age_gender.errors import UserError, printable
-from age_gender.images import SUFFIXES
+from age_gender.images import SUFFIXES, has_image_signature
 from age_gender.schema import BOX_COLUMNS, LABEL_COLUMNS, MAX_AGE, UNKNOWN_GENDER
 
 IMDB_WIKI_FIELDS = ("full_path", "dob", "gender", "photo_taken", "face_score", "second_face_score")
@@ -181,9 +182,9 @@ def image_paths(root: Path, what: str) -> list[str]:
 
 
 def utf8_names(paths: pd.Series) -> np.ndarray:
-    """Which file names are valid UTF-8 (a CSV can hold only those; the rest count as
-    malformed names). Labels are read from names with ASCII digits only: `[0-9]`, since a
-    regular expression's `\\d` also takes a full-width `２`."""
+    """Which file names are valid UTF-8 (create_db.py writes its CSV as UTF-8 text, so the rest
+    of a data set's names count as malformed). Labels are read from names with ASCII digits
+    only: `[0-9]`, since a regular expression's `\\d` also takes a full-width `２`."""
     return paths.map(lambda path: printable(path) == path).to_numpy(bool)
 
 
@@ -238,6 +239,22 @@ def read_fgnet(root: Path) -> LabelTable:
 # IMDB-Clean -----------------------------------------------------------------------------------
 
 GENDER_CODES = {"M": 1, "MALE": 1, "1": 1, "1.0": 1, "F": 0, "FEMALE": 0, "0": 0, "0.0": 0}
+TEXT_PROBE = 65536  # bytes looked at to tell text from an image or other binary file
+
+
+def is_text(path: Path) -> bool:
+    """Whether a file can be a CSV: not an image's first bytes, nor bytes that are neither UTF-8
+    nor free of NUL (binary files hold both early). Bytes that are not UTF-8 alone are no sign
+    (file names are bytes), nor is a NUL in UTF-8 text (`read_labels_csv` names its row)."""
+    with open(path, "rb") as file:
+        head = file.read(TEXT_PROBE)
+    if has_image_signature(head):
+        return False
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head)  # a character cut at the end is fine
+    except UnicodeDecodeError:
+        return b"\x00" not in head
+    return True
 
 
 def _read_csv(path: Path, required: list[str], how_to_get: str) -> pd.DataFrame:
@@ -248,11 +265,19 @@ def _read_csv(path: Path, required: list[str], how_to_get: str) -> pd.DataFrame:
         raise UserError(f"{path} not found; {how_to_get}")
     if not path.is_file():
         raise UserError(f"{path} is not a regular file (a device or a pipe); name a CSV file")
+    if not is_text(path):
+        raise UserError(f"{path} is not a CSV file (not text: an image?); {how_to_get}")
+    # Text columns stay text: FG-NET's subject 001 is not the number 1. File names are bytes:
+    # img_paths are Python strings, where a name that is not UTF-8 keeps its bytes (as
+    # surrogates) and opens its file; pandas' own text type (Arrow) holds UTF-8 only.
+    types = {"img_paths": object, "subject": str}
     try:
-        # Text columns stay text: FG-NET's subject 001 is not the number 1.
-        frame = pd.read_csv(path, skipinitialspace=True, dtype={"img_paths": str, "subject": str})
-    except UnicodeDecodeError as error:
-        raise UserError(f"{path} is not a CSV file (not text: an image?); {how_to_get}") from error
+        frame = pd.read_csv(
+            path, skipinitialspace=True, dtype=types, encoding_errors="surrogateescape"
+        )
+    except UnicodeEncodeError as error:
+        raise UserError(f"{path} holds text that is not UTF-8 outside img_paths (file names, "
+                        "read as bytes); save it as UTF-8") from error  # fmt: skip
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise UserError(f"cannot parse {path} as CSV: {error}") from error
     frame.columns = frame.columns.str.strip()
@@ -349,17 +374,30 @@ def read_labels_csv(path: Path) -> pd.DataFrame:
         raise UserError(f"{path}: a face box needs all of {', '.join(BOX_COLUMNS)}")
     if all(has_boxes):
         check_boxes(frame, path)
-    no_path = frame["img_paths"].isna() | (frame["img_paths"].astype(str).str.strip() == "")
+    no_path = frame["img_paths"].isna() | (frame["img_paths"].str.strip() == "")
     if no_path.any():
         row = int(np.flatnonzero(no_path.to_numpy())[0])
         raise UserError(f"{path}: {int(no_path.sum())} rows have no img_paths (e.g. row {row + 2})")
     frame["genders"] = genders.astype(int)
     frame["ages"] = ages.round().astype(int)
-    frame["img_paths"] = frame["img_paths"].astype(str)
     nul = frame["img_paths"].str.contains("\x00", regex=False)
     if nul.any():  # no file system names a file so
         row = int(np.flatnonzero(nul.to_numpy())[0])
         raise UserError(f"{path}: {int(nul.sum())} img_paths hold a NUL byte (e.g. row {row + 2})")
+    return frame
+
+
+def utf8_only(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """The labels of `path` (`read_labels_csv`), refused in one line where a name is not UTF-8:
+    training's input pipeline (TensorFlow) takes only UTF-8 file names."""
+    other = ~utf8_names(frame["img_paths"])
+    if other.any():
+        row = int(np.flatnonzero(other)[0])
+        raise UserError(
+            f"{path}: {int(other.sum())} img_paths are not UTF-8 (e.g. row {row + 2}, "
+            f"{printable(frame['img_paths'].iloc[row])}); training reads UTF-8 names only: "
+            "rename those files (annotate.py, landmarks.py and cache_faces.py read any name)"
+        )
     return frame
 
 

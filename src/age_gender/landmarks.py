@@ -7,7 +7,6 @@ a part guarded by the run's settings, so a killed run started again with the sam
 the chunks still missing, and the parts are merged into the output at the end.
 """
 
-import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -67,11 +66,15 @@ def find_eyes(chunk: tuple[int, pd.DataFrame]) -> tuple[int, pd.DataFrame]:
 
 def run_settings(root: Path, frame: pd.DataFrame, chunk_size: int, detector: DetectorSpec) -> dict:
     """What a run's parts depend on: parts of other settings, or of a CSV changed since (rows
-    reordered, boxes edited), are never mixed in."""
+    reordered, boxes edited), are never mixed in. Each key is named as the user knows it (an
+    option, where there is one), so a refused resume names what changed."""
     columns = ["img_paths", *(column for column in BOX_COLUMNS if column in frame)]
-    rows = hashlib.sha256(frame[columns].to_csv(index=False).encode()).hexdigest()
+    text = frame[columns].to_csv(index=False)
+    rows = hashlib.sha256(text.encode(errors="surrogateescape")).hexdigest()  # names are bytes
     return {"--root": str(root.resolve()), "CSV (its rows)": rows, "--chunk_size": chunk_size,
-            "detector": dataclasses.asdict(detector)}  # fmt: skip
+            "--detector": detector.kind, "--upsample": detector.upsample,
+            "--min_face": detector.min_face,
+            "detector limits": [detector.min_score, detector.max_side]}  # fmt: skip
 
 
 def add_eyes(
@@ -88,7 +91,7 @@ def add_eyes(
     parts = jobs.Parts(output, run_settings(root, frame, chunk_size, detector), overwrite)
     chunks = [(start // chunk_size, frame[start : start + chunk_size])
               for start in range(0, len(frame), chunk_size)]  # fmt: skip
-    keys = {index: rows["img_paths"].astype(str).tolist() for index, rows in chunks}
+    keys = {index: rows["img_paths"].tolist() for index, rows in chunks}
     todo = [(i, rows) for i, rows in chunks if not parts.done(i, keys[i], "img_paths")]
     done = len(frame) - sum(len(rows) for _, rows in todo)
     if done:
@@ -105,6 +108,6 @@ def add_eyes(
     result = frame.drop(columns=EYE_COLUMNS, errors="ignore").reset_index(drop=True)
     result[EYE_COLUMNS] = merged[EYE_COLUMNS]
     with atomic_output(output) as temporary:
-        result.to_csv(temporary, index=False)
+        result.to_csv(temporary, index=False, errors="surrogateescape")  # names are bytes
     parts.remove()
     return result

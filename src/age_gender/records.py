@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from age_gender.errors import UserError
+from age_gender.errors import UserError, printable
 from age_gender.files import atomic_output
 from age_gender.schema import (
     BOX_COLUMNS,
@@ -82,9 +82,16 @@ def image_rows(
     return [{**base, "face": index, **record} for index, record in enumerate(records)]
 
 
-def typed(rows: Iterable[dict] | pd.DataFrame) -> pd.DataFrame:
-    """The table: its columns in order, integers as nullable integers."""
-    table = pd.DataFrame(rows, columns=COLUMNS)
+def typed(rows: Iterable[dict]) -> pd.DataFrame:
+    """The table: its columns in order, integers as nullable integers. Where a file name is not
+    UTF-8, `file` holds Python strings: the name keeps its bytes (as surrogates), which pandas'
+    own text type (Arrow, from pandas 3) refuses."""
+    rows = list(rows)
+    if all(printable(row["file"]) == row["file"] for row in rows):
+        table = pd.DataFrame(rows, columns=COLUMNS)
+    else:
+        table = pd.DataFrame([{**row, "file": None} for row in rows], columns=COLUMNS)
+        table["file"] = pd.Series([row["file"] for row in rows], dtype=object)
     return table.astype({**dict.fromkeys(INTEGER_COLUMNS, "Int64"), "score": float})
 
 
@@ -103,12 +110,26 @@ def table_format(output: Path) -> str:
 
 
 def write_table(table: pd.DataFrame, output: Path) -> None:
-    """Writes the table in the format the output's suffix names (.json: one array), atomically."""
+    """Writes the table in the format the output's suffix names (.json: one array), atomically.
+
+    A CSV holds each file name's bytes, those that are not UTF-8 included (`read_csv_table`
+    reads them back): it names the very files it lists, and the demo knows its outputs by it.
+    JSON and Parquet text is UTF-8 by definition (a JSON escape of a lone surrogate, which
+    Python would read back, is refused or replaced by other readers), so there such a name is
+    shown with U+FFFD (`printable`)."""
     suffix = output.suffix.lower()
     with atomic_output(output) as temporary:
+        if suffix == ".csv":
+            table.to_csv(temporary, index=False, errors="surrogateescape")
+            return
+        shown = table.assign(file=table["file"].map(printable, na_action="ignore"))
         if suffix == ".parquet":
-            table.to_parquet(temporary, index=False)
-        elif suffix == ".csv":
-            table.to_csv(temporary, index=False)
+            shown.to_parquet(temporary, index=False)
         else:
-            table.to_json(temporary, orient="records", lines=suffix == ".jsonl", indent=None)
+            shown.to_json(temporary, orient="records", lines=suffix == ".jsonl", indent=None)
+
+
+def read_csv_table(path: Path) -> pd.DataFrame:
+    """A CSV `write_table` wrote, every value as text (empty where there is none), file names
+    with their bytes."""
+    return pd.read_csv(path, dtype=object, keep_default_na=False, encoding_errors="surrogateescape")
