@@ -7,6 +7,7 @@ point, so no test depends on when a kill lands."""
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -62,6 +63,20 @@ def test_leftovers_of_dead_writers_go_and_a_live_writers_stay(tmp_path):
     assert remove_leftovers(tmp_path) == len(dead) == 1
     assert sorted(path.name for path in tmp_path.iterdir()) == [live.name, ".tmpx.a.csv", "a.csv"]
     assert (tmp_path / "a.csv").read_text() == "earlier"
+
+
+def test_a_killed_writer_not_reaped_yet_left_its_temporary(tmp_path):
+    """A writer killed by a signal to its process group stays a zombie until its parent (or a
+    container's PID 1, which may never) reaps it: its temporary is a leftover all the same."""
+    path = tmp_path / "face.jpg"
+    writer = subprocess.Popen([sys.executable, "-c", STRANDED, str(path), "file", "0"])
+    stat = Path(f"/proc/{writer.pid}/stat")
+    deadline = time.monotonic() + 60
+    while stat.read_text().rpartition(")")[2].split()[0] != "Z":  # dead, and not reaped
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert remove_leftovers(tmp_path) == 1 and not list(tmp_path.iterdir())
+    writer.wait()
 
 
 def test_a_report_moved_aside_by_a_killed_run_is_put_back(tmp_path):

@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -228,60 +227,6 @@ def test_mirrored_strategy_on_two_cpus_gives_the_same_step(disks):
     np.testing.assert_allclose(figures["mirrored"], figures["single"], rtol=1e-4)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="Keras 3 cannot fit under MultiWorkerMirroredStrategy (keras-team/keras#20585): its "
-    "symbolic build reduces a nested batch across workers. Strict: a Keras that fixes it fails "
-    "this marker, and the test then guards multi-worker training.",
-)
-@pytest.mark.slow
-def test_two_workers_train_and_only_the_chief_writes(disks, tmp_path):
-    rows = pd.read_csv(disks / "train.csv")
-    rows[:64].to_csv(tmp_path / "train.csv", index=False)
-    rows[64:96].to_csv(tmp_path / "val.csv", index=False)
-    output = tmp_path / "run"
-    arguments = [
-        sys.executable, str(REPO / "train.py"), f"data.csv={tmp_path}/train.csv",
-        f"data.val_csv={tmp_path}/val.csv", f"data.root={disks}/images", *SMALL_MODEL,
-        "model.img_size=32", "train.epochs=2", "train.batch_size=16", f"train.output_dir={output}",
-    ]  # fmt: skip
-    cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
-    workers = [
-        subprocess.Popen(
-            arguments,
-            cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={
-                **os.environ,
-                "TF_CPP_MIN_LOG_LEVEL": "2",
-                "TF_CONFIG": json.dumps(
-                    {"cluster": cluster, "task": {"type": "worker", "index": index}}
-                ),
-            },
-        )  # fmt: skip
-        for index in range(2)
-    ]
-    try:
-        errors = [worker.communicate(timeout=300)[1] for worker in workers]
-    finally:
-        for worker in workers:
-            worker.kill()
-    assert [worker.returncode for worker in workers] == [0, 0], errors[0][-3000:]
-    assert pd.read_csv(output / "log.csv")["epoch"].tolist() == [0, 1]
-    assert (output / "best.keras").exists()
-    # The other worker kept only its own backup, apart from the chief's.
-    assert (output / "backup" / "worker-1").is_dir()
-    assert not list(output.glob("**/worker-0*"))
-
-
 def test_bad_input_is_one_line_before_training(disks, tmp_path, run_script):
     result = run_script("train.py", "data.csv=missing.csv", f"data.root={disks}", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -418,3 +363,63 @@ def test_plateau_lowers_the_learning_rate(disks, tmp_path, run_script):
     # cut by the factor (the log shows the rate an epoch trained with).
     rates = pd.read_csv(tmp_path / "run" / "log.csv")["learning_rate"].tolist()
     np.testing.assert_allclose(rates, [0.002, 0.002, 0.0005], rtol=1e-5)
+
+
+def test_a_sweep_whose_runs_share_a_folder_or_hold_a_bad_value_is_refused_first(
+    tmp_path, run_script
+):
+    """-m runs one training after another: each must have its own train.output_dir (a later run
+    would take an earlier one's epochs as its own), and every run's values are checked before
+    the first trains."""
+    shared = run_script(
+        "train.py", "-m", "train.lr=0.01,0.001", *SMALL_MODEL, f"train.output_dir={tmp_path}/o",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert user_error(shared) == (
+        f"error: the sweep's run train.lr=0.001 would share train.output_dir={tmp_path}/o with "
+        "an earlier run (and find that run's epochs there as its own); give each run its own "
+        "folder, e.g. 'train.output_dir=runs/${train.lr}'"
+    )
+    bad = run_script(
+        "train.py", "--multirun", "model.dropout=0.1,1.5", *SMALL_MODEL,
+        f"train.output_dir={tmp_path}/o/${{model.dropout}}", cwd=tmp_path,
+    )  # fmt: skip
+    assert "model.dropout must be a number in [0, 1), not 1.5" in user_error(bad)
+    assert not list(tmp_path.iterdir())  # nothing made, not even Hydra's multirun/
+
+
+@pytest.mark.slow
+def test_a_sweep_trains_each_run_in_its_own_folder(disks, tmp_path, run_script):
+    rows = pd.read_csv(disks / "train.csv")
+    rows[:32].to_csv(tmp_path / "train.csv", index=False)
+    rows[32:48].to_csv(tmp_path / "val.csv", index=False)
+    result = run_script(
+        "train.py", "-m", "train.lr=0.01,0.001", *SMALL_MODEL, "model.img_size=32",
+        "train.epochs=1", "train.batch_size=16", f"data.csv={tmp_path}/train.csv",
+        f"data.val_csv={tmp_path}/val.csv", f"data.root={disks}/images",
+        f"train.output_dir={tmp_path}/runs/${{train.lr}}", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    for rate in ("0.01", "0.001"):
+        log = pd.read_csv(tmp_path / "runs" / rate / "log.csv")
+        assert log["epoch"].tolist() == [0], rate
+        assert (tmp_path / "runs" / rate / "best.keras").stat().st_size > 0, rate
+
+
+def test_labels_naming_files_by_bytes_that_are_not_utf8_are_one_line(tmp_path, run_script):
+    """TensorFlow's input pipeline takes UTF-8 file names only: such a name is refused before
+    training, not met as a traceback in the pipeline."""
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / os.fsdecode(b"ph\xffoto.png")).write_bytes(
+        (REPO / "examples" / "astronaut.png").read_bytes()
+    )
+    (tmp_path / "labels.csv").write_bytes(b"genders,ages,img_paths\n0,30,ph\xffoto.png\n")
+    result = run_script(
+        "train.py", f"data.csv={tmp_path}/labels.csv", f"data.val_csv={tmp_path}/labels.csv",
+        f"data.root={tmp_path}/img", *SMALL_MODEL, f"train.output_dir={tmp_path}/o", cwd=tmp_path,
+    )  # fmt: skip
+    assert user_error(result).startswith(
+        f"error: {tmp_path}/labels.csv: 1 img_paths are not UTF-8 (e.g. row 2, ph\ufffdoto.png); "
+        "training reads UTF-8 names only"
+    )
+    assert not (tmp_path / "o").exists()

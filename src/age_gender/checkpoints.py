@@ -45,13 +45,14 @@ def backups(folder: Path) -> list[tuple[int, Path]]:
     return sorted(found, reverse=True)
 
 
-def restore(model: keras.Model, folder: Path) -> int | None:
-    """Loads the newest backup in `folder` that can be read into `model` (weights and optimizer
-    state) and returns its epochs done; None when there is none to read (the run starts over)."""
+def restore(model: keras.Model, folder: Path, up_to: int | None = None) -> int | None:
+    """Loads the newest backup in `folder` (of at most `up_to` epochs) that can be read into
+    `model` (weights and optimizer state) and returns its epochs done; None when there is none
+    to read (the run starts over)."""
     if model.optimizer is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
     remove_leftovers(folder)  # a backup a kill cut short
-    found = backups(folder)
+    found = [(epoch, path) for epoch, path in backups(folder) if up_to is None or epoch <= up_to]
     for epoch, path in found:
         try:
             model.load_weights(path)
@@ -83,11 +84,13 @@ class Backup(keras.callbacks.Callback):
 
 
 class BestModel(keras.callbacks.Callback):
-    """Saves the model whenever `monitor` (lower is better) beats every earlier epoch."""
+    """Saves the model whenever `monitor` (lower is better) beats every earlier epoch; a worker
+    other than the chief saves too (`keep=False`: then deletes it), since a save under several
+    workers runs collective operations that every worker must join."""
 
-    def __init__(self, path: Path, monitor: str, best: float = math.inf):
+    def __init__(self, path: Path, monitor: str, best: float = math.inf, keep: bool = True):
         super().__init__()
-        self.path, self.monitor, self.best = path, monitor, best
+        self.path, self.monitor, self.best, self.keep = path, monitor, best, keep
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         value = (logs or {}).get(self.monitor, math.nan)
@@ -96,6 +99,9 @@ class BestModel(keras.callbacks.Callback):
         check_room(self.path.parent, room_for(self.model), f"the best model {self.path}")
         with atomic_output(self.path) as temporary:
             self.model.save(temporary)
-        print(f"\nepoch {epoch + 1}: {self.monitor} {self.best:.4g} -> {value:.4g}, "
-              f"saved {self.path}")  # fmt: skip
+        if self.keep:
+            print(f"\nepoch {epoch + 1}: {self.monitor} {self.best:.4g} -> {value:.4g}, "
+                  f"saved {self.path}")  # fmt: skip
+        else:
+            self.path.unlink()
         self.best = value

@@ -42,6 +42,11 @@ class AgeLoss(str, enum.Enum):
     mean_variance = "mean_variance"
 
 
+class Engine(str, enum.Enum):
+    local = "local"  # this process: one worker, or one of those TF_CONFIG names (Slurm, Kubernetes)
+    ray = "ray"  # Ray Train starts workers.count workers, and sets TF_CONFIG for each
+
+
 class AgeBalance(str, enum.Enum):
     none = "none"
     lds = "lds"  # inverse smoothed age frequency as the age loss weight
@@ -130,6 +135,16 @@ class TrainConfig:
 
 
 @dataclasses.dataclass
+class WorkersConfig:
+    engine: Engine = Engine.local
+    count: int = 2  # ray: training processes, each with its share of every batch
+    ray_address: str | None = None  # ray: a running cluster ("auto", "ray://host:10001"); None
+    # starts a local instance
+    cpus: int = 1  # ray: cores each worker takes from the cluster
+    gpu: bool = False  # ray: each worker takes a GPU
+
+
+@dataclasses.dataclass
 class WandbConfig:
     project: str | None = None  # set to log to Weights & Biases (WANDB_MODE=offline works)
     entity: str | None = None
@@ -141,6 +156,7 @@ class Config:
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     wandb: WandbConfig = dataclasses.field(default_factory=WandbConfig)
+    workers: WorkersConfig = dataclasses.field(default_factory=WorkersConfig)
 
 
 ConfigStore.instance().store(name="schema", node=Config)
@@ -182,7 +198,8 @@ def compose_config(overrides: list[str]) -> DictConfig:
 
 def check_ranges(cfg: DictConfig) -> None:
     """Refuses, in one line, values of the right type outside their range."""
-    for key in ("train.epochs", "train.batch_size", "model.img_size"):
+    for key in ("train.epochs", "train.batch_size", "model.img_size", "workers.count",
+                "workers.cpus"):  # fmt: skip
         if OmegaConf.select(cfg, key) < 1:
             raise UserError(f"{key} must be a whole number of 1 or more, "
                             f"not {OmegaConf.select(cfg, key)}")  # fmt: skip

@@ -155,14 +155,22 @@ def temporary_path(path: Path, kind: str = "tmp", pid: int | None = None) -> Pat
 
 
 def running(pid: int) -> bool:
-    """Whether process `pid` exists (a temporary of a live writer is not a leftover)."""
+    """Whether process `pid` runs (a temporary of a live writer is not a leftover). A zombie, a
+    killed process its parent has not reaped yet (or never will, under a container's PID 1 that
+    reaps none), does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's process
         return True
-    return True
+    try:  # Linux: the state follows the name, which may hold ")" itself
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()  # gone since, or no /proc (macOS): as kill said
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
 
 
 def leftovers(folder: Path, name: str | None = None, recursive: bool = False) -> list[Path]:

@@ -4,6 +4,7 @@ Everything a user can get wrong (labels, image folder, backbone, image size, wei
 before the first step, so a run fails in seconds, not hours in.
 """
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -71,6 +72,75 @@ def worker_index() -> int | None:
     return index
 
 
+def across_workers(network: keras.Model, strategy: tf.distribute.Strategy, data) -> None:
+    """Readies `network` for `fit` on several workers, past keras-team/keras#20585 (Keras 3 up to
+    3.15 at least): `fit` inside `strategy.scope()` then trains as on one machine.
+
+    - Keras' `fit` first builds the model symbolically from a batch of its distributed dataset,
+      averaged across workers with `strategy.reduce`, which cannot take a nested batch (images
+      and a dict of labels). So the loss and metrics are built eagerly on one real batch
+      (evaluated: no weight changes), and the model forgets the strategy it was built under,
+      which is all that makes Keras ask for that build; `fit` then takes the strategy from the
+      scope it runs in, as Keras' `distribute_strategy` falls back to.
+    - Keras averages each step's logs with `reduce("MEAN", value, axis=0)`, which a scalar has
+      no axis for: the steps return one value per worker instead."""
+    for name in ("train_step", "test_step"):
+        step = getattr(type(network), name).__get__(network)  # the class's: once, each phase
+
+        def per_worker(batch, step=step):
+            return {key: tf.reshape(value, [1]) for key, value in step(batch).items()}
+
+        setattr(network, name, per_worker)
+    with strategy.scope():
+        network.test_on_batch(*next(iter(data)))
+    network._distribute_strategy = None
+
+
+def gathered(strategy: tf.distribute.Strategy, values: list[float]) -> list[list[float]]:
+    """Every worker's `values`, the chief's first (a collective: every worker calls it)."""
+    context = tf.distribute.get_replica_context  # the replica's, inside `run`
+    mine = tf.constant([values], tf.float64)
+    everyone = strategy.run(lambda: context().all_gather(mine, axis=0))
+    return strategy.experimental_local_results(everyone)[0].numpy().tolist()
+
+
+def restore_alike(network: keras.Model, folder: Path, strategy: tf.distribute.Strategy):
+    """Restores every worker to the same epoch, the newest all of them have a backup of: a kill
+    can land after some workers wrote an epoch's backup and before others did, and workers that
+    start from different epochs would wait for each other forever."""
+    newest = max((epoch for epoch, _ in checkpoints.backups(folder)), default=0)
+    agreed = int(min(epoch for (epoch,) in gathered(strategy, [newest])))
+    while True:
+        restored = checkpoints.restore(network, folder, up_to=agreed) or 0
+        everyone = [int(epoch) for (epoch,) in gathered(strategy, [restored])]
+        if len(set(everyone)) == 1:
+            return restored or None
+        if min(everyone) == 0:  # one passed over a damaged backup for none: no common start
+            raise UserError(
+                f"the workers' backups have no epoch in common (epochs {everyone}); remove "
+                f"{folder} on every worker to start this phase over"
+            )
+        agreed = min(everyone)
+
+
+class ShareStatistics(keras.callbacks.Callback):
+    """Averages the non-trainable variables (batch norm's moving statistics) across workers
+    after each epoch, before anything is saved: the gradients are all-reduced, but each worker
+    updates those from its own share of the batch, so the workers' models would drift apart and
+    the chief's would hold half the data's statistics."""
+
+    def __init__(self, strategy: tf.distribute.Strategy):
+        super().__init__()
+        self.strategy = strategy
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        variables = [variable.value for variable in self.model.non_trainable_variables]
+        context = tf.distribute.get_replica_context  # the replica's, inside `run`
+        averaged = self.strategy.run(lambda: context().all_reduce("MEAN", variables))
+        for variable, value in zip(self.model.non_trainable_variables, averaged, strict=True):
+            variable.assign(self.strategy.experimental_local_results(value)[0])
+
+
 def discard_failed_start(output_dir: Path) -> None:
     """Removes what Hydra wrote into a new output folder for a run that failed its checks."""
     shutil.rmtree(output_dir / "hydra", ignore_errors=True)
@@ -85,9 +155,10 @@ def read_splits(data: DictConfig, seed: int) -> tuple[pd.DataFrame, pd.DataFrame
         if not Path(data[key]).is_dir():
             what = "is not a folder" if Path(data[key]).exists() else "does not exist"
             raise UserError(f"image folder data.{key}={data[key]} {what}")
-    train = labels.read_labels_csv(Path(data.csv))
+    train = labels.utf8_only(labels.read_labels_csv(Path(data.csv)), Path(data.csv))
     if data.val_csv:
-        return train, labels.read_labels_csv(Path(data.val_csv))
+        validation = Path(data.val_csv)
+        return train, labels.utf8_only(labels.read_labels_csv(validation), validation)
     if not 0 < data.val_split < 1:
         raise UserError("data.val_split must be between 0 and 1 when data.val_csv is not set")
     validation = train.sample(frac=data.val_split, random_state=seed)
@@ -319,12 +390,19 @@ def prepare(cfg: DictConfig, strategy: tf.distribute.Strategy):
     return network, train_data, val_data, len(train_rows) // cfg.train.batch_size
 
 
-def result_callbacks(cfg: DictConfig, output_dir: Path) -> list[keras.callbacks.Callback]:
-    """What the chief writes: the best model so far, the epoch log, TensorBoard, W&B."""
-    logged = finished_epochs(output_dir / LOG).get(MONITOR, pd.Series(dtype=float))
-    best_so_far = logged.min() if logged.notna().any() else math.inf
+def best_logged(log_path: Path) -> float:
+    """The best (lowest) monitored value of the epochs logged so far."""
+    logged = finished_epochs(log_path).get(MONITOR, pd.Series(dtype=float))
+    return logged.min() if logged.notna().any() else math.inf
+
+
+def result_callbacks(
+    cfg: DictConfig, output_dir: Path, best: float
+) -> list[keras.callbacks.Callback]:
+    """What the chief writes: the best model so far (better than `best`), the epoch log,
+    TensorBoard, W&B."""
     return [
-        BestModel(output_dir / BEST_MODEL, MONITOR, best_so_far),
+        BestModel(output_dir / BEST_MODEL, MONITOR, best),
         keras.callbacks.CSVLogger(str(output_dir / LOG), append=True),
         keras.callbacks.TensorBoard(str(output_dir / "tensorboard")),
         *wandb_callbacks(cfg, output_dir),
@@ -357,12 +435,15 @@ def train(cfg: DictConfig) -> Path:
     output_dir.mkdir(parents=True, exist_ok=True)
     remove_leftovers(output_dir)  # a killed run's partial log or best model
     worker, trained = worker_index(), False
+    several = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     for phase in phases(cfg.train):
         if phase.frozen:
             print(f"epochs {phase.start + 1}-{phase.end}: heads only (train.freeze_epochs)")
         compile_for(network, cfg, strategy, steps_per_epoch, phase)
         backup_dir = output_dir / phase.backup / ("" if worker is None else f"worker-{worker}")
-        restored = checkpoints.restore(network, backup_dir)
+        with strategy.scope():  # the optimizer's state is built there, as the model's
+            restored = (restore_alike(network, backup_dir, strategy) if several
+                        else checkpoints.restore(network, backup_dir))  # fmt: skip
         start = phase.start if restored is None else restored
         if start >= phase.end:  # this phase was done before
             continue
@@ -371,23 +452,32 @@ def train(cfg: DictConfig) -> Path:
         trained = True
         if worker is None:  # the epochs the restored weights never saw are trained again
             trim_log(log_path, start)
-        callbacks = [checkpoints.Backup(backup_dir)]
+        callbacks = [ShareStatistics(strategy)] if several else []
+        callbacks.append(checkpoints.Backup(backup_dir))
         if cfg.train.lr_scheduler == Scheduler.plateau:
             plateau = keras.callbacks.ReduceLROnPlateau(
                 MONITOR, mode="min", verbose=1, **cfg.train.plateau
             )
             callbacks.append(plateau)
+        best = best_logged(log_path) if worker is None else math.inf
+        if several:  # every worker saves when the chief does: a save's collectives must match
+            best = gathered(strategy, [best])[0][0]
         if worker is None:
-            callbacks += result_callbacks(cfg, output_dir)
+            callbacks += result_callbacks(cfg, output_dir, best)
+        else:  # saved as the chief saves, kept by none
+            callbacks.append(BestModel(backup_dir / BEST_MODEL, MONITOR, best, keep=False))
+        if several:
+            across_workers(network, strategy, val_data)
         try:
-            network.fit(
-                train_data,
-                validation_data=val_data,
-                initial_epoch=start,
-                epochs=phase.end,
-                callbacks=callbacks,
-                shuffle=False,  # tf.data shuffles; Keras would warn that it ignores its own
-            )
+            with strategy.scope() if several else contextlib.nullcontext():
+                network.fit(
+                    train_data,
+                    validation_data=val_data,
+                    initial_epoch=start,
+                    epochs=phase.end,
+                    callbacks=callbacks,
+                    shuffle=False,  # tf.data shuffles; Keras would warn that it ignores its own
+                )
         except UserError:  # from a callback (no room for a backup), mid-way in Keras' progress line
             print()
             raise

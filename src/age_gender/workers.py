@@ -1,0 +1,93 @@
+"""Training on several workers started by Ray Train (`workers.engine=ray`).
+
+Ray Train's TensorflowTrainer starts `workers.count` processes on a Ray cluster (a local instance
+unless `workers.ray_address` names one) and sets TF_CONFIG for each, so each runs the same
+`training.train` as a worker started by hand: the global batch split across them, the chief (the
+first) the one writer of logs, plots and best.keras, each worker its own backup. Ray's own
+records of the run go to `<train.output_dir>/ray`. A worker lost mid-run fails the run; the same
+command started again resumes from the backup every worker has.
+"""
+
+import os
+import socket
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from age_gender.errors import UserError
+
+
+def train_on_worker(config: dict) -> None:
+    """What each Ray worker runs: the training of one worker, in the driver's folder (relative
+    data paths), whose UserError reaches the driver as itself."""
+    from age_gender import training
+    from age_gender.config import Config
+
+    folder = config.pop("cwd")
+    if Path(folder).is_dir():
+        os.chdir(folder)
+    training.train(OmegaConf.merge(OmegaConf.structured(Config), config))  # typed, as Hydra's
+
+
+def train_with_ray(cfg: DictConfig) -> None:
+    """Trains on `cfg.workers.count` workers through Ray Train; one line if any worker fails."""
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.tensorflow import TensorflowTrainer
+
+    settings = cfg.workers
+    if settings.ray_address is None:  # a local instance: one logical CPU per worker, and one
+        ray.init(num_cpus=settings.count * settings.cpus + 1, include_dashboard=False,
+                 log_to_driver=True)  # fmt: skip
+    else:
+        check_reachable(settings.ray_address)
+        try:
+            ray.init(address=settings.ray_address)
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            reason = str(error).splitlines()[0]
+            raise UserError(f"cannot reach the Ray cluster at workers.ray_address="
+                            f"{settings.ray_address}: {reason}") from error  # fmt: skip
+    output_dir = Path(cfg.train.output_dir).resolve()
+    trainer = TensorflowTrainer(
+        train_on_worker,
+        train_loop_config={**OmegaConf.to_container(cfg, resolve=True), "cwd": os.getcwd()},
+        scaling_config=ScalingConfig(
+            num_workers=settings.count,
+            use_gpu=settings.gpu,
+            resources_per_worker={"CPU": settings.cpus},
+        ),  # fmt: skip
+        run_config=RunConfig(name="train", storage_path=str(output_dir / "ray")),
+    )
+    try:
+        trainer.fit()
+    except Exception as error:  # Ray wraps a worker's exception in its own
+        raise UserError(f"training on Ray failed: {worker_reason(error)}") from error
+    finally:
+        ray.shutdown()
+
+
+def check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Refuses in one line a cluster address (host:port, or ray://host:port) nothing answers
+    at: Ray itself keeps trying to connect for minutes."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not port.isdigit():  # "auto", or a form Ray resolves itself
+        return
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout).close()
+    except OSError as error:
+        raise UserError(f"cannot reach the Ray cluster at workers.ray_address={address}: "
+                        f"{error.strerror or error}; start it (ray start --head) or name "
+                        "another") from error  # fmt: skip
+
+
+def worker_reason(error: BaseException) -> str:
+    """The first worker error's own line (a UserError's whole message), out of Ray's wrapping."""
+    seen = []
+    while error is not None and error not in seen:
+        seen.append(error)
+        if isinstance(error, UserError):
+            return str(error)
+        errors = getattr(error, "worker_failures", None) or {}
+        error = next(iter(errors.values()), None) or error.__cause__
+    lines = [line for line in str(seen[-1]).splitlines() if line.strip()]
+    return lines[-1] if lines else type(seen[-1]).__name__

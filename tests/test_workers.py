@@ -1,0 +1,176 @@
+"""Training on several workers (TF_CONFIG, as Kubernetes, Slurm or Ray Train set it): two worker
+processes on 127.0.0.1 train as one, the chief alone writes the results, and a killed job
+started again resumes from the backup every worker has."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import REPO, user_error
+
+from age_gender.testing import synthetic
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory) -> Path:
+    """96 disk images: 64 to train on (4 batches of 16), 32 to validate."""
+    root = tmp_path_factory.mktemp("faces")
+    frame = synthetic.write_disk_dataset(root / "images", 96, size=64, seed=0)
+    frame[:64].to_csv(root / "train.csv", index=False)
+    frame[64:].to_csv(root / "val.csv", index=False)
+    return root
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def train_command(faces: Path, output: Path, epochs: int) -> list[str]:
+    return [
+        sys.executable, str(REPO / "train.py"), f"data.csv={faces}/train.csv",
+        f"data.val_csv={faces}/val.csv", f"data.root={faces}/images",
+        "model.model_name=MobileNetV3Small", "model.weights=null", "model.img_size=32",
+        "model.batchnorm_momentum=0.9", f"train.epochs={epochs}", "train.batch_size=16",
+        f"train.output_dir={output}",
+    ]  # fmt: skip
+
+
+def start_workers(faces: Path, output: Path, epochs: int, count: int = 2) -> list:
+    """`count` train.py processes, one per worker of a TF_CONFIG cluster on 127.0.0.1."""
+    cluster = {"worker": [f"127.0.0.1:{free_port()}" for _ in range(count)]}
+    return [
+        subprocess.Popen(
+            train_command(faces, output, epochs),
+            cwd=output.parent,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={
+                **os.environ,
+                "TF_CPP_MIN_LOG_LEVEL": "2",
+                "TF_CONFIG": json.dumps(
+                    {"cluster": cluster, "task": {"type": "worker", "index": index}}
+                ),
+            },
+        )  # fmt: skip
+        for index in range(count)
+    ]
+
+
+def finish(workers: list) -> list[tuple[str, str]]:
+    try:
+        outputs = [worker.communicate(timeout=400) for worker in workers]
+    finally:
+        for worker in workers:
+            worker.kill()
+    failed = [index for index, worker in enumerate(workers) if worker.returncode != 0]
+    assert not failed, outputs[failed[0]][1][-3000:] if failed else ""
+    return outputs
+
+
+def weights(path: Path) -> dict[str, np.ndarray]:
+    """Every array of a Keras weights file (the model's and the optimizer's), by its place."""
+    arrays = {}
+    with h5py.File(path) as file:
+        file.visititems(
+            lambda name, item: arrays.update({name: item[()]})
+            if isinstance(item, h5py.Dataset) else None
+        )  # fmt: skip
+    return arrays
+
+
+def assert_same_weights(first: Path, second: Path) -> None:
+    one, other = weights(first), weights(second)
+    assert one.keys() == other.keys() and len(one) > 100
+    different = [name for name in one if not np.array_equal(one[name], other[name])]
+    assert not different, different[:5]
+
+
+def test_two_workers_train_as_one_and_only_the_chief_writes(faces, tmp_path):
+    output = tmp_path / "run"
+    finish(start_workers(faces, output, epochs=2))
+    assert pd.read_csv(output / "log.csv")["epoch"].tolist() == [0, 1]
+    assert (output / "best.keras").is_file() and (output / "learning_curves.png").is_file()
+    # The other worker keeps only its own backup, apart from the chief's, and no result.
+    assert sorted(path.name for path in (output / "backup" / "worker-1").iterdir()) == [
+        "epoch-0001.weights.h5", "epoch-0002.weights.h5"
+    ]  # fmt: skip
+    assert not list(output.glob("**/worker-0*")) and len(list(output.glob("**/*.keras"))) == 1
+    # After each epoch the workers hold the same model and optimizer, to the bit: gradients and
+    # batch norm's moving statistics are averaged across them.
+    for epoch in (1, 2):
+        name = f"epoch-{epoch:04d}.weights.h5"
+        assert_same_weights(output / "backup" / name, output / "backup" / "worker-1" / name)
+
+    # One worker with the same global batch: the same data, order and gradients, but batch norm
+    # normalises each worker's half batch by that half's own statistics in training, so the
+    # steps agree only closely (measured: the losses within 2 %).
+    alone = subprocess.run(train_command(faces, tmp_path / "alone", 2), cwd=tmp_path,
+                           capture_output=True, text=True, timeout=400)  # fmt: skip
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    two, one = pd.read_csv(output / "log.csv"), pd.read_csv(tmp_path / "alone" / "log.csv")
+    for column in ("loss", "val_loss"):
+        np.testing.assert_allclose(two[column], one[column], rtol=0.05)
+
+
+def test_a_killed_job_resumes_from_the_backup_every_worker_has(faces, tmp_path):
+    output = tmp_path / "run"
+    workers = start_workers(faces, output, epochs=3)
+    log = output / "log.csv"
+    deadline = time.monotonic() + 300
+    while not (log.is_file() and len(log.read_text().splitlines()) >= 2):
+        assert all(worker.poll() is None for worker in workers), workers[0].stderr.read()[-3000:]
+        assert time.monotonic() < deadline, "no epoch was logged"
+        time.sleep(0.2)
+    workers[1].send_signal(signal.SIGKILL)  # a worker lost mid-run: the job is restarted whole
+    workers[1].wait()
+    workers[0].send_signal(signal.SIGKILL)
+    workers[0].wait()
+
+    def newest(folder: Path) -> int:
+        return max((int(path.name[6:10]) for path in folder.glob("epoch-*.weights.h5")), default=0)
+
+    # The kill came after the chief's backup of an epoch and before the other worker's.
+    chief, other = output / "backup", output / "backup" / "worker-1"
+    assert newest(chief) >= 1
+    if newest(other) > 0:
+        (other / f"epoch-{newest(other):04d}.weights.h5").unlink()
+    common = min(newest(chief), newest(other))
+
+    outputs = finish(start_workers(faces, output, epochs=3))
+    if common:
+        assert f"resuming {output} at epoch {common + 1} of 3" in outputs[0][0]
+    assert pd.read_csv(log)["epoch"].tolist() == [0, 1, 2]  # each epoch once
+    assert_same_weights(chief / "epoch-0003.weights.h5", other / "epoch-0003.weights.h5")
+
+
+def test_ray_starts_the_workers_on_a_local_instance(faces, tmp_path, run_script):
+    output = tmp_path / "run"
+    result = run_script(*train_command(faces, output, 2)[1:], "workers.engine=ray",
+                        "workers.count=2", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert pd.read_csv(output / "log.csv")["epoch"].tolist() == [0, 1]
+    assert (output / "best.keras").is_file()
+    name = "epoch-0002.weights.h5"
+    assert_same_weights(output / "backup" / name, output / "backup" / "worker-1" / name)
+
+
+def test_ray_cluster_that_cannot_be_reached_is_one_line(faces, tmp_path, run_script):
+    result = run_script(*train_command(faces, tmp_path / "run", 1)[1:], "workers.engine=ray",
+                        f"workers.ray_address=127.0.0.1:{free_port()}", cwd=tmp_path)  # fmt: skip
+    assert "error: cannot reach the Ray cluster at workers.ray_address=127.0.0.1:" in (
+        user_error(result)
+    )
