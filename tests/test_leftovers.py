@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from age_gender import checkpoints, evaluation, face_cache, jobs
+from age_gender import checkpoints, demo, evaluation, face_cache, jobs
 from age_gender.crops import CropSpec
 from age_gender.files import leftovers, remove_leftovers, temporary_path
 
@@ -117,6 +117,16 @@ def test_resumed_parts_clear_a_killed_part_and_table(tmp_path):
     jobs.Parts(output, {"option": 1}, overwrite=False).release()
     assert not leftovers(folder) and not leftovers(tmp_path)
     assert sorted(path.name for path in folder.iterdir()) == ["lock", "settings.json"]
+
+
+def test_a_demo_run_again_clears_a_killed_runs_copy(tmp_path):
+    (tmp_path / "photos").mkdir()
+    photo = tmp_path / "photos" / "a.png"
+    cv2.imwrite(str(photo), np.full((40, 40, 3), 90, np.uint8))
+    (tmp_path / "out").mkdir()
+    strand(tmp_path / "out" / "a.png")
+    demo.check_outputs([photo], ["a.png"], tmp_path / "out", overwrite=False)
+    assert not list((tmp_path / "out").iterdir())
 
 
 def test_a_restored_training_clears_a_killed_backup(tmp_path):

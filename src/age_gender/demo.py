@@ -19,7 +19,7 @@ from age_gender.api import FaceAnalyzer
 from age_gender.drawing import draw_faces
 from age_gender.errors import UserError, printable
 from age_gender.faces import FaceDetector
-from age_gender.files import atomic_output, check_inputs_kept
+from age_gender.files import atomic_output, check_inputs_kept, remove_leftovers
 from age_gender.images import is_image_file, read_image
 from age_gender.records import image_rows, read_csv_table, typed, unreadable_row, write_table
 from age_gender.schema import COLUMNS, UNREADABLE
@@ -136,6 +136,7 @@ def check_outputs(
     earlier run's output."""
     if output_dir is None:
         return
+    remove_leftovers(output_dir)  # an annotated copy or table a killed run was writing
     outputs = [output_dir / name for name in names]
     check_inputs_kept(outputs, inputs)
     existing = [path for path in outputs if path.exists()]
