@@ -2,12 +2,7 @@
 processes on 127.0.0.1 train as one, the chief alone writes the results, and a killed job
 started again resumes from the backup every worker has."""
 
-import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,9 +10,10 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, user_error
+from conftest import user_error
 
 from age_gender.testing import synthetic
+from age_gender.testing.cluster import finish, free_port, start_workers
 
 pytestmark = pytest.mark.slow
 
@@ -32,53 +28,17 @@ def faces(tmp_path_factory) -> Path:
     return root
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def train_command(faces: Path, output: Path, epochs: int) -> list[str]:
     return [
-        sys.executable, str(REPO / "train.py"), f"data.csv={faces}/train.csv",
-        f"data.val_csv={faces}/val.csv", f"data.root={faces}/images",
-        "model.model_name=MobileNetV3Small", "model.weights=null", "model.img_size=32",
-        "model.batchnorm_momentum=0.9", f"train.epochs={epochs}", "train.batch_size=16",
-        f"train.output_dir={output}",
+        f"data.csv={faces}/train.csv", f"data.val_csv={faces}/val.csv",
+        f"data.root={faces}/images", "model.model_name=MobileNetV3Small", "model.weights=null",
+        "model.img_size=32", "model.batchnorm_momentum=0.9", f"train.epochs={epochs}",
+        "train.batch_size=16", f"train.output_dir={output}",
     ]  # fmt: skip
 
 
-def start_workers(faces: Path, output: Path, epochs: int, count: int = 2) -> list:
-    """`count` train.py processes, one per worker of a TF_CONFIG cluster on 127.0.0.1."""
-    cluster = {"worker": [f"127.0.0.1:{free_port()}" for _ in range(count)]}
-    return [
-        subprocess.Popen(
-            train_command(faces, output, epochs),
-            cwd=output.parent,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env={
-                **os.environ,
-                "TF_CPP_MIN_LOG_LEVEL": "2",
-                "TF_CONFIG": json.dumps(
-                    {"cluster": cluster, "task": {"type": "worker", "index": index}}
-                ),
-            },
-        )  # fmt: skip
-        for index in range(count)
-    ]
-
-
-def finish(workers: list) -> list[tuple[str, str]]:
-    try:
-        outputs = [worker.communicate(timeout=400) for worker in workers]
-    finally:
-        for worker in workers:
-            worker.kill()
-    failed = [index for index, worker in enumerate(workers) if worker.returncode != 0]
-    assert not failed, outputs[failed[0]][1][-3000:] if failed else ""
-    return outputs
+def start(faces: Path, output: Path, epochs: int, count: int = 2) -> list:
+    return start_workers(train_command(faces, output, epochs), count, output.parent)
 
 
 def weights(path: Path) -> dict[str, np.ndarray]:
@@ -101,7 +61,7 @@ def assert_same_weights(first: Path, second: Path) -> None:
 
 def test_two_workers_train_as_one_and_only_the_chief_writes(faces, tmp_path):
     output = tmp_path / "run"
-    finish(start_workers(faces, output, epochs=2))
+    finish(start(faces, output, epochs=2))
     assert pd.read_csv(output / "log.csv")["epoch"].tolist() == [0, 1]
     assert (output / "best.keras").is_file() and (output / "learning_curves.png").is_file()
     # The other worker keeps only its own backup, apart from the chief's, and no result.
@@ -118,9 +78,7 @@ def test_two_workers_train_as_one_and_only_the_chief_writes(faces, tmp_path):
     # One worker with the same global batch: the same data, order and gradients, but batch norm
     # normalises each worker's half batch by that half's own statistics in training, so the
     # steps agree only closely (measured: the losses within 2 %).
-    alone = subprocess.run(train_command(faces, tmp_path / "alone", 2), cwd=tmp_path,
-                           capture_output=True, text=True, timeout=400)  # fmt: skip
-    assert alone.returncode == 0, alone.stderr[-3000:]
+    finish(start(faces, tmp_path / "alone", 2, count=1))
     two, one = pd.read_csv(output / "log.csv"), pd.read_csv(tmp_path / "alone" / "log.csv")
     for column in ("loss", "val_loss"):
         np.testing.assert_allclose(two[column], one[column], rtol=0.05)
@@ -128,7 +86,7 @@ def test_two_workers_train_as_one_and_only_the_chief_writes(faces, tmp_path):
 
 def test_a_killed_job_resumes_from_the_backup_every_worker_has(faces, tmp_path):
     output = tmp_path / "run"
-    workers = start_workers(faces, output, epochs=3)
+    workers = start(faces, output, epochs=3)
     log = output / "log.csv"
     deadline = time.monotonic() + 300
     while not (log.is_file() and len(log.read_text().splitlines()) >= 2):
@@ -150,7 +108,7 @@ def test_a_killed_job_resumes_from_the_backup_every_worker_has(faces, tmp_path):
         (other / f"epoch-{newest(other):04d}.weights.h5").unlink()
     common = min(newest(chief), newest(other))
 
-    outputs = finish(start_workers(faces, output, epochs=3))
+    outputs = finish(start(faces, output, epochs=3))
     if common:
         assert f"resuming {output} at epoch {common + 1} of 3" in outputs[0][0]
     assert pd.read_csv(log)["epoch"].tolist() == [0, 1, 2]  # each epoch once
@@ -159,7 +117,7 @@ def test_a_killed_job_resumes_from_the_backup_every_worker_has(faces, tmp_path):
 
 def test_ray_starts_the_workers_on_a_local_instance(faces, tmp_path, run_script):
     output = tmp_path / "run"
-    result = run_script(*train_command(faces, output, 2)[1:], "workers.engine=ray",
+    result = run_script("train.py", *train_command(faces, output, 2), "workers.engine=ray",
                         "workers.count=2", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert pd.read_csv(output / "log.csv")["epoch"].tolist() == [0, 1]
@@ -169,8 +127,9 @@ def test_ray_starts_the_workers_on_a_local_instance(faces, tmp_path, run_script)
 
 
 def test_ray_cluster_that_cannot_be_reached_is_one_line(faces, tmp_path, run_script):
-    result = run_script(*train_command(faces, tmp_path / "run", 1)[1:], "workers.engine=ray",
-                        f"workers.ray_address=127.0.0.1:{free_port()}", cwd=tmp_path)  # fmt: skip
+    address = f"workers.ray_address=127.0.0.1:{free_port()}"  # nothing listens there
+    result = run_script("train.py", *train_command(faces, tmp_path / "run", 1),
+                        "workers.engine=ray", address, cwd=tmp_path)  # fmt: skip
     assert "error: cannot reach the Ray cluster at workers.ray_address=127.0.0.1:" in (
         user_error(result)
     )
