@@ -50,8 +50,8 @@ LEVERS = {
     "MobileNetV3Large": ["model.model_name=MobileNetV3Large"],
     "EfficientNetB0": ["model.model_name=EfficientNetB0"],
     "WideResNet16_4": ["model.model_name=WideResNet16_4"],
-    # The face networks (README "Backbones trained on faces"): frozen with heads, the last
-    # stage fine-tuned, or the whole network, each after one epoch of heads.
+    # The face networks (docs/training.md, "Backbones trained on faces"): frozen with heads,
+    # the last stage fine-tuned, or the whole network, each after one epoch of heads.
     "DlibFaceResNet_frozen_150": [*FACE, "model.model_name=DlibFaceResNet", "model.img_size=150",
                                   "train.freeze_epochs=1000"],
     "DlibFaceResNet_last_stage_150": [*FACE, *LAST_STAGE, "model.model_name=DlibFaceResNet",

@@ -1,5 +1,5 @@
 """The training configuration, typed once: dataclasses registered in Hydra's ConfigStore hold
-every key, its type and default (README.md, "train.py", explains each). train.py and
+every key, its type and default (docs/training.md explains each). train.py and
 cache_faces.py compose it from the same overrides, so a face cache is cut for the training that
 reads it. Hydra refuses a wrong type, an unknown key or a name outside a choice (the Enums);
 `check_ranges` refuses what a type cannot say (a range), and training checks the backbone's name
@@ -171,7 +171,7 @@ def compose_config(overrides: list[str]) -> DictConfig:
     removed = [override for override in overrides if override.startswith("~")]
     if removed:
         raise UserError(f"{removed[0]}: keys cannot be removed, the schema needs every one; set "
-                        "a value instead (see README.md, train.py, for the keys)")  # fmt: skip
+                        "a value instead (see docs/training.md for the keys)")  # fmt: skip
     schema, absent = OmegaConf.structured(Config), object()
     for override in overrides:
         key = override.lstrip("+").split("=", 1)[0]
@@ -183,7 +183,7 @@ def compose_config(overrides: list[str]) -> DictConfig:
         # fmt: skip
         if added and OmegaConf.select(schema, key, default=absent) is absent:
             raise UserError(f"{override}: the schema has no key {key}, and keys cannot be added "
-                            "(see README.md, train.py, for the keys)")  # fmt: skip
+                            "(see docs/training.md for the keys)")  # fmt: skip
     try:
         with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
             return compose("config", overrides=overrides)
@@ -192,8 +192,8 @@ def compose_config(overrides: list[str]) -> DictConfig:
         if error.__cause__ is not None:  # the value's own error: what is wrong with it
             reasons.append(str(error.__cause__).strip())
         lines = [reason.splitlines()[0] for reason in reasons if reason]
-        raise UserError(f"{': '.join(lines) or type(error).__name__} (see README.md, train.py, "
-                        "for the keys)") from error  # fmt: skip
+        raise UserError(f"{': '.join(lines) or type(error).__name__} (see "
+                        "docs/training.md for the keys)") from error  # fmt: skip
 
 
 def check_ranges(cfg: DictConfig) -> None:

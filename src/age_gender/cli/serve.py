@@ -66,7 +66,7 @@ def check_tls(args: argparse.Namespace) -> None:
         print(
             f"warning: serving {args.host} over plain HTTP: other machines' browsers will not "
             "give the page the camera, and a --token crosses the network readable; pass "
-            "--ssl-certfile and --ssl-keyfile (see README.md, 'HTTPS on a LAN')"
+            "--ssl-certfile and --ssl-keyfile (see docs/serving.md, 'HTTPS on a LAN')"
         )
 
 

@@ -1,5 +1,5 @@
 """DEX (Rothe et al., IJCV 2018): the VGG-16 age and gender networks published as ONNX files,
-run by onnxruntime; the files are not downloaded for the user (see README.md, "DEX")."""
+run by onnxruntime; the files are not downloaded for the user (see docs/models.md, "DEX")."""
 
 from pathlib import Path
 
