@@ -6,7 +6,8 @@ of the same recipe and global batch.
 
 On one machine the workers share its cores (or its GPUs), so two workers are no faster than one:
 the ratio measures what synchronising them costs (gradients all-reduced each step, batch norm's
-statistics each epoch), not a speed-up. Each rate is (images x (epochs - 1)) over the time
+statistics each epoch) and that each worker makes every whole batch (tf.data's DATA sharding)
+before keeping its share, not a speed-up. Each rate is (images x (epochs - 1)) over the time
 `epochs` runs take beyond a one-epoch run, so start-up and the first epoch's tracing drop out.
 The last line is `two_workers_vs_one: X` (images/s on two workers over one worker's).
 """

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 # What the caller's shell sets does not steer the suite: the tests and the processes they start
 # see none of these, and a test that needs one sets it itself.
 CALLERS_SETTINGS = ("TF_CPP_MIN_LOG_LEVEL", "CUDA_VISIBLE_DEVICES", "KERAS_BACKEND",
-                    "HYDRA_FULL_ERROR", "WANDB_MODE", "TF_CONFIG")  # fmt: skip
+                    "HYDRA_FULL_ERROR", "WANDB_MODE", "TF_CONFIG", "RAY_ADDRESS")  # fmt: skip
 for name in [name for name in os.environ
              if name in CALLERS_SETTINGS or name.startswith("AGE_GENDER_")]:  # fmt: skip
     del os.environ[name]

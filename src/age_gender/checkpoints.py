@@ -96,6 +96,7 @@ class BestModel(keras.callbacks.Callback):
         value = (logs or {}).get(self.monitor, math.nan)
         if not value < self.best:
             return
+        self.path.parent.mkdir(parents=True, exist_ok=True)  # a worker's: its backup folder
         check_room(self.path.parent, room_for(self.model), f"the best model {self.path}")
         with atomic_output(self.path) as temporary:
             self.model.save(temporary)

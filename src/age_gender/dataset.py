@@ -403,6 +403,7 @@ def make_dataset(
     else:
         dataset = dataset.map(lambda images, labels, weights: (images, labels))
     options = tf.data.Options()
-    # Several workers each take every n-th batch (the examples are in memory, not in files).
+    # Several workers: each makes every batch and keeps its share of it (the examples are in
+    # memory, not in files, so there is nothing to split by file).
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options).prefetch(AUTOTUNE)

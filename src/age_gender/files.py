@@ -145,7 +145,7 @@ def check_inputs_kept(outputs: list[Path], inputs: list[Path]) -> None:
 
 # `atomic_output`'s names: `.tmp<pid>.<name>` while being written, `.old<pid>.<name>` for the
 # earlier folder output moved aside. Made and found here only, so a resume finds what a kill left.
-TEMPORARY = re.compile(r"\.(tmp|old)(\d+)\.(.+)", re.DOTALL)
+TEMPORARY = re.compile(r"\.(tmp|old)(\d{1,7})\.(.+)", re.DOTALL)  # Linux pids: 7 digits at most
 
 
 def temporary_path(path: Path, kind: str = "tmp", pid: int | None = None) -> Path:

@@ -97,11 +97,26 @@ def across_workers(network: keras.Model, strategy: tf.distribute.Strategy, data)
 
 
 def gathered(strategy: tf.distribute.Strategy, values: list[float]) -> list[list[float]]:
-    """Every worker's `values`, the chief's first (a collective: every worker calls it)."""
+    """Every replica's `values` (one per worker on CPUs), the chief's first (a collective:
+    every worker calls it)."""
     context = tf.distribute.get_replica_context  # the replica's, inside `run`
     mine = tf.constant([values], tf.float64)
     everyone = strategy.run(lambda: context().all_gather(mine, axis=0))
     return strategy.experimental_local_results(everyone)[0].numpy().tolist()
+
+
+def check_same_data(strategy: tf.distribute.Strategy, steps: int, val_data) -> None:
+    """Refuses, on every worker alike, workers that would run different numbers of steps (their
+    copies of the data differ, or some images could not be read on one machine): each would
+    wait forever for the others' next step."""
+    mine = [steps, int(val_data.cardinality())]
+    everyone = gathered(strategy, mine)
+    if any(theirs != everyone[0] for theirs in everyone):
+        counts = ", ".join(f"{int(a)}+{int(b)}" for a, b in everyone)
+        raise UserError(
+            f"the workers read different data (training+validation batches: {counts}): give "
+            "every worker the same files at the same paths"
+        )
 
 
 def restore_alike(network: keras.Model, folder: Path, strategy: tf.distribute.Strategy):
@@ -124,20 +139,22 @@ def restore_alike(network: keras.Model, folder: Path, strategy: tf.distribute.St
 
 
 class ShareStatistics(keras.callbacks.Callback):
-    """Averages the non-trainable variables (batch norm's moving statistics) across workers
-    after each epoch, before anything is saved: the gradients are all-reduced, but each worker
-    updates those from its own share of the batch, so the workers' models would drift apart and
-    the chief's would hold half the data's statistics."""
+    """Averages batch norm's moving statistics across workers after each epoch's training,
+    before it is validated and saved: the gradients are all-reduced, but each worker updates
+    those statistics from its own share of the batch, so the workers' models would drift apart
+    and the chief's would hold half the data's statistics."""
 
     def __init__(self, strategy: tf.distribute.Strategy):
         super().__init__()
         self.strategy = strategy
 
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        variables = [variable.value for variable in self.model.non_trainable_variables]
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        moving = [variable for variable in self.model.non_trainable_variables
+                  if variable.name in ("moving_mean", "moving_variance")]  # fmt: skip
+        values = [variable.value for variable in moving]
         context = tf.distribute.get_replica_context  # the replica's, inside `run`
-        averaged = self.strategy.run(lambda: context().all_reduce("MEAN", variables))
-        for variable, value in zip(self.model.non_trainable_variables, averaged, strict=True):
+        averaged = self.strategy.run(lambda: context().all_reduce("MEAN", values))
+        for variable, value in zip(moving, averaged, strict=True):
             variable.assign(self.strategy.experimental_local_results(value)[0])
 
 
@@ -364,9 +381,9 @@ def prepare(cfg: DictConfig, strategy: tf.distribute.Strategy):
     if crop.aligned:
         train_rows = with_eyes(train_rows, cfg.data.csv, "training")
         val_rows = with_eyes(val_rows, cfg.data.val_csv or cfg.data.csv, "validation")
-    if cfg.train.mixed_precision:
-        gpu = bool(tf.config.list_logical_devices("GPU"))
-        keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "mixed_bfloat16")
+    gpu = bool(tf.config.list_logical_devices("GPU"))
+    mixed = "mixed_float16" if gpu else "mixed_bfloat16"
+    keras.mixed_precision.set_global_policy(mixed if cfg.train.mixed_precision else "float32")
     with strategy.scope():  # before reading every image: a wrong size or weights fail fast
         network = model.build_model(
             cfg.model.model_name, crop, cfg.model.weights, cfg.model.dropout,
@@ -415,27 +432,34 @@ def train(cfg: DictConfig) -> Path:
     log_path, best_path = output_dir / LOG, output_dir / BEST_MODEL
     previous = finished_epochs(log_path)
     strategy = choose_strategy()
+    worker, trained = worker_index(), False
+    several = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    logged = len(previous)
+    if several:  # the chief's log decides for all: a worker's folder may not be the chief's
+        logged = int(gathered(strategy, [logged])[0][0])
     try:
         check_config(cfg)
-        if len(previous) and not cfg.train.resume:
+        if logged and not cfg.train.resume:
             raise UserError(
-                f"{output_dir} holds a run of {len(previous)} epochs; pass train.resume=true to "
+                f"{output_dir} holds a run of {logged} epochs; pass train.resume=true to "
                 "continue it or choose another train.output_dir"
             )
-        if len(previous) >= cfg.train.epochs:
-            print(f"{output_dir} already holds {len(previous)} epochs; raise train.epochs to go on")
-            plot_learning_curves(previous, output_dir / CURVES)
+        if logged >= cfg.train.epochs:
+            print(f"{output_dir} already holds {logged} epochs; raise train.epochs to go on")
+            if worker is None:
+                plot_learning_curves(previous, output_dir / CURVES)
             return best_path
         network, train_data, val_data, steps_per_epoch = prepare(cfg, strategy)
     except UserError:
         if previous.empty:
             discard_failed_start(output_dir)
         raise
+    if several:
+        check_same_data(strategy, steps_per_epoch, val_data)
 
     output_dir.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(output_dir)  # a killed run's partial log or best model
-    worker, trained = worker_index(), False
-    several = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    if worker is None:  # the chief's folder: another machine's process ids mean nothing here
+        remove_leftovers(output_dir)  # a killed run's partial log or best model
     for phase in phases(cfg.train):
         if phase.frozen:
             print(f"epochs {phase.start + 1}-{phase.end}: heads only (train.freeze_epochs)")
@@ -453,7 +477,6 @@ def train(cfg: DictConfig) -> Path:
         if worker is None:  # the epochs the restored weights never saw are trained again
             trim_log(log_path, start)
         callbacks = [ShareStatistics(strategy)] if several else []
-        callbacks.append(checkpoints.Backup(backup_dir))
         if cfg.train.lr_scheduler == Scheduler.plateau:
             plateau = keras.callbacks.ReduceLROnPlateau(
                 MONITOR, mode="min", verbose=1, **cfg.train.plateau
@@ -466,6 +489,8 @@ def train(cfg: DictConfig) -> Path:
             callbacks += result_callbacks(cfg, output_dir, best)
         else:  # saved as the chief saves, kept by none
             callbacks.append(BestModel(backup_dir / BEST_MODEL, MONITOR, best, keep=False))
+        # Last: an epoch is backed up once logged and saved, so a resume never skips its row.
+        callbacks.append(checkpoints.Backup(backup_dir))
         if several:
             across_workers(network, strategy, val_data)
         try:

@@ -3,12 +3,12 @@
 Ray Train's TensorflowTrainer starts `workers.count` processes on a Ray cluster (a local instance
 unless `workers.ray_address` names one) and sets TF_CONFIG for each, so each runs the same
 `training.train` as a worker started by hand: the global batch split across them, the chief (the
-first) the one writer of logs, plots and best.keras, each worker its own backup. Ray's own
-records of the run go to `<train.output_dir>/ray`. A worker lost mid-run fails the run; the same
+first) the one writer of logs, plots and best.keras, each worker its own backup. The data and
+output paths are made absolute, since a worker runs in a folder of Ray's. Ray's own records of
+the run go to `<train.output_dir>/ray`. A worker lost mid-run fails the run; the same
 command started again resumes from the backup every worker has.
 """
 
-import os
 import socket
 from pathlib import Path
 
@@ -16,29 +16,33 @@ from omegaconf import DictConfig, OmegaConf
 
 from age_gender.errors import UserError
 
+PATHS = ("data.csv", "data.root", "data.val_csv", "data.val_root", "train.output_dir")
+
 
 def train_on_worker(config: dict) -> None:
-    """What each Ray worker runs: the training of one worker, in the driver's folder (relative
-    data paths), whose UserError reaches the driver as itself."""
+    """What each Ray worker runs: the training of one worker, whose UserError reaches the driver
+    as itself."""
     from age_gender import training
     from age_gender.config import Config
 
-    folder = config.pop("cwd")
-    if Path(folder).is_dir():
-        os.chdir(folder)
     training.train(OmegaConf.merge(OmegaConf.structured(Config), config))  # typed, as Hydra's
 
 
 def train_with_ray(cfg: DictConfig) -> None:
     """Trains on `cfg.workers.count` workers through Ray Train; one line if any worker fails."""
-    import ray
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.tensorflow import TensorflowTrainer
+    try:
+        import ray
+        from ray.train import RunConfig, ScalingConfig
+        from ray.train.tensorflow import TensorflowTrainer
+    except ImportError as error:
+        raise UserError("workers.engine=ray needs Ray Train: pip install 'age-gender[scale]'"
+                        ) from error  # fmt: skip
 
     settings = cfg.workers
-    if settings.ray_address is None:  # a local instance: one logical CPU per worker, and one
-        ray.init(num_cpus=settings.count * settings.cpus + 1, include_dashboard=False,
-                 log_to_driver=True)  # fmt: skip
+    if settings.ray_address is None:  # a local instance, whatever RAY_ADDRESS says: one
+        # logical CPU per worker's share, and one for Ray's controller
+        ray.init(address="local", num_cpus=settings.count * settings.cpus + 1,
+                 include_dashboard=False)  # fmt: skip
     else:
         check_reachable(settings.ray_address)
         try:
@@ -47,16 +51,21 @@ def train_with_ray(cfg: DictConfig) -> None:
             reason = str(error).splitlines()[0]
             raise UserError(f"cannot reach the Ray cluster at workers.ray_address="
                             f"{settings.ray_address}: {reason}") from error  # fmt: skip
-    output_dir = Path(cfg.train.output_dir).resolve()
+    config = OmegaConf.to_container(cfg, resolve=True)
+    for key in PATHS:  # a worker runs in a folder of Ray's, on this machine or another
+        group, name = key.split(".")
+        if config[group][name] is not None:
+            config[group][name] = str(Path(config[group][name]).resolve())
+    records = Path(config["train"]["output_dir"]) / "ray"
     trainer = TensorflowTrainer(
         train_on_worker,
-        train_loop_config={**OmegaConf.to_container(cfg, resolve=True), "cwd": os.getcwd()},
+        train_loop_config=config,
         scaling_config=ScalingConfig(
             num_workers=settings.count,
             use_gpu=settings.gpu,
             resources_per_worker={"CPU": settings.cpus},
         ),  # fmt: skip
-        run_config=RunConfig(name="train", storage_path=str(output_dir / "ray")),
+        run_config=RunConfig(name="train", storage_path=str(records)),
     )
     try:
         trainer.fit()

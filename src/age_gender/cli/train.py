@@ -7,6 +7,7 @@ python train.py -m model.model_name=EfficientNetB0,ConvNeXtTiny     one run afte
 
 import contextlib
 import itertools
+import os
 import sys
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def sweep_runs(overrides: list[str]) -> list[list[str]]:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as error:
         reason = str(error).splitlines()[0]
-        raise UserError(f"{reason} (see README.md, train.py, for the keys)") from error
+        raise UserError(f"{reason} (see docs/training.md for the keys)") from error
     choices: dict[str, list[str]] = {}
     for override in parsed:
         key = override.get_key_element()
@@ -57,6 +58,10 @@ def check_output_dir(arguments: list[str]) -> Path | None:
     flags = {argument for argument in arguments if argument.startswith("-")}
     if not flags <= MULTIRUN:
         return None
+    if flags and os.environ.get("TF_CONFIG"):
+        raise UserError("-m runs one training after another in one process, and several "
+                        "workers set up their collectives once a process: start each run's "
+                        "workers anew, or sweep on one worker (without TF_CONFIG)")  # fmt: skip
     overrides = [argument for argument in arguments if argument not in MULTIRUN]
     hydra_dir = "hydra.sweep.dir=" if flags else "hydra.run.dir="
     moved = [item.split("=", 1)[1] for item in overrides if item.startswith(hydra_dir)]
