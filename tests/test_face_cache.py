@@ -1,6 +1,7 @@
 """cache_faces.py: the cache gives training the crops of the originals, and resumes after a kill."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -156,3 +157,25 @@ def test_a_cache_folder_it_cannot_write_is_one_line(tmp_path):
     (tmp_path / "cache" / "faces").write_text("a file where the faces' folder goes")
     with pytest.raises(UserError, match="cannot write the face cache in .*choose another"):
         face_cache.cache_faces(frame, tmp_path, tmp_path / "cache", CropSpec(32), 1.0, 1)
+
+
+def test_an_edited_or_cut_cache_csv_is_one_line(tmp_path):
+    (tmp_path / "images").mkdir()
+    photo(tmp_path / "images" / "a.jpg")
+    frame = pd.DataFrame({"genders": [1, 0], "ages": [30, 40], "img_paths": ["a.jpg", "a.jpg"],
+                          "x_min": [0, 200], "y_min": [0, 100], "x_max": [100, 300],
+                          "y_max": [110, 200]})  # fmt: skip
+    cached = face_cache.cache_faces(frame, tmp_path / "images", tmp_path / "cache", CropSpec(32),
+                                    1.0, 1)  # fmt: skip
+    cases = {
+        "lacks cache_margin": cached.drop(columns="cache_margin"),
+        "not numbers": cached.assign(cache_margin=["abc", "0.4"]),
+        "(e.g. row 2)": cached.assign(bounds_x_max=-5.0),
+        "(e.g. row 3)": cached.assign(cache_margin=[0.4, np.nan]),  # a cut last row
+    }
+    for words, rows in cases.items():
+        with pytest.raises(UserError, match=re.escape(words)):
+            dataset.make_dataset(rows, tmp_path / "cache", CropSpec(32), 2)
+    with pytest.raises(UserError, match="a face cache's already"):  # bounds without the margin
+        face_cache.cache_faces(cases["lacks cache_margin"], tmp_path / "cache", tmp_path / "c2",
+                               CropSpec(32), 1.0, 1)  # fmt: skip

@@ -4,6 +4,7 @@ over the same output: each writer that resumes or redoes its output asks `files`
 Each leftover here is made by the writer's own code in a process that then dies at a chosen
 point, so no test depends on when a kill lands."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -14,10 +15,12 @@ import cv2
 import keras
 import numpy as np
 import pandas as pd
+import pytest
 
 from age_gender import checkpoints, demo, evaluation, face_cache, jobs
 from age_gender.crops import CropSpec
-from age_gender.files import leftovers, remove_leftovers, temporary_path
+from age_gender.errors import UserError
+from age_gender.files import check_output_path, leftovers, remove_leftovers, temporary_path
 
 # Enters `atomic_output(argv[1])`, writes a file (or a folder, if argv[2] is "folder") there,
 # and dies at os.replace call number argv[3] (0: before any), as a kill at that point would.
@@ -43,12 +46,19 @@ with atomic_output(Path(sys.argv[1])) as temporary:
 """
 
 
+@dataclasses.dataclass
+class Named:
+    """What evaluation asks of an estimator to name its report."""
+
+    name: str
+
+
 def strand(path: Path, folder: bool = False, die_at: int = 0) -> list[Path]:
     """Writes `path` in a process killed mid-write; what it left beside `path`."""
     kind = "folder" if folder else "file"
     died = subprocess.run([sys.executable, "-c", STRANDED, str(path), kind, str(die_at)])
     assert died.returncode == 9
-    left = leftovers(path.parent, path.name)
+    left = leftovers(path.parent, [path.name])
     assert left, "the killed writer left nothing to clear"
     return left
 
@@ -59,7 +69,7 @@ def test_leftovers_of_dead_writers_go_and_a_live_writers_stay(tmp_path):
     live = temporary_path(tmp_path / "b.csv")  # this process's, being written
     live.write_text("in progress")
     (tmp_path / ".tmpx.a.csv").write_text("a user's file: not our naming")
-    assert remove_leftovers(tmp_path, "b.csv") == 0
+    assert remove_leftovers(tmp_path, ["b.csv"]) == 0
     assert remove_leftovers(tmp_path) == len(dead) == 1
     assert sorted(path.name for path in tmp_path.iterdir()) == [live.name, ".tmpx.a.csv", "a.csv"]
     assert (tmp_path / "a.csv").read_text() == "earlier"
@@ -79,13 +89,45 @@ def test_a_killed_writer_not_reaped_yet_left_its_temporary(tmp_path):
     writer.wait()
 
 
+def test_a_users_files_named_like_leftovers_are_kept_where_the_user_writes(tmp_path):
+    """Only the outputs a run writes are looked for in a folder the user chose: a file of the
+    user's named like a leftover of another output stays, in that folder and below it."""
+    (tmp_path / "sub").mkdir()
+    for name in (".tmp31999.photo.jpg", "sub/.old31998.notes.txt"):
+        (tmp_path / name).write_text("the user's")
+    assert remove_leftovers(tmp_path, ["faces.csv"], recursive=True) == 0
+    assert len(list(tmp_path.rglob(".*"))) == 2
+
+
+def test_an_output_named_like_a_temporary_is_refused(tmp_path):
+    with pytest.raises(UserError, match="named as this toolkit names its temporary files"):
+        check_output_path(tmp_path / ".tmp31102.boxes.csv", overwrite=False)
+
+
+def test_an_earlier_output_moved_aside_is_there_when_the_output_is_checked(tmp_path):
+    (tmp_path / "t.csv").write_text("earlier")
+    strand(tmp_path / "t.csv", die_at=0)
+    os.replace(tmp_path / "t.csv", temporary_path(tmp_path / "t.csv", "old", pid=dead_pid()))
+    with pytest.raises(UserError, match="exists; pass --overwrite"):
+        check_output_path(tmp_path / "t.csv", overwrite=False)
+    assert (tmp_path / "t.csv").read_text() == "earlier" and not leftovers(tmp_path)
+
+
+def dead_pid() -> int:
+    """A process id that no process has now (a child that ended and was reaped)."""
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True)  # fmt: skip
+    return int(ended.stdout)
+
+
 def test_a_report_moved_aside_by_a_killed_run_is_put_back(tmp_path):
     report = tmp_path / "reports" / "model"
     report.mkdir(parents=True)
     (report / "table.csv").write_text("earlier")
     strand(report, folder=True, die_at=2)  # killed between moving the old aside and the new in
     assert not report.exists()
-    evaluation.check_reports(tmp_path / "reports", [], overwrite=False)
+    with pytest.raises(UserError, match="holds an earlier report"):  # back, so it counts
+        evaluation.check_reports(tmp_path / "reports", [Named("model")], overwrite=False)
     assert (report / "table.csv").read_text() == "earlier"
     assert not leftovers(report.parent) and sorted(report.parent.iterdir()) == [report]
 
@@ -114,6 +156,7 @@ def test_resumed_parts_clear_a_killed_part_and_table(tmp_path):
     folder = output.with_name(".faces.csv.parts")
     strand(folder / "000000.pkl")
     strand(output)
+    check_output_path(output, overwrite=False)  # what annotate and landmarks check first
     jobs.Parts(output, {"option": 1}, overwrite=False).release()
     assert not leftovers(folder) and not leftovers(tmp_path)
     assert sorted(path.name for path in folder.iterdir()) == ["lock", "settings.json"]

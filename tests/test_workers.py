@@ -133,3 +133,17 @@ def test_ray_cluster_that_cannot_be_reached_is_one_line(faces, tmp_path, run_scr
     assert "error: cannot reach the Ray cluster at workers.ray_address=127.0.0.1:" in (
         user_error(result)
     )
+
+
+def test_a_wrong_tf_config_is_one_line_and_leaves_nothing(faces, tmp_path, run_script):
+    cases = {
+        "{bad": "TF_CONFIG is not JSON",
+        '{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 5}}':
+            "TF_CONFIG's task worker 5 is not one of the cluster's 2 worker tasks",
+        "[1]": 'TF_CONFIG must be {"cluster": {...}, "task": {...}}',
+    }  # fmt: skip
+    for config, words in cases.items():
+        result = run_script("train.py", *train_command(faces, tmp_path / "run", 1), cwd=tmp_path,
+                            env={"TF_CONFIG": config})  # fmt: skip
+        assert words in user_error(result)
+        assert not (tmp_path / "run").exists()

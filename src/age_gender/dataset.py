@@ -352,11 +352,28 @@ def label_tensors(
     }
 
 
-def check_cache_margin(frame: pd.DataFrame, margin: float) -> None:
-    """Refuses a crop wider than a face cache holds: its faces crop as from the photos at the
-    cache's margin or any smaller one only."""
-    if CACHE_MARGIN in frame.columns and len(frame) and margin > frame[CACHE_MARGIN].min():
-        cached = frame[CACHE_MARGIN].min()
+def check_cache_columns(frame: pd.DataFrame, margin: float) -> None:
+    """Refuses a face cache's rows that are not whole (a column missing, a value that is not a
+    number, bounds inverted: an edited or cut CSV) and a crop wider than the cache holds: its
+    faces crop as from the photos at the cache's margin or any smaller one only."""
+    columns = [*BOUNDS_COLUMNS, CACHE_MARGIN]
+    present = [column for column in columns if column in frame.columns]
+    if not present:
+        return
+    if len(present) < len(columns):
+        missing = ", ".join(column for column in columns if column not in present)
+        raise UserError(f"the face cache's CSV lacks {missing}: use the CSV cache_faces.py "
+                        "wrote, or cache again")  # fmt: skip
+    values = frame[columns].apply(pd.to_numeric, errors="coerce").to_numpy(float)
+    bad = ~np.isfinite(values).all(axis=1) | (values[:, 4] < 0)
+    bad |= (values[:, 2] <= values[:, 0]) | (values[:, 3] <= values[:, 1])
+    if bad.any():
+        raise UserError(f"{bad.sum()} rows of the face cache's CSV have bounds or a "
+                        f"cache_margin that are not numbers with x_min < x_max, y_min < y_max "
+                        f"(e.g. row {np.flatnonzero(bad)[0] + 2}): use the CSV cache_faces.py "
+                        "wrote, or cache again")  # fmt: skip
+    if len(frame) and margin > values[:, 4].min():
+        cached = values[:, 4].min()
         raise UserError(f"the face cache holds crops of margin {cached:g}, narrower than "
                         f"data.margin={margin:g}: cache again with data.margin={margin:g}, or "
                         f"train with data.margin<={cached:g}")  # fmt: skip
@@ -382,7 +399,7 @@ def make_dataset(
     passed `drop_unreadable`: the data set has a known number of batches (what Keras needs to
     run every epoch alike), so an image that fails to decode stops it.
     """
-    check_cache_margin(frame, crop.margin)
+    check_cache_columns(frame, crop.margin)
     examples = tf.data.Dataset.from_tensor_slices(label_tensors(frame, root, age_weights))
     if shuffle:
         examples = examples.shuffle(len(frame), seed=seed, reshuffle_each_iteration=True)

@@ -136,7 +136,7 @@ def check_outputs(
     earlier run's output."""
     if output_dir is None:
         return
-    remove_leftovers(output_dir)  # an annotated copy or table a killed run was writing
+    remove_leftovers(output_dir, names)  # an annotated copy or table a killed run was writing
     outputs = [output_dir / name for name in names]
     check_inputs_kept(outputs, inputs)
     existing = [path for path in outputs if path.exists()]

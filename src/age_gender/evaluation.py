@@ -306,7 +306,7 @@ def report_folder(output_dir: Path, estimator) -> Path:
 def check_reports(output_dir: Path, estimators: list, overwrite: bool) -> None:
     """Refuses, before any prediction, to replace an earlier run's report without
     `overwrite`. A report a killed run had moved aside is put back first."""
-    remove_leftovers(output_dir)
+    remove_leftovers(output_dir, [report_folder(output_dir, one).name for one in estimators])
     existing = [report_folder(output_dir, one) for one in estimators]
     existing = [folder for folder in existing if folder.exists()]
     if existing and not overwrite:

@@ -129,8 +129,7 @@ def parity(reference, candidate, crops: np.ndarray) -> tuple[float, float]:
 
 def export(estimator: KerasEstimator, form: str, path: Path) -> tuple[float, float]:
     """Writes `path` in format `form` when the exported model matches; the parity figures."""
-    remove_leftovers(path.parent, path.name)  # what a killed export of it left (a model each)
-    remove_leftovers(path.parent, sidecar_path(path).name)
+    remove_leftovers(path.parent, [path.name, sidecar_path(path).name])  # a killed export's
     with atomic_output(path) as temporary:
         try:
             exported = WRITERS[form](estimator, temporary)

@@ -7,7 +7,7 @@ training size, in the middle of room for every augmented view (rotation, zoom ou
 outside the original image as augmentation makes it. The new CSV's box is the face's place in the
 cached image and its bounds the photo's (recorded in each cached file too, for a resume), so
 training on it at the cache's margin or a smaller one samples the same pixels as training on the
-originals; a larger margin is refused (`dataset.check_cache_margin`).
+originals; a larger margin is refused (`dataset.check_cache_columns`).
 """
 
 import hashlib
@@ -90,10 +90,13 @@ def cached_placement(path: Path) -> list[float] | None:
         return None
     length = int.from_bytes(data[4:6], "big")
     try:
-        placement = json.loads(data[6 : 4 + length])["placement"]
+        placement = np.array(json.loads(data[6 : 4 + length])["placement"], float)
     except (ValueError, KeyError, TypeError):
         return None
-    return placement if isinstance(placement, list) and len(placement) == 8 else None
+    if placement.shape != (8,) or not np.isfinite(placement).all():
+        return None
+    box, bounds = placement.reshape(2, 2, 2)  # each (x_min, y_min), (x_max, y_max)
+    return placement.tolist() if (box[1] > box[0]).all() and (bounds[1] > bounds[0]).all() else None
 
 
 def cache_face(task: tuple) -> tuple[int, tuple[int, list[float]] | str]:
@@ -138,7 +141,7 @@ def cache_faces(
     crop at the cached size) in the middle of `room_factor` times its side; the rows of the faces
     cached, with img_paths and boxes in the cache. Faces already cached whole are not done
     again (a cut one is), unless `overwrite`; refuses a frame of which no face can be cached."""
-    if CACHE_MARGIN in frame.columns:
+    if any(column in frame.columns for column in (*BOUNDS_COLUMNS, CACHE_MARGIN)):
         raise UserError("these rows are a face cache's already: cache the CSV they came from")
     if crop.aligned or any(column.startswith("eye_") for column in frame.columns):
         raise UserError("the face cache holds unaligned crops: train aligned models "
@@ -152,7 +155,7 @@ def cache_faces(
     side = round(crop.size * room_factor)
     names = [cached_name(root / path, box, crop.margin, side)
              for path, box in zip(frame["img_paths"], boxes, strict=True)]  # fmt: skip
-    remove_leftovers(output_dir, recursive=True)  # a killed run's partial faces and CSV
+    remove_leftovers(output_dir / FOLDER, {Path(name).name for name in names}, recursive=True)
     placements = np.full((len(frame), 8), np.nan)
     for index, name in enumerate(names):
         placement = None if overwrite else cached_placement(output_dir / name)

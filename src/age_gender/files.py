@@ -8,7 +8,7 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from age_gender.errors import UserError, disk_error, disk_reason
@@ -33,12 +33,20 @@ def nearest_existing(path: Path) -> Path:
 
 
 def check_output_path(path: Path, overwrite: bool) -> None:
-    """Fails before any work when the output could not be written or would clobber a file."""
+    """Fails before any work when the output could not be written or would clobber a file; an
+    earlier output a killed run had moved aside is put back first (and its partial new one
+    cleared), so it counts as there."""
+    if TEMPORARY.fullmatch(path.name):
+        raise UserError(
+            f"{path.name} is named as this toolkit names its temporary files (a later run "
+            "would take it for a killed run's); choose another name"
+        )
     if not path.parent.is_dir():
         blocker = nearest_existing(path.parent)
         if blocker.exists() and not blocker.is_dir():
             raise UserError(f"output folder {path.parent} cannot be made: {blocker} is a file")
         raise UserError(f"output folder {path.parent} does not exist; create it or choose another")
+    remove_leftovers(path.parent, [path.name])
     if path.is_dir():
         raise UserError(f"{path} is a folder; name a file")
     if path.exists() and not overwrite:
@@ -173,23 +181,28 @@ def running(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def leftovers(folder: Path, name: str | None = None, recursive: bool = False) -> list[Path]:
+def leftovers(
+    folder: Path, names: Collection[str] | None = None, recursive: bool = False
+) -> list[Path]:
     """What killed `atomic_output` blocks left in `folder` (and below it, if `recursive`), for
-    outputs called `name` (any, if None): temporaries and moved-aside outputs of processes that
-    no longer run."""
+    outputs called one of `names`: temporaries and moved-aside outputs of processes that no
+    longer run. `names` None (any output) is for folders only the toolkit writes in (a backup
+    folder, annotate's parts): elsewhere a user's own file may be named like one."""
     found = []
     for path in Path(folder).glob("**/.*" if recursive else ".*"):
         match = TEMPORARY.fullmatch(path.name)
-        if match and name in (None, match[3]) and not running(int(match[2])):
+        if match and (names is None or match[3] in names) and not running(int(match[2])):
             found.append(path)
     return sorted(found)
 
 
-def remove_leftovers(folder: Path, name: str | None = None, recursive: bool = False) -> int:
+def remove_leftovers(
+    folder: Path, names: Collection[str] | None = None, recursive: bool = False
+) -> int:
     """Clears what killed writers left in `folder` (see `leftovers`) before a run resumes or
     redoes its output there: a partial temporary is deleted; an earlier output moved aside whose
     replacement never arrived is put back, so nothing is lost. Returns how many it found."""
-    found = leftovers(folder, name, recursive)
+    found = leftovers(folder, names, recursive)
     for path in found:
         kind, original = TEMPORARY.fullmatch(path.name).group(1, 3)
         target = path.with_name(original)

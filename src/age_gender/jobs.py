@@ -61,7 +61,6 @@ class Parts:
         self.folder = output.with_name(f".{output.name}.parts")
         settings = json.loads(json.dumps(settings, default=str))  # as it reads back
         settings_file = self.folder / "settings.json"
-        remove_leftovers(output.parent, output.name)  # the table, if a kill came as it was written
         if self.folder.is_dir():
             self.lock = Lock(self.folder)
             try:

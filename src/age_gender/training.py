@@ -46,7 +46,21 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def tf_config() -> dict:
-    return json.loads(os.environ.get("TF_CONFIG") or "{}")
+    """TF_CONFIG, checked: JSON naming a cluster and this process's task in it."""
+    try:
+        config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    except ValueError as error:
+        raise UserError(f"TF_CONFIG is not JSON ({error}): see docs/training.md, "
+                        "'Several machines'") from error  # fmt: skip
+    cluster = config.get("cluster", {}) if isinstance(config, dict) else None
+    task = config.get("task", {}) if isinstance(config, dict) else None
+    if not isinstance(cluster, dict) or not isinstance(task, dict):
+        raise UserError('TF_CONFIG must be {"cluster": {...}, "task": {...}}')
+    kind, index = task.get("type", "chief"), task.get("index", 0)
+    if cluster and not (isinstance(index, int) and 0 <= index < len(cluster.get(kind, []))):
+        raise UserError(f"TF_CONFIG's task {kind} {index} is not one of the cluster's "
+                        f"{len(cluster.get(kind, []))} {kind} tasks")  # fmt: skip
+    return config
 
 
 def choose_strategy() -> tf.distribute.Strategy:
@@ -431,13 +445,13 @@ def train(cfg: DictConfig) -> Path:
     output_dir = Path(cfg.train.output_dir)
     log_path, best_path = output_dir / LOG, output_dir / BEST_MODEL
     previous = finished_epochs(log_path)
-    strategy = choose_strategy()
-    worker, trained = worker_index(), False
-    several = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-    logged = len(previous)
-    if several:  # the chief's log decides for all: a worker's folder may not be the chief's
-        logged = int(gathered(strategy, [logged])[0][0])
     try:
+        strategy = choose_strategy()
+        worker, trained = worker_index(), False
+        several = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        logged = len(previous)
+        if several:  # the chief's log decides for all: a worker's folder may not be the chief's
+            logged = int(gathered(strategy, [logged])[0][0])
         check_config(cfg)
         if logged and not cfg.train.resume:
             raise UserError(
@@ -459,7 +473,7 @@ def train(cfg: DictConfig) -> Path:
 
     output_dir.mkdir(parents=True, exist_ok=True)
     if worker is None:  # the chief's folder: another machine's process ids mean nothing here
-        remove_leftovers(output_dir)  # a killed run's partial log or best model
+        remove_leftovers(output_dir, [LOG, BEST_MODEL, CURVES])  # a killed run's partial ones
     for phase in phases(cfg.train):
         if phase.frozen:
             print(f"epochs {phase.start + 1}-{phase.end}: heads only (train.freeze_epochs)")
@@ -506,6 +520,12 @@ def train(cfg: DictConfig) -> Path:
         except UserError:  # from a callback (no room for a backup), mid-way in Keras' progress line
             print()
             raise
+        except tf.errors.UnavailableError as error:  # another worker stopped (killed, crashed)
+            reason = str(error).splitlines()[0][:200]
+            raise UserError(
+                f"a worker of the cluster was lost ({reason}); start every worker again: they "
+                "resume from the newest backup they all have"
+            ) from error
         except tf.errors.InvalidArgumentError as error:  # the pipeline's ValueError, wrapped
             vanished = re.search(r"cannot read ([^\n]+)", str(error))
             if vanished is None:
