@@ -149,13 +149,15 @@ def test_training_on_a_full_disk_is_refused_before_it_starts(tmp_path, full_disk
 
 @pytest.mark.slow
 def test_a_disk_that_fills_mid_training_is_one_line_not_a_crash(tmp_path, small_disk):
-    """Room for Hydra's files and the log, none for the first backup (12 MB): before, h5py's
-    half-written file ended the run in a segmentation fault."""
+    """Room for Hydra's files and the log, none for the first best model or backup (12 MB and
+    more): before, h5py's half-written file ended the run in a segmentation fault."""
     disk = small_disk("4m")
     write_disk_dataset(tmp_path, 32, size=48).to_csv(tmp_path / "meta.csv", index=False)
     line = user_error(train_into(disk / "run", tmp_path))
-    assert "the training backup needs at least" in line and "4.0 MB free" in line, line
-    assert not list((disk / "run" / "backup").iterdir())
+    # The best model is saved before the backup (an epoch is backed up once saved and logged).
+    assert "the best model" in line and "needs at least" in line and "4.0 MB free" in line, line
+    assert not (disk / "run" / "best.keras").exists()
+    assert not list((disk / "run").glob("backup/*"))
 
 
 def test_a_report_replaced_on_a_full_disk_stays_the_earlier_one_whole(tmp_path, small_disk, capsys):
