@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from age_gender import faces, framing
+from age_gender.composites import PasteSettings
 from age_gender.images import read_image
 from age_gender.plots import plt, save_png
 from age_gender.schema import BOX_COLUMNS
@@ -167,7 +168,8 @@ def main() -> None:
     backgrounds = sorted(path for path in args.backgrounds.iterdir() if path.is_file())
     # True boxes sit where HOG boxes these crops (the convention every detector is mapped to).
     measured = framing.framing_of_crops(held_out, args.data, 300, args.seed)
-    settings = scenes.SceneSettings(margin=measured.margin, offset=measured.offset)
+    paste = PasteSettings(margin=measured.margin, offset=measured.offset)
+    settings = scenes.SceneSettings(paste=paste)
     made = scenes.build_scenes(held_out, args.data, backgrounds, args.scenes, args.seed, settings)
     truth = scenes.write_scenes(made, args.work / "frames")
     frames = [(name, read_image(args.work / "frames" / name)) for name in sorted(set(truth.file))]

@@ -145,7 +145,10 @@ def offline(tmp_path):
 @pytest.fixture(scope="session")
 def varied_model(tmp_path_factory):
     """EfficientNetB0 (the default family: its Normalization layer is the known ONNX trap) with
-    BGR input and random heads large enough that every crop gets its own prediction."""
+    BGR input and random heads large enough that every crop gets its own prediction; its card
+    has every field training fills (calibration, interval, upright, provenance)."""
+    import dataclasses
+
     import keras
     import numpy as np
 
@@ -163,5 +166,10 @@ def varied_model(tmp_path_factory):
     for name in ("pred_gender", "pred_age"):
         kernel = network.get_layer(name).kernel
         kernel.assign(rng.normal(0, 3.0 / (scale * kernel.shape[0] ** 0.5), kernel.shape))
+    card = dataclasses.replace(
+        model.model_card(network), upright=True, age_std_scale=0.6, age_std_power=1.3,
+        interval_scale=1.7, provenance={"data": {"db": "utkface", "rows": 9}, "commit": "abc"},
+    )  # fmt: skip
+    model.set_card(network, card)
     network.save(folder / "tiny.keras")
     return folder

@@ -92,7 +92,7 @@ def test_an_aligned_model_aligns_at_inference(faces, tmp_path, run_script):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     network = model.keras.saving.load_model(run / "best.keras", compile=False)
-    assert model.model_metadata(network)["aligned"] is True
+    assert model.model_card(network).aligned is True
 
     demo = run_script("demo.py", "--image_dir", faces / "img", "--weight_file", run / "best.keras",
                       "--output_dir", tmp_path / "out", cwd=tmp_path)  # fmt: skip

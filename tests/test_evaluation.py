@@ -29,13 +29,14 @@ def test_metrics_against_hand_computed_values():
 
 def test_age_std_coverage_groups_and_their_gap_by_hand(tmp_path):
     predicted, std, true = [10, 20, 30, 40], [2, 2, 4, 1], [11, 24, 39, 40]
-    coverage = evaluation.std_coverage(predicted, std, true)
-    assert coverage == {"within_1_std": 2 / 4, "within_2_std": 3 / 4}
+    low, high = [9, 17, 30, 39], [11, 23, 40, 41]
     table = pd.DataFrame({
-        "age": predicted, "age_std": std, "true_age": true,
+        "age": predicted, "age_std": std, "true_age": true, "age_low": low, "age_high": high,
         "gender": ["F", "M", "M", "F"], "true_gender": [0, 1, 0, 0],
         "race": ["White", "White", "Black", None],
     })  # fmt: skip
+    coverage = evaluation.spread_coverage(table)
+    assert coverage == {"within_1_std": 2 / 4, "within_2_std": 3 / 4, "within_interval": 3 / 4}
     groups = evaluation.mae_by_group(table, "race")
     assert groups["White"] == {"n": 2, "mae": 2.5, "cs5": 1.0, "gender_accuracy": 1.0}
     assert groups["Black"]["gender_accuracy"] == 0.0 and groups["(none)"]["n"] == 1

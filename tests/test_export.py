@@ -11,8 +11,9 @@ import pytest
 from conftest import REPO, user_error
 from test_leftovers import strand
 
+from age_gender.card import ModelCard
 from age_gender.errors import UserError
-from age_gender.estimators.base import exported_metadata
+from age_gender.estimators.base import exported_card
 from age_gender.estimators.presets import load_estimator
 from age_gender.testing.server_process import running_server
 
@@ -40,9 +41,9 @@ def test_exports_match_keras_and_run_without_tensorflow(varied_model, tmp_path, 
     inside = json.loads({p.key: p.value for p in graph.metadata_props}["age_gender"])
     beside = json.loads((folder / "tiny.tflite.json").read_text())
     in_folder = json.loads((folder / "tiny_saved_model/assets.extra/age_gender.json").read_text())
-    for metadata in (inside, beside, in_folder):
-        assert metadata["backbone"] == "EfficientNetB0" and metadata["channel_order"] == "BGR"
-        assert metadata["img_size"] == 48 and metadata["margin"] == 0.3
+    card = load_estimator(varied_model / "tiny.keras").card
+    for metadata in (inside, beside, in_folder):  # the same card, field for field
+        assert ModelCard.parse(metadata, "export") == card and card.interval_scale == 1.7
         assert set(metadata["outputs"]) == {"pred_gender", "pred_age"}
     # Metadata of another model (outputs it lacks, another size) is refused when it loads.
     (tmp_path / "other.tflite").write_bytes((folder / "tiny.tflite").read_bytes())
@@ -72,10 +73,12 @@ def test_exports_match_keras_and_run_without_tensorflow(varied_model, tmp_path, 
         assert imported == (weights.suffix in (".keras", "")), result.stdout
         tables[weights.name] = pd.read_csv(out / "predictions.csv")
     keras_table = tables["tiny.keras"]
-    assert not 49 < keras_table["age"][0] < 51  # the heads make a real prediction, not uniform
+    assert abs(keras_table["age"][0] - 50) > 0.5  # the heads make a real prediction, not uniform
+    assert keras_table["age_low"][0] < keras_table["age"][0] < keras_table["age_high"][0]
     for name in models:
         assert tables[name]["faces"].tolist() == keras_table["faces"].tolist() == [1, 0]
-        np.testing.assert_allclose(tables[name]["age"][:1], keras_table["age"][:1], atol=0.05)
+        for column in ("age", "age_std", "age_low", "age_high"):  # read as the card says
+            np.testing.assert_allclose(tables[name][column][:1], keras_table[column][:1], atol=0.05)
         np.testing.assert_allclose(
             tables[name]["gender_probability"][:1],
             keras_table["gender_probability"][:1],
@@ -89,26 +92,29 @@ def test_exports_match_keras_and_run_without_tensorflow(varied_model, tmp_path, 
     assert answer.status_code == 200, answer.text
     face = answer.json()["faces"][0]
     assert face["age"] == pytest.approx(tables["tiny.onnx"]["age"][0], abs=0.01)
-    assert model["model"] == "tiny.onnx" and model["metadata"]["backbone"] == "EfficientNetB0"
+    assert model["model"] == "tiny.onnx" and model["card"]["backbone"] == "EfficientNetB0"
 
 
-def test_damaged_metadata_is_one_line_naming_the_field(tmp_path):
+def test_damaged_card_is_one_line_naming_the_field(tmp_path):
     good = {"backbone": "CydralAge", "img_size": 64, "channel_order": "RGB", "margin": 0.1,
             "outputs": {"pred_gender": "a", "pred_age": "b"}}  # fmt: skip
-    assert exported_metadata(json.dumps(good), "m.onnx") == good
+    card, outputs = exported_card(json.dumps(good), "m.onnx")  # a card of version 1
+    assert card == ModelCard("CydralAge", 64, "RGB", 0.1) and outputs == good["outputs"]
     for text, message in [
-        ("{broken", "the metadata of m.onnx is not JSON"),
+        ("{broken", "the model card of m.onnx is not JSON"),
         ("[1, 2", "is not JSON"),
         ("[1, 2]", "is not a JSON object"),
         (json.dumps({**good, "img_size": 0}), "a wrong img_size (0)"),
         (json.dumps({**good, "img_size": "abc"}), "a wrong img_size ('abc')"),
-        (json.dumps({k: v for k, v in good.items() if k != "margin"}), "wrong margin ('missing')"),
+        (json.dumps({k: v for k, v in good.items() if k != "margin"}), "m.onnx has no margin"),
         (json.dumps({**good, "offset": [0.1]}), "a wrong offset"),
         (json.dumps({**good, "outputs": {"pred_age": "b"}}), "a wrong outputs"),
         (json.dumps({**good, "aligned": 1}), "a wrong aligned"),
+        (json.dumps({**good, "interval_scale": -1}), "a wrong interval_scale (-1)"),
+        (json.dumps({**good, "version": 99}), "of version 99, newer than this age-gender reads"),
     ]:
         with pytest.raises(UserError, match=re.escape(message)):
-            exported_metadata(text, "m.onnx")
+            exported_card(text, "m.onnx")
     (tmp_path / "m.tflite").write_bytes(b"not a model")  # the sidecar is read first
     (tmp_path / "m.tflite.json").write_text(json.dumps({**good, "img_size": 0}))
     with pytest.raises(UserError, match="m.tflite.json has a wrong img_size"):

@@ -54,7 +54,7 @@ def test_cydral_age_gives_onnxruntimes_probabilities(astronaut_chip):
 
 def test_face_backbone_takes_raw_rgb_saves_and_reloads(tmp_path, astronaut_chip):
     network = model.build_model("CydralAge", CropSpec(64), dlib_resnet.PACKAGED)
-    assert model.model_metadata(network)["backbone"] == "CydralAge"
+    assert model.model_card(network).backbone == "CydralAge"
     # The first convolution holds Cydral's weights, in Keras' layout.
     assert not np.allclose(network.get_layer("stem_conv").kernel.numpy(), 0)
     crop = cv2.resize(astronaut_chip, (64, 64))[None]

@@ -7,6 +7,7 @@ import pandas as pd
 from conftest import ASTRONAUT_FACE, REPO, astronaut
 
 from age_gender import crops, faces, framing, labels, schema
+from age_gender.composites import PasteSettings
 from age_gender.crops import CropSpec
 from age_gender.testing import scenes
 
@@ -59,8 +60,8 @@ def test_scenes_hold_their_faces_where_the_detector_boxes_them(tmp_path):
     for index, crop in enumerate(tight_crops(6)):
         cv2.imwrite(str(folder / f"{30 + index}_1_0_2017{index}.jpg"), crop[..., ::-1])
     rows = labels.read_utkface(folder).rows
-    settings = scenes.SceneSettings(face_sizes=(90, 140), max_angle=0, faces_per_frame=(1, 2),
-                                    margin=0.14, offset=(0.0, 0.04))  # fmt: skip
+    paste = PasteSettings(face_sizes=(90, 140), max_angle=0, margin=0.14, offset=(0.0, 0.04))
+    settings = scenes.SceneSettings(faces_per_frame=(1, 2), paste=paste)
     backgrounds = [REPO / "examples" / "cat_no_face.png"]
     made = scenes.build_scenes(rows, folder, backgrounds, 4, 0, settings)
     truth = scenes.write_scenes(made, tmp_path / "frames")

@@ -2,6 +2,7 @@
 
 import dataclasses
 import hashlib
+import math
 
 import cv2
 import h5py
@@ -12,6 +13,7 @@ from conftest import ASTRONAUT_FACE, REPO, astronaut
 from keras.src.legacy.saving import legacy_h5_format
 
 from age_gender import crops, faces, model, weights
+from age_gender.alignment import eye_finder
 from age_gender.crops import CropSpec
 from age_gender.errors import UserError
 from age_gender.estimators.base import decode
@@ -43,22 +45,25 @@ def test_large_frames_are_searched_downscaled_and_boxes_scaled_back():
     assert max(abs(a - 4 * b) for a, b in zip(found[0].box, ASTRONAUT_FACE, strict=True)) < 60
 
 
-def test_a_saved_model_loads_with_its_metadata_and_outputs(tmp_path):
+def test_a_saved_model_loads_with_its_card_and_outputs(tmp_path):
     network = model.build_model("MobileNetV3Small", CropSpec(32, 0.3), None)
-    network.get_layer(model.FACE_INPUT).age_std_scale = 1.5  # as training's calibration sets
+    calibrated = {"age_std_scale": 1.5, "age_std_power": 1.2, "interval_scale": 1.8}
+    card = dataclasses.replace(model.model_card(network), **calibrated)  # as training fits
+    model.set_card(network, card)
     network.save(tmp_path / "tiny.keras")
     loaded = KerasEstimator.load(tmp_path / "tiny.keras")
-    assert loaded.metadata == {
-        "backbone": "MobileNetV3Small", "img_size": 32, "channel_order": "RGB", "margin": 0.3,
-        "aligned": False, "offset": [0.0, 0.0], "age_std_scale": 1.5,
-    }  # fmt: skip
+    assert loaded.card == card and loaded.card.crop == CropSpec(32, 0.3)
+    assert (card.backbone, card.img_size, card.channel_order) == ("MobileNetV3Small", 32, "RGB")
     crops = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     gender, age = network(crops.astype("float32"))
     expected = decode(np.asarray(gender), np.asarray(age))
     for got, want in zip(loaded.predict_crops(crops), expected, strict=True):
         assert got.age == pytest.approx(want.age, abs=1e-3)
-        assert got.age_std == pytest.approx(1.5 * want.age_std, rel=1e-4)
+        assert got.age_std == pytest.approx(1.5 * want.age_std**1.2, rel=1e-4)
+        assert got.age_low == pytest.approx(max(got.age - 1.8 * got.age_std, 0), rel=1e-6)
+        assert got.age_high == pytest.approx(min(got.age + 1.8 * got.age_std, 100), rel=1e-6)
         assert got.male_probability == pytest.approx(want.male_probability, abs=1e-5)
+        assert math.isnan(want.age_low)  # no card: no interval
 
 
 @pytest.mark.slow
@@ -79,7 +84,7 @@ def test_original_hdf5_weights_load_and_get_bgr(tmp_path):
         legacy_h5_format.save_weights_to_hdf5_group(file, original)
 
     loaded = KerasEstimator.load(path)
-    assert loaded.metadata["channel_order"] == "BGR"
+    assert loaded.card.channel_order == "BGR"
     crops = rng.integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
     crops[..., 0] = 255  # strongly red in RGB, so a missing swap would show
     want_gender, want_age = original(crops[..., ::-1].astype("float32"))  # what it was trained on
@@ -197,9 +202,14 @@ def test_flip_averaging_is_the_mean_of_a_face_and_its_mirror(varied_model):
 
 def test_every_estimator_path_crops_with_the_models_offset(varied_model):
     runner = load_estimator(varied_model / "tiny.keras")
-    runner.crop_spec = dataclasses.replace(runner.crop_spec, offset=(0.25, -0.2))
-    spec = runner.crop_spec
     image, box = astronaut(), ASTRONAUT_FACE
+    # Its card says upright: without the detector's eyes, dlib's shape predictor finds them.
+    assert runner.crop_spec.upright
+    eyes = eye_finder().eyes(image, box)
+    turned = crops.face_crops(image, [box], runner.crop_spec, [eyes])
+    assert runner.predict(image, [box])[0] == runner.predict_crops(turned)[0]
+    runner.crop_spec = dataclasses.replace(runner.crop_spec, offset=(0.25, -0.2), upright=False)
+    spec = runner.crop_spec
     crop = crops.face_crops(image, [box], spec)
     moved = runner.predict(image, [box])[0]
     assert moved.age == pytest.approx(runner.predict_crops(crop)[0].age, abs=1e-4)

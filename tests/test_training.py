@@ -65,16 +65,20 @@ def test_the_model_learns_age_and_gender(disks, tmp_path, run_script):
     best = log.loc[log["val_pred_age_mae"].idxmin()]
     assert best["val_pred_age_mae"] < 0.4 * mean_predictor_mae
     assert best["val_pred_gender_accuracy"] > 0.9
-    saved = keras.saving.load_model(output / "best.keras")
-    metadata = model.model_metadata(saved)
-    scale = metadata.pop("age_std_scale")  # fitted on the validation faces, then recorded
-    assert metadata == {
-        "backbone": "MobileNetV3Small", "img_size": 64, "channel_order": "RGB", "margin": 0.4,
-        "aligned": False, "offset": [0.0, 0.0],
-    }  # fmt: skip
-    assert 0 < scale != 1.0 and f"age_std calibrated on 200 validation faces: x{scale:.3f}" in (
+    card = model.model_card(keras.saving.load_model(output / "best.keras"))
+    assert card.crop == CropSpec(64, 0.4) and card.backbone == "MobileNetV3Small"
+    # Fitted on the validation faces, then recorded; the card says where the model came from.
+    assert 0 < card.age_std_scale != 1.0 and card.interval_scale > 0
+    assert f"calibrated on 200 validation faces: age_std = {card.age_std_scale:.3f}" in (
         result.stdout
     )
+    data, figures = card.provenance["data"], card.provenance["validation"]
+    assert data["rows"] == len(pd.read_csv(disks / "train.csv")) and data["db"] == "imdb"
+    assert "non-commercial research" in data["licence"]
+    assert figures["faces"] == 200 and figures["age_mae"] == pytest.approx(
+        best["val_pred_age_mae"], abs=0.05
+    )
+    assert card.provenance["config"]["train"]["epochs"] == 5 and card.provenance["date"]
     assert (output / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
     assert any((output / "tensorboard").rglob("events.out.tfevents*"))
     assert (output / "hydra" / "config.yaml").exists()

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from age_gender.card import TTA_MODES
 from age_gender.crops import CropSpec
 from age_gender.errors import UserError, printable
-from age_gender.estimators.base import TTA_MODES, Estimator, FaceInputs, face_inputs
+from age_gender.estimators.base import Estimator, FaceInputs, face_inputs
 from age_gender.estimators.presets import PRESETS, load_estimator
 from age_gender.faces import DETECTORS, DetectorSpec, FaceDetector
 from age_gender.images import read_image

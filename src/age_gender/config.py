@@ -62,7 +62,8 @@ class DataConfig:
     val_split: float = 0.1
     margin: float = DEFAULT_MARGIN  # crop margin around face boxes, when the CSV has them
     framing_sample: int = 500  # crops without boxes: faces the framing is measured on
-    align: bool = False  # turn faces so the eyes are level (landmarks.py's eye columns)
+    align: bool = False  # crop the square the eyes span (landmarks.py's eye columns)
+    upright: bool = False  # turn each box so the eyes are level, where the eye columns say
 
 
 @dataclasses.dataclass
@@ -124,6 +125,8 @@ class TrainConfig:
     age_balance_power: float = 0.5  # lds: weight = frequency ** -power
     age_loss_weight: float = 1.0
     gender_loss_weight: float = 1.0
+    group_balance: str | None = None  # a label column (race): its groups weigh alike in gender
+    group_balance_power: float = 0.5  # weight = group frequency ** -power, mean 1
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
     mixup_alpha: float = 0.0  # 0 disables mixup; 0.2 is usual
     random_erasing: ErasingConfig = dataclasses.field(default_factory=ErasingConfig)
@@ -213,7 +216,7 @@ def check_ranges(cfg: DictConfig) -> None:
         ("train.augment.scale", 0, 1), ("train.augment.shift", 0, 1),
         ("train.augment.rotation", 0, 181), ("train.mixup_alpha", 0, math.inf),
         ("train.warmup_epochs", 0, math.inf), ("model.batchnorm_momentum", 0, 1),
-        ("train.momentum", 0, 1),
+        ("train.momentum", 0, 1), ("train.group_balance_power", 0, math.inf),
     ):  # fmt: skip
         value = OmegaConf.select(cfg, key)
         if value is not None and not low <= value < high:

@@ -24,19 +24,19 @@ EYES_ABOVE_CENTRE = 0.35
 @dataclasses.dataclass(frozen=True)
 class CropSpec:
     """The crop a model takes of a face: `size` x `size` pixels of the box widened by `margin`
-    on each side and moved by `offset` (fractions of the box, `crop_box`), or aligned by the
-    eyes when the model was trained so."""
+    on each side and moved by `offset` (fractions of the box, `crop_box`), turned `upright`
+    (the eyes level) where the face's eyes are known, or the square `aligned` by the eyes
+    when the model was trained so (`card.ModelCard.crop` reads it from a model)."""
 
     size: int
     margin: float = DEFAULT_MARGIN
     offset: tuple[float, float] = (0.0, 0.0)
     aligned: bool = False
+    upright: bool = False
 
-    @classmethod
-    def of(cls, metadata: dict) -> "CropSpec":
-        """The crop a model's metadata records (train.py and export.py write it)."""
-        offset = tuple(metadata.get("offset", (0.0, 0.0)))
-        return cls(metadata["img_size"], metadata["margin"], offset, bool(metadata.get("aligned")))
+    @property
+    def needs_eyes(self) -> bool:
+        return self.aligned or self.upright
 
 
 def is_box(boxes) -> bool | np.ndarray:
@@ -77,9 +77,8 @@ def aligned_box(eyes, margin: float) -> tuple[np.ndarray, float]:
     """The face square widened by `margin` (x_min, y_min, x_max, y_max in the turned frame,
     centred on the face) and the angle (radians) that turns the image so the eyes are level."""
     left_x, left_y, right_x, right_y = (float(value) for value in eyes)
-    dx, dy = right_x - left_x, right_y - left_y
-    distance = max(math.hypot(dx, dy), 1.0)
-    angle = math.atan2(dy, dx)
+    distance = max(math.hypot(right_x - left_x, right_y - left_y), 1.0)
+    angle = eye_angle(eyes)
     # Below the eyes, perpendicular to the line between them.
     centre_x = (left_x + right_x) / 2 - math.sin(angle) * EYES_ABOVE_CENTRE * distance
     centre_y = (left_y + right_y) / 2 + math.cos(angle) * EYES_ABOVE_CENTRE * distance
@@ -87,15 +86,24 @@ def aligned_box(eyes, margin: float) -> tuple[np.ndarray, float]:
     return np.array([centre_x - half, centre_y - half, centre_x + half, centre_y + half]), angle
 
 
+def eye_angle(eyes) -> float:
+    """The angle (radians) that turns the image so the eyes are level."""
+    left_x, left_y, right_x, right_y = (float(value) for value in eyes)
+    return math.atan2(right_y - left_y, right_x - left_x)
+
+
 def region(shape: tuple, spec: CropSpec, box, eyes=None, bounds=None) -> tuple[np.ndarray, float]:
     """Where `spec`'s crop of one face lies in an image of `shape` (the image within `bounds`,
     see `crop_box`): the source box and the angle `warp` turns it by. A model trained aligned
-    needs the face's `eyes`."""
+    needs the face's `eyes`; an upright one turns the box by them where they are known (not
+    NaN), and keeps it as it is where not (a data set's upright crops)."""
     if spec.aligned:
         if eyes is None:
             raise ValueError("an aligned crop needs the face's eyes")
         return aligned_box(eyes, spec.margin)
-    return crop_box(shape, box, spec.margin, spec.offset, bounds), 0.0
+    source = crop_box(shape, box, spec.margin, spec.offset, bounds)
+    known = spec.upright and eyes is not None and not np.isnan(np.asarray(eyes, float)).any()
+    return source, eye_angle(eyes) if known else 0.0
 
 
 def warp_matrix(box, size: int, angle=0.0, zoom=1.0, shift=(0.0, 0.0), flip=False) -> np.ndarray:

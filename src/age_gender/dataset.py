@@ -308,7 +308,8 @@ def load_batch(
         GENDER: tf.one_hot(batch["gender"], GENDER_CLASSES),
         AGE: tf.one_hot(batch["age"], AGE_CLASSES),
     }
-    weights = {GENDER: tf.cast(batch["gender"] >= 0, tf.float32), AGE: batch["age_weight"]}
+    known = tf.cast(batch["gender"] >= 0, tf.float32)
+    weights = {GENDER: known * batch["gender_weight"], AGE: batch["age_weight"]}
     if train is not None and train.mixup_alpha > 0:
         labels, weights = mix_labels(labels, weights, partner, lam)
     return images, labels, weights
@@ -329,12 +330,25 @@ def balanced_age_weights(ages: np.ndarray, sigma: float = 2.0, power: float = 0.
     return (weights / weights.mean()).astype(np.float32)
 
 
+def balanced_group_weights(groups: pd.Series, power: float = 0.5) -> np.ndarray:
+    """Per-face loss weights that let each group of `groups` (a label column, e.g. UTKFace's
+    race) weigh alike: the group's frequency to the -`power` (1: every group as much as every
+    other; 0.5: half way), mean 1. A missing value is a group of its own."""
+    names = groups.astype(str).to_numpy()
+    _, inverse, counts = np.unique(names, return_inverse=True, return_counts=True)
+    weights = counts[inverse].astype(float) ** -power
+    return (weights / weights.mean()).astype(np.float32)
+
+
 def label_tensors(
-    frame: pd.DataFrame, root: Path, age_weights: np.ndarray | None = None
+    frame: pd.DataFrame,
+    root: Path,
+    age_weights: np.ndarray | None = None,
+    gender_weights: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Columns as arrays: rows without a face box get an empty one (`labels.face_boxes`), rows
-    without eyes (and rows not from a face cache, without bounds) NaN ones. The age loss weight
-    of each row is 1 unless `age_weights` are given."""
+    without eyes (and rows not from a face cache, without bounds) NaN ones. The loss weights of
+    each row are 1 unless `age_weights` or `gender_weights` are given."""
     eyes, bounds = (np.full((len(frame), 4), np.nan, np.float32) for _ in range(2))
     if set(EYE_COLUMNS) <= set(frame.columns):
         eyes = frame[EYE_COLUMNS].to_numpy(np.float32)
@@ -349,6 +363,9 @@ def label_tensors(
         "age": frame["ages"].to_numpy(np.int32),
         "gender": frame["genders"].to_numpy(np.int32),
         "age_weight": np.ones(len(frame), np.float32) if age_weights is None else age_weights,
+        "gender_weight": (
+            np.ones(len(frame), np.float32) if gender_weights is None else gender_weights
+        ),
     }
 
 
@@ -388,10 +405,12 @@ def make_dataset(
     shuffle: bool = False,
     seed: int = 0,
     age_weights: np.ndarray | None = None,
+    gender_weights: np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """Batches of (uint8 RGB images, {"pred_gender", "pred_age"} one-hot labels), plus
-    per-head loss weights (gender, age) when some gender is unknown (-1) or `age_weights` (one
-    per row, see `balanced_age_weights`) are given: rows of unknown gender teach age only.
+    per-head loss weights (gender, age) when some gender is unknown (-1) or `age_weights` or
+    `gender_weights` (one per row, see `balanced_age_weights`, `balanced_group_weights`) are
+    given: rows of unknown gender teach age only.
 
     The training set passes `train` (its augment, random_erasing and mixup_alpha, drawn from
     `seed`) and `shuffle` (anew each epoch); evaluation sets pass neither and get the crops every
@@ -400,7 +419,8 @@ def make_dataset(
     run every epoch alike), so an image that fails to decode stops it.
     """
     check_cache_columns(frame, crop.margin)
-    examples = tf.data.Dataset.from_tensor_slices(label_tensors(frame, root, age_weights))
+    tensors = label_tensors(frame, root, age_weights, gender_weights)
+    examples = tf.data.Dataset.from_tensor_slices(tensors)
     if shuffle:
         examples = examples.shuffle(len(frame), seed=seed, reshuffle_each_iteration=True)
     # Two int64 per batch: a stateless seed, new each epoch, the same for every run.
@@ -412,7 +432,8 @@ def make_dataset(
         ),
         num_parallel_calls=AUTOTUNE,
     )
-    if (frame["genders"] < 0).any() or age_weights is not None:  # loss weights only if needed,
+    weighted = age_weights is not None or gender_weights is not None
+    if (frame["genders"] < 0).any() or weighted:  # loss weights only if needed,
         # in the order of the model's outputs: Keras matches weights by position, not by name.
         dataset = dataset.map(
             lambda images, labels, weights: (images, labels, tuple(weights[h] for h in HEADS))

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from age_gender import labels
+from age_gender import calibration, labels
 from age_gender.crops import is_box, overlaps
 from age_gender.errors import UserError, printable
 from age_gender.faces import FaceDetector
@@ -90,15 +90,15 @@ def group_gaps(groups: dict[str, dict]) -> dict[str, float]:
     return gaps
 
 
-# A Gaussian's share within 1 and 2 standard deviations: what a meaningful age_std gives.
-GAUSSIAN_COVERAGE = {1: 0.6827, 2: 0.9545}
-
-
-def std_coverage(predicted, std, true) -> dict[str, float]:
-    """Share of faces whose true age lies within 1 and 2 `age_std` of the prediction."""
-    error = np.abs(np.asarray(predicted, float) - np.asarray(true, float))
-    std = np.asarray(std, float)
-    return {f"within_{k}_std": float(np.mean(error <= k * std)) for k in GAUSSIAN_COVERAGE}
+def spread_coverage(table: pd.DataFrame) -> dict[str, float]:
+    """Shares of faces whose true age lies within 1 and 2 `age_std` of the prediction and, for a
+    model that gives one, within its 90 % interval (age_low..age_high)."""
+    errors = (table["age"] - table["true_age"]).abs().to_numpy(float)
+    figures = calibration.coverage(errors, table["age_std"].to_numpy(float))
+    if table["age_low"].notna().all():
+        inside = table["true_age"].between(table["age_low"], table["age_high"])
+        figures["within_interval"] = float(inside.mean())
+    return figures
 
 
 def group_name(low: int, high: int | None) -> str:
@@ -206,7 +206,7 @@ def summarize(
     if old.any():  # the tail of the age range, where skewed training data fails first
         summary["mae_60_plus"] = mean_absolute_error(predicted[old], table["true_age"][old])
     if table["age_std"].notna().all():  # dlib-models gives no spread
-        summary.update(std_coverage(predicted, table["age_std"], table["true_age"]))
+        summary.update(spread_coverage(table))
     if group_by:
         summary["group_by"] = group_by
         summary["mae_by_group"] = mae_by_group(table, group_by)
@@ -228,6 +228,7 @@ TABLE_ROWS = [
     ("gender_known", "  faces of known gender", "{:d}"),
     ("within_1_std", "true age within 1 age_std (68.3 %)", "{:.3f}"),
     ("within_2_std", "true age within 2 age_std (95.4 %)", "{:.3f}"),
+    ("within_interval", "true age within age_low..age_high (90 %)", "{:.3f}"),
 ]
 
 

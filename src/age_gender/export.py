@@ -1,13 +1,13 @@
-"""A Keras model as ONNX, TFLite or a SavedModel, with its metadata, kept only if it matches
+"""A Keras model as ONNX, TFLite or a SavedModel, with its card, kept only if it matches
 the original.
 
 Parity is checked on fixed crops before the output is given its name: the expected age within
-0.05 years and P(male) within 1e-4 of the Keras model's. ONNX holds the metadata inside the file,
+0.05 years and P(male) within 1e-4 of the Keras model's. ONNX holds the card inside the file,
 a SavedModel inside its folder (`assets.extra/age_gender.json`), TFLite in a sidecar JSON beside
 it (`model.tflite.json`).
 """
 
-import json
+import dataclasses
 from pathlib import Path
 
 import cv2
@@ -15,6 +15,7 @@ import keras
 import numpy as np
 
 from age_gender import quiet
+from age_gender.card import ModelCard
 from age_gender.errors import UserError
 from age_gender.estimators.base import METADATA_KEY
 from age_gender.estimators.keras_model import KerasEstimator, SavedModelEstimator
@@ -51,13 +52,14 @@ def embed_normalization_constants(network: keras.Model) -> None:
             layer.mean, layer.variance = np.asarray(layer.mean), np.asarray(layer.variance)
 
 
-def export_metadata(estimator: KerasEstimator, outputs: dict[str, str]) -> dict:
-    """What inference needs: backbone, size, channel order, framing, test-time augmentation, and
-    which output is which."""
-    return {
-        **estimator.metadata, "tta": estimator.tta, "heads": HEAD_DESCRIPTIONS, "input": INPUT,
-        "outputs": outputs,
-    }  # fmt: skip
+def exported_card(estimator: KerasEstimator) -> ModelCard:
+    """The model's card unchanged, with the test-time augmentation chosen for this export."""
+    return dataclasses.replace(estimator.card, tta=estimator.tta)
+
+
+def export_json(estimator: KerasEstimator, outputs: dict[str, str]) -> str:
+    """The exported card, and which output is which head."""
+    return exported_card(estimator).to_json(heads=HEAD_DESCRIPTIONS, input=INPUT, outputs=outputs)
 
 
 def traced(estimator: KerasEstimator) -> keras.Model:
@@ -83,7 +85,7 @@ def write_onnx(estimator: KerasEstimator, path: Path) -> OnnxEstimator:
         for output in exported.graph.output
     }
     entry = exported.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(export_metadata(estimator, outputs))
+    entry.key, entry.value = METADATA_KEY, export_json(estimator, outputs)
     onnx.save(exported, str(path))
     return OnnxEstimator.load(path)
 
@@ -97,11 +99,11 @@ def write_tflite(estimator: KerasEstimator, path: Path) -> TFLiteEstimator:
     interpreter = Interpreter(model_path=str(path))
     details = interpreter.get_output_details()
     outputs = {HEAD_BY_WIDTH[int(output["shape"][-1])]: output["name"] for output in details}
-    return TFLiteEstimator(interpreter, export_metadata(estimator, outputs), str(path))
+    return TFLiteEstimator(interpreter, exported_card(estimator), outputs, str(path))
 
 
 def write_saved_model(estimator: KerasEstimator, path: Path) -> SavedModelEstimator:
-    """Keras' own SavedModel export (a folder), the metadata written inside it; its runner."""
+    """Keras' own SavedModel export (a folder), the card written inside it; its runner."""
     import tensorflow as tf
 
     traced(estimator).export(str(path), format="tf_saved_model", verbose=False)
@@ -109,11 +111,10 @@ def write_saved_model(estimator: KerasEstimator, path: Path) -> SavedModelEstima
     outputs = {
         HEAD_BY_WIDTH[spec.shape[-1]]: name for name, spec in signature.structured_outputs.items()
     }
-    metadata = export_metadata(estimator, outputs)
-    metadata_path = path / SavedModelEstimator.METADATA
-    metadata_path.parent.mkdir()
-    metadata_path.write_text(json.dumps(metadata, indent=1))
-    return SavedModelEstimator(signature, metadata, str(path))
+    card_path = path / SavedModelEstimator.METADATA
+    card_path.parent.mkdir()
+    card_path.write_text(export_json(estimator, outputs))
+    return SavedModelEstimator.load(path)
 
 
 WRITERS = {"onnx": write_onnx, "tflite": write_tflite, "saved_model": write_saved_model}
@@ -148,5 +149,5 @@ def export(estimator: KerasEstimator, form: str, path: Path) -> tuple[float, flo
             raise UserError(f"the {form} export of {estimator.name} does not match it; not kept")
         if form == "tflite":
             with atomic_output(sidecar_path(path)) as sidecar:
-                sidecar.write_text(json.dumps(exported.metadata, indent=1))
+                sidecar.write_text(export_json(estimator, exported.outputs))
     return age, male

@@ -11,7 +11,6 @@ originals; a larger margin is refused (`dataset.check_cache_columns`).
 """
 
 import hashlib
-import json
 import math
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from age_gender import crops, jobs, labels
 from age_gender.crops import CropSpec, is_box
 from age_gender.errors import UserError
 from age_gender.files import atomic_output, remove_leftovers
-from age_gender.images import complete, decode_image
+from age_gender.images import decode_image, read_note, with_note
 from age_gender.schema import BOUNDS_COLUMNS, BOX_COLUMNS, CACHE_MARGIN
 
 JPEG_QUALITY = 95
@@ -73,24 +72,11 @@ def geometry(shape: tuple, box: np.ndarray, crop: CropSpec, room_factor: float):
     return region, ((corners - np.tile(region[:2], 4)) * np.tile(scale, 4)).tolist()
 
 
-def with_note(jpeg: bytes, note: dict) -> bytes:
-    """The JPEG with `note` as JSON in a comment segment (COM) right after its start marker."""
-    text = json.dumps(note).encode()
-    return jpeg[:2] + b"\xff\xfe" + (len(text) + 2).to_bytes(2, "big") + text + jpeg[2:]
-
-
 def cached_placement(path: Path) -> list[float] | None:
     """The face box and photo bounds (`geometry`) a whole cached face records; None when it is
     missing, cut (a full disk, by hand) or written without them (an older version)."""
     try:
-        data = path.read_bytes()
-    except OSError:
-        return None
-    if not complete(data) or data[2:4] != b"\xff\xfe":
-        return None
-    length = int.from_bytes(data[4:6], "big")
-    try:
-        placement = np.array(json.loads(data[6 : 4 + length])["placement"], float)
+        placement = np.array((read_note(path) or {})["placement"], float)
     except (ValueError, KeyError, TypeError):
         return None
     if placement.shape != (8,) or not np.isfinite(placement).all():

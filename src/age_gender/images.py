@@ -8,6 +8,7 @@ an image. Training's `dataset.drop_unreadable` refuses what this reader refuses,
 TensorFlow's strict decoder refuses besides (coded data scrambled, which OpenCV reads as noise).
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -109,6 +110,30 @@ def decode_image(data: bytes, rgb: bool = True) -> np.ndarray | None:
         return cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     except cv2.error:  # a header claiming more than MAX_PIXELS: not an image to read
         return None
+
+
+def with_note(jpeg: bytes, note: dict) -> bytes:
+    """The JPEG with `note` as JSON in a comment segment (COM) right after its start marker:
+    what a cached image records about itself, read back by `read_note`."""
+    text = json.dumps(note).encode()
+    return jpeg[:2] + b"\xff\xfe" + (len(text) + 2).to_bytes(2, "big") + text + jpeg[2:]
+
+
+def read_note(path: Path) -> dict | None:
+    """The note `with_note` wrote into a whole JPEG; None when the file is missing, cut (a full
+    disk, by hand) or holds no note."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if not complete(data) or data[2:4] != b"\xff\xfe":
+        return None
+    length = int.from_bytes(data[4:6], "big")
+    try:
+        note = json.loads(data[6 : 4 + length])
+    except ValueError:
+        return None
+    return note if isinstance(note, dict) else None
 
 
 def read_image(path: Path) -> np.ndarray | None:

@@ -191,6 +191,22 @@ def utf8_names(paths: pd.Series) -> np.ndarray:
 # UTKFace --------------------------------------------------------------------------------------
 
 UTKFACE_NAME = r"^(?P<age>[0-9]+)_(?P<gender>[0-9]+)_(?:(?P<race>[0-9]+)_)?(?P<date>[0-9]+)"
+# Each data set's terms, as the model card records them for a model trained on it.
+LICENCES = {
+    "imdb": "IMDB-WIKI: non-commercial research purposes only",
+    "wiki": "IMDB-WIKI: non-commercial research purposes only",
+    "imdb_clean": "IMDB-Clean (of IMDB-WIKI): non-commercial research purposes only",
+    "utkface": "UTKFace: non-commercial research purposes only",
+    "appa_real": "APPA-REAL: see its terms (ChaLearn LAP)",
+    "fgnet": "FG-NET: research use; see its terms",
+}
+
+
+def licence(db: str) -> str:
+    """The terms of the data set `db` (create_db.py's names), as a model card records them."""
+    return LICENCES.get(db, f"{db}: unknown; see the data set's own terms")
+
+
 UTKFACE_RACES = {"0": "White", "1": "Black", "2": "Asian", "3": "Indian", "4": "Others"}
 
 

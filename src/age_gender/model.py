@@ -1,11 +1,12 @@
-"""The two-headed age/gender model on any keras.applications backbone, its metrics and metadata.
+"""The two-headed age/gender model on any keras.applications backbone, its losses and metrics.
 
 A model takes raw 0..255 RGB images: the backbone's own preprocessing (and, for weights trained on
-BGR, the channel swap) runs inside it, in the `FaceInput` layer, which also records how the model
-was trained (backbone, channel order, crop margin). A saved `.keras` file therefore describes
-itself and nothing outside needs to know which backbone it holds.
+BGR, the channel swap) runs inside it, in the `FaceInput` layer, which also carries the model's
+card (`card.ModelCard`). A saved `.keras` file therefore describes itself and nothing outside
+needs to know which backbone it holds.
 """
 
+import dataclasses
 import functools
 import importlib
 import inspect
@@ -16,7 +17,8 @@ import numpy as np
 from keras import ops
 
 from age_gender import dlib_resnet, wide_resnet
-from age_gender.crops import DEFAULT_MARGIN, CropSpec
+from age_gender.card import ModelCard
+from age_gender.crops import CropSpec
 from age_gender.errors import UserError
 from age_gender.schema import AGE, AGE_CLASSES, GENDER, GENDER_CLASSES
 
@@ -64,62 +66,48 @@ def preprocess_function(model_name: str):
 
 @keras.saving.register_keras_serializable(package="age_gender")
 class FaceInput(keras.layers.Layer):
-    """Raw RGB 0..255 in, the backbone's expected input out; carries the model's metadata."""
+    """Raw RGB 0..255 in, the backbone's expected input out; carries the model's card, so a
+    saved `.keras` file describes itself.
 
-    def __init__(
-        self,
-        backbone: str,
-        channel_order: str = "RGB",
-        margin: float = DEFAULT_MARGIN,
-        aligned: bool = False,
-        offset: tuple[float, float] = (0.0, 0.0),
-        age_std_scale: float = 1.0,
-        **kwargs,
-    ):
+    `card` is the card's dict; its `img_size` is the input's, set when the layer is built. The
+    keyword arguments of files saved before the card (backbone, channel_order, margin, aligned,
+    offset, age_std_scale) are read as a card of version 1.
+    """
+
+    def __init__(self, card: dict | None = None, **kwargs):
+        known = {field.name for field in dataclasses.fields(ModelCard)}
+        fields = dict(card or {}, **{name: kwargs.pop(name) for name in list(kwargs)
+                                     if name in known})  # fmt: skip
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        if channel_order not in ("RGB", "BGR"):
-            raise ValueError(f"channel_order must be RGB or BGR, not {channel_order}")
-        self.backbone = backbone
-        self.channel_order = channel_order
-        self.margin = margin
-        self.aligned = aligned
-        self.offset = tuple(float(value) for value in offset)
-        self.age_std_scale = float(age_std_scale)  # `calibrate_age_std`
-        self.preprocess = preprocess_function(backbone)
+        self._fields = fields
+        self.card = None  # the model's `ModelCard`, once built
+        self.preprocess = preprocess_function(fields["backbone"])
+
+    def build(self, input_shape):
+        fields = {**self._fields, "img_size": int(input_shape[1])}
+        self.card = ModelCard.parse(fields, f"the {FACE_INPUT} layer")
+        super().build(input_shape)
 
     def call(self, images):
         images = ops.cast(images, "float32")
-        if self.channel_order == "BGR":
+        if self.card.channel_order == "BGR":
             images = ops.flip(images, axis=-1)
         return self.preprocess(images)
 
     def get_config(self) -> dict:
-        return {
-            **super().get_config(),
-            "backbone": self.backbone,
-            "channel_order": self.channel_order,
-            "margin": self.margin,
-            "aligned": self.aligned,
-            "offset": list(self.offset),
-            "age_std_scale": self.age_std_scale,
-        }
+        card = self.card.to_dict() if self.card is not None else self._fields
+        return {**super().get_config(), "card": card}
 
 
-def model_metadata(model: keras.Model) -> dict:
-    """Backbone, image size, channel order, the framing (margin and offset: see
-    `crops.crop_box`), whether faces are aligned (by the eyes) and the age_std calibration, of
-    a model built by `build_model`."""
-    face_input = model.get_layer(FACE_INPUT)
-    return {
-        "backbone": face_input.backbone,
-        "img_size": int(model.input_shape[1]),
-        "channel_order": face_input.channel_order,
-        "margin": face_input.margin,
-        "aligned": face_input.aligned,
-        "offset": list(face_input.offset),
-        "age_std_scale": face_input.age_std_scale,
-    }
+def model_card(model: keras.Model) -> ModelCard:
+    """The card of a model built by `build_model`."""
+    return model.get_layer(FACE_INPUT).card
+
+
+def set_card(model: keras.Model, card: ModelCard) -> None:
+    """Records `card` in the model (training's calibration and provenance, when it ends)."""
+    model.get_layer(FACE_INPUT).card = card
 
 
 def build_model(
@@ -149,9 +137,8 @@ def build_model(
         )
     img_size = crop.size
     inputs = keras.Input((img_size, img_size, 3), name="image")
-    preprocessed = FaceInput(
-        model_name, channel_order, crop.margin, crop.aligned, crop.offset, name=FACE_INPUT
-    )(inputs)
+    card = ModelCard.of(model_name, crop, channel_order=channel_order)
+    preprocessed = FaceInput(card.to_dict(), name=FACE_INPUT)(inputs)
     try:
         backbone = constructor(
             include_top=False,

@@ -63,7 +63,8 @@ def plot_age_groups(groups: dict[str, dict], path: Path) -> None:
 def plot_reliability(table: pd.DataFrame, path: Path) -> None:
     """Does `age_std` mean what it says? For each nominal share p, the share of faces whose
     true age lies within the Gaussian interval of p around the prediction (z_p x age_std); a
-    calibrated spread follows the diagonal, an overconfident one lies below it."""
+    calibrated spread follows the diagonal, an overconfident one lies below it. The model's
+    90 % interval, where it gives one, is the square at 0.9."""
     nominal = np.linspace(0.05, 0.95, 19)
     error = (table["age"] - table["true_age"]).abs().to_numpy()
     std = table["age_std"].to_numpy(float)
@@ -71,6 +72,10 @@ def plot_reliability(table: pd.DataFrame, path: Path) -> None:
     figure, axis = plt.subplots(figsize=(5, 5), constrained_layout=True)
     axis.plot([0, 1], [0, 1], color="grey", linewidth=1, label="calibrated")
     axis.plot(nominal, observed, marker="o", label="this model")
+    if table.get("age_low") is not None and table["age_low"].notna().all():
+        inside = table["true_age"].between(table["age_low"], table["age_high"]).mean()
+        axis.plot([0.9], [inside], marker="s", markersize=9, linestyle="none", color="C3",
+                  label="its 90 % interval (age_low..age_high)")  # fmt: skip
     axis.set(xlabel="nominal share (Gaussian interval of age_std)", xlim=(0, 1), ylim=(0, 1),
              ylabel="share of true ages inside", title="age_std reliability")  # fmt: skip
     axis.grid(alpha=0.3)

@@ -25,8 +25,8 @@ TABLE_SUFFIXES = (".parquet", ".csv", ".jsonl")
 
 
 def prediction_record(prediction: Prediction, rounded: bool = True) -> dict:
-    """A prediction's columns: age and its spread (NaN where a model gives no distribution,
-    dlib-models), gender and its probability; rounded for people to read, or not, for the
+    """A prediction's columns: age, its spread and its 90 % interval (NaN where a model gives
+    none, dlib-models), gender and its probability; rounded for people to read, or not, for the
     metrics computed from them (evaluation)."""
 
     def shown(value: float, digits: int) -> float:
@@ -35,13 +35,15 @@ def prediction_record(prediction: Prediction, rounded: bool = True) -> dict:
     return {
         "age": shown(prediction.age, 2),
         "age_std": shown(prediction.age_std, 2),
+        "age_low": shown(prediction.age_low, 2),
+        "age_high": shown(prediction.age_high, 2),
         "gender": prediction.gender,
         "gender_probability": shown(prediction.gender_probability, 4),
     }
 
 
 def json_record(record: dict) -> dict:
-    """A record as JSON holds it: no age distribution (dlib-models' NaN age_std) as null."""
+    """A record as JSON holds it: NaN (dlib-models' age_std and interval) as null."""
     return {key: None if isinstance(value, float) and math.isnan(value) else value
             for key, value in record.items()}  # fmt: skip
 

@@ -4,6 +4,7 @@ columns (the demo's predictions, annotate's tables, the Python API's records and
 JSON faces; evaluation's per-face table adds the truth to them)."""
 
 import dataclasses
+import math
 
 # The model's two heads, named and sized once for the network, the input pipeline, export and
 # every runtime that reads a model's outputs.
@@ -27,12 +28,14 @@ UNKNOWN_GENDER = -1
 OK, NO_FACE, UNREADABLE = "ok", "no face", "unreadable"  # an image's status
 IMAGE_COLUMNS = ["file", "frame", "status", "width", "height", "faces"]  # frame: videos only
 FACE_COLUMNS = ["face", *BOX_COLUMNS, "score"]
-PREDICTION_COLUMNS = ["age", "age_std", "gender", "gender_probability"]
+PREDICTION_COLUMNS = ["age", "age_std", "age_low", "age_high", "gender", "gender_probability"]
 COLUMNS = [*IMAGE_COLUMNS, *FACE_COLUMNS, *PREDICTION_COLUMNS]
 INTEGER_COLUMNS = ["frame", "width", "height", "faces", "face", *BOX_COLUMNS]
-# A face's columns as the server's JSON types them (age_std: null for dlib-models).
+# A face's columns as the server's JSON types them (age_std and the interval: null where the
+# model gives none, dlib-models).
 FACE_TYPES = {**dict.fromkeys(BOX_COLUMNS, int), "score": float, "age": float,
-              "age_std": float | None, "gender": str, "gender_probability": float}  # fmt: skip
+              **dict.fromkeys(["age_std", "age_low", "age_high"], float | None), "gender": str,
+              "gender_probability": float}  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,11 +56,14 @@ class Face:
 
 @dataclasses.dataclass(frozen=True)
 class Prediction:
-    """Age (expected value, years), its spread (std. deviation), and P(male)."""
+    """Age (expected value, years), its spread (std. deviation), P(male), and the 90 % interval
+    of the age (NaN where the model gives none)."""
 
     age: float
     age_std: float
     male_probability: float
+    age_low: float = math.nan
+    age_high: float = math.nan
 
     @property
     def gender(self) -> str:

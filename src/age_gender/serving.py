@@ -333,10 +333,10 @@ class Inference:
         )
 
     def describe(self) -> dict:
-        metadata = self.estimator.metadata
+        card = self.estimator.card
         return {
             "model": self.model_name,
-            "metadata": {key: value for key, value in metadata.items() if key != "outputs"},
+            "card": None if card is None else card.to_dict(),
             "detector": dataclasses.asdict(self.detector.spec),
             "detectors": list(DETECTORS),
             "limits": dataclasses.asdict(self.limits),

@@ -6,11 +6,13 @@ before the first step, so a run fails in seconds, not hours in.
 
 import contextlib
 import dataclasses
+import datetime
 import json
 import math
 import os
 import re
 import shutil
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import pandas as pd
 import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
-from age_gender import checkpoints, dataset, dlib_resnet, framing, labels, model
+from age_gender import calibration, checkpoints, dataset, dlib_resnet, framing, labels, model
 from age_gender.checkpoints import BestModel
 from age_gender.config import AgeBalance, Optimizer, Scheduler, TrainConfig, check_ranges
 from age_gender.crops import CropSpec, is_box
@@ -28,7 +30,7 @@ from age_gender.errors import UserError
 from age_gender.estimators.base import decode
 from age_gender.files import atomic_output, remove_leftovers
 from age_gender.plots import plot_learning_curves
-from age_gender.schema import AGE, EYE_COLUMNS, HEADS
+from age_gender.schema import AGE, EYE_COLUMNS, GENDER, HEADS
 
 BEST_MODEL = "best.keras"
 LOG = "log.csv"
@@ -351,16 +353,16 @@ def crop_spec(cfg: DictConfig, rows: pd.DataFrame) -> CropSpec:
     eyes' square, aligned); for pre-cropped faces (no boxes: the whole image is the face), where
     the detector's box sits in them, so that inference from a detected box crops what training
     saw."""
-    size, margin = cfg.model.img_size, cfg.data.margin
+    size, margin, upright = cfg.model.img_size, cfg.data.margin, bool(cfg.data.upright)
     boxed = is_box(labels.face_boxes(rows))
     if cfg.data.align or boxed.all():
-        return CropSpec(size, margin, aligned=bool(cfg.data.align))
+        return CropSpec(size, margin, aligned=bool(cfg.data.align), upright=upright)
     if boxed.any():
         print(
-            f"warning: {boxed.sum()} of {len(rows)} training faces have boxes and the rest are "
+            f"{boxed.sum()} of {len(rows)} training faces have boxes and the rest are "
             f"whole-image crops; the model records data.margin={margin}, the boxes' framing"
         )
-        return CropSpec(size, margin)
+        return CropSpec(size, margin, upright=upright)
     sample = min(cfg.data.framing_sample, len(rows))
     measured = framing.framing_of_crops(rows, Path(cfg.data.root), sample, cfg.train.seed)
     if measured is None:
@@ -368,13 +370,13 @@ def crop_spec(cfg: DictConfig, rows: pd.DataFrame) -> CropSpec:
             "warning: the face detector finds too few faces in these crops to measure their "
             f"framing; the model records data.margin={margin}"
         )
-        return CropSpec(size, margin)
+        return CropSpec(size, margin, upright=upright)
     print(
         f"framing: the detector's box is found in {measured.found} of {sample} "
         f"crops; the crop is that box with margin {measured.margin:.3f}, offset "
         f"{measured.offset} (box size varies by {measured.spread:.1%})"
     )
-    return CropSpec(size, measured.margin, measured.offset)
+    return CropSpec(size, measured.margin, measured.offset, upright=upright)
 
 
 def age_weights(cfg: DictConfig, rows: pd.DataFrame):
@@ -386,9 +388,20 @@ def age_weights(cfg: DictConfig, rows: pd.DataFrame):
     )
 
 
+def gender_weights(cfg: DictConfig, rows: pd.DataFrame, csv: str):
+    """Per-face gender loss weights for `train.group_balance` (a label column), else None."""
+    column = cfg.train.group_balance
+    if column is None:
+        return None
+    if column not in rows.columns:
+        raise UserError(f"train.group_balance={column}: {csv} has no column {column} (its "
+                        f"columns: {', '.join(map(str, rows.columns))})")  # fmt: skip
+    return dataset.balanced_group_weights(rows[column], cfg.train.group_balance_power)
+
+
 def prepare(cfg: DictConfig, strategy: tf.distribute.Strategy):
-    """The model, the training and validation data sets and the steps per epoch; checks the
-    data."""
+    """The model, the training and validation data sets, the validation rows and the number of
+    training rows; checks the data."""
     keras.utils.set_random_seed(cfg.train.seed)
     train_rows, val_rows = read_splits(cfg.data, cfg.train.seed)
     crop = crop_spec(cfg, train_rows)
@@ -416,9 +429,10 @@ def prepare(cfg: DictConfig, strategy: tf.distribute.Strategy):
     train_data = dataset.make_dataset(
         train_rows, Path(cfg.data.root), crop, cfg.train.batch_size, training_config(cfg),
         shuffle=True, seed=cfg.train.seed, age_weights=age_weights(cfg, train_rows),
+        gender_weights=gender_weights(cfg, train_rows, cfg.data.csv),
     )  # fmt: skip
     val_data = dataset.make_dataset(val_rows, Path(cfg.data.val_root), crop, cfg.train.batch_size)
-    return network, train_data, val_data, len(train_rows) // cfg.train.batch_size
+    return network, train_data, val_data, val_rows, len(train_rows)
 
 
 def best_logged(log_path: Path) -> float:
@@ -463,7 +477,8 @@ def train(cfg: DictConfig) -> Path:
             if worker is None:
                 plot_learning_curves(previous, output_dir / CURVES)
             return best_path
-        network, train_data, val_data, steps_per_epoch = prepare(cfg, strategy)
+        network, train_data, val_data, val_rows, train_count = prepare(cfg, strategy)
+        steps_per_epoch = train_count // cfg.train.batch_size
     except UserError:
         if previous.empty:
             discard_failed_start(output_dir)
@@ -534,36 +549,89 @@ def train(cfg: DictConfig) -> Path:
                             "the start-up check; restore it (or drop its row) and run again, "
                             "which resumes") from error  # fmt: skip
     if worker is None:
-        calibrate_age_std(best_path, val_data)
+        finish_card(best_path, val_data, val_rows, cfg, train_count)
         plot_learning_curves(finished_epochs(log_path), output_dir / CURVES)
         print(f"best model: {best_path}\nlearning curves: {output_dir / CURVES}")
     return best_path
 
 
-GAUSSIAN_MEDIAN = 0.6745  # |x| / sigma of a Gaussian: half of its values lie within
+def validation_figures(network: keras.Model, val_data) -> pd.DataFrame:
+    """Each validation face's true age and gender (-1: unknown), predicted age, P(male) and the
+    age softmax's raw spread (`decode` without a card), in the validation rows' order."""
+    parts = []
+    for images, truth, *_ in val_data:
+        gender, age = (head.numpy() for head in network(images, training=False))
+        known = truth[GENDER].numpy()
+        predictions = decode(gender, age)
+        parts.append(pd.DataFrame({
+            "true_age": truth[AGE].numpy().argmax(axis=1),
+            "true_gender": np.where(known.sum(axis=1) > 0, known.argmax(axis=1), -1),
+            "age": [p.age for p in predictions],
+            "spread": [p.age_std for p in predictions],
+            "male": [p.male_probability for p in predictions],
+        }))  # fmt: skip
+    return pd.concat(parts, ignore_index=True)
 
 
-def calibrate_age_std(best_path: Path, val_data: tf.data.Dataset) -> None:
-    """Records in the best model the factor that makes its age_std mean what it says: the
-    median of |error| / spread over the validation faces, over a Gaussian's (then half of the
-    true ages lie within 0.67 age_std, 68 % within one). A softmax trained on one-hot or
-    narrow targets is sure of itself; one fresh from frozen features is not. Fitted without
-    test-time augmentation (a flip average is a little wider)."""
+def summary(figures: pd.DataFrame) -> dict[str, float]:
+    """Age MAE and gender accuracy (of the faces whose gender is known) of `figures`."""
+    known = figures[figures["true_gender"] >= 0]
+    return {
+        "faces": len(figures),
+        "age_mae": float((figures["age"] - figures["true_age"]).abs().mean()),
+        "gender_accuracy": float(((known["male"] >= 0.5) == (known["true_gender"] == 1)).mean())
+        if len(known) else None,
+    }  # fmt: skip
+
+
+def finish_card(
+    best_path: Path, val_data, val_rows: pd.DataFrame, cfg: DictConfig, train_rows: int
+) -> None:
+    """Writes into the best model its card's calibration (`calibration.calibrate` on the
+    validation faces, without test-time augmentation) and provenance: the training data and its
+    licence, the configuration, the commit, the date and the validation figures, by group where
+    the labels have groups (UTKFace's race)."""
     network = keras.saving.load_model(best_path)
-    ratios = []
-    for batch in val_data:
-        gender, age = network(batch[0], training=False)
-        predictions = decode(gender.numpy(), age.numpy())  # as every runtime reads them
-        error = np.abs([p.age for p in predictions] - batch[1][AGE].numpy().argmax(axis=1))
-        ratios.append(error / np.maximum([p.age_std for p in predictions], 1e-6))
-    ratios = np.concatenate(ratios)
-    scale = float(np.median(ratios) / GAUSSIAN_MEDIAN)
-    if not 0 < scale < np.inf:
-        print(f"warning: age_std left uncalibrated: its fitted scale is {scale}")
-        return
-    network.get_layer(model.FACE_INPUT).age_std_scale = scale
+    figures = validation_figures(network, val_data)
+    errors = (figures["age"] - figures["true_age"]).abs().to_numpy()
+    fields, held_out = calibration.calibrate(errors, figures["spread"].to_numpy(), cfg.train.seed)
+    validation = {**summary(figures), **held_out}
+    groups = [column for column in GROUP_COLUMNS if column in val_rows.columns]
+    for column in groups:
+        named = val_rows[column].astype(str).to_numpy()
+        validation[f"by_{column}"] = {name: summary(figures[named == name])
+                                      for name in sorted(set(named))}  # fmt: skip
+    card = dataclasses.replace(model.model_card(network), **fields, provenance={
+        "data": {"db": cfg.data.db, "csv": cfg.data.csv, "rows": train_rows,
+                 "val_csv": cfg.data.val_csv, "licence": labels.licence(cfg.data.db)},
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "commit": source_commit(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "validation": validation,
+    })  # fmt: skip
+    model.set_card(network, card)
     with atomic_output(best_path) as temporary:
         network.save(temporary)
-    print(f"age_std calibrated on {len(ratios)} validation faces: x{scale:.3f} (true ages "
-          f"within one age_std: {np.mean(ratios <= 1):.1%} before, "
-          f"{np.mean(ratios <= scale):.1%} after; a Gaussian: 68.3 %)")  # fmt: skip
+    print(f"calibrated on {len(figures)} validation faces: age_std = "
+          f"{fields['age_std_scale']:.3f} x spread^{fields['age_std_power']:.2f}, 90 % interval "
+          f"+-{fields['interval_scale']:.2f} age_std; on the half not fitted: "
+          f"{held_out['within_1_std']:.1%} within 1 age_std (68.3 %), "
+          f"{held_out['within_2_std']:.1%} within 2 (95.4 %), "
+          f"{held_out['within_interval']:.1%} within the interval (90 %)")  # fmt: skip
+
+
+GROUP_COLUMNS = ("race",)  # label columns validation figures are broken down by
+
+
+def source_commit() -> str | None:
+    """The commit of this package's source, `+dirty` when it has changes; None outside git."""
+    folder = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True,
+                                text=True, check=True, timeout=10).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=folder, capture_output=True, text=True,
+                               timeout=10).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty.strip() else "")

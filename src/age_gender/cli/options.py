@@ -5,8 +5,9 @@ import argparse
 import os
 from pathlib import Path
 
+from age_gender.card import TTA_MODES
 from age_gender.errors import number
-from age_gender.estimators.base import TTA_MODES, Estimator
+from age_gender.estimators.base import Estimator
 from age_gender.estimators.presets import DEFAULT, PRESETS, load_estimator, models_table
 from age_gender.faces import DETECTORS, DetectorSpec, FaceDetector
 

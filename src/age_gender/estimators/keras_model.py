@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
+from age_gender.card import ModelCard
 from age_gender.crops import CropSpec
 from age_gender.errors import UserError
-from age_gender.estimators.base import CropEstimator, exported_metadata, head_outputs, model_file
+from age_gender.estimators.base import CropEstimator, exported_card, head_outputs, model_file
 
 ORIGINAL_NAME = re.compile(r"(?P<backbone>[A-Za-z0-9]+)_(?P<size>\d+)_.*\.(hdf5|h5)$")
 
@@ -38,9 +39,9 @@ class KerasEstimator(CropEstimator):
     def __init__(self, network, name: str):
         import tensorflow as tf
 
-        from age_gender.model import model_metadata
+        from age_gender.model import model_card
 
-        super().__init__(model_metadata(network), name)
+        super().__init__(model_card(network), name)
         self.network = network
         signature = [tf.TensorSpec([None, self.crop_spec.size, self.crop_spec.size, 3], tf.uint8)]
         self._call = tf.function(lambda images: network(images, training=False), signature)
@@ -56,7 +57,7 @@ class KerasEstimator(CropEstimator):
         if path.suffix == ".keras":
             try:
                 network = keras.saving.load_model(path, compile=False)
-                model.model_metadata(network)
+                model.model_card(network)
             except Exception as error:  # Keras raises many types for broken or foreign files
                 # Keras says "File not found" for a file that is there but no .keras archive.
                 reason = "not a .keras archive" if "not found" in str(error) else str(error)
@@ -82,16 +83,17 @@ class KerasEstimator(CropEstimator):
 
 class SavedModelEstimator(CropEstimator):
     """A SavedModel folder written by `export.py` (for TF Serving and TensorFlow's converters),
-    run by TensorFlow; its metadata is `assets.extra/age_gender.json` inside the folder."""
+    run by TensorFlow; its card is `assets.extra/age_gender.json` inside the folder."""
 
     METADATA = Path("assets.extra") / "age_gender.json"
 
-    def __init__(self, serve, metadata: dict, name: str):
-        super().__init__(metadata, name)
+    def __init__(self, serve, card: ModelCard, outputs: dict, name: str):
+        super().__init__(card, name)
         self.serve = serve
+        self.outputs = outputs
         names = list(serve.structured_outputs)
         shape = next(iter(serve.structured_input_signature[1].values())).shape
-        self._outputs = head_outputs(metadata, names, shape, name)
+        self._outputs = head_outputs(card, outputs, names, shape, name)
 
     @classmethod
     def load(cls, path: Path) -> "SavedModelEstimator":
@@ -103,8 +105,8 @@ class SavedModelEstimator(CropEstimator):
             serve = tf.saved_model.load(str(path)).signatures["serving_default"]
         except Exception as error:  # TensorFlow raises many types for a broken folder
             raise UserError(f"{path} is not a SavedModel: {error}") from error
-        metadata = exported_metadata((path / cls.METADATA).read_bytes(), str(path / cls.METADATA))
-        return cls(serve, metadata, str(path))
+        card, outputs = exported_card((path / cls.METADATA).read_bytes(), str(path / cls.METADATA))
+        return cls(serve, card, outputs, str(path))
 
     def probabilities(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import tensorflow as tf

@@ -1,5 +1,5 @@
-"""A model exported to ONNX by export.py, run by onnxruntime without TensorFlow; its metadata
-(backbone, image size, channel order, margin, which output is which head) is inside the file."""
+"""A model exported to ONNX by export.py, run by onnxruntime without TensorFlow; its card (and
+which output is which head) is inside the file."""
 
 from pathlib import Path
 
@@ -9,7 +9,7 @@ from age_gender.errors import UserError
 from age_gender.estimators.base import (
     METADATA_KEY,
     CropEstimator,
-    exported_metadata,
+    exported_card,
     head_outputs,
     import_runtime,
 )
@@ -61,12 +61,13 @@ class OnnxEstimator(CropEstimator):
         if metadata is None:
             raise UserError(f"{name} was not exported by export.py: it carries no {METADATA_KEY} "
                             "metadata")  # fmt: skip
-        super().__init__(exported_metadata(metadata, name), name)
+        card, self.outputs = exported_card(metadata, name)
+        super().__init__(card, name)
         self.session = session
         self._input = session.get_inputs()[0].name
         names = [output.name for output in session.get_outputs()]
         shape = session.get_inputs()[0].shape
-        self._outputs = head_outputs(self.metadata, names, shape, name)
+        self._outputs = head_outputs(card, self.outputs, names, shape, name)
 
     @classmethod
     def load(cls, path: Path) -> "OnnxEstimator":

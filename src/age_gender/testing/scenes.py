@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from age_gender import crops
-from age_gender.errors import UserError
+from age_gender.composites import PasteSettings, background, paste_face
 from age_gender.images import read_image
 from age_gender.schema import BOX_COLUMNS
 
@@ -26,18 +26,12 @@ FRAME_SIZE = (640, 480)  # width, height
 
 @dataclasses.dataclass(frozen=True)
 class SceneSettings:
-    """How scenes are made: frame size, the faces' box size range (pixels), the largest turn
-    (degrees), the faces per frame, light (gain and offset ranges), and the framing of the
-    crops (margin and offset of their face box, as `framing.Framing`)."""
+    """How scenes are made: frame size, the faces per frame, and how each is pasted (size,
+    turn, light, the crops' framing: training's composites paste them the same way)."""
 
     frame_size: tuple[int, int] = FRAME_SIZE
-    face_sizes: tuple[int, int] = (35, 230)
-    max_angle: float = 25.0
     faces_per_frame: tuple[int, int] = (1, 4)
-    gain: tuple[float, float] = (0.6, 1.3)
-    bias: tuple[float, float] = (-30.0, 30.0)
-    margin: float = 0.06  # UTKFace's crops, as measured for HOG (README, "framing")
-    offset: tuple[float, float] = (0.01, 0.01)
+    paste: PasteSettings = PasteSettings()
 
 
 @dataclasses.dataclass
@@ -48,62 +42,13 @@ class Scene:
     faces: pd.DataFrame
 
 
-def background(paths: list[Path], rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
-    """A random part of a random background photo, scaled to cover `size` (width, height)."""
-    path = paths[rng.integers(len(paths))]
-    image = read_image(path)
-    if image is None:
-        raise UserError(f"background {path} cannot be read")
-    width, height = size
-    scale = max(width / image.shape[1], height / image.shape[0]) * rng.uniform(1.0, 1.5)
-    image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    top = rng.integers(image.shape[0] - height + 1)
-    left = rng.integers(image.shape[1] - width + 1)
-    return np.ascontiguousarray(image[top : top + height, left : left + width])
-
-
-def feather_mask(height: int, width: int) -> np.ndarray:
-    """An elliptic alpha mask (0..1) with soft edges: the crop's corners and borders vanish."""
-    mask = np.zeros((height, width), np.float32)
-    axes = (int(width * 0.42), int(height * 0.47))
-    cv2.ellipse(mask, (width // 2, height // 2), axes, 0, 0, 360, 1.0, -1)
-    blur = max(min(height, width) // 10, 1) * 2 + 1
-    return cv2.GaussianBlur(mask, (blur, blur), 0)
-
-
-def paste_face(
-    frame: np.ndarray,
-    crop: np.ndarray,
-    box_side: float,
-    centre: tuple[float, float],
-    angle: float,
-    light: tuple[float, float],
-    settings: SceneSettings,
-) -> tuple[float, ...]:
-    """Pastes `crop` (RGB) turned by `angle` degrees so that its face box is `box_side` pixels
-    wide with its centre at `centre`; returns that face's upright box in the frame."""  # fmt: skip
-    scale = box_side / (crop.shape[1] / (1 + 2 * settings.margin))
-    # The face box's centre sits at the crop centre minus the offset, in box sizes.
-    face_x = crop.shape[1] / 2 - settings.offset[0] * crop.shape[1] / (1 + 2 * settings.margin)
-    face_y = crop.shape[0] / 2 - settings.offset[1] * crop.shape[0] / (1 + 2 * settings.margin)
-    matrix = cv2.getRotationMatrix2D((face_x, face_y), angle, scale)
-    matrix[:, 2] += np.array(centre) - (face_x, face_y)
-    height, width = frame.shape[:2]
-    lit = cv2.convertScaleAbs(crop, alpha=light[0], beta=light[1])
-    warped = cv2.warpAffine(lit, matrix, (width, height), flags=cv2.INTER_AREA)
-    alpha = cv2.warpAffine(feather_mask(*crop.shape[:2]), matrix, (width, height))[..., None]
-    frame[:] = (frame * (1 - alpha) + warped * alpha).round().astype(np.uint8)
-    half = box_side / 2
-    return centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half
-
-
 def place(
     rng: np.random.Generator, side: float, taken: list[tuple], settings: SceneSettings
 ) -> tuple[float, float] | None:
     """A centre for a face box of `side` px inside the frame whose crop overlaps no other face
     (None after 30 tries)."""
     width, height = settings.frame_size
-    reach = side * (0.5 + settings.margin)
+    reach = side * (0.5 + settings.paste.margin)
     for _ in range(30):
         x = rng.uniform(reach, width - reach) if width > 2 * reach else width / 2
         y = rng.uniform(reach, height - reach) if height > 2 * reach else height / 2
@@ -126,7 +71,7 @@ def build_scenes(
     whole-image crops under `root`), each face once until all are used."""
     rng = np.random.default_rng(seed)
     order = iter(rng.permutation(len(faces)))
-    low, high = settings.face_sizes
+    low, high = settings.paste.face_sizes
     for _ in range(count):
         frame = background(backgrounds, rng, settings.frame_size)
         rows, taken = [], []
@@ -141,9 +86,10 @@ def build_scenes(
             crop = read_image(root / row["img_paths"])
             if crop is None:
                 continue
-            angle = rng.uniform(-settings.max_angle, settings.max_angle)
-            light = (rng.uniform(*settings.gain), rng.uniform(*settings.bias))
-            box = paste_face(frame, crop, side, centre, angle, light, settings)
+            paste = settings.paste
+            angle = rng.uniform(-paste.max_angle, paste.max_angle)
+            light = (rng.uniform(*paste.gain), rng.uniform(*paste.bias))
+            box = paste_face(frame, crop, side, centre, angle, light, paste)
             rows.append({
                 **dict(zip(BOX_COLUMNS, box, strict=True)), "ages": int(row["ages"]),
                 "genders": int(row["genders"]), "source": row["img_paths"],

@@ -98,7 +98,9 @@ function listFaces(faces) {
     ...faces.map((face) => {
       const item = document.createElement("li");
       const spread = face.age_std === null ? "" : ` ± ${face.age_std.toFixed(1)}`;
-      item.innerHTML = `<span class="label"></span> age ${face.age.toFixed(1)}${spread}, ` +
+      const interval = face.age_low === null ? "" :
+        ` (90 %: ${face.age_low.toFixed(0)}-${face.age_high.toFixed(0)})`;
+      item.innerHTML = `<span class="label"></span> age ${face.age.toFixed(1)}${spread}${interval}, ` +
         `${face.gender === "F" ? "female" : "male"} ${(100 * face.gender_probability).toFixed(0)}%`;
       item.querySelector(".label").textContent = label(face);
       return item;
@@ -256,7 +258,7 @@ fetch("v1/model", { headers: authorization() })
       return;
     }
     const model = await response.json();
-    const backbone = model.metadata.backbone ? `${model.metadata.backbone}, ` : "";
+    const backbone = model.card ? `${model.card.backbone}, ` : "";
     $("model").textContent = `${model.model} (${backbone}detector ${model.detector.kind})`;
   })
   .catch(() => ($("model").textContent = "server unreachable"));

@@ -1,0 +1,81 @@
+"""composite_faces.py: face crops pasted into backgrounds and found there by the detector, with
+the eyes that turn them upright; resumed, and refused in one line where it cannot work."""
+
+import math
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import REPO, user_error
+from test_framing import tight_crops
+
+from age_gender import composites, crops
+from age_gender.composites import PasteSettings
+from age_gender.crops import CropSpec
+from age_gender.images import read_image
+from age_gender.schema import BOX_COLUMNS, EYE_COLUMNS
+
+BACKGROUNDS = REPO / "examples" / "backgrounds"
+
+
+@pytest.fixture
+def face_crops(tmp_path):
+    """Eight UTKFace-like crops of the astronaut, labelled as create_db.py writes them."""
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    names = []
+    for index, crop in enumerate(tight_crops(8)):
+        names.append(f"{40 + index}_1_0_2017{index}.jpg")
+        cv2.imwrite(str(folder / names[-1]), crop[..., ::-1])
+    rows = pd.DataFrame({"genders": 1, "ages": range(40, 48), "img_paths": names, "race": "W"})
+    rows.to_csv(tmp_path / "train.csv", index=False)
+    return tmp_path
+
+
+def test_composites_are_found_and_turned_upright_by_their_eyes(face_crops, run_script):
+    command = ["composite_faces.py", "--csv", "train.csv", "--root", "crops", "--backgrounds",
+               BACKGROUNDS, "--output_dir", "out", "--workers", "1"]  # fmt: skip
+    result = run_script(*command, cwd=face_crops)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = pd.read_csv(face_crops / "out" / "train.csv")
+    assert rows["ages"].tolist() == list(range(40, 48)) and set(rows["race"]) == {"W"}
+    found = rows.dropna(subset=BOX_COLUMNS)
+    assert len(found) >= 6 and found[EYE_COLUMNS].notna().all().all()
+    reference = tight_crops(1, jitter=0)[0]
+    original = cv2.resize(reference, (64, 64), interpolation=cv2.INTER_AREA).astype(float)
+    middle = slice(16, 48)  # the face, not the feathered edge or the background
+    for index, row in found.iterrows():
+        # Each face was pasted turned (its seeded draw says how far): its eyes say the same.
+        _, turn, _ = composites.random_look(np.random.default_rng([0, index]), PasteSettings())
+        eyes = row[EYE_COLUMNS].to_numpy(float)
+        assert math.degrees(crops.eye_angle(eyes)) == pytest.approx(-turn, abs=6)
+        # Turned back by them, its crop is the crop it was made of.
+        image = read_image(face_crops / "out" / row["img_paths"])
+        spec = CropSpec(64, 0.06, upright=True)
+        source, angle = crops.region(image.shape, spec, row[BOX_COLUMNS], eyes)
+        face = crops.warp(image, source, 64, angle=angle).astype(float)
+        similarity = np.corrcoef(face[middle, middle].ravel(), original[middle, middle].ravel())
+        assert similarity[0, 1] > 0.5
+    again = run_script(*command, "--overwrite", cwd=face_crops)  # each composite made once
+    assert again.returncode == 0 and "resuming: 8 of 8 composites are made already" in again.stdout
+    assert pd.read_csv(face_crops / "out" / "train.csv").equals(rows)
+
+
+def test_wrong_inputs_are_one_line(face_crops, run_script):
+    empty = face_crops / "empty"
+    empty.mkdir()
+    for extra, message in [
+        (["--backgrounds", empty], f"no background photos in {empty}"),
+        (["--backgrounds", BACKGROUNDS, "--root", "nowhere"], "image folder nowhere does not"),
+    ]:
+        result = run_script("composite_faces.py", "--csv", "train.csv", "--root", "crops",
+                            "--output_dir", "out", *extra, cwd=face_crops)  # fmt: skip
+        assert message in user_error(result)
+    boxed = pd.read_csv(face_crops / "train.csv").assign(x_min=1, y_min=1, x_max=50, y_max=50)
+    boxed.to_csv(face_crops / "boxed.csv", index=False)
+    result = run_script(
+        "composite_faces.py", "--csv", "boxed.csv", "--root", "crops", "--backgrounds",
+        BACKGROUNDS, "--output_dir", "out2", cwd=face_crops,
+    )  # fmt: skip
+    assert "these rows have face boxes" in user_error(result)
