@@ -53,7 +53,8 @@ def test_bad_input_is_one_clear_error(tmp_path):
         analyzer.analyze(tmp_path / "huge.png")
     with pytest.raises(UserError, match="not to dlib-models"):
         FaceAnalyzer("dlib-models", tta="flip")
-    for wrong, message in [((42,), "model must be"), (("no-such-model",), "neither a named model"),
+    for wrong, message in [((42,), "model must be"),
+                           (("no-such-model",), "unknown model .no-such-model.; the named"),
                            (("dlib-models", None), "detector must be")]:  # fmt: skip
         with pytest.raises(UserError, match=message):
             FaceAnalyzer(*wrong)

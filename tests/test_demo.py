@@ -125,7 +125,8 @@ def test_bad_input_is_one_line(tmp_path, run_script):
 def copy_examples(folder):
     folder.mkdir()
     for path in (REPO / "examples").iterdir():
-        (folder / path.name).write_bytes(path.read_bytes())
+        if path.is_file():
+            (folder / path.name).write_bytes(path.read_bytes())
     return {path.name: path.read_bytes() for path in folder.iterdir()}
 
 

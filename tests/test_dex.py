@@ -95,8 +95,8 @@ def test_missing_dex_files_say_where_to_get_them(tmp_path, run_script):
     assert "DEX needs pretrained_models/dex/vgg_ilsvrc_16_age_imdb_wiki.onnx" in message
     assert "github.com/onnx/models" in message
     unknown = run_script("demo.py", "--image_dir", REPO / "examples", "--model", "dexx")
-    names = "'original-b3', 'original-wrn', 'dex', 'dex-apparent', 'dlib-models'"
-    assert f"invalid choice: 'dexx' (choose from {names})" in user_error(unknown)
+    names = "original-b3, original-wrn, dex, dex-apparent, dlib-models"
+    assert f"unknown model 'dexx'; the named models are {names}" in user_error(unknown)
     listed = run_script("demo.py", "--list-models")
     assert listed.returncode == 0 and "dex-apparent" in listed.stdout
     assert "licence: CC0 (public domain)" in listed.stdout

@@ -15,6 +15,7 @@ import pytest
 from conftest import REPO, user_error
 
 from age_gender import checkpoints, dataset, model, training
+from age_gender.card import ModelCard
 from age_gender.config import compose_config
 from age_gender.crops import CropSpec
 from age_gender.errors import UserError
@@ -52,11 +53,10 @@ def config(overrides):
 
 @pytest.mark.slow
 def test_the_model_learns_age_and_gender(disks, tmp_path, run_script):
-    output = tmp_path / "run"
-    result = run_script(
-        "train.py", *data_options(disks), *SMALL_MODEL, "train.epochs=5", "train.lr=0.003",
-        f"train.output_dir={output}", cwd=tmp_path,
-    )  # fmt: skip
+    output, home = tmp_path / "run", {"AGE_GENDER_HOME": str(tmp_path / "home")}
+    command = ["train.py", *data_options(disks), *SMALL_MODEL, "train.epochs=5", "train.lr=0.003",
+               f"train.output_dir={output}", "train.name=disks"]  # fmt: skip
+    result = run_script(*command, cwd=tmp_path, env=home)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "shuffle=True" not in result.stderr  # no option that Keras ignores (and says so)
     log = pd.read_csv(output / "log.csv")
@@ -82,6 +82,15 @@ def test_the_model_learns_age_and_gender(disks, tmp_path, run_script):
     assert (output / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
     assert any((output / "tensorboard").rglob("events.out.tfevents*"))
     assert (output / "hydra" / "config.yaml").exists()
+    # Kept by name in the store, with its card, a Hugging Face README and the reliability plot.
+    kept = tmp_path / "home" / "models" / "disks"
+    assert sorted(path.name for path in kept.iterdir()) == [
+        "README.md", "card.json", "model.keras", "reliability.png"
+    ]  # fmt: skip
+    assert ModelCard.parse(json.loads((kept / "card.json").read_text()), "card.json") == card
+    assert (output / "age_std_reliability.png").read_bytes()[:4] == b"\x89PNG"
+    again = run_script(*command, cwd=tmp_path, env=home)
+    assert "a model named disks exists in" in user_error(again)
 
 
 # The families README.md promises, each by its smallest member.

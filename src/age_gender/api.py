@@ -21,7 +21,7 @@ from age_gender.card import TTA_MODES
 from age_gender.crops import CropSpec
 from age_gender.errors import UserError, printable
 from age_gender.estimators.base import Estimator, FaceInputs, face_inputs
-from age_gender.estimators.presets import PRESETS, load_estimator
+from age_gender.estimators.presets import load_estimator, load_preset
 from age_gender.faces import DETECTORS, DetectorSpec, FaceDetector
 from age_gender.images import read_image
 from age_gender.records import image_rows, json_record
@@ -53,10 +53,10 @@ class FaceAnalyzer:
     ):
         if not isinstance(model, str | Path | Estimator | None):
             raise UserError(f"model must be a named model, a path or an Estimator, not {model!r}")
-        if isinstance(model, str) and model not in PRESETS and not Path(model).exists():
-            raise UserError(f"unknown model {model!r}: neither a named model ("
-                            f"{', '.join(PRESETS)}) nor a file")  # fmt: skip
-        self.estimator = model if isinstance(model, Estimator) else load_estimator(model)
+        if isinstance(model, str) and not Path(model).exists():
+            self.estimator = load_preset(model)  # a name, or one line listing the names
+        else:
+            self.estimator = model if isinstance(model, Estimator) else load_estimator(model)
         if isinstance(detector, str):
             detector = DetectorSpec(detector)
         if not isinstance(detector, DetectorSpec | FaceDetector):

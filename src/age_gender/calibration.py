@@ -68,4 +68,6 @@ def calibrate(errors: np.ndarray, spreads: np.ndarray, seed: int = 0) -> tuple[d
         "age_std_power": power,
         "interval_scale": fit_interval(errors, scale * spreads**power),
     }
+    if not all(0 < value < math.inf for value in fields.values()):  # no error or no spread
+        raise ValueError(f"the spread cannot be calibrated on these faces: {fields}")
     return fields, held_out

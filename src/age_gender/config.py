@@ -134,6 +134,8 @@ class TrainConfig:
     jit_compile: bool = False  # XLA
     output_dir: str = "checkpoint/${model.model_name}_${model.img_size}"
     resume: bool = True  # continue an interrupted run in output_dir
+    name: str | None = None  # keep the best model in the model store under this name
+    replace_model: bool = False  # replace a stored model of that name
     seed: int = 42
 
 

@@ -32,7 +32,6 @@ HEAD_DESCRIPTIONS = {
 }
 INPUT = "float32 RGB 0..255, N x S x S x 3: the face box widened by the margin, resized to S"
 HEAD_BY_WIDTH = {GENDER_CLASSES: GENDER, AGE_CLASSES: AGE}
-SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite", "saved_model": "_saved_model"}
 
 
 def parity_crops(size: int, count: int = 8) -> np.ndarray:

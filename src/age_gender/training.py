@@ -22,19 +22,30 @@ import pandas as pd
 import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
-from age_gender import calibration, checkpoints, dataset, dlib_resnet, framing, labels, model
+from age_gender import (
+    calibration,
+    checkpoints,
+    dataset,
+    dlib_resnet,
+    framing,
+    labels,
+    model,
+    model_store,
+)
+from age_gender.card import ModelCard
 from age_gender.checkpoints import BestModel
 from age_gender.config import AgeBalance, Optimizer, Scheduler, TrainConfig, check_ranges
 from age_gender.crops import CropSpec, is_box
 from age_gender.errors import UserError
 from age_gender.estimators.base import decode
 from age_gender.files import atomic_output, remove_leftovers
-from age_gender.plots import plot_learning_curves
-from age_gender.schema import AGE, EYE_COLUMNS, GENDER, HEADS
+from age_gender.plots import plot_learning_curves, plot_reliability
+from age_gender.schema import AGE, EYE_COLUMNS, GENDER, HEADS, MAX_AGE
 
 BEST_MODEL = "best.keras"
 LOG = "log.csv"
 CURVES = "learning_curves.png"
+RELIABILITY = "age_std_reliability.png"
 MONITOR = f"val_{AGE}_mae"
 
 
@@ -42,6 +53,8 @@ def check_config(cfg: DictConfig) -> None:
     """Refuses impossible settings in one line, before any image is read or model built (the
     types were checked by the schema, `config.Config`)."""
     check_ranges(cfg)
+    if cfg.train.name is not None:
+        model_store.check_free(cfg.train.name, cfg.train.replace_model)
     model.backbone_constructor(cfg.model.model_name)
     if cfg.model.model_name in dlib_resnet.ARCHITECTURES:  # the others check it as they build
         dlib_resnet.check_size(cfg.model.model_name, cfg.model.img_size)
@@ -549,9 +562,12 @@ def train(cfg: DictConfig) -> Path:
                             "the start-up check; restore it (or drop its row) and run again, "
                             "which resumes") from error  # fmt: skip
     if worker is None:
-        finish_card(best_path, val_data, val_rows, cfg, train_count)
+        card = finish_card(best_path, val_data, val_rows, cfg, train_count)
         plot_learning_curves(finished_epochs(log_path), output_dir / CURVES)
         print(f"best model: {best_path}\nlearning curves: {output_dir / CURVES}")
+        if cfg.train.name is not None:
+            kept = model_store.keep(cfg.train.name, best_path, card, output_dir / RELIABILITY)
+            print(f"kept as {cfg.train.name} in {kept} (--model {cfg.train.name})")
     return best_path
 
 
@@ -586,15 +602,22 @@ def summary(figures: pd.DataFrame) -> dict[str, float]:
 
 def finish_card(
     best_path: Path, val_data, val_rows: pd.DataFrame, cfg: DictConfig, train_rows: int
-) -> None:
+) -> ModelCard:
     """Writes into the best model its card's calibration (`calibration.calibrate` on the
     validation faces, without test-time augmentation) and provenance: the training data and its
     licence, the configuration, the commit, the date and the validation figures, by group where
-    the labels have groups (UTKFace's race)."""
+    the labels have groups (UTKFace's race); plots the calibrated spread's reliability beside
+    it. Returns the card."""
     network = keras.saving.load_model(best_path)
     figures = validation_figures(network, val_data)
     errors = (figures["age"] - figures["true_age"]).abs().to_numpy()
-    fields, held_out = calibration.calibrate(errors, figures["spread"].to_numpy(), cfg.train.seed)
+    try:
+        fields, held_out = calibration.calibrate(
+            errors, figures["spread"].to_numpy(), cfg.train.seed
+        )
+    except ValueError as error:
+        print(f"warning: age_std left uncalibrated and no interval: {error}")
+        fields, held_out = {"interval_scale": None}, {}
     validation = {**summary(figures), **held_out}
     groups = [column for column in GROUP_COLUMNS if column in val_rows.columns]
     for column in groups:
@@ -612,12 +635,23 @@ def finish_card(
     model.set_card(network, card)
     with atomic_output(best_path) as temporary:
         network.save(temporary)
-    print(f"calibrated on {len(figures)} validation faces: age_std = "
-          f"{fields['age_std_scale']:.3f} x spread^{fields['age_std_power']:.2f}, 90 % interval "
-          f"+-{fields['interval_scale']:.2f} age_std; on the half not fitted: "
-          f"{held_out['within_1_std']:.1%} within 1 age_std (68.3 %), "
-          f"{held_out['within_2_std']:.1%} within 2 (95.4 %), "
-          f"{held_out['within_interval']:.1%} within the interval (90 %)")  # fmt: skip
+    plot_reliability(decode_spread(figures, card), best_path.parent / RELIABILITY)
+    if held_out:
+        print(f"calibrated on {len(figures)} validation faces: age_std = "
+              f"{fields['age_std_scale']:.3f} x spread^{fields['age_std_power']:.2f}, 90 % "
+              f"interval +-{fields['interval_scale']:.2f} age_std; on the half not fitted: "
+              f"{held_out['within_1_std']:.1%} within 1 age_std (68.3 %), "
+              f"{held_out['within_2_std']:.1%} within 2 (95.4 %), "
+              f"{held_out['within_interval']:.1%} within the interval (90 %)")  # fmt: skip
+    return card
+
+
+def decode_spread(figures: pd.DataFrame, card: ModelCard) -> pd.DataFrame:
+    """`validation_figures` with the age_std and interval the card makes of the raw spread."""
+    std = card.age_std_scale * figures["spread"] ** card.age_std_power
+    half = np.nan if card.interval_scale is None else card.interval_scale * std
+    return figures.assign(age_std=std, age_low=(figures["age"] - half).clip(lower=0),
+                          age_high=(figures["age"] + half).clip(upper=MAX_AGE))  # fmt: skip
 
 
 GROUP_COLUMNS = ("race",)  # label columns validation figures are broken down by

@@ -1,7 +1,8 @@
-"""Exports a model (a .keras file of train.py, or original HDF5 weights) to ONNX, TFLite or a
-TensorFlow SavedModel.
+"""Exports a model (a .keras file of train.py, original HDF5 weights, or a model you named with
+train.name) to ONNX, TFLite or a TensorFlow SavedModel.
 
 python export.py --weight_file checkpoint/EfficientNetB3_224/best.keras --format all
+python export.py --model mine --format onnx     # beside it in the store: --model mine:onnx
 """
 
 import argparse
@@ -22,11 +23,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--weight_file", type=Path, required=True, help="the model to export")
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--weight_file", type=Path, help="the model to export")
+    model.add_argument("--model", metavar="NAME", help="a model you trained with train.name=NAME")
     parser.add_argument(
         "--format", choices=(*NEEDS, "all"), default="onnx", help="all: every format"
     )
-    parser.add_argument("--output_dir", type=Path, default=Path("exported"))
+    parser.add_argument(
+        "--output_dir", type=Path,
+        help="default: exported/, or beside a named model in the store",
+    )  # fmt: skip
     add_overwrite_option(parser, "an earlier export of the same model")
     add_tta_option(parser)
     return parser.parse_args(argv)
@@ -41,21 +47,30 @@ def main(argv: list[str] | None = None) -> None:
             importlib.import_module(module)
         except ImportError as error:
             raise UserError(f"export needs {module}: pip install 'age-gender[export]'") from error
-    from age_gender import export  # after parsing: TensorFlow is slow to import
+    from age_gender import export, model_store  # after parsing: TensorFlow is slow to import
     from age_gender.estimators.keras_model import KerasEstimator
     from age_gender.files import make_output_folder
 
-    if args.weight_file.suffix.lower() in (".onnx", ".tflite"):
+    weight_file, output_dir = args.weight_file, args.output_dir or Path("exported")
+    if args.model is not None:
+        weight_file = model_store.find(model_store.check_name(args.model))
+        if weight_file is None:
+            raise UserError(f"no model named {args.model} in {model_store.models_dir()} "
+                            "(--list-models lists them)")  # fmt: skip
+        output_dir = args.output_dir or weight_file.parent
+    if weight_file.suffix.lower() in (".onnx", ".tflite"):
         raise UserError(
-            f"{args.weight_file} is an exported model already; export takes a .keras file from "
+            f"{weight_file} is an exported model already; export takes a .keras file from "
             "train.py or the original's .hdf5 weights"
         )
-    folder = make_output_folder(args.output_dir)  # before the model loads: fails fast
-    paths = {form: folder / f"{args.weight_file.stem}{export.SUFFIXES[form]}" for form in forms}
+    folder = make_output_folder(output_dir)  # before the model loads: fails fast
+    paths = {
+        form: folder / f"{weight_file.stem}{model_store.EXPORT_SUFFIXES[form]}" for form in forms
+    }
     for path in paths.values():
         if path.exists() and not args.overwrite:
             raise UserError(f"{path} exists from an earlier export; pass --overwrite to replace it")
-    estimator = KerasEstimator.load(args.weight_file)
+    estimator = KerasEstimator.load(weight_file)
     estimator.set_options(tta=args.tta)
     for form, path in paths.items():
         export.export(estimator, form, path)

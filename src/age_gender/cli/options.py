@@ -8,7 +8,13 @@ from pathlib import Path
 from age_gender.card import TTA_MODES
 from age_gender.errors import number
 from age_gender.estimators.base import Estimator
-from age_gender.estimators.presets import DEFAULT, PRESETS, load_estimator, models_table
+from age_gender.estimators.presets import (
+    DEFAULT,
+    PRESETS,
+    load_estimator,
+    load_preset,
+    models_table,
+)
 from age_gender.faces import DETECTORS, DetectorSpec, FaceDetector
 
 MAX_UPSAMPLE = 3  # 4 would search a 640x480 photo at 10240x7680 (236 MB) per pyramid level
@@ -54,9 +60,9 @@ def add_model_choice(parser: argparse.ArgumentParser, several: bool = False) -> 
         f".hdf5 weights, or a model exported to .onnx / .tflite ({default})",
     )  # fmt: skip
     choice.add_argument(
-        "--model", choices=PRESETS, metavar="NAME", **many,
-        help=f"{'named models' if several else 'a named model'}: {', '.join(PRESETS)} "
-        "(--list-models says what each is)",
+        "--model", metavar="NAME", **many,
+        help=f"{'named models' if several else 'a named model'}: {', '.join(PRESETS)}, or one "
+        "you trained with train.name=NAME (NAME:onnx for its export; --list-models lists them)",
     )  # fmt: skip
     parser.add_argument("--list-models", action=ListModels, help="list the named models and exit")
 
@@ -92,7 +98,7 @@ def add_evaluation_options(parser: argparse.ArgumentParser, output_dir: str) -> 
 def evaluation_models(args: argparse.Namespace) -> list[Estimator]:
     """The models `add_evaluation_options` named (default: the default model), with `--tta`."""
     estimators = [load_estimator(path) for path in args.weight_file]
-    estimators += [load_estimator(name) for name in args.model]
+    estimators += [load_preset(name) for name in args.model]
     estimators = estimators or [load_estimator()]
     for estimator in estimators:
         estimator.set_options(tta=args.tta)
@@ -126,7 +132,7 @@ def add_detector_options(parser: argparse.ArgumentParser, upsample_help: str) ->
 
 def load_model(args: argparse.Namespace) -> Estimator:
     """The estimator the options name, with their margin and test-time augmentation."""
-    estimator = load_estimator(args.model or args.weight_file)
+    estimator = load_preset(args.model) if args.model else load_estimator(args.weight_file)
     estimator.set_options(args.margin, args.tta)
     return estimator
 

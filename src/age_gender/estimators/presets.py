@@ -3,15 +3,16 @@ Python API and `load_estimator` all come.
 
 A preset is a file (downloaded once and checked, or put in place by hand where its licence or
 size keeps it from being fetched), its licence, a line saying what it is, and the backend that
-runs it. Anything else `load_estimator` takes is a path: `.keras`, original `.hdf5`, `.onnx`,
-`.tflite`, or a SavedModel folder.
+runs it. After the presets come the user's own models (`model_store`: `mine`, `mine:onnx`).
+Anything else `load_estimator` takes is a path: `.keras`, original `.hdf5`, `.onnx`, `.tflite`,
+or a SavedModel folder.
 """
 
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-from age_gender import weights
+from age_gender import model_store, weights
 from age_gender.errors import UserError
 from age_gender.estimators.base import Estimator
 
@@ -79,11 +80,24 @@ DEFAULT = "original-b3"
 
 
 def load_preset(name: str) -> Estimator:
-    if name not in PRESETS:
-        raise UserError(f"unknown model {name!r}; the named models are {', '.join(PRESETS)} "
-                        "(--list-models says what each is)")  # fmt: skip
-    preset = PRESETS[name]
-    return preset.load(None if preset.weight is None else weights.fetch(preset.weight))
+    """A built-in preset, or a model of the user's store, by name."""
+    if name in PRESETS:
+        preset = PRESETS[name]
+        return preset.load(None if preset.weight is None else weights.fetch(preset.weight))
+    stored = model_store.find(name)
+    if stored is None:
+        own = [entry for entry, _ in model_store.entries()]
+        raise UserError(f"unknown model {name!r}; the named models are {', '.join(PRESETS)}"
+                        f"{', and yours: ' + ', '.join(own) if own else ''} (--list-models "
+                        "says what each is)")  # fmt: skip
+    estimator = load_file(stored)
+    estimator.name = name
+    return estimator
+
+
+def is_name(model: str | Path) -> bool:
+    """Whether `model` names a model (a preset, or one of the store) rather than a path."""
+    return isinstance(model, str) and (model in PRESETS or model_store.find(model) is not None)
 
 
 def load_file(path: Path) -> Estimator:
@@ -113,13 +127,19 @@ def load_estimator(model: str | Path | None = None) -> Estimator:
         except weights.DownloadError as error:
             print(f"note: {error}; using the bundled dlib-models networks instead")
             return load_preset("dlib-models")
-    if isinstance(model, str) and model in PRESETS:
+    if is_name(model):
         return load_preset(model)
     return load_file(Path(model))
 
 
 def models_table() -> str:
-    """The presets as `--list-models` prints them."""
-    width = max(map(len, PRESETS))
-    return "\n".join(f"{name:<{width}}  {preset.description}\n{'':<{width}}  licence: "
-                     f"{preset.licence}" for name, preset in PRESETS.items())  # fmt: skip
+    """The presets and the user's models as `--list-models` prints them (a damaged stored
+    model is its one line; the others still list)."""
+    own = [(name, card if isinstance(card, str) else model_store.summary(card))
+           for name, card in model_store.entries()]  # fmt: skip
+    width = max(map(len, [*PRESETS, *(name for name, _ in own)]))
+    lines = [f"{name:<{width}}  {preset.description}\n{'':<{width}}  licence: {preset.licence}"
+             for name, preset in PRESETS.items()]  # fmt: skip
+    lines.append(f"\nyour models ({model_store.models_dir()}; train.py ... train.name=NAME):")
+    lines += [f"{name:<{width}}  {line}" for name, line in own] or ["  none yet"]
+    return "\n".join(lines)

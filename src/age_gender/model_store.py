@@ -1,0 +1,184 @@
+"""Your own models by name: `train.py ... train.name=mine` keeps the best model in
+`$AGE_GENDER_HOME/models/mine/` (default `~/.local/share/age-gender/`), with its card as JSON,
+a model card in Hugging Face's format (README.md: YAML front matter, then the figures by group
+and the reliability plot) and, once exported, its ONNX, TFLite and SavedModel beside it.
+
+`estimators.presets.load_estimator` resolves a name here after the built-in presets:
+`mine` is the Keras model, `mine:onnx` (`:tflite`, `:saved_model`) an export of it.
+"""
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import yaml
+
+from age_gender.card import ModelCard, read_json
+from age_gender.errors import UserError
+from age_gender.files import atomic_output
+
+HOME = "AGE_GENDER_HOME"
+MODEL, CARD, README, PLOT = "model.keras", "card.json", "README.md", "reliability.png"
+# An export's name: the model file's stem and this (export.py names every export so).
+EXPORT_SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite", "saved_model": "_saved_model"}
+EXPORTS = {form: f"{Path(MODEL).stem}{suffix}" for form, suffix in EXPORT_SUFFIXES.items()}
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def models_dir() -> Path:
+    """Where named models live: `$AGE_GENDER_HOME/models`, by default under the user's data
+    folder (XDG_DATA_HOME, else ~/.local/share)."""
+    if os.environ.get(HOME):
+        return Path(os.environ[HOME]) / "models"
+    data = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data) / "age-gender" / "models"
+
+
+def check_name(name: str) -> str:
+    """`name`, if it can name a model (letters, digits, '.', '_', '-'; not a path)."""
+    if not NAME.fullmatch(name) or name in (".", ".."):
+        raise UserError(f"model name {name!r}: use up to 64 letters, digits, '.', '_' or '-', "
+                        "starting with a letter or digit")  # fmt: skip
+    return name
+
+
+def entry(name: str) -> Path:
+    return models_dir() / check_name(name)
+
+
+def split_name(name: str) -> tuple[str, str | None]:
+    """`mine` -> ("mine", None); `mine:onnx` -> ("mine", "onnx")."""
+    base, _, form = name.partition(":")
+    if form and form not in EXPORTS:
+        raise UserError(f"{name!r}: a named model's export is one of "
+                        f"{', '.join(f'{base}:{other}' for other in EXPORTS)}")  # fmt: skip
+    return base, form or None
+
+
+def find(name: str) -> Path | None:
+    """The file (or SavedModel folder) a store name means, or None when the store has no
+    such model; an export not made yet is one line saying how to make it."""
+    base, form = split_name(name)
+    if not NAME.fullmatch(base) or not (models_dir() / base / MODEL).is_file():
+        return None
+    if form is None:
+        return models_dir() / base / MODEL
+    path = models_dir() / base / EXPORTS[form]
+    if not path.exists():
+        raise UserError(f"{base} has no {form} export yet: python export.py --model {base} "
+                        f"--format {form}")  # fmt: skip
+    return path
+
+
+def check_free(name: str, replace: bool) -> None:
+    """Refuses, before a run starts, a name the store holds already (unless `replace`)."""
+    if (entry(name) / MODEL).is_file() and not replace:
+        raise UserError(f"a model named {name} exists in {models_dir()}; choose another "
+                        "train.name, or pass train.replace_model=true to replace it")  # fmt: skip
+
+
+def keep(name: str, model_path: Path, card: ModelCard, plot: Path | None = None) -> Path:
+    """Puts a trained model in the store under `name` (replacing one of that name, and its
+    exports, which were of the model replaced): model.keras, card.json, README.md, the plot."""
+    folder = entry(name)
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    with atomic_output(folder / CARD) as temporary:
+        temporary.write_text(card.to_json())
+    with atomic_output(folder / README) as temporary:
+        temporary.write_text(hugging_face_card(name, card, plot is not None))
+    if plot is not None:
+        shutil.copyfile(plot, folder / PLOT)
+    with atomic_output(folder / MODEL) as temporary:  # last: what makes the entry whole
+        shutil.copyfile(model_path, temporary)
+    return folder
+
+
+def entries() -> list[tuple[str, ModelCard | str]]:
+    """Each stored model's name and card, or the one line saying what is wrong with it."""
+    root = models_dir()
+    listed = []
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        if not folder.is_dir() or not NAME.fullmatch(folder.name):
+            continue
+        if not (folder / MODEL).is_file():
+            listed.append((folder.name, f"damaged: {folder / MODEL} is missing"))
+            continue
+        try:
+            text = (folder / CARD).read_bytes()
+            listed.append((folder.name, ModelCard.parse(read_json(text, str(folder / CARD)),
+                                                        str(folder / CARD))))  # fmt: skip
+        except OSError as error:
+            listed.append((folder.name, f"damaged: {folder / CARD}: {error.strerror}"))
+        except UserError as error:
+            listed.append((folder.name, f"damaged: {error}"))
+    return listed
+
+
+def summary(card: ModelCard) -> str:
+    """One line of a stored model's card: backbone, size, validation MAE and gender accuracy,
+    and the licence of its training data."""
+    figures = card.provenance.get("validation", {})
+    mae, gender = figures.get("age_mae"), figures.get("gender_accuracy")
+    licence = card.provenance.get("data", {}).get("licence", "unknown")
+    scores = ", ".join(part for part in (
+        None if mae is None else f"validation MAE {mae:.2f}",
+        None if gender is None else f"gender {gender:.1%}",
+    ) if part)  # fmt: skip
+    return (f"{card.backbone} at {card.img_size} px; {scores or 'no validation figures'}; "
+            f"data licence: {licence}")  # fmt: skip
+
+
+def hugging_face_card(name: str, card: ModelCard, with_plot: bool) -> str:
+    """A model card as Hugging Face writes them (Mitchell et al.): YAML front matter, what the
+    model is, where it came from, and its figures, disaggregated by group."""
+    provenance = card.provenance
+    data = provenance.get("data", {})
+    figures = provenance.get("validation", {})
+    front = {
+        "license": "other",
+        "license_name": "training-data-terms",
+        "license_details": f"trained on data under these terms: {data.get('licence', 'unknown')}",
+        "datasets": [data["db"]] if data.get("db") else [],
+        "library_name": "keras",
+        "tags": ["age-estimation", "gender-classification", "age-gender"],
+        "metrics": ["mae", "accuracy"],
+    }
+    lines = [
+        "---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "", f"# {name}", "",
+        f"Age and gender from a face: {card.backbone} at {card.img_size} px, trained with "
+        "age-gender's train.py.", "",
+        "## Training", "",
+        f"- data: {data.get('db', '?')} ({data.get('rows', '?')} faces of {data.get('csv', '?')});"
+        f" validation: {data.get('val_csv') or 'held out of the training CSV'}",
+        f"- terms of the data: {data.get('licence', 'unknown')}",
+        f"- commit: {provenance.get('commit') or 'unknown'}; date: {provenance.get('date', '?')}",
+        f"- crop: margin {card.margin:g}, offset {list(card.offset)}, upright {card.upright}, "
+        f"aligned {card.aligned}; test-time augmentation: {card.tta}", "",
+        "## Validation figures", "",
+        "| figure | value |", "| --- | --- |",
+    ]  # fmt: skip
+    for key, label in (("faces", "faces"), ("age_mae", "age MAE (years)"),
+                       ("gender_accuracy", "gender accuracy"),
+                       ("within_1_std", "true age within 1 age_std (68.3 %)"),
+                       ("within_2_std", "true age within 2 age_std (95.4 %)"),
+                       ("within_interval", "true age within the 90 % interval")):  # fmt: skip
+        if figures.get(key) is not None:
+            value = figures[key]
+            lines.append(f"| {label} | {value if isinstance(value, int) else f'{value:.3f}'} |")
+    for key, groups in figures.items():
+        if key.startswith("by_") and isinstance(groups, dict):
+            lines += ["", f"### By {key[3:]}", "", "| group | faces | age MAE | gender |",
+                      "| --- | --- | --- | --- |"]  # fmt: skip
+            for group, values in groups.items():
+                gender = values.get("gender_accuracy")
+                lines.append(f"| {group} | {values['faces']} | {values['age_mae']:.2f} | "
+                             f"{'-' if gender is None else f'{gender:.1%}'} |")  # fmt: skip
+    if with_plot:
+        lines += ["", "## Calibration", "", f"![age_std reliability]({PLOT})"]
+    lines += ["", "## Use", "", "```bash", f"python demo.py --model {name}",
+              f"python export.py --model {name} --format onnx   # then --model {name}:onnx",
+              "```", ""]  # fmt: skip
+    return "\n".join(lines)

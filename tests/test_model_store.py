@@ -1,0 +1,113 @@
+"""Your own models by name: kept in a store under AGE_GENDER_HOME, found by demo, export and the
+Python API, listed with their figures and licence; damaged entries are one line each."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import REPO, user_error
+
+from age_gender import FaceAnalyzer, model, model_store
+from age_gender.card import ModelCard
+from age_gender.crops import CropSpec
+from age_gender.errors import UserError
+
+PROVENANCE = {
+    "data": {"db": "utkface", "csv": "meta/utkface_train.csv", "rows": 16027,
+             "licence": "UTKFace: non-commercial research purposes only"},
+    "commit": "0123abc", "date": "2026-12-06T23:00:00+00:00",
+    "validation": {"faces": 1749, "age_mae": 4.5, "gender_accuracy": 0.935,
+                   "by_race": {"Asian": {"faces": 251, "age_mae": 3.0, "gender_accuracy": 0.88}}},
+}  # fmt: skip
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """A store in a temporary AGE_GENDER_HOME holding `mine`: a small untrained model whose card
+    has every field training fills."""
+    monkeypatch.setenv(model_store.HOME, str(tmp_path / "home"))
+    network = model.build_model("MobileNetV3Small", CropSpec(32, 0.2), None)
+    card = dataclasses.replace(model.model_card(network), upright=True, age_std_scale=0.5,
+                               interval_scale=1.7, provenance=PROVENANCE)  # fmt: skip
+    model.set_card(network, card)
+    network.save(tmp_path / "best.keras")
+    model_store.keep("mine", tmp_path / "best.keras", card)
+    return tmp_path
+
+
+def test_a_kept_model_has_its_card_and_a_hugging_face_readme(store):
+    folder = store / "home" / "models" / "mine"
+    assert sorted(path.name for path in folder.iterdir()) == ["README.md", "card.json",
+                                                              "model.keras"]  # fmt: skip
+    card = ModelCard.parse(json.loads((folder / "card.json").read_text()), "card.json")
+    assert card.provenance == PROVENANCE and card.interval_scale == 1.7
+    readme = (folder / "README.md").read_text()
+    front = yaml.safe_load(readme.split("---")[1])
+    assert front["datasets"] == ["utkface"] and front["metrics"] == ["mae", "accuracy"]
+    assert "non-commercial research" in front["license_details"]
+    assert "| Asian | 251 | 3.00 | 88.0% |" in readme and "| age MAE (years) | 4.500 |" in readme
+    analyzer = FaceAnalyzer("mine")  # the Python API by name
+    assert analyzer.estimator.card == card
+    records = analyzer.analyze(REPO / "examples" / "astronaut.png")
+    assert len(records) == 1 and records[0]["age_low"] < records[0]["age"] < records[0]["age_high"]
+
+
+def test_demo_lists_and_uses_it_and_a_damaged_entry_is_one_line(store, run_script):
+    env = {model_store.HOME: str(store / "home")}
+    broken = store / "home" / "models" / "broken"
+    broken.mkdir()
+    (broken / "model.keras").write_bytes(b"not a model")
+    (broken / "card.json").write_text("{cut")
+    listed = run_script("demo.py", "--list-models", env=env)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    lines = {line.split()[0]: line.split(maxsplit=1)[1] for line in listed.stdout.splitlines()
+             if line[:1].isalnum()}  # fmt: skip
+    assert lines["mine"] == (
+        "MobileNetV3Small at 32 px; validation MAE 4.50, gender 93.5%; "
+        "data licence: UTKFace: non-commercial research purposes only"
+    )
+    assert lines["broken"] == (f"damaged: the model card of {broken / 'card.json'} is not JSON "
+                               "(Expecting property name enclosed in double quotes: line 1 "
+                               "column 2 (char 1)); export again")  # fmt: skip
+    result = run_script("demo.py", "--model", "mine", "--image_dir", REPO / "examples",
+                        "--output_dir", store / "out", env=env)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = pd.read_csv(store / "out" / "predictions.csv")
+    assert table["age_low"][0] < table["age"][0] < table["age_high"][0]
+    for name, message in [
+        ("nobody", "unknown model 'nobody'; the named models are"),
+        ("mine:onnx", "mine has no onnx export yet: python export.py --model mine --format onnx"),
+        ("mine:zip", "a named model's export is one of mine:onnx, mine:tflite"),
+    ]:
+        refused = run_script("demo.py", "--model", name, "--image_dir", REPO / "examples",
+                             "--output_dir", store / "refused", env=env)  # fmt: skip
+        assert message in user_error(refused)
+    with pytest.raises(UserError, match="and yours: broken, mine"):
+        FaceAnalyzer("nobody")
+
+
+@pytest.mark.slow
+def test_an_export_lands_beside_it_with_the_same_card(store, run_script):
+    env = {model_store.HOME: str(store / "home")}
+    result = run_script("export.py", "--model", "mine", "--format", "onnx", env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    folder = store / "home" / "models" / "mine"
+    import onnx
+
+    inside = json.loads({p.key: p.value for p in onnx.load(folder / "model.onnx").metadata_props}
+                        ["age_gender"])  # fmt: skip
+    kept = ModelCard.parse(json.loads((folder / "card.json").read_text()), "card.json")
+    assert ModelCard.parse(inside, "onnx") == kept  # field for field
+    tables = {}
+    for name in ("mine", "mine:onnx"):
+        out = store / name.replace(":", "_")
+        ran = run_script("demo.py", "--model", name, "--image_dir", REPO / "examples",
+                         "--output_dir", out, env=env)  # fmt: skip
+        assert ran.returncode == 0, ran.stderr[-2000:]
+        tables[name] = pd.read_csv(out / "predictions.csv")
+    for column in ("age", "age_std", "age_low", "age_high"):
+        np.testing.assert_allclose(tables["mine"][column][:1], tables["mine:onnx"][column][:1],
+                                   atol=0.05)  # fmt: skip
