@@ -50,6 +50,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--scenes", type=int, default=120, help="scene frames to build")
     parser.add_argument("--backgrounds", type=Path, default=BACKGROUNDS)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--peer", choices=("dlib-models", "none"), default="dlib-models",
+                        help="the model measured beside ours")  # fmt: skip
     return parser.parse_args()
 
 
@@ -77,12 +79,17 @@ def train(args: argparse.Namespace, meta: Path) -> tuple[Path, float]:
 
 def whole_crops(args, model_path: Path, validation: pd.DataFrame) -> dict[str, dict]:
     """evaluate.py's summaries of both models on the validation crops (each crop is the face)."""
-    estimators = [load_estimator(model_path), load_estimator("dlib-models")]
+    estimators = [load_estimator(model_path), *map(load_estimator, compared(args)[1:])]
     estimators[0].set_options(tta=args.tta)
     truth = validation.rename(columns={"ages": "true_age", "genders": "true_gender"})
     summaries = evaluation.evaluate(estimators, truth, args.data, args.work / "crops",
                                     group_by="race")  # fmt: skip
-    return dict(zip(("ours", "dlib-models"), summaries.values(), strict=True))
+    return dict(zip(compared(args), summaries.values(), strict=True))
+
+
+def compared(args) -> tuple[str, ...]:
+    """Our model, and the peer measured beside it (--peer)."""
+    return ("ours",) if args.peer == "none" else ("ours", args.peer)
 
 
 def scene_figures(args, model_path: Path, validation: pd.DataFrame) -> dict[str, dict]:
@@ -96,8 +103,10 @@ def scene_figures(args, model_path: Path, validation: pd.DataFrame) -> dict[str,
     made = scenes.build_scenes(validation, args.data, backgrounds, args.scenes, args.seed, settings)
     truth = scenes.write_scenes(made, folder / "frames")
     figures = {}
-    for name, model in (("ours", ["--weight_file", str(model_path.resolve()), "--tta", args.tta]),
-                        ("dlib-models", ["--model", "dlib-models"])):  # fmt: skip
+    options = {"ours": ["--weight_file", str(model_path.resolve()), "--tta", args.tta],
+               args.peer: ["--model", args.peer]}  # fmt: skip
+    for name in compared(args):
+        model = options[name]
         table = folder / f"{name}.csv"
         run("annotate.py", str((folder / "frames").resolve()), "--output", str(table.resolve()),
             "--overwrite", *model)  # fmt: skip
@@ -167,7 +176,8 @@ def main() -> None:
           f"{'-' if minutes is None else f'{minutes:.1f}'}")  # fmt: skip
     print("| model | MAE | CS@5 | gender | 60+ MAE | scenes: found | MAE | gender | 60+ MAE |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for name in ("ours", "dlib-models"):
+    models = compared(args)
+    for name in models:
         crop, scene = crops[name], found[name]
         print(
             f"| {name} | {crop['mae']:.2f} | {crop['cs5']:.1%} | {crop['gender_accuracy']:.1%} | "
@@ -175,7 +185,6 @@ def main() -> None:
             f"({scene['false_positives']} false) | {scene['mae']:.2f} | "
             f"{scene['gender_accuracy']:.1%} | {scene['mae_60_plus']:.2f} |"
         )
-    models = ("ours", "dlib-models")
     print("\n| scenes: faces | " + " | ".join(f"{m}: found, MAE, gender" for m in models) + " |")
     for band in found["ours"]["by_face"]:
         cells = [found[m]["by_face"][band] for m in models]
