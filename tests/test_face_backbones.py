@@ -93,7 +93,7 @@ def test_damaged_weight_files_are_one_line(tmp_path):
         dlib_resnet.load_weights(network, other)
     with pytest.raises(UserError, match="DlibFaceResNet takes model.img_size=103 or more"):
         model.build_model("DlibFaceResNet", CropSpec(32), None)
-    with pytest.raises(UserError, match="takes model.weights=packaged or null, not imagenet"):
+    with pytest.raises(UserError, match="CydralAge takes weights null, packaged or a file"):
         model.build_model("CydralAge", CropSpec(64), "imagenet")
 
 

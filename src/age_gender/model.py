@@ -7,16 +7,13 @@ needs to know which backbone it holds.
 """
 
 import dataclasses
-import functools
-import importlib
-import inspect
 from pathlib import Path
 
 import keras
 import numpy as np
 from keras import ops
 
-from age_gender import dlib_resnet, wide_resnet
+from age_gender import backbones
 from age_gender.card import ModelCard
 from age_gender.crops import CropSpec
 from age_gender.errors import UserError
@@ -24,44 +21,6 @@ from age_gender.schema import AGE, AGE_CLASSES, GENDER, GENDER_CLASSES
 
 FACE_INPUT = "face_input"
 FEATURE_NORM = "feature_norm"  # trains with the heads
-
-
-def backbone_names() -> list[str]:
-    """Every image model constructor in keras.applications."""
-    return sorted(
-        name
-        for name, value in vars(keras.applications).items()
-        if inspect.isfunction(value) and name[0].isupper()
-    )
-
-
-def backbone_constructor(model_name: str):
-    """keras.applications' constructor, a wide ResNet's (`WideResNet<depth>_<width>`) or one of
-    dlib's face ResNets (`dlib_resnet.ARCHITECTURES`)."""
-    shape = wide_resnet.parse_name(model_name)
-    if shape is not None:
-        return functools.partial(wide_resnet.wide_resnet, *shape)
-    if model_name in dlib_resnet.ARCHITECTURES:
-        return functools.partial(dlib_resnet.dlib_resnet, model_name)
-    names = backbone_names()
-    if model_name not in names:
-        raise UserError(
-            f"unknown backbone {model_name!r}; keras.applications has: {', '.join(names)}; "
-            "WideResNet<depth>_<width> (e.g. WideResNet16_8) and the face networks "
-            f"{', '.join(dlib_resnet.ARCHITECTURES)} are built in"
-        )
-    return getattr(keras.applications, model_name)
-
-
-def preprocess_function(model_name: str):
-    """The backbone module's own `preprocess_input` (identity for those that rescale inside,
-    and for wide ResNets, which the original fed raw 0..255 pixels)."""
-    if wide_resnet.parse_name(model_name) is not None:
-        return lambda images: images
-    if model_name in dlib_resnet.ARCHITECTURES:
-        return dlib_resnet.preprocess_input
-    module = importlib.import_module(backbone_constructor(model_name).__module__)
-    return module.preprocess_input
 
 
 @keras.saving.register_keras_serializable(package="age_gender")
@@ -82,7 +41,7 @@ class FaceInput(keras.layers.Layer):
         super().__init__(**kwargs)
         self._fields = fields
         self.card = None  # the model's `ModelCard`, once built
-        self.preprocess = preprocess_function(fields["backbone"])
+        self.preprocess = backbones.family(fields["backbone"]).preprocess(fields["backbone"])
 
     def build(self, input_shape):
         fields = {**self._fields, "img_size": int(input_shape[1])}
@@ -128,13 +87,10 @@ def build_model(
     helps from-scratch training and small data sets, where slow moving averages leave the
     inference-mode statistics far behind the weights.
     """
-    constructor = backbone_constructor(model_name)
-    words = (None, "imagenet", dlib_resnet.PACKAGED)
-    if weights not in words and not Path(weights).is_file():
-        raise UserError(
-            f"model.weights={weights}: no such file; use imagenet, {dlib_resnet.PACKAGED} (the "
-            "face networks), null or a path"
-        )
+    backbone_family = backbones.family(model_name)
+    constructor = backbone_family.constructor(model_name)
+    is_file = weights is not None and Path(weights).is_file()
+    backbones.check_weights(model_name, weights, is_file)
     img_size = crop.size
     inputs = keras.Input((img_size, img_size, 3), name="image")
     card = ModelCard.of(model_name, crop, channel_order=channel_order)
@@ -153,7 +109,7 @@ def build_model(
         message = f"{model_name} refuses model.img_size={img_size} or its weights: {error}"
         raise UserError(message) from error
     except Exception as error:  # keras.utils.get_file raises a bare Exception when offline
-        if weights not in words:  # a file that is not this backbone's weights
+        if is_file:  # a file that is not this backbone's weights
             raise UserError(f"cannot load model.weights={weights} into {model_name}: "
                             f"{str(error).splitlines()[0]}") from error  # fmt: skip
         raise UserError(
@@ -170,9 +126,8 @@ def build_model(
         features = keras.layers.BatchNormalization(momentum=momentum, name=FEATURE_NORM)(features)
     if dropout > 0:
         features = keras.layers.Dropout(dropout)(features)
-    # float32 heads keep the softmax stable under mixed precision. The original's wide ResNet
-    # has heads without bias: its weights load only into the same.
-    bias = wide_resnet.parse_name(model_name) is None
+    # float32 heads keep the softmax stable under mixed precision.
+    bias = backbone_family.head_bias
     gender = keras.layers.Dense(
         GENDER_CLASSES, activation="softmax", use_bias=bias, name=GENDER, dtype="float32"
     )(features)

@@ -23,10 +23,10 @@ import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
 from age_gender import (
+    backbones,
     calibration,
     checkpoints,
     dataset,
-    dlib_resnet,
     framing,
     labels,
     model,
@@ -55,9 +55,8 @@ def check_config(cfg: DictConfig) -> None:
     check_ranges(cfg)
     if cfg.train.name is not None:
         model_store.check_free(cfg.train.name, cfg.train.replace_model)
-    model.backbone_constructor(cfg.model.model_name)
-    if cfg.model.model_name in dlib_resnet.ARCHITECTURES:  # the others check it as they build
-        dlib_resnet.check_size(cfg.model.model_name, cfg.model.img_size)
+    name = cfg.model.model_name
+    backbones.family(name).check_size(name, cfg.model.img_size)  # keras' check as it builds
 
 
 def tf_config() -> dict:
