@@ -31,7 +31,7 @@ import pandas as pd
 
 from age_gender import evaluation, framing, labels
 from age_gender.card import TTA_MODES
-from age_gender.composites import PasteSettings
+from age_gender.composites import PasteSettings, backgrounds_in
 from age_gender.estimators.presets import load_estimator
 from age_gender.testing import scenes
 
@@ -95,7 +95,7 @@ def compared(args) -> tuple[str, ...]:
 def scene_figures(args, model_path: Path, validation: pd.DataFrame) -> dict[str, dict]:
     """Scenes of the validation faces through annotate.py, for both models."""
     folder = args.work / "scenes"
-    backgrounds = sorted(path for path in args.backgrounds.iterdir() if path.is_file())
+    backgrounds = backgrounds_in(args.backgrounds)
     # The true boxes sit where the detector boxes these crops: measured on them, not assumed.
     measured = framing.framing_of_crops(validation, args.data, 300, args.seed)
     paste = PasteSettings(margin=measured.margin, offset=measured.offset)

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from age_gender import faces, framing
-from age_gender.composites import PasteSettings
+from age_gender.composites import PasteSettings, backgrounds_in
 from age_gender.images import read_image
 from age_gender.plots import plt, save_png
 from age_gender.schema import BOX_COLUMNS
@@ -165,7 +165,7 @@ def plot_recall(figures: dict[str, dict], path: Path) -> None:
 def main() -> None:
     args = parse_args()
     held_out = held_out_faces(args)
-    backgrounds = sorted(path for path in args.backgrounds.iterdir() if path.is_file())
+    backgrounds = backgrounds_in(args.backgrounds)
     # True boxes sit where HOG boxes these crops (the convention every detector is mapped to).
     measured = framing.framing_of_crops(held_out, args.data, 300, args.seed)
     paste = PasteSettings(margin=measured.margin, offset=measured.offset)
