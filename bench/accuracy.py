@@ -10,7 +10,7 @@ the backgrounds and finds them with MTCNN, utkface_cpu trains on the training pa
 composites (minutes counted from the first composite), and both models are measured on the
 validation faces twice:
 - whole crops: each 200x200 crop is the face, as UTKFace's own benchmarks measure it;
-- scenes: the same faces pasted into 640x480 photo backgrounds (testing/scenes.py: 35-230 px,
+- scenes: the same faces pasted into 640x480 photo backgrounds (tests/support/scenes.py: 35-230 px,
   turned up to 25 degrees, varied light), through annotate.py with each model's own defaults,
   as a user runs it; MAE and gender over the faces the detector finds (IoU >= 0.3 with the truth).
 Prints one table, then scenes by face size and turn, both by race (UTKFace's label) with the gap
@@ -29,11 +29,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from age_gender import evaluation, framing, labels
-from age_gender.card import TTA_MODES
-from age_gender.composites import PasteSettings, backgrounds_in
+from age_gender.apps import evaluation
+from age_gender.data import labels
+from age_gender.data.composites import PasteSettings, backgrounds_in
 from age_gender.estimators.presets import load_estimator
-from age_gender.testing import scenes
+from age_gender.faces import framing
+from age_gender.models.card import TTA_MODES
+
+# The benches share the tests' helpers (tests/support: not in the installed package).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support import scenes  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BACKGROUNDS = REPO / "examples" / "backgrounds"

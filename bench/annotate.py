@@ -15,6 +15,7 @@ images/s / the demo's. Goal on 2 cores: at least 1.8.
 import argparse
 import os
 import resource
+import sys
 import tempfile
 import threading
 import time
@@ -23,11 +24,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from age_gender import annotation, demo, jobs
-from age_gender.crops import CropSpec
+from age_gender import jobs
+from age_gender.apps import annotation, demo
 from age_gender.estimators.presets import load_estimator
-from age_gender.faces import DETECTORS, DetectorSpec
-from age_gender.testing import synthetic
+from age_gender.faces.crops import CropSpec
+from age_gender.faces.detection import DETECTORS, DetectorSpec
+
+# The benches share the tests' helpers (tests/support: not in the installed package).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support import synthetic  # noqa: E402
 
 ASTRONAUT = Path(__file__).resolve().parents[1] / "examples" / "astronaut.png"
 
@@ -67,7 +72,7 @@ class WorkerMemory:
 def main() -> None:
     import keras  # here, not above: the spawned workers import this script, not TensorFlow
 
-    from age_gender import model
+    from age_gender.models import model
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=500)

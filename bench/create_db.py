@@ -11,7 +11,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from age_gender.testing import synthetic
+# The benches share the tests' helpers (tests/support: not in the installed package).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support import synthetic  # noqa: E402
 
 ROWS = 460_723
 CACHE = Path(tempfile.gettempdir()) / "age_gender_bench" / f"imdb_{ROWS}"
@@ -20,7 +22,7 @@ MEASURE = """
 import json, resource, sys, time
 from pathlib import Path
 import scipy.io
-from age_gender import labels
+from age_gender.data import labels
 path, task = Path(sys.argv[1]), sys.argv[2]
 start = time.perf_counter()
 if task == "loadmat":

@@ -5,10 +5,11 @@ python bench/detection.py --data data/UTKFace
 DIR holds UTKFace's face crops (licence: non-commercial research only; nothing of them is
 written outside --work). The held-out faces (create_db.py --val_fraction 0.1, the split the
 accuracy benchmark keeps from training) are pasted into 640x480 photo backgrounds by
-testing/scenes.py (35-230 px, turned up to 25 degrees, varied light, seeded); a face counts as found
-at IoU >= 0.3 with its true box. Each detector runs on every frame in this process, one at a
-time. Also measured on the crops: where MTCNN's box sits against HOG's on the same faces (the
-mapping faces.MTCNN_TO_HOG applies) and how far its eyes are from dlib's 5-point predictor's.
+tests/support/scenes.py (35-230 px, turned up to 25 degrees, varied light, seeded); a face
+counts as found at IoU >= 0.3 with its true box. Each detector runs on every frame in this
+process, one at a time. Also measured on the crops: where MTCNN's box sits against HOG's on the
+same faces (the mapping detection.MTCNN_TO_HOG applies) and how far its eyes are from dlib's
+5-point predictor's.
 
 Prints one table, writes detection_recall.png, and ends with `video_recall`, `video_ms` (the
 default of video and the webcam: MTCNN at upsample 0), `detection_ms` and `detection_recall`
@@ -26,22 +27,25 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from age_gender import faces, framing
-from age_gender.composites import PasteSettings, backgrounds_in
+from age_gender.data.composites import PasteSettings, backgrounds_in
+from age_gender.faces import detection, framing
 from age_gender.images import read_image
 from age_gender.plots import plt, save_png
 from age_gender.schema import BOX_COLUMNS
-from age_gender.testing import scenes
+
+# The benches share the tests' helpers (tests/support: not in the installed package).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support import scenes  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-BACKGROUNDS = REPO.parent / "shared" / "assets" / "backgrounds"
+BACKGROUNDS = REPO / "examples" / "backgrounds"
 BANDS = ((30, 45), (45, 90), (90, 240))  # true box sides, pixels
 DETECTORS = {  # label: settings; the defaults are the two MTCNN ones at upsample 0 and 1
-    "HOG upsample 0": faces.DetectorSpec("hog", 0),
-    "HOG upsample 1": faces.DetectorSpec("hog", 1),
-    "MTCNN upsample 0 (video default)": faces.DetectorSpec("mtcnn", 0),
-    "MTCNN upsample 1 (images default)": faces.DetectorSpec("mtcnn", 1),
-    "MTCNN upsample 2": faces.DetectorSpec("mtcnn", 2),
+    "HOG upsample 0": detection.DetectorSpec("hog", 0),
+    "HOG upsample 1": detection.DetectorSpec("hog", 1),
+    "MTCNN upsample 0 (video default)": detection.DetectorSpec("mtcnn", 0),
+    "MTCNN upsample 1 (images default)": detection.DetectorSpec("mtcnn", 1),
+    "MTCNN upsample 2": detection.DetectorSpec("mtcnn", 2),
 }
 
 
@@ -103,8 +107,8 @@ def package_pipeline():
 
     def detect(image: np.ndarray) -> list[tuple]:
         found = detector.detect_faces(image, box_format="xyxy")
-        return [faces.mtcnn_to_hog(np.asarray(face["box"], float)) for face in found
-                if face["confidence"] >= faces.MIN_SCORES["mtcnn"]]  # fmt: skip
+        return [detection.mtcnn_to_hog(np.asarray(face["box"], float)) for face in found
+                if face["confidence"] >= detection.MIN_SCORES["mtcnn"]]  # fmt: skip
 
     return detect
 
@@ -114,10 +118,10 @@ def box_mapping(paths: list[Path], seed: int) -> tuple[dict, float, int]:
     ratios, centre shifts in MTCNN box sizes), and the median distance of MTCNN's eyes from
     the 5-point predictor's, in eye distances. Each crop is scaled at random and padded, as
     `framing.measure_framing` meets it."""
-    from age_gender import crops, mtcnn_faces
-    from age_gender.alignment import eye_finder
+    from age_gender.faces import crops, mtcnn
+    from age_gender.faces.eye_finder import eye_finder
 
-    hog = faces.DetectorSpec("hog").build()
+    hog = detection.DetectorSpec("hog").build()
     rng = np.random.default_rng(seed)
     ratios, eye_errors = [], []
     for path in paths:
@@ -126,10 +130,10 @@ def box_mapping(paths: list[Path], seed: int) -> tuple[dict, float, int]:
         image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         pad = max(image.shape[:2]) // 4
         image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-        found, (boxes, landmarks) = hog.detect(image), mtcnn_faces.detect(image, 20)
-        if not found or not len(boxes) or boxes[0, 4] < faces.MIN_SCORES["mtcnn"]:
+        found, (boxes, landmarks) = hog.detect(image), mtcnn.detect(image, 20)
+        if not found or not len(boxes) or boxes[0, 4] < detection.MIN_SCORES["mtcnn"]:
             continue
-        if crops.iou(found[0].box, [faces.mtcnn_to_hog(boxes[0])])[0] < 0.5:
+        if crops.iou(found[0].box, [detection.mtcnn_to_hog(boxes[0])])[0] < 0.5:
             continue  # not the same face
         x_min, y_min, x_max, y_max = found[0].box
         mx_min, my_min, mx_max, my_max = boxes[0, :4]
@@ -196,7 +200,7 @@ def main() -> None:
               f"{entry['false_positives_per_frame']:.3f} | {entry['ms']:.1f} | "
               f"{entry['iou']:.2f} |")  # fmt: skip
     print(f"MTCNN box -> HOG box on {pairs} faces both found: measured {mapping}, "
-          f"applied {faces.MTCNN_TO_HOG}")  # fmt: skip
+          f"applied {detection.MTCNN_TO_HOG}")  # fmt: skip
     print(f"MTCNN eyes against dlib's 5-point predictor: {eye_error:.3f} eye distances apart")
     plot_recall(figures, args.work / "detection_recall.png")
     print(f"plot: {args.work / 'detection_recall.png'}")

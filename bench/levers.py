@@ -19,7 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from age_gender import evaluation, labels
+from age_gender.apps import evaluation
+from age_gender.data import labels
 from age_gender.estimators.presets import load_estimator
 
 REPO = Path(__file__).resolve().parents[1]

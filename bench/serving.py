@@ -11,6 +11,7 @@ on 2 cores: onnx_vs_keras_face >= 2.0, demo frame with ONNX <= 50 ms, serve_over
 
 import concurrent.futures
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,13 +22,17 @@ import keras
 import numpy as np
 from inference import best_ms, frame_with_one_face  # bench/inference.py: the same frame and timer
 
-from age_gender import export, model
-from age_gender.crops import CropSpec
-from age_gender.demo import Annotator
+from age_gender.apps import export
+from age_gender.apps.demo import Annotator
 from age_gender.estimators.keras_model import KerasEstimator
 from age_gender.estimators.onnx_model import OnnxEstimator
-from age_gender.faces import DetectorSpec
-from age_gender.testing.server_process import running_server
+from age_gender.faces.crops import CropSpec
+from age_gender.faces.detection import DetectorSpec
+from age_gender.models import model
+
+# The benches share the tests' helpers (tests/support: not in the installed package).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support.server_process import running_server  # noqa: E402
 
 
 def latencies(url: str, image: bytes, clients: int, requests: int) -> tuple[list[float], float]:

@@ -13,12 +13,15 @@ The last line is `two_workers_vs_one: X` (images/s on two workers over one worke
 """
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from age_gender.testing import synthetic
-from age_gender.testing.cluster import finish, start_workers
+# The benches share the tests' helpers (tests/support: not in the installed package).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support import synthetic  # noqa: E402
+from support.cluster import finish, start_workers  # noqa: E402
 
 
 def seconds(overrides: list[str], count: int, folder: Path, gpus: bool) -> float:

@@ -152,8 +152,9 @@ def varied_model(tmp_path_factory):
     import keras
     import numpy as np
 
-    from age_gender import export, model
-    from age_gender.crops import CropSpec
+    from age_gender.apps import export
+    from age_gender.faces.crops import CropSpec
+    from age_gender.models import model
 
     folder = tmp_path_factory.mktemp("varied_model")
     keras.utils.set_random_seed(0)  # the same backbone every run: its predictions are checked

@@ -7,10 +7,13 @@ import pandas as pd
 import pytest
 from conftest import REPO, user_error
 
-from age_gender import alignment, jobs, labels, landmarks, model
-from age_gender.crops import CropSpec, face_crops
+from age_gender import jobs
+from age_gender.data import label_eyes, labels
 from age_gender.estimators.base import decode
-from age_gender.faces import DetectorSpec
+from age_gender.faces import eye_finder
+from age_gender.faces.crops import CropSpec, face_crops
+from age_gender.faces.detection import DetectorSpec
+from age_gender.models import model
 from age_gender.schema import EYE_COLUMNS
 
 ASTRONAUT = REPO / "examples" / "astronaut.png"
@@ -40,7 +43,7 @@ def test_landmarks_finds_eyes_and_resumes(faces, tmp_path, run_script):
                  "--output", output, "--chunk_size", "1", "--workers", "2"]  # fmt: skip
     # A killed run left part 0 (kept as it is) and a part of other images (done again).
     frame = labels.read_labels_csv(faces / "labels.csv")
-    settings = landmarks.run_settings(faces / "img", frame, chunk_size=1, detector=DetectorSpec())
+    settings = label_eyes.run_settings(faces / "img", frame, chunk_size=1, detector=DetectorSpec())
     leftover = jobs.Parts(output, settings, overwrite=False)
     for index, (name, value) in enumerate([("up.jpg", 1.0), ("other.jpg", 9.0)]):
         eyes = {column: [value] for column in EYE_COLUMNS}
@@ -61,7 +64,7 @@ def test_landmarks_finds_eyes_and_resumes(faces, tmp_path, run_script):
 
 
 def test_alignment_levels_a_turned_face(faces):
-    finder, detector = alignment.EyeFinder(), DetectorSpec("hog").build()
+    finder, detector = eye_finder.EyeFinder(), DetectorSpec("hog").build()
     crops, plain = [], []
     for name in ("up.jpg", "turned.jpg"):
         image = cv2.cvtColor(cv2.imread(str(faces / "img" / name)), cv2.COLOR_BGR2RGB)

@@ -12,8 +12,7 @@ import cv2
 import pandas as pd
 import pytest
 from conftest import REPO, user_error
-
-from age_gender.testing import synthetic
+from support import synthetic
 
 ASTRONAUT = REPO / "examples" / "astronaut.png"
 

@@ -19,18 +19,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import REPO, refusal
+from support.server_process import running_server
 
-from age_gender import (
-    annotation,
-    dataset,
-    face_cache,
-    faces,
-    images,
-    jobs,
-    labels,
-    records,
-    serving,
-)
+from age_gender import images, jobs
+from age_gender.apps import annotation, serving
+from age_gender.apps.limits import Limits
 from age_gender.cli import annotate as annotate_script
 from age_gender.cli import cache_faces as cache_script
 from age_gender.cli import create_db as create_db_script
@@ -40,12 +33,12 @@ from age_gender.cli import export as export_script
 from age_gender.cli import landmarks as landmarks_script
 from age_gender.cli import serve as serve_script
 from age_gender.cli import train as train_script
-from age_gender.crops import CropSpec
+from age_gender.data import dataset, face_cache, labels, records
 from age_gender.errors import UserError
 from age_gender.estimators.keras_model import KerasEstimator
 from age_gender.estimators.presets import load_estimator
-from age_gender.limits import Limits
-from age_gender.testing.server_process import running_server
+from age_gender.faces import detection
+from age_gender.faces.crops import CropSpec
 
 ASTRONAUT = REPO / "examples" / "astronaut.png"
 NOT_UTF8 = os.fsdecode(b"\xff\xfebad.png")
@@ -563,7 +556,7 @@ def test_two_runs_on_one_output_and_damaged_parts(tmp_path):
 
 def test_what_a_hostile_user_tried_next(tmp_path, capsys):
     strip = np.zeros((1, 300000, 3), np.uint8)  # a 370-byte PNG that broke the detector's resize
-    assert faces.DetectorSpec().build().detect(strip) == []
+    assert detection.DetectorSpec().build().detect(strip) == []
     csv = tmp_path / "labels.csv"
     csv.write_text("genders,ages,img_paths\n1,25,\n")
     line = refusal(capsys, evaluate_script.main, "--csv", csv, "--root", tmp_path,

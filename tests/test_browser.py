@@ -8,8 +8,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import REPO
-
-from age_gender.testing.server_process import running_server
+from support.server_process import running_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [

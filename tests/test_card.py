@@ -6,10 +6,10 @@ import keras
 import numpy as np
 import pytest
 
-from age_gender import calibration, model
-from age_gender.card import ModelCard
-from age_gender.crops import CropSpec
 from age_gender.errors import UserError
+from age_gender.faces.crops import CropSpec
+from age_gender.models import calibration, model
+from age_gender.models.card import ModelCard
 
 
 def test_every_field_round_trips_and_is_checked():

@@ -10,9 +10,10 @@ import pytest
 from conftest import REPO, user_error
 from test_framing import tight_crops
 
-from age_gender import composites, crops
-from age_gender.composites import PasteSettings
-from age_gender.crops import CropSpec
+from age_gender.data import composites
+from age_gender.data.composites import PasteSettings
+from age_gender.faces import crops
+from age_gender.faces.crops import CropSpec
 from age_gender.images import read_image
 from age_gender.schema import BOX_COLUMNS, EYE_COLUMNS
 

@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import scipy.io
 from conftest import refusal, user_error
+from support import synthetic
 
-from age_gender import labels
 from age_gender.cli import create_db as create_db_cli
-from age_gender.testing import synthetic
+from age_gender.data import labels
 
 
 def write_imdb(data_dir, count=200):

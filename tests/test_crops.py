@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from age_gender import crops, dataset
-from age_gender.crops import CropSpec
+from age_gender.data import dataset
 from age_gender.estimators.base import face_inputs
+from age_gender.faces import crops
+from age_gender.faces.crops import CropSpec
 from age_gender.schema import BOX_COLUMNS, EYE_COLUMNS
 
 

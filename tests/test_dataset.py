@@ -11,11 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
+from support import synthetic
 
-from age_gender import dataset, model
 from age_gender.config import AugmentConfig, ErasingConfig, TrainConfig
-from age_gender.crops import CropSpec
-from age_gender.testing import synthetic
+from age_gender.data import dataset
+from age_gender.faces.crops import CropSpec
+from age_gender.models import model
 
 CROP = CropSpec(32)
 

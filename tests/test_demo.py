@@ -11,7 +11,7 @@ from conftest import REPO, refusal, user_error
 from PIL import Image
 
 from age_gender.cli import demo as demo_cli
-from age_gender.records import read_csv_table
+from age_gender.data.records import read_csv_table
 
 ASTRONAUT = REPO / "examples" / "astronaut.png"
 

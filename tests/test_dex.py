@@ -9,8 +9,8 @@ import pytest
 from conftest import REPO, user_error
 from onnx import TensorProto, helper, numpy_helper
 
-from age_gender.crops import CropSpec, face_crops
 from age_gender.estimators.dex import DEX_FILES
+from age_gender.faces.crops import CropSpec, face_crops
 
 AGE_WEIGHTS = {
     "age": (0, np.arange(101) * 4e-4),  # the age rises with the mean of channel 0 (blue, BGR)

@@ -8,10 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import user_error
+from support import synthetic
 
-from age_gender import evaluation, model, plots
-from age_gender.crops import CropSpec
-from age_gender.testing import synthetic
+from age_gender import plots
+from age_gender.apps import evaluation
+from age_gender.faces.crops import CropSpec
+from age_gender.models import model
 
 
 def test_metrics_against_hand_computed_values():

@@ -9,13 +9,13 @@ import onnx
 import pandas as pd
 import pytest
 from conftest import REPO, user_error
+from support.server_process import running_server
 from test_leftovers import strand
 
-from age_gender.card import ModelCard
 from age_gender.errors import UserError
 from age_gender.estimators.base import exported_card
 from age_gender.estimators.presets import load_estimator
-from age_gender.testing.server_process import running_server
+from age_gender.models.card import ModelCard
 
 
 @pytest.mark.slow

@@ -12,9 +12,10 @@ import onnxruntime
 import pytest
 from conftest import REPO, user_error
 
-from age_gender import dlib_resnet, model, training
-from age_gender.crops import CropSpec
 from age_gender.errors import UserError
+from age_gender.faces.crops import CropSpec
+from age_gender.models import dlib_resnet, model
+from age_gender.training import fit
 
 ASTRONAUT = REPO / "examples" / "astronaut.png"
 
@@ -67,16 +68,16 @@ def test_face_backbone_takes_raw_rgb_saves_and_reloads(tmp_path, astronaut_chip)
 
 def test_trainable_from_freezes_the_stages_before_it():
     network = model.build_model("CydralAge", CropSpec(64), None)
-    training.set_trainable(network, frozen=False, trainable_from="block4")
+    fit.set_trainable(network, frozen=False, trainable_from="block4")
     trainable = [layer.name for layer in network.layers if layer.trainable_weights]
     assert trainable[0] == "block4_1_conv" and "stem_conv" not in trainable
     assert {"pred_gender", "pred_age", "block5_2_affine"} <= set(trainable)
-    training.set_trainable(network, frozen=True, trainable_from="block4")
+    fit.set_trainable(network, frozen=True, trainable_from="block4")
     assert [layer.name for layer in network.layers if layer.trainable_weights] == [
         "pred_gender", "pred_age"
     ]  # fmt: skip
     with pytest.raises(UserError, match="trainable_from=blok4: no layer"):
-        training.set_trainable(network, frozen=False, trainable_from="blok4")
+        fit.set_trainable(network, frozen=False, trainable_from="blok4")
 
 
 def test_damaged_weight_files_are_one_line(tmp_path):

@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 from conftest import REPO, user_error
 
-from age_gender import dataset, face_cache
 from age_gender.config import ErasingConfig, TrainConfig
-from age_gender.crops import CropSpec
+from age_gender.data import dataset, face_cache
 from age_gender.errors import UserError
+from age_gender.faces.crops import CropSpec
 
 
 def photo(path, width=400, height=300, seed=0):

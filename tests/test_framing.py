@@ -5,11 +5,13 @@ import cv2
 import numpy as np
 import pandas as pd
 from conftest import ASTRONAUT_FACE, REPO, astronaut
+from support import scenes
 
-from age_gender import crops, faces, framing, labels, schema
-from age_gender.composites import PasteSettings
-from age_gender.crops import CropSpec
-from age_gender.testing import scenes
+from age_gender import schema
+from age_gender.data import labels
+from age_gender.data.composites import PasteSettings
+from age_gender.faces import crops, detection, framing
+from age_gender.faces.crops import CropSpec
 
 
 def tight_crops(count: int, jitter: float = 1.0) -> list[np.ndarray]:
@@ -39,7 +41,7 @@ def test_the_measured_framing_crops_a_detected_face_as_training_did(tmp_path):
     crop = tight_crops(1, jitter=0)[0]
     photo = np.full((480, 640, 3), 90, np.uint8)
     photo[150:350, 300:500] = crop
-    found = faces.DetectorSpec("hog").build().detect(photo)  # the detector it was measured with
+    found = detection.DetectorSpec("hog").build().detect(photo)  # the detector it was measured with
     assert len(found) == 1
     recovered = crops.crop_box(photo.shape, found[0].box, measured.margin, measured.offset)
     # Within 4 % of the crop: at most 4 px of a 96 px model input (the detector snaps its box).
@@ -66,7 +68,7 @@ def test_scenes_hold_their_faces_where_the_detector_boxes_them(tmp_path):
     made = scenes.build_scenes(rows, folder, backgrounds, 4, 0, settings)
     truth = scenes.write_scenes(made, tmp_path / "frames")
     assert len(truth) >= 4 and set(truth["ages"]) <= set(range(30, 36))
-    detector, found = faces.DetectorSpec().build(), []
+    detector, found = detection.DetectorSpec().build(), []
     for name in sorted(set(truth["file"])):
         image = cv2.imread(str(tmp_path / "frames" / name))[..., ::-1].copy()
         found += [{"file": name, **dict(zip(schema.BOX_COLUMNS, face.box, strict=True))}
@@ -84,8 +86,8 @@ def test_scenes_hold_their_faces_where_the_detector_boxes_them(tmp_path):
 
 
 def test_training_records_the_framing_of_box_less_crops(tmp_path):
-    from age_gender import training
     from age_gender.config import compose_config
+    from age_gender.training import fit
 
     folder = tmp_path / "crops"
     folder.mkdir()
@@ -93,8 +95,8 @@ def test_training_records_the_framing_of_box_less_crops(tmp_path):
         cv2.imwrite(str(folder / f"{index}.png"), crop[..., ::-1])
     rows = pd.DataFrame({"genders": 0, "ages": 30, "img_paths": [f"{i}.png" for i in range(24)]})
     cfg = compose_config([f"data.root={folder}"])
-    crop = training.crop_spec(cfg, rows)
+    crop = fit.crop_spec(cfg, rows)
     assert 0.0 < crop.margin < 0.2 and crop.offset != (0.0, 0.0) and crop.size == 224
     # Boxes in every row: the configured margin is the framing.
     boxed = rows.assign(x_min=10, y_min=10, x_max=90, y_max=90)
-    assert training.crop_spec(cfg, boxed) == CropSpec(224, 0.4)
+    assert fit.crop_spec(cfg, boxed) == CropSpec(224, 0.4)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, refusal, user_error
+from support.synthetic import write_disk_dataset
 from test_bad_inputs import photo_folder
 
 from age_gender import files
@@ -21,7 +22,6 @@ from age_gender.cli import demo as demo_script
 from age_gender.cli import evaluate as evaluate_script
 from age_gender.cli import export as export_script
 from age_gender.cli import landmarks as landmarks_script
-from age_gender.testing.synthetic import write_disk_dataset
 
 
 @pytest.fixture

@@ -12,16 +12,17 @@ import pytest
 from conftest import ASTRONAUT_FACE, REPO, astronaut
 from keras.src.legacy.saving import legacy_h5_format
 
-from age_gender import crops, faces, model, weights
-from age_gender.alignment import eye_finder
-from age_gender.crops import CropSpec
+from age_gender.apps.tracking import FaceTracker
 from age_gender.errors import UserError
 from age_gender.estimators.base import decode
 from age_gender.estimators.dlib_models import DlibModelsEstimator
 from age_gender.estimators.keras_model import KerasEstimator
 from age_gender.estimators.presets import load_estimator
+from age_gender.faces import crops, detection
+from age_gender.faces.crops import CropSpec
+from age_gender.faces.eye_finder import eye_finder
+from age_gender.models import model, weights
 from age_gender.schema import BOX_COLUMNS, Prediction
-from age_gender.tracking import FaceTracker
 
 
 def rgb(name):
@@ -30,7 +31,7 @@ def rgb(name):
 
 @pytest.mark.parametrize("kind", ["mtcnn", "hog", "cnn"])
 def test_detectors_find_the_astronaut_and_no_cat(kind):
-    detector = faces.DetectorSpec(kind, upsample=0 if kind == "cnn" else 1).build()
+    detector = detection.DetectorSpec(kind, upsample=0 if kind == "cnn" else 1).build()
     found = detector.detect(rgb("astronaut.png"))
     assert len(found) == 1
     assert max(abs(a - b) for a, b in zip(found[0].box, ASTRONAUT_FACE, strict=True)) < 15
@@ -40,7 +41,7 @@ def test_detectors_find_the_astronaut_and_no_cat(kind):
 def test_large_frames_are_searched_downscaled_and_boxes_scaled_back():
     image = rgb("astronaut.png")
     large = cv2.resize(image, None, fx=4, fy=4)
-    found = faces.DetectorSpec("hog", max_side=512).build().detect(large)
+    found = detection.DetectorSpec("hog", max_side=512).build().detect(large)
     assert len(found) == 1
     assert max(abs(a - 4 * b) for a, b in zip(found[0].box, ASTRONAUT_FACE, strict=True)) < 60
 
@@ -215,10 +216,10 @@ def test_every_estimator_path_crops_with_the_models_offset(varied_model):
     assert moved.age == pytest.approx(runner.predict_crops(crop)[0].age, abs=1e-4)
     unmoved = crops.face_crops(image, [box], dataclasses.replace(spec, offset=(0.0, 0.0)))
     assert moved.age != pytest.approx(runner.predict_crops(unmoved)[0].age, abs=1e-3)
-    from age_gender.annotation import Examiner, FaceFinding
+    from age_gender.apps.annotation import Examiner, FaceFinding
 
     # An annotate worker, given the spec alone, crops what the estimator crops.
-    examiner = Examiner(REPO / "examples", FaceFinding(faces.DetectorSpec("hog"), spec))
+    examiner = Examiner(REPO / "examples", FaceFinding(detection.DetectorSpec("hog"), spec))
     rows, worker_crops = examiner("astronaut.png")
     assert [tuple(rows[0][column] for column in BOX_COLUMNS)] == [box]
     assert np.array_equal(worker_crops, crop)

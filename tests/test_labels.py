@@ -9,10 +9,12 @@ import pandas as pd
 import pytest
 import scipy.io
 from conftest import REPO
+from support import synthetic
 
-from age_gender import annotation, images, labels
+from age_gender import images
+from age_gender.apps import annotation
+from age_gender.data import labels
 from age_gender.errors import UserError
-from age_gender.testing import synthetic
 
 
 def original_rules(columns: dict, min_score: float = 1.0) -> pd.DataFrame:

@@ -17,10 +17,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from age_gender import checkpoints, demo, evaluation, face_cache, jobs
-from age_gender.crops import CropSpec
+from age_gender import jobs
+from age_gender.apps import demo, evaluation
+from age_gender.data import face_cache
 from age_gender.errors import UserError
+from age_gender.faces.crops import CropSpec
 from age_gender.files import check_output_path, leftovers, remove_leftovers, temporary_path
+from age_gender.training import checkpoints
 
 # Enters `atomic_output(argv[1])`, writes a file (or a folder, if argv[2] is "folder") there,
 # and dies at os.replace call number argv[3] (0: before any), as a kill at that point would.

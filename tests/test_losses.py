@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from age_gender import dataset, model
-from age_gender.crops import CropSpec
+from age_gender.data import dataset
+from age_gender.faces.crops import CropSpec
+from age_gender.models import model
 
 
 def test_the_dldl_target_sums_to_one_and_peaks_at_the_true_age():

@@ -10,10 +10,11 @@ import pytest
 import yaml
 from conftest import REPO, user_error
 
-from age_gender import FaceAnalyzer, model, model_store
-from age_gender.card import ModelCard
-from age_gender.crops import CropSpec
+from age_gender import FaceAnalyzer
 from age_gender.errors import UserError
+from age_gender.faces.crops import CropSpec
+from age_gender.models import model, store
+from age_gender.models.card import ModelCard
 
 PROVENANCE = {
     "data": {"db": "utkface", "csv": "meta/utkface_train.csv", "rows": 16027,
@@ -25,21 +26,21 @@ PROVENANCE = {
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch):
+def stored(tmp_path, monkeypatch):
     """A store in a temporary AGE_GENDER_HOME holding `mine`: a small untrained model whose card
     has every field training fills."""
-    monkeypatch.setenv(model_store.HOME, str(tmp_path / "home"))
+    monkeypatch.setenv(store.HOME, str(tmp_path / "home"))
     network = model.build_model("MobileNetV3Small", CropSpec(32, 0.2), None)
     card = dataclasses.replace(model.model_card(network), upright=True, age_std_scale=0.5,
                                interval_scale=1.7, provenance=PROVENANCE)  # fmt: skip
     model.set_card(network, card)
     network.save(tmp_path / "best.keras")
-    model_store.keep("mine", tmp_path / "best.keras", card)
+    store.keep("mine", tmp_path / "best.keras", card)
     return tmp_path
 
 
-def test_a_kept_model_has_its_card_and_a_hugging_face_readme(store):
-    folder = store / "home" / "models" / "mine"
+def test_a_kept_model_has_its_card_and_a_hugging_face_readme(stored):
+    folder = stored / "home" / "models" / "mine"
     assert sorted(path.name for path in folder.iterdir()) == ["README.md", "card.json",
                                                               "model.keras"]  # fmt: skip
     card = ModelCard.parse(json.loads((folder / "card.json").read_text()), "card.json")
@@ -55,9 +56,9 @@ def test_a_kept_model_has_its_card_and_a_hugging_face_readme(store):
     assert len(records) == 1 and records[0]["age_low"] < records[0]["age"] < records[0]["age_high"]
 
 
-def test_demo_lists_and_uses_it_and_a_damaged_entry_is_one_line(store, run_script):
-    env = {model_store.HOME: str(store / "home")}
-    broken = store / "home" / "models" / "broken"
+def test_demo_lists_and_uses_it_and_a_damaged_entry_is_one_line(stored, run_script):
+    env = {store.HOME: str(stored / "home")}
+    broken = stored / "home" / "models" / "broken"
     broken.mkdir()
     (broken / "model.keras").write_bytes(b"not a model")
     (broken / "card.json").write_text("{cut")
@@ -73,9 +74,9 @@ def test_demo_lists_and_uses_it_and_a_damaged_entry_is_one_line(store, run_scrip
                                "(Expecting property name enclosed in double quotes: line 1 "
                                "column 2 (char 1)); export again")  # fmt: skip
     result = run_script("demo.py", "--model", "mine", "--image_dir", REPO / "examples",
-                        "--output_dir", store / "out", env=env)  # fmt: skip
+                        "--output_dir", stored / "out", env=env)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
-    table = pd.read_csv(store / "out" / "predictions.csv")
+    table = pd.read_csv(stored / "out" / "predictions.csv")
     assert table["age_low"][0] < table["age"][0] < table["age_high"][0]
     for name, message in [
         ("nobody", "unknown model 'nobody'; the named models are"),
@@ -83,18 +84,18 @@ def test_demo_lists_and_uses_it_and_a_damaged_entry_is_one_line(store, run_scrip
         ("mine:zip", "a named model's export is one of mine:onnx, mine:tflite"),
     ]:
         refused = run_script("demo.py", "--model", name, "--image_dir", REPO / "examples",
-                             "--output_dir", store / "refused", env=env)  # fmt: skip
+                             "--output_dir", stored / "refused", env=env)  # fmt: skip
         assert message in user_error(refused)
     with pytest.raises(UserError, match="and yours: broken, mine"):
         FaceAnalyzer("nobody")
 
 
 @pytest.mark.slow
-def test_an_export_lands_beside_it_with_the_same_card(store, run_script):
-    env = {model_store.HOME: str(store / "home")}
+def test_an_export_lands_beside_it_with_the_same_card(stored, run_script):
+    env = {store.HOME: str(stored / "home")}
     result = run_script("export.py", "--model", "mine", "--format", "onnx", env=env)
     assert result.returncode == 0, result.stderr[-2000:]
-    folder = store / "home" / "models" / "mine"
+    folder = stored / "home" / "models" / "mine"
     import onnx
 
     inside = json.loads({p.key: p.value for p in onnx.load(folder / "model.onnx").metadata_props}
@@ -103,7 +104,7 @@ def test_an_export_lands_beside_it_with_the_same_card(store, run_script):
     assert ModelCard.parse(inside, "onnx") == kept  # field for field
     tables = {}
     for name in ("mine", "mine:onnx"):
-        out = store / name.replace(":", "_")
+        out = stored / name.replace(":", "_")
         ran = run_script("demo.py", "--model", name, "--image_dir", REPO / "examples",
                          "--output_dir", out, env=env)  # fmt: skip
         assert ran.returncode == 0, ran.stderr[-2000:]

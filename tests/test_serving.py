@@ -18,12 +18,12 @@ import pandas as pd
 import pytest
 from conftest import REPO, refusal, user_error
 from PIL import Image
+from support.server_process import running_server
 from uvicorn.protocols.http import h11_impl
 
-from age_gender import serving
+from age_gender.apps import serving
 from age_gender.cli import serve as serve_script
 from age_gender.errors import UserError
-from age_gender.testing.server_process import running_server
 
 ASTRONAUT = REPO / "examples" / "astronaut.png"
 

@@ -13,13 +13,15 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import REPO, user_error
+from support import synthetic
 
-from age_gender import checkpoints, dataset, model, training
-from age_gender.card import ModelCard
 from age_gender.config import compose_config
-from age_gender.crops import CropSpec
+from age_gender.data import dataset
 from age_gender.errors import UserError
-from age_gender.testing import synthetic
+from age_gender.faces.crops import CropSpec
+from age_gender.models import model
+from age_gender.models.card import ModelCard
+from age_gender.training import checkpoints, fit
 
 SMALL_MODEL = [
     "model.model_name=MobileNetV3Small",
@@ -197,8 +199,9 @@ def test_mirrored_strategy_on_two_cpus_gives_the_same_step(disks):
         tf.config.set_logical_device_configuration(cpu, two)
         import keras, pandas as pd
         from pathlib import Path
-        from age_gender import dataset, model
-        from age_gender.crops import CropSpec
+        from age_gender.data import dataset
+        from age_gender.models import model
+        from age_gender.faces.crops import CropSpec
         rows = pd.read_csv("{disks}/train.csv")[:16]
         data = dataset.make_dataset(rows, Path("{disks}/images"), CropSpec(32), 16)
 
@@ -213,16 +216,16 @@ def test_mirrored_strategy_on_two_cpus_gives_the_same_step(disks):
         single = one_step(tf.distribute.OneDeviceStrategy("/cpu:0"))
         mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         # train.freeze_epochs under the mirrored strategy: one step moves the heads only.
-        from age_gender import training
+        from age_gender.training import fit
         keras.utils.set_random_seed(0)
         with mirrored.scope():
             network = model.build_model("VGG16", CropSpec(32), None)
         before = [layer.get_weights() for layer in network.layers]
-        cfg = training.OmegaConf.create({{"train": {{"optimizer_name": "sgd", "lr": 0.01,
+        cfg = fit.OmegaConf.create({{"train": {{"optimizer_name": "sgd", "lr": 0.01,
             "momentum": 0.9, "lr_scheduler": "constant", "age_loss_weight": 1.0,
             "gender_loss_weight": 1.0, "jit_compile": False, "age_loss": "dldl",
             "age_sigma": 2.0, "trainable_from": None, "finetune_lr": None}}}})
-        training.compile_for(network, cfg, mirrored, 1, training.Phase(0, 1, True, "b"))
+        fit.compile_for(network, cfg, mirrored, 1, fit.Phase(0, 1, True, "b"))
         network.fit(data, epochs=1, verbose=0)
         moved = sorted(layer.name for layer, old in zip(network.layers, before)
                        if any((a != b).any() for a, b in zip(layer.get_weights(), old)))
@@ -250,7 +253,7 @@ def test_bad_input_is_one_line_before_training(disks, tmp_path, run_script):
             [*data_options(disks), *SMALL_MODEL, f"train.output_dir={tmp_path}/o", *overrides]
         )
         with pytest.raises(UserError) as caught:
-            training.train(cfg)
+            fit.train(cfg)
         return str(caught.value)
 
     pd.DataFrame({"ages": [1], "img_paths": ["a.jpg"]}).to_csv(tmp_path / "cols.csv")

@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import REPO, user_error
+from support import synthetic
 
-from age_gender import model
-from age_gender.crops import CropSpec, face_crops
 from age_gender.estimators.base import decode
-from age_gender.testing import synthetic
+from age_gender.faces.crops import CropSpec, face_crops
+from age_gender.models import model
 
 
 def write_keras2_weights(path, network) -> None:

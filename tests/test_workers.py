@@ -11,9 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import user_error
-
-from age_gender.testing import synthetic
-from age_gender.testing.cluster import finish, free_port, start_workers
+from support import synthetic
+from support.cluster import finish, free_port, start_workers
 
 pytestmark = pytest.mark.slow
 

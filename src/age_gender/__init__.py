@@ -1,7 +1,7 @@
 """Age and gender estimation from faces, trained with Keras/TensorFlow.
 
-`from age_gender import FaceAnalyzer` is the Python API (`api.py`); it is imported on first use,
-so a worker process importing a submodule does not load the models' code.
+`from age_gender import FaceAnalyzer` is the Python API (`apps/api.py`); it is imported on first
+use, so a worker process importing a submodule does not load the models' code.
 
 TensorFlow is imported with its start-up lines dropped (`quiet.py`: TensorFlow >= 2.20 writes
 them through absl before its log level applies); `TF_CPP_MIN_LOG_LEVEL=0` brings them back.
@@ -19,7 +19,7 @@ quiet.install()
 
 def __getattr__(name: str):
     if name == "FaceAnalyzer":
-        from age_gender.api import FaceAnalyzer
+        from age_gender.apps.api import FaceAnalyzer
 
         return FaceAnalyzer
     raise AttributeError(f"module 'age_gender' has no attribute {name!r}")

@@ -16,8 +16,8 @@ from pathlib import Path
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from age_gender.crops import DEFAULT_MARGIN
 from age_gender.errors import UserError
+from age_gender.schema import DEFAULT_MARGIN
 
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"  # config.yaml and the presets
 MAX_IMG_SIZE = 2048  # pixels: a larger input is a mistake, and its face cache fills a disk

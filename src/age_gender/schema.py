@@ -22,6 +22,7 @@ EYE_COLUMNS = ["eye_left_x", "eye_left_y", "eye_right_x", "eye_right_y"]  # left
 BOUNDS_COLUMNS = ["bounds_x_min", "bounds_y_min", "bounds_x_max", "bounds_y_max"]
 CACHE_MARGIN = "cache_margin"
 MAX_AGE = AGE_CLASSES - 1
+DEFAULT_MARGIN = 0.4  # a face crop's: the original project's 40 % of the box on each side
 UNKNOWN_GENDER = -1
 
 # The output table: a row per face, or per image without one.

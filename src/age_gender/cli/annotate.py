@@ -56,8 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def check_output(output: Path, overwrite: bool, engine: str) -> None:
     """Fails before any work: an unknown format, a missing folder, a result not to replace."""
+    from age_gender.data.records import table_format
     from age_gender.files import check_output_path
-    from age_gender.records import table_format
 
     if table_format(output) != ".parquet" and engine == "ray":
         raise UserError("--engine ray writes Parquet: name the output .parquet")
@@ -71,12 +71,13 @@ def check_output(output: Path, overwrite: bool, engine: str) -> None:
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    from age_gender import annotation, jobs
+    from age_gender import jobs
+    from age_gender.apps import annotation
     from age_gender.files import check_inputs_kept
 
     check_output(args.output, args.overwrite, args.engine)
     if args.engine == "ray":
-        from age_gender import annotation_ray
+        from age_gender.apps import annotation_ray
 
         annotation_ray.import_ray()  # before the model loads: a missing extra fails fast
     root, names = annotation.list_images(args.input, args.root)

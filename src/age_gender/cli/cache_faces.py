@@ -41,9 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    from age_gender import face_cache, labels
     from age_gender.config import check_ranges, compose_config
-    from age_gender.crops import CropSpec
+    from age_gender.data import face_cache, labels
+    from age_gender.faces.crops import CropSpec
     from age_gender.files import (
         atomic_output,
         check_inputs_kept,

@@ -43,8 +43,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    from age_gender import composites, framing, labels
+    from age_gender.data import composites, labels
     from age_gender.errors import UserError
+    from age_gender.faces import framing
     from age_gender.files import check_inputs_kept, check_output_path, output_folder
 
     if not args.root.is_dir():

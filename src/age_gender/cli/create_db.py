@@ -3,8 +3,8 @@
 import argparse
 from pathlib import Path
 
-from age_gender import labels
 from age_gender.cli import options
+from age_gender.data import labels
 from age_gender.errors import ArgumentParser, UserError, exit_on_user_error, number
 from age_gender.files import atomic_output, check_output_path, make_output_folder
 

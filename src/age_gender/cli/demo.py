@@ -37,7 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    from age_gender import demo, jobs  # after parsing: TensorFlow is slow to import
+    from age_gender import jobs  # after parsing: TensorFlow is slow to import
+    from age_gender.apps import demo
     from age_gender.files import check_output_folder, make_output_folder
 
     output_dir = args.output_dir

@@ -20,7 +20,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    from age_gender import evaluation, labels
+    from age_gender.apps import evaluation
+    from age_gender.data import labels
 
     if args.group_by is not None and not args.group_by.strip():
         raise UserError("--group_by needs a column name of the CSV (e.g. subject)")

@@ -18,7 +18,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    from age_gender import evaluation, labels
+    from age_gender.apps import evaluation
+    from age_gender.data import labels
 
     if not args.appa_dir.is_dir():
         what = "is a file, not the data set's folder" if args.appa_dir.exists() else "not found"

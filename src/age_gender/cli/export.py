@@ -47,15 +47,16 @@ def main(argv: list[str] | None = None) -> None:
             importlib.import_module(module)
         except ImportError as error:
             raise UserError(f"export needs {module}: pip install 'age-gender[export]'") from error
-    from age_gender import export, model_store  # after parsing: TensorFlow is slow to import
+    from age_gender.apps import export  # after parsing: TensorFlow is slow to import
     from age_gender.estimators.keras_model import KerasEstimator
     from age_gender.files import make_output_folder
+    from age_gender.models import store
 
     weight_file, output_dir = args.weight_file, args.output_dir or Path("exported")
     if args.model is not None:
-        weight_file = model_store.find(model_store.check_name(args.model))
+        weight_file = store.find(store.check_name(args.model))
         if weight_file is None:
-            raise UserError(f"no model named {args.model} in {model_store.models_dir()} "
+            raise UserError(f"no model named {args.model} in {store.models_dir()} "
                             "(--list-models lists them)")  # fmt: skip
         output_dir = args.output_dir or weight_file.parent
     if weight_file.suffix.lower() in (".onnx", ".tflite"):
@@ -64,9 +65,7 @@ def main(argv: list[str] | None = None) -> None:
             "train.py or the original's .hdf5 weights"
         )
     folder = make_output_folder(output_dir)  # before the model loads: fails fast
-    paths = {
-        form: folder / f"{weight_file.stem}{model_store.EXPORT_SUFFIXES[form]}" for form in forms
-    }
+    paths = {form: folder / f"{weight_file.stem}{store.EXPORT_SUFFIXES[form]}" for form in forms}
     for path in paths.values():
         if path.exists() and not args.overwrite:
             raise UserError(f"{path} exists from an earlier export; pass --overwrite to replace it")

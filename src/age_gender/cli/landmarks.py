@@ -27,7 +27,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    from age_gender import labels, landmarks
+    from age_gender.data import label_eyes, labels
     from age_gender.files import check_inputs_kept, check_output_path
     from age_gender.schema import EYE_COLUMNS
 
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     check_inputs_kept([output], [args.csv])
     detector = detector_spec(args, 1)
     detector.build()  # a detector that cannot load fails here, in one line, before any worker
-    result = landmarks.add_eyes(
+    result = label_eyes.add_eyes(
         frame, args.root, output, args.workers, args.chunk_size, detector,
         args.overwrite,
     )  # fmt: skip

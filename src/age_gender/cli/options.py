@@ -5,7 +5,6 @@ import argparse
 import os
 from pathlib import Path
 
-from age_gender.card import TTA_MODES
 from age_gender.errors import number
 from age_gender.estimators.base import Estimator
 from age_gender.estimators.presets import (
@@ -15,7 +14,8 @@ from age_gender.estimators.presets import (
     load_preset,
     models_table,
 )
-from age_gender.faces import DETECTORS, DetectorSpec, FaceDetector
+from age_gender.faces.detection import DETECTORS, DetectorSpec, FaceDetector
+from age_gender.models.card import TTA_MODES
 
 MAX_UPSAMPLE = 3  # 4 would search a 640x480 photo at 10240x7680 (236 MB) per pyramid level
 

@@ -11,9 +11,9 @@ import socket
 import ssl
 from pathlib import Path
 
+from age_gender.apps.limits import Limits
 from age_gender.cli import options
 from age_gender.errors import ArgumentParser, UserError, exit_on_user_error, number
-from age_gender.limits import Limits
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         import uvicorn
 
-        from age_gender import serving
+        from age_gender.apps import serving
     except ImportError as error:
         raise UserError(f"serve.py needs {error.name}: pip install 'age-gender[serve]'") from error
 

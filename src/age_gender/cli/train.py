@@ -92,13 +92,13 @@ def check_output_dir(arguments: list[str]) -> Path | None:
 def train(cfg: DictConfig) -> None:
     # Imported after Hydra has parsed the command line: TensorFlow and Ray are slow to load.
     if cfg.workers.engine == Engine.ray:
-        from age_gender.workers import train_with_ray
+        from age_gender.training.workers import train_with_ray
 
         train_with_ray(cfg)
         return
-    from age_gender import training
+    from age_gender.training import fit
 
-    training.train(cfg)
+    fit.train(cfg)
 
 
 def main() -> None:

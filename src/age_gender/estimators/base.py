@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from age_gender.alignment import eye_finder
-from age_gender.card import ModelCard, read_json
-from age_gender.crops import CropSpec, face_crops
 from age_gender.errors import UserError
+from age_gender.faces.crops import CropSpec, face_crops
+from age_gender.faces.eye_finder import eye_finder
+from age_gender.models.card import ModelCard, read_json
 from age_gender.schema import HEADS, MAX_AGE, Prediction
 
 METADATA_KEY = "age_gender"  # where an exported model carries its card

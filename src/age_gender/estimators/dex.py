@@ -5,10 +5,10 @@ from pathlib import Path
 
 import numpy as np
 
-from age_gender.card import ModelCard
 from age_gender.errors import UserError
 from age_gender.estimators.base import CropEstimator
 from age_gender.estimators.onnx_model import onnx_session, run_by_batch
+from age_gender.models.card import ModelCard
 
 DEX_DIR = Path("pretrained_models") / "dex"
 DEX_FILES = {

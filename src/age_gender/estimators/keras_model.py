@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from age_gender.card import ModelCard
-from age_gender.crops import CropSpec
 from age_gender.errors import UserError
 from age_gender.estimators.base import CropEstimator, exported_card, head_outputs, model_file
+from age_gender.faces.crops import CropSpec
+from age_gender.models.card import ModelCard
 
 ORIGINAL_NAME = re.compile(r"(?P<backbone>[A-Za-z0-9]+)_(?P<size>\d+)_.*\.(hdf5|h5)$")
 
@@ -18,7 +18,7 @@ def original_architecture(path: Path) -> tuple[str, int]:
     """Backbone and image size of the original project's HDF5 weights: from the name
     (`EfficientNetB3_224_weights.11-3.44.hdf5`), else from the layers (its wide ResNet,
     `weights.28-3.73.hdf5`)."""
-    from age_gender import wide_resnet
+    from age_gender.models import wide_resnet
 
     match = ORIGINAL_NAME.search(path.name)
     if match:
@@ -39,7 +39,7 @@ class KerasEstimator(CropEstimator):
     def __init__(self, network, name: str):
         import tensorflow as tf
 
-        from age_gender.model import model_card
+        from age_gender.models.model import model_card
 
         super().__init__(model_card(network), name)
         self.network = network
@@ -51,7 +51,7 @@ class KerasEstimator(CropEstimator):
         """A `.keras` file of train.py, or HDF5 weights named like `EfficientNetB3_224_*.hdf5`."""
         import keras
 
-        from age_gender import model
+        from age_gender.models import model
 
         model_file(path)
         if path.suffix == ".keras":

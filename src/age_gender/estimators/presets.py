@@ -3,7 +3,7 @@ Python API and `load_estimator` all come.
 
 A preset is a file (downloaded once and checked, or put in place by hand where its licence or
 size keeps it from being fetched), its licence, a line saying what it is, and the backend that
-runs it. After the presets come the user's own models (`model_store`: `mine`, `mine:onnx`).
+runs it. After the presets come the user's own models (`models.store`: `mine`, `mine:onnx`).
 Anything else `load_estimator` takes is a path: `.keras`, original `.hdf5`, `.onnx`, `.tflite`,
 or a SavedModel folder.
 """
@@ -12,9 +12,9 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-from age_gender import model_store, weights
 from age_gender.errors import UserError
 from age_gender.estimators.base import Estimator
+from age_gender.models import store, weights
 
 
 def keras_file(path: Path) -> Estimator:
@@ -84,9 +84,9 @@ def load_preset(name: str) -> Estimator:
     if name in PRESETS:
         preset = PRESETS[name]
         return preset.load(None if preset.weight is None else weights.fetch(preset.weight))
-    stored = model_store.find(name)
+    stored = store.find(name)
     if stored is None:
-        own = [entry for entry, _ in model_store.entries()]
+        own = [entry for entry, _ in store.entries()]
         raise UserError(f"unknown model {name!r}; the named models are {', '.join(PRESETS)}"
                         f"{', and yours: ' + ', '.join(own) if own else ''} (--list-models "
                         "says what each is)")  # fmt: skip
@@ -97,7 +97,7 @@ def load_preset(name: str) -> Estimator:
 
 def is_name(model: str | Path) -> bool:
     """Whether `model` names a model (a preset, or one of the store) rather than a path."""
-    return isinstance(model, str) and (model in PRESETS or model_store.find(model) is not None)
+    return isinstance(model, str) and (model in PRESETS or store.find(model) is not None)
 
 
 def load_file(path: Path) -> Estimator:
@@ -135,11 +135,11 @@ def load_estimator(model: str | Path | None = None) -> Estimator:
 def models_table() -> str:
     """The presets and the user's models as `--list-models` prints them (a damaged stored
     model is its one line; the others still list)."""
-    own = [(name, card if isinstance(card, str) else model_store.summary(card))
-           for name, card in model_store.entries()]  # fmt: skip
+    own = [(name, card if isinstance(card, str) else store.summary(card))
+           for name, card in store.entries()]  # fmt: skip
     width = max(map(len, [*PRESETS, *(name for name, _ in own)]))
     lines = [f"{name:<{width}}  {preset.description}\n{'':<{width}}  licence: {preset.licence}"
              for name, preset in PRESETS.items()]  # fmt: skip
-    lines.append(f"\nyour models ({model_store.models_dir()}; train.py ... train.name=NAME):")
+    lines.append(f"\nyour models ({store.models_dir()}; train.py ... train.name=NAME):")
     lines += [f"{name:<{width}}  {line}" for name, line in own] or ["  none yet"]
     return "\n".join(lines)

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 
-from age_gender.card import ModelCard
 from age_gender.errors import UserError
 from age_gender.estimators.base import (
     CropEstimator,
@@ -13,6 +12,7 @@ from age_gender.estimators.base import (
     head_outputs,
     import_runtime,
 )
+from age_gender.models.card import ModelCard
 from age_gender.quiet import quiet_stderr
 
 

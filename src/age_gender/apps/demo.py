@@ -15,15 +15,15 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from age_gender.api import FaceAnalyzer
-from age_gender.drawing import draw_faces
+from age_gender.apps.api import FaceAnalyzer
+from age_gender.apps.drawing import draw_faces
+from age_gender.apps.tracking import FaceTracker
+from age_gender.data.records import image_rows, read_csv_table, typed, unreadable_row, write_table
 from age_gender.errors import UserError, printable
-from age_gender.faces import FaceDetector
+from age_gender.faces.detection import FaceDetector
 from age_gender.files import atomic_output, check_inputs_kept, remove_leftovers
 from age_gender.images import is_image_file, read_image
-from age_gender.records import image_rows, read_csv_table, typed, unreadable_row, write_table
 from age_gender.schema import COLUMNS, UNREADABLE
-from age_gender.tracking import FaceTracker
 
 WINDOW = "age and gender (q to quit)"
 

@@ -2,7 +2,7 @@
 
 Ray Train's TensorflowTrainer starts `workers.count` processes on a Ray cluster (a local instance
 unless `workers.ray_address` names one) and sets TF_CONFIG for each, so each runs the same
-`training.train` as a worker started by hand: the global batch split across them, the chief (the
+`fit.train` as a worker started by hand: the global batch split across them, the chief (the
 first) the one writer of logs, plots and best.keras, each worker its own backup. The data and
 output paths are made absolute, since a worker runs in a folder of Ray's. Ray's own records of
 the run go to `<train.output_dir>/ray`. A worker lost mid-run fails the run; the same
@@ -22,10 +22,10 @@ PATHS = ("data.csv", "data.root", "data.val_csv", "data.val_root", "train.output
 def train_on_worker(config: dict) -> None:
     """What each Ray worker runs: the training of one worker, whose UserError reaches the driver
     as itself."""
-    from age_gender import training
     from age_gender.config import Config
+    from age_gender.training import fit
 
-    training.train(OmegaConf.merge(OmegaConf.structured(Config), config))  # typed, as Hydra's
+    fit.train(OmegaConf.merge(OmegaConf.structured(Config), config))  # typed, as Hydra's
 
 
 def train_with_ray(cfg: DictConfig) -> None:

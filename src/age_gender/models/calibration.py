@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from age_gender.card import INTERVAL_LEVEL
+from age_gender.models.card import INTERVAL_LEVEL
 
 ONE_STD, TWO_STD = 0.6827, 0.9545  # a Gaussian's share within 1 and 2 standard deviations
 POWERS = np.linspace(0.5, 2.5, 41)

@@ -11,8 +11,8 @@ corners).
 import cv2
 import numpy as np
 
-from age_gender.crops import iou
-from age_gender.mtcnn_networks import sessions
+from age_gender.faces.crops import iou
+from age_gender.faces.mtcnn_networks import sessions
 
 PNET_CELL, PNET_STRIDE = 12, 2  # PNet scores 12x12 windows every 2 pixels of its pyramid level
 PYRAMID_STEP = 0.709  # each level 1/sqrt(2) the area of the last: the paper's factor

@@ -22,25 +22,19 @@ import pandas as pd
 import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
-from age_gender import (
-    backbones,
-    calibration,
-    checkpoints,
-    dataset,
-    framing,
-    labels,
-    model,
-    model_store,
-)
-from age_gender.card import ModelCard
-from age_gender.checkpoints import BestModel
 from age_gender.config import AgeBalance, Optimizer, Scheduler, TrainConfig, check_ranges
-from age_gender.crops import CropSpec, is_box
+from age_gender.data import dataset, labels
 from age_gender.errors import UserError
 from age_gender.estimators.base import decode
+from age_gender.faces import framing
+from age_gender.faces.crops import CropSpec, is_box
 from age_gender.files import atomic_output, remove_leftovers
+from age_gender.models import backbones, calibration, model, store
+from age_gender.models.card import ModelCard
 from age_gender.plots import plot_learning_curves, plot_reliability
 from age_gender.schema import AGE, EYE_COLUMNS, GENDER, HEADS, MAX_AGE
+from age_gender.training import checkpoints
+from age_gender.training.checkpoints import BestModel
 
 BEST_MODEL = "best.keras"
 LOG = "log.csv"
@@ -54,7 +48,7 @@ def check_config(cfg: DictConfig) -> None:
     types were checked by the schema, `config.Config`)."""
     check_ranges(cfg)
     if cfg.train.name is not None:
-        model_store.check_free(cfg.train.name, cfg.train.replace_model)
+        store.check_free(cfg.train.name, cfg.train.replace_model)
     name = cfg.model.model_name
     backbones.family(name).check_size(name, cfg.model.img_size)  # keras' check as it builds
 
@@ -565,7 +559,7 @@ def train(cfg: DictConfig) -> Path:
         plot_learning_curves(finished_epochs(log_path), output_dir / CURVES)
         print(f"best model: {best_path}\nlearning curves: {output_dir / CURVES}")
         if cfg.train.name is not None:
-            kept = model_store.keep(cfg.train.name, best_path, card, output_dir / RELIABILITY)
+            kept = store.keep(cfg.train.name, best_path, card, output_dir / RELIABILITY)
             print(f"kept as {cfg.train.name} in {kept} (--model {cfg.train.name})")
     return best_path
 

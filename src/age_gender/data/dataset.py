@@ -24,10 +24,12 @@ import pandas as pd
 import tensorflow as tf
 from tqdm import tqdm
 
-from age_gender import crops, images, labels
+from age_gender import images
 from age_gender.config import AugmentConfig, ErasingConfig, TrainConfig
-from age_gender.crops import CropSpec
+from age_gender.data import labels
 from age_gender.errors import UserError
+from age_gender.faces import crops
+from age_gender.faces.crops import CropSpec
 from age_gender.schema import (
     AGE,
     AGE_CLASSES,

@@ -15,8 +15,8 @@ import json
 import math
 from typing import Any
 
-from age_gender.crops import CropSpec
 from age_gender.errors import UserError
+from age_gender.faces.crops import CropSpec
 
 VERSION = 2  # 1: the metadata before the card
 TTA_MODES = ("none", "flip")

@@ -15,13 +15,13 @@ import keras
 import numpy as np
 
 from age_gender import quiet
-from age_gender.card import ModelCard
 from age_gender.errors import UserError
 from age_gender.estimators.base import METADATA_KEY
 from age_gender.estimators.keras_model import KerasEstimator, SavedModelEstimator
 from age_gender.estimators.onnx_model import OnnxEstimator
 from age_gender.estimators.tflite_model import TFLiteEstimator, sidecar_path
 from age_gender.files import atomic_output, remove_leftovers
+from age_gender.models.card import ModelCard
 from age_gender.schema import AGE, AGE_CLASSES, GENDER, GENDER_CLASSES
 
 AGE_TOLERANCE = 0.05  # years

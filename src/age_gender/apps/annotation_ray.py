@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from age_gender import annotation
-from age_gender.annotation import Examiner, FaceFinding
+from age_gender.apps import annotation
+from age_gender.apps.annotation import Examiner, FaceFinding
+from age_gender.data.records import typed
 from age_gender.errors import UserError
 from age_gender.files import atomic_output
-from age_gender.records import typed
 from age_gender.schema import FACE_COLUMNS, IMAGE_COLUMNS, OK
 
 TEXT_COLUMNS = ("file", "status")

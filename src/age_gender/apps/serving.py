@@ -28,12 +28,12 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, create_model
 from starlette.formparsers import MultiPartParser
 
-from age_gender.api import FaceAnalyzer
+from age_gender.apps.api import FaceAnalyzer
+from age_gender.apps.limits import Limits
+from age_gender.data.records import face_record, json_record
 from age_gender.errors import UserError
-from age_gender.faces import DETECTORS, FaceDetector
+from age_gender.faces.detection import DETECTORS, FaceDetector
 from age_gender.images import decode_image
-from age_gender.limits import Limits
-from age_gender.records import face_record, json_record
 from age_gender.schema import FACE_TYPES
 
 WEB = Path(__file__).parent / "web"

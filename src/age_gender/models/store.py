@@ -14,9 +14,9 @@ from pathlib import Path
 
 import yaml
 
-from age_gender.card import ModelCard, read_json
 from age_gender.errors import UserError
 from age_gender.files import atomic_output
+from age_gender.models.card import ModelCard, read_json
 
 HOME = "AGE_GENDER_HOME"
 MODEL, CARD, README, PLOT = "model.keras", "card.json", "README.md", "reliability.png"

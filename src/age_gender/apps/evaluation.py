@@ -13,10 +13,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from age_gender import calibration, labels
-from age_gender.crops import is_box, overlaps
+from age_gender.data import labels
+from age_gender.data.records import prediction_record
 from age_gender.errors import UserError, printable
-from age_gender.faces import FaceDetector
+from age_gender.faces.crops import is_box, overlaps
+from age_gender.faces.detection import FaceDetector
 from age_gender.files import (
     atomic_output,
     check_output_folder,
@@ -24,8 +25,8 @@ from age_gender.files import (
     remove_leftovers,
 )
 from age_gender.images import read_image
+from age_gender.models import calibration
 from age_gender.plots import plot_age_groups, plot_predicted_vs_real, plot_reliability
-from age_gender.records import prediction_record
 from age_gender.schema import BOX_COLUMNS, PREDICTION_COLUMNS
 
 GROUP_EDGES = (0, 10, 20, 30, 40, 50, 60, 70)

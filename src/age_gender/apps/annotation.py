@@ -19,13 +19,20 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from age_gender import jobs, labels
-from age_gender.api import find_faces
-from age_gender.crops import CropSpec
+from age_gender import jobs
+from age_gender.apps.api import find_faces
+from age_gender.data import labels
+from age_gender.data.records import (
+    image_rows,
+    prediction_record,
+    typed,
+    unreadable_row,
+    write_table,
+)
 from age_gender.errors import UserError, printable
-from age_gender.faces import DetectorSpec
+from age_gender.faces.crops import CropSpec
+from age_gender.faces.detection import DetectorSpec
 from age_gender.images import glob_files, image_files, once_each, read_image
-from age_gender.records import image_rows, prediction_record, typed, unreadable_row, write_table
 from age_gender.schema import OK, Prediction
 
 PARTS_AHEAD = 2  # parts being decoded while the model runs: bounds the crops held in memory

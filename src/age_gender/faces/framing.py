@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from age_gender.faces import DetectorSpec, FaceDetector
+from age_gender.faces.detection import DetectorSpec, FaceDetector
 from age_gender.images import read_image
 
 

@@ -19,9 +19,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from age_gender import crops, jobs, labels
-from age_gender.crops import CropSpec, is_box
+from age_gender import jobs
+from age_gender.data import labels
 from age_gender.errors import UserError
+from age_gender.faces import crops
+from age_gender.faces.crops import CropSpec, is_box
 from age_gender.files import atomic_output, remove_leftovers
 from age_gender.images import decode_image, read_note, with_note
 from age_gender.schema import BOUNDS_COLUMNS, BOX_COLUMNS, CACHE_MARGIN

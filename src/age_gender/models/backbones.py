@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import keras
 
-from age_gender import dlib_resnet, wide_resnet
 from age_gender.errors import UserError
+from age_gender.models import dlib_resnet, wide_resnet
 
 IMAGENET = "imagenet"
 

@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from age_gender import crops
-from age_gender.composites import PasteSettings, background, paste_face
+from age_gender.data.composites import PasteSettings, background, paste_face
+from age_gender.faces import crops
 from age_gender.images import read_image
 from age_gender.schema import BOX_COLUMNS
 

@@ -14,7 +14,8 @@ import math
 import cv2
 import numpy as np
 
-DEFAULT_MARGIN = 0.4  # the original project's: 40 % of the box on each side
+from age_gender.schema import DEFAULT_MARGIN
+
 # The aligned face square, in eye distances: about the size of dlib's HOG box, with the eyes
 # above its centre. The margin then widens it as it widens a detector's box.
 FACE_SIDE = 2.5

@@ -9,7 +9,7 @@ import dataclasses
 
 import numpy as np
 
-from age_gender.crops import iou
+from age_gender.faces.crops import iou
 from age_gender.schema import Prediction
 
 

@@ -14,9 +14,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from age_gender import crops, jobs, labels
-from age_gender.alignment import eye_finder
-from age_gender.faces import DetectorSpec
+from age_gender import jobs
+from age_gender.data import labels
+from age_gender.faces import crops
+from age_gender.faces.detection import DetectorSpec
+from age_gender.faces.eye_finder import eye_finder
 from age_gender.files import atomic_output
 from age_gender.images import read_image
 from age_gender.schema import BOX_COLUMNS, EYE_COLUMNS

@@ -6,7 +6,7 @@ A data set of tight, upright crops (UTKFace) teaches a model crops; users hand i
 boxes of faces of any size and turn in photos. Trained on these composites, it learns the
 detector's box, its eyes (for `data.upright`), small faces and foreign backgrounds. A face the
 detector cannot find in its composite is kept as its crop. The benchmark's scenes
-(`testing/scenes.py`) paste faces the same way.
+(`tests/support/scenes.py`) paste faces the same way.
 """
 
 import dataclasses
@@ -20,9 +20,10 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from age_gender import crops, jobs
+from age_gender import jobs
 from age_gender.errors import UserError
-from age_gender.faces import DetectorSpec
+from age_gender.faces import crops
+from age_gender.faces.detection import DetectorSpec
 from age_gender.files import atomic_output, remove_leftovers
 from age_gender.images import SUFFIXES, read_image, read_note, with_note
 from age_gender.schema import BOX_COLUMNS, EYE_COLUMNS

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import scipy.io
 
-from age_gender.labels import MATLAB_TO_PYTHON_ORDINAL
+from age_gender.data.labels import MATLAB_TO_PYTHON_ORDINAL
 
 
 def matlab_datenum(date: datetime.date) -> float:
@@ -135,8 +135,8 @@ def write_face_photos(
     """Writes `count` JPEGs of `sizes[0]`..`sizes[1]` px with one to three copies of the head in
     `portrait` (an RGB photo of one face), flipped and scaled at random, side by side on a noisy
     background: a photo collection for annotation tests and benchmarks."""
-    from age_gender.crops import crop_box
-    from age_gender.faces import DetectorSpec
+    from age_gender.faces.crops import crop_box
+    from age_gender.faces.detection import DetectorSpec
 
     x_min, y_min, x_max, y_max = crop_box(
         portrait.shape, DetectorSpec().build().detect(portrait)[0].box, 0.6

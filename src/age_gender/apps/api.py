@@ -17,14 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from age_gender.card import TTA_MODES
-from age_gender.crops import CropSpec
+from age_gender.data.records import image_rows, json_record
 from age_gender.errors import UserError, printable
 from age_gender.estimators.base import Estimator, FaceInputs, face_inputs
 from age_gender.estimators.presets import load_estimator, load_preset
-from age_gender.faces import DETECTORS, DetectorSpec, FaceDetector
+from age_gender.faces.crops import CropSpec
+from age_gender.faces.detection import DETECTORS, DetectorSpec, FaceDetector
 from age_gender.images import read_image
-from age_gender.records import image_rows, json_record
+from age_gender.models.card import TTA_MODES
 from age_gender.schema import Face, Prediction
 
 

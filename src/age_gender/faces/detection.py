@@ -12,9 +12,9 @@ import cv2
 import dlib
 import numpy as np
 
-from age_gender import mtcnn_faces
 from age_gender.errors import UserError
-from age_gender.mtcnn_networks import sessions
+from age_gender.faces import mtcnn
+from age_gender.faces.mtcnn_networks import sessions
 from age_gender.schema import Face
 
 MIN_SIDE = 16  # pixels: no detector finds a face in a thinner image
@@ -69,7 +69,7 @@ class FaceDetector:
         kind = spec.kind
         if kind == "mtcnn":
             sessions()  # missing or damaged weights fail here, in one line
-            self._detector = mtcnn_faces
+            self._detector = mtcnn
         elif kind == "hog":
             self._detector = dlib.get_frontal_face_detector()
         elif kind == "cnn":

@@ -13,10 +13,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from age_gender import backbones
-from age_gender.card import ModelCard
-from age_gender.crops import CropSpec
 from age_gender.errors import UserError
+from age_gender.faces.crops import CropSpec
+from age_gender.models import backbones
+from age_gender.models.card import ModelCard
 from age_gender.schema import AGE, AGE_CLASSES, GENDER, GENDER_CLASSES
 
 FACE_INPUT = "face_input"
