@@ -386,7 +386,7 @@ def test_offline_the_default_model_says_so_in_one_line(tmp_path, offline, capsys
 
 @pytest.mark.slow
 def test_tensorflow_start_up_lines_are_dropped_unless_asked_for():
-    code = "import age_gender.model"
+    code = "import age_gender.models.model"
     ours = ("TF_CPP_MIN_LOG_LEVEL", "AGE_GENDER_QUIET_TENSORFLOW")  # as a user's shell has it
     environment = {key: value for key, value in os.environ.items() if key not in ours}
     quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

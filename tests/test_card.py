@@ -1,6 +1,7 @@
 """The model card: one parser, one writer, files from before it, and the calibration it records."""
 
 import dataclasses
+import json
 
 import keras
 import numpy as np
@@ -52,7 +53,7 @@ def test_calibration_holds_on_faces_it_was_not_fitted_on():
         return np.abs(rng.standard_t(4, count) * truth), spreads
 
     errors, spreads = faces(4000)
-    fields, held_out = calibration.calibrate(errors, spreads)
+    fields, held_out = calibration.calibrate(errors, spreads, level=0.9)
     assert fields["age_std_power"] == pytest.approx(1.5, abs=0.2)
     new_errors, new_spreads = faces(20000)
     stds = fields["age_std_scale"] * new_spreads ** fields["age_std_power"]
@@ -60,3 +61,15 @@ def test_calibration_holds_on_faces_it_was_not_fitted_on():
     assert figures["within_1_std"] == pytest.approx(0.683, abs=0.02)
     assert figures["within_interval"] == pytest.approx(0.90, abs=0.02)
     assert held_out["within_interval"] == pytest.approx(0.90, abs=0.03)
+
+
+def test_a_served_card_names_no_file_of_the_training_machine():
+    card = ModelCard("MobileNetV3Small", 32, "RGB", 0.4, provenance={
+        "data": {"db": "utkface", "csv": "/home/me/meta/train.csv", "val_csv": "/home/me/v.csv",
+                 "licence": "research"},
+        "config": {"data": {"root": "/home/me/data"}}, "commit": "abc",
+    })  # fmt: skip
+    shared = card.shareable()
+    assert shared["provenance"] == {"data": {"db": "utkface", "licence": "research"},
+                                    "commit": "abc"}  # fmt: skip
+    assert "/home/me" not in json.dumps(shared) and shared["backbone"] == "MobileNetV3Small"

@@ -59,3 +59,19 @@ def test_balanced_weights_reach_the_loss(tmp_path):
     data = dataset.make_dataset(frame, tmp_path, CropSpec(8), 4, age_weights=weights)
     _, _, (gender_weights, age_weights) = next(iter(data))
     assert np.allclose(age_weights, weights) and np.allclose(gender_weights, 1.0)
+
+
+def test_group_weights_let_groups_weigh_alike_and_reach_the_gender_loss(tmp_path):
+    races = pd.Series(["White"] * 6 + ["Asian"] * 2 + [None] * 2, dtype=object)
+    weights = dataset.balanced_group_weights(races, power=1.0)
+    assert weights.mean() == pytest.approx(1.0)
+    # Each group, the faces without one included, weighs the same in all.
+    assert (
+        weights[:6].sum() == pytest.approx(weights[6:8].sum()) == pytest.approx(weights[8:].sum())
+    )
+    frame = pd.DataFrame({"genders": [0, 1] * 5, "ages": 30, "img_paths": ["a.png"] * 10})
+    frame.loc[9, "genders"] = -1  # unknown: no gender loss, whatever its group
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((16, 16, 3), np.uint8))
+    data = dataset.make_dataset(frame, tmp_path, CropSpec(8), 10, gender_weights=weights)
+    _, _, (gender_weights, age_weights) = next(iter(data))
+    assert np.allclose(gender_weights, [*weights[:9], 0.0]) and np.allclose(age_weights, 1.0)

@@ -72,7 +72,7 @@ def test_demo_lists_and_uses_it_and_a_damaged_entry_is_one_line(stored, run_scri
     )
     assert lines["broken"] == (f"damaged: the model card of {broken / 'card.json'} is not JSON "
                                "(Expecting property name enclosed in double quotes: line 1 "
-                               "column 2 (char 1)); export again")  # fmt: skip
+                               "column 2 (char 1))")  # fmt: skip
     result = run_script("demo.py", "--model", "mine", "--image_dir", REPO / "examples",
                         "--output_dir", stored / "out", env=env)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]

@@ -287,6 +287,9 @@ def test_bad_input_is_one_line_before_training(disks, tmp_path, run_script):
     assert "DlibFaceResNet takes model.img_size=103 or more" in error(
         "model.model_name=DlibFaceResNet", "model.weights=packaged", "model.img_size=64"
     )
+    assert "data.upright=true needs the faces' eyes in" in error("data.upright=true")
+    assert "train.group_balance=race: " in error("train.group_balance=race")
+    assert "model name '../x': use up to 64 letters" in error("train.name=../x")
 
     # The backbone is checked before any image is: these images do not even exist.
     missing = pd.DataFrame({"genders": [1] * 40, "ages": [3] * 40, "img_paths": ["no.jpg"] * 40})

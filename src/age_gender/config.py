@@ -64,6 +64,7 @@ class DataConfig:
     framing_sample: int = 500  # crops without boxes: faces the framing is measured on
     align: bool = False  # crop the square the eyes span (landmarks.py's eye columns)
     upright: bool = False  # turn each box so the eyes are level, where the eye columns say
+    licence: str | None = None  # the data's terms, for the model card; None: data.db's
 
 
 @dataclasses.dataclass

@@ -43,7 +43,7 @@ def find_faces(
 
 class FaceAnalyzer:
     """A detector and a model: faces found, then their age and gender estimated (the eyes the
-    detector gives align the faces of a model trained aligned)."""
+    detector gives turn the faces of a model trained aligned or upright)."""
 
     def __init__(
         self,

@@ -141,9 +141,9 @@ def predict_rows(
     model call.
 
     Returns the predictions (file and the output schema's prediction columns: age, age_std,
-    gender, gender_probability) indexed like `rows`, the files that could not be read, and
-    those where the detector found no face (predicted on the whole image instead, so they stay
-    in N).
+    age_low, age_high, gender, gender_probability) indexed like `rows`, the files that could not
+    be read, and those where the detector found no face (predicted on the whole image instead,
+    so they stay in N).
     """
     records, unreadable, no_face = [], [], []
     with tqdm(total=len(rows), desc=estimator.name, unit="image") as bar:

@@ -51,14 +51,14 @@ def embed_normalization_constants(network: keras.Model) -> None:
             layer.mean, layer.variance = np.asarray(layer.mean), np.asarray(layer.variance)
 
 
-def exported_card(estimator: KerasEstimator) -> ModelCard:
+def card_for_export(estimator: KerasEstimator) -> ModelCard:
     """The model's card unchanged, with the test-time augmentation chosen for this export."""
     return dataclasses.replace(estimator.card, tta=estimator.tta)
 
 
 def export_json(estimator: KerasEstimator, outputs: dict[str, str]) -> str:
     """The exported card, and which output is which head."""
-    return exported_card(estimator).to_json(heads=HEAD_DESCRIPTIONS, input=INPUT, outputs=outputs)
+    return card_for_export(estimator).to_json(heads=HEAD_DESCRIPTIONS, input=INPUT, outputs=outputs)
 
 
 def traced(estimator: KerasEstimator) -> keras.Model:
@@ -70,7 +70,7 @@ def traced(estimator: KerasEstimator) -> keras.Model:
 
 
 def write_onnx(estimator: KerasEstimator, path: Path) -> OnnxEstimator:
-    """Keras' own ONNX export, the metadata written into the file; the file's runner."""
+    """Keras' own ONNX export, the card written into the file; the file's runner."""
     import onnx
 
     with quiet.quiet_tf2onnx():
@@ -91,14 +91,14 @@ def write_onnx(estimator: KerasEstimator, path: Path) -> OnnxEstimator:
 
 def write_tflite(estimator: KerasEstimator, path: Path) -> TFLiteEstimator:
     """Keras' own LiteRT export (builtin ops: the LiteRT runtime has no Flex ops); its runner
-    with the metadata in memory, the sidecar being written once parity holds."""
+    with the card in memory, the sidecar being written once parity holds."""
     from ai_edge_litert.interpreter import Interpreter
 
     traced(estimator).export(str(path), format="litert", verbose=False)
     interpreter = Interpreter(model_path=str(path))
     details = interpreter.get_output_details()
     outputs = {HEAD_BY_WIDTH[int(output["shape"][-1])]: output["name"] for output in details}
-    return TFLiteEstimator(interpreter, exported_card(estimator), outputs, str(path))
+    return TFLiteEstimator(interpreter, card_for_export(estimator), outputs, str(path))
 
 
 def write_saved_model(estimator: KerasEstimator, path: Path) -> SavedModelEstimator:

@@ -40,7 +40,7 @@ WEB = Path(__file__).parent / "web"
 FORMATS = {"JPEG", "MPO", "PNG", "WEBP"}  # MPO: a phone's multi-picture JPEG
 MULTIPART_OVERHEAD = 64 * 1024  # bytes of a multipart body around the file: boundaries, headers
 DRAIN_LIMIT = 64 * 1024 * 1024  # bytes of a refused body read (and dropped) before the answer
-log = logging.getLogger("age_gender.serving")
+log = logging.getLogger(__name__)
 
 
 FaceRecord = create_model(
@@ -336,7 +336,7 @@ class Inference:
         card = self.estimator.card
         return {
             "model": self.model_name,
-            "card": None if card is None else card.to_dict(),
+            "card": None if card is None else card.shareable(),  # no training machine's paths
             "detector": dataclasses.asdict(self.detector.spec),
             "detectors": list(DETECTORS),
             "limits": dataclasses.asdict(self.limits),
@@ -410,7 +410,7 @@ def create_app(
 
     @app.get("/v1/model", dependencies=authorised)
     def model() -> dict:
-        """The model, its metadata, the detector settings and the request limits."""
+        """The model, its card, the detector settings and the request limits."""
         return inference.describe()
 
     @app.get("/healthz")

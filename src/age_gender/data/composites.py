@@ -54,7 +54,7 @@ def backgrounds_in(folder: Path) -> list[Path]:
     paths = sorted(path for path in folder.glob("*") if path.suffix.lower() in SUFFIXES)
     if not folder.is_dir() or not paths:
         raise UserError(f"no background photos in {folder}: give a folder of photos without "
-                        "faces (e.g. ../shared/assets/backgrounds)")  # fmt: skip
+                        "faces (e.g. examples/backgrounds)")  # fmt: skip
     return paths
 
 
@@ -134,9 +134,12 @@ def detector(spec: DetectorSpec):
     return spec.build()
 
 
-def composite_name(path: Path, index: int, seed: int) -> str:
-    """A face's composite file, named by its crop, its row and the seed (what defines it)."""
-    key = f"{path}|{index}|{seed}"
+def composite_name(
+    path: Path, index: int, seed: int, settings: PasteSettings, spec: DetectorSpec
+) -> str:
+    """A face's composite file, named by what defines it (its crop, its row, the seed, how it is
+    pasted and found), so a run with other settings never reuses it."""
+    key = f"{path}|{index}|{seed}|{settings}|{spec}"
     digest = hashlib.sha1(key.encode("utf-8", "surrogateescape")).hexdigest()
     return f"{FOLDER}/{digest[:2]}/{digest[2:18]}.jpg"
 
@@ -198,7 +201,7 @@ def make_composites(
     if set(BOX_COLUMNS) & set(frame.columns) and frame[BOX_COLUMNS].notna().any().any():
         raise UserError("these rows have face boxes: composites are made of face crops (the "
                         "whole image is the face), as UTKFace's")  # fmt: skip
-    names = [composite_name(root / path, index, seed)
+    names = [composite_name(root / path, index, seed, settings, spec)
              for index, path in enumerate(frame["img_paths"])]  # fmt: skip
     remove_leftovers(output_dir / FOLDER, {Path(name).name for name in names}, recursive=True)
     notes: list[dict | None] = [placement_note(output_dir / name) for name in names]

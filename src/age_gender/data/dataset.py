@@ -336,9 +336,8 @@ def balanced_group_weights(groups: pd.Series, power: float = 0.5) -> np.ndarray:
     """Per-face loss weights that let each group of `groups` (a label column, e.g. UTKFace's
     race) weigh alike: the group's frequency to the -`power` (1: every group as much as every
     other; 0.5: half way), mean 1. A missing value is a group of its own."""
-    names = groups.astype(str).to_numpy()
-    _, inverse, counts = np.unique(names, return_inverse=True, return_counts=True)
-    weights = counts[inverse].astype(float) ** -power
+    codes, _ = pd.factorize(groups, use_na_sentinel=False)
+    weights = np.bincount(codes)[codes].astype(float) ** -power
     return (weights / weights.mean()).astype(np.float32)
 
 

@@ -14,8 +14,9 @@ import numpy as np
 from age_gender.errors import UserError
 from age_gender.faces.crops import CropSpec, face_crops
 from age_gender.faces.eye_finder import eye_finder
+from age_gender.models.calibration import calibrated
 from age_gender.models.card import ModelCard, read_json
-from age_gender.schema import HEADS, MAX_AGE, Prediction
+from age_gender.schema import HEADS, Prediction
 
 METADATA_KEY = "age_gender"  # where an exported model carries its card
 
@@ -24,13 +25,17 @@ def exported_card(text: str | bytes, source: str) -> tuple[ModelCard, dict]:
     """An exported model's card (export.py writes it into the ONNX file, beside the TFLite
     file, into the SavedModel) and the names of its outputs, parsed and checked the same for
     every format: damaged metadata is one line naming the file and the field."""
-    data = read_json(text, source)
+    try:
+        data = read_json(text, source)
+        card = ModelCard.parse(data, source)
+    except UserError as error:
+        raise UserError(f"{error}; export again") from None
     outputs = data.get("outputs")
     named = isinstance(outputs, dict) and all(isinstance(outputs.get(h), str) for h in HEADS)
     if not named:
         raise UserError(f"the model card of {source} has a wrong outputs ({outputs!r}); "
                         "export again")  # fmt: skip
-    return ModelCard.parse(data, source), outputs
+    return card, outputs
 
 
 def head_outputs(
@@ -56,23 +61,16 @@ def decode(
     """Turns the two softmax outputs into predictions: mean and spread of the age distribution,
     the spread calibrated as the model's `card` records (fitted by training on its validation
     faces), and the card's 90 % interval where it has one."""
-    card = card or UNCALIBRATED
     ages = np.arange(age_probabilities.shape[1])
     means = age_probabilities @ ages
     spreads = np.sqrt(np.maximum(age_probabilities @ ages**2 - means**2, 0.0))
-    spreads = card.age_std_scale * spreads**card.age_std_power
-    half = np.nan if card.interval_scale is None else card.interval_scale * spreads
-    lows = np.maximum(means - half, 0.0) * np.ones_like(means)
-    highs = np.minimum(means + half, MAX_AGE) * np.ones_like(means)
+    spreads, lows, highs = calibrated(means, spreads, card)
     return [
         Prediction(float(mean), float(spread), float(gender[1]), float(low), float(high))
         for mean, spread, gender, low, high in zip(
             means, spreads, gender_probabilities, lows, highs, strict=True
         )
     ]
-
-
-UNCALIBRATED = ModelCard("", 1, "RGB", 0.0)  # decode's card where none is given
 
 
 # What a model takes of one image's faces: its crops (N, S, S, 3), or the image and its boxes.
@@ -83,7 +81,8 @@ def face_inputs(
     image: np.ndarray, boxes: list, eyes: list | None, crop: CropSpec | None
 ) -> FaceInputs:
     """What a model takes of one image's faces, made without the model (so in a worker process,
-    from the crop spec alone): the crops, aligned by the eyes for a model trained so, of a model
+    from the crop spec alone): the crops, aligned or turned upright by the eyes for a model
+    trained so, of a model
     of this project; the image and its boxes for one that crops faces itself (`crop` None)."""
     if crop is None:
         return image, list(boxes)
@@ -111,7 +110,7 @@ class Estimator:
         self, image: np.ndarray, boxes: list[tuple], eyes: list | None = None
     ) -> list[Prediction]:
         """Predictions for the faces `boxes` of an image; `eyes` (one per box, or None) are the
-        detector's, which an aligned model uses instead of finding them itself."""
+        detector's, which an aligned or upright model uses instead of finding them itself."""
         return self.predict_inputs([self.inputs(image, boxes, eyes)])
 
     def inputs(self, image: np.ndarray, boxes: list[tuple], eyes: list | None = None) -> FaceInputs:

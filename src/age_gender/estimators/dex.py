@@ -9,6 +9,7 @@ from age_gender.errors import UserError
 from age_gender.estimators.base import CropEstimator
 from age_gender.estimators.onnx_model import onnx_session, run_by_batch
 from age_gender.models.card import ModelCard
+from age_gender.schema import DEFAULT_MARGIN
 
 DEX_DIR = Path("pretrained_models") / "dex"
 DEX_FILES = {
@@ -25,7 +26,7 @@ class DexEstimator(CropEstimator):
     side, as the paper crops it); age is the expected value of a 101-way softmax, gender a
     2-way softmax (0 = female)."""
 
-    CARD = ModelCard("VGG16 (DEX)", 224, "BGR", 0.4)
+    CARD = ModelCard("VGG16 (DEX)", 224, "BGR", DEFAULT_MARGIN)  # the paper's 40 % margin
 
     def __init__(self, age_session, gender_session, name: str):
         super().__init__(self.CARD, name)

@@ -1,9 +1,7 @@
-"""Face alignment by the eyes (as Age-Gender-Pred trains): the crop (`crops.aligned_box`) is turned
-so the eyes are level and scaled by their distance, then widened by the margin like a detector's
-box.
-
-The eyes are the detector's where it gives them (MTCNN's landmarks), else dlib's 5-point shape
-predictor's (shipped in `face_recognition_models`), found here.
+"""The eyes of a face where the detector gives none: dlib's 5-point shape predictor (shipped in
+`face_recognition_models`). Aligned models (`crops.aligned_box`: the square the eyes span, as
+Age-Gender-Pred trains) and upright ones (the box turned so the eyes are level) need the eyes;
+MTCNN gives them, dlib's HOG and CNN detectors do not.
 """
 
 import functools
@@ -17,13 +15,14 @@ class EyeFinder:
     """dlib's 5-point shape predictor: each eye's centre is the mean of its two corners."""
 
     def __init__(self):
-        import dlib  # here, not at import: models not trained aligned never need it
+        import dlib  # here, not at import: models neither aligned nor upright never need it
 
         try:
             import face_recognition_models
         except ImportError as error:
             raise UserError(
-                "aligning faces needs face_recognition_models: pip install 'age-gender[cnn]'"
+                "finding the eyes (aligned and upright models) needs face_recognition_models: "
+                "pip install 'age-gender[cnn]'"
             ) from error
         path = face_recognition_models.pose_predictor_five_point_model_location()
         self._predictor = dlib.shape_predictor(path)

@@ -23,15 +23,16 @@ class Family:
     """A family of backbones. `holds` says whether a name is one of it; `constructor` gives the
     name's keras.applications-like constructor (include_top, weights, input_tensor,
     input_shape, pooling); `preprocess` the function from raw 0..255 RGB to its input;
-    `weights` the words `model.weights` may be besides a file; `check_size` refuses an input
-    too small for it; `head_bias`: the original's wide ResNet has heads without bias, so its
-    published weights load only into the same."""
+    `weights` the words `model.weights` may be, and `accepts_file` whether a weight file is
+    one; `check_size` refuses an input too small for it; `head_bias`: the original's wide ResNet
+    has heads without bias, so its published weights load only into the same."""
 
     name: str
     holds: Callable[[str], bool]
     constructor: Callable[[str], Callable]
     preprocess: Callable[[str], Callable]
     weights: tuple[str | None, ...] = (None,)
+    accepts_file: bool = True
     check_size: Callable[[str, int], None] = lambda name, size: None
     head_bias: bool = True
 
@@ -65,6 +66,7 @@ FAMILIES = (
         constructor=lambda name: functools.partial(dlib_resnet.dlib_resnet, name),
         preprocess=lambda name: dlib_resnet.preprocess_input,
         weights=(None, dlib_resnet.PACKAGED),
+        accepts_file=False,  # their weights are read from the packages that ship them
         check_size=dlib_resnet.check_size,
     ),
     Family(
@@ -88,10 +90,11 @@ def family(model_name: str) -> Family:
 
 
 def check_weights(model_name: str, weights: str | None, is_file: bool) -> None:
-    """Refuses a `model.weights` word the backbone's family does not take (a file is tried by
+    """Refuses `model.weights` the backbone's family does not take (a file it takes is tried by
     the constructor)."""
-    accepted = family(model_name).weights
-    if not is_file and weights not in accepted:
-        words = ", ".join("null" if word is None else word for word in accepted)
-        raise UserError(f"model.weights={weights}: no such file, and {model_name} takes weights "
-                        f"{words} or a file")  # fmt: skip
+    chosen = family(model_name)
+    if (weights not in chosen.weights) and not (is_file and chosen.accepts_file):
+        words = " or ".join("null" if word is None else word for word in chosen.weights)
+        what = "a file it cannot read" if is_file else "not a word it takes nor a file"
+        raise UserError(f"model.weights={weights}: {what}; {model_name} takes {words}"
+                        f"{' or a weight file' if chosen.accepts_file else ''}")  # fmt: skip

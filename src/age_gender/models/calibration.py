@@ -13,10 +13,24 @@ import math
 
 import numpy as np
 
-from age_gender.models.card import INTERVAL_LEVEL
+from age_gender.models.card import ModelCard
+from age_gender.schema import MAX_AGE
 
 ONE_STD, TWO_STD = 0.6827, 0.9545  # a Gaussian's share within 1 and 2 standard deviations
 POWERS = np.linspace(0.5, 2.5, 41)
+
+
+def calibrated(
+    means: np.ndarray, spreads: np.ndarray, card: ModelCard | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The age_std and the interval (low, high; NaN where the card has none) `card` makes of the
+    age softmax's means and raw spreads; no card: the raw spread, no interval."""
+    means, spreads = np.asarray(means, float), np.asarray(spreads, float)
+    if card is None:
+        return spreads, np.full_like(means, np.nan), np.full_like(means, np.nan)
+    stds = card.age_std_scale * spreads**card.age_std_power
+    half = np.nan if card.interval_scale is None else card.interval_scale * stds
+    return stds, np.maximum(means - half, 0.0), np.minimum(means + half, MAX_AGE)
 
 
 def fit_spread(errors: np.ndarray, spreads: np.ndarray) -> tuple[float, float]:
@@ -32,7 +46,7 @@ def fit_spread(errors: np.ndarray, spreads: np.ndarray) -> tuple[float, float]:
     return scale, power
 
 
-def fit_interval(errors: np.ndarray, stds: np.ndarray, level: float = INTERVAL_LEVEL) -> float:
+def fit_interval(errors: np.ndarray, stds: np.ndarray, level: float) -> float:
     """The interval's half-width in age_std: at least `level` of new faces' true ages lie within
     it, where they are exchangeable with these (split conformal)."""
     ratios = np.sort(errors / np.maximum(stds, 1e-6))
@@ -52,21 +66,24 @@ def coverage(
     return figures
 
 
-def calibrate(errors: np.ndarray, spreads: np.ndarray, seed: int = 0) -> tuple[dict, dict]:
-    """The card's calibration fields fitted on all faces, and the coverage they reach on faces
-    they were not fitted on: fitted on one half, measured on the other."""
+def calibrate(
+    errors: np.ndarray, spreads: np.ndarray, level: float, seed: int = 0
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The card's calibration fields fitted on all faces (the interval holding `level` of true
+    ages), and the coverage they reach on faces they were not fitted on: fitted on one half,
+    measured on the other."""
     order = np.random.default_rng(seed).permutation(len(errors))
     fit, held = order[: len(order) // 2], order[len(order) // 2 :]
     if not len(fit):  # one face: measured on what it was fitted on
         fit = held
     scale, power = fit_spread(errors[fit], spreads[fit])
-    interval = fit_interval(errors[fit], scale * spreads[fit] ** power)
+    interval = fit_interval(errors[fit], scale * spreads[fit] ** power, level)
     held_out = coverage(errors[held], scale * spreads[held] ** power, interval)
     scale, power = fit_spread(errors, spreads)
     fields = {
         "age_std_scale": scale,
         "age_std_power": power,
-        "interval_scale": fit_interval(errors, scale * spreads**power),
+        "interval_scale": fit_interval(errors, scale * spreads**power, level),
     }
     if not all(0 < value < math.inf for value in fields.values()):  # no error or no spread
         raise ValueError(f"the spread cannot be calibrated on these faces: {fields}")

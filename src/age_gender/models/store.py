@@ -37,13 +37,14 @@ def models_dir() -> Path:
 
 def check_name(name: str) -> str:
     """`name`, if it can name a model (letters, digits, '.', '_', '-'; not a path)."""
-    if not NAME.fullmatch(name) or name in (".", ".."):
+    if not NAME.fullmatch(name):
         raise UserError(f"model name {name!r}: use up to 64 letters, digits, '.', '_' or '-', "
                         "starting with a letter or digit")  # fmt: skip
     return name
 
 
 def entry(name: str) -> Path:
+    """The folder of the stored model `name` (which must be a name, not a path)."""
     return models_dir() / check_name(name)
 
 
@@ -59,9 +60,10 @@ def split_name(name: str) -> tuple[str, str | None]:
 def find(name: str) -> Path | None:
     """The file (or SavedModel folder) a store name means, or None when the store has no
     such model; an export not made yet is one line saying how to make it."""
-    base, form = split_name(name)
+    base = name.partition(":")[0]
     if not NAME.fullmatch(base) or not (models_dir() / base / MODEL).is_file():
-        return None
+        return None  # a path (`runs/12:00/best.keras`), or no such model
+    base, form = split_name(name)
     if form is None:
         return models_dir() / base / MODEL
     path = models_dir() / base / EXPORTS[form]
@@ -79,20 +81,22 @@ def check_free(name: str, replace: bool) -> None:
 
 
 def keep(name: str, model_path: Path, card: ModelCard, plot: Path | None = None) -> Path:
-    """Puts a trained model in the store under `name` (replacing one of that name, and its
-    exports, which were of the model replaced): model.keras, card.json, README.md, the plot."""
+    """Puts a trained model in the store under `name`: model.keras, card.json, README.md and
+    the plot, written in a temporary folder that then replaces the entry of that name whole (its
+    exports, of the model replaced, go with it); a failure leaves the earlier entry as it was."""
     folder = entry(name)
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    with atomic_output(folder / CARD) as temporary:
-        temporary.write_text(card.to_json())
-    with atomic_output(folder / README) as temporary:
-        temporary.write_text(hugging_face_card(name, card, plot is not None))
-    if plot is not None:
-        shutil.copyfile(plot, folder / PLOT)
-    with atomic_output(folder / MODEL) as temporary:  # last: what makes the entry whole
-        shutil.copyfile(model_path, temporary)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_output(folder) as temporary:
+            temporary.mkdir()
+            (temporary / CARD).write_text(card.to_json())
+            (temporary / README).write_text(hugging_face_card(name, card, plot is not None))
+            if plot is not None and plot.is_file():
+                shutil.copyfile(plot, temporary / PLOT)
+            shutil.copyfile(model_path, temporary / MODEL)
+    except OSError as error:
+        raise UserError(f"cannot keep {name} in {models_dir()}: {error.strerror or error}; set "
+                        f"{HOME} to a folder you can write") from None  # fmt: skip
     return folder
 
 

@@ -32,7 +32,7 @@ from age_gender.files import atomic_output, remove_leftovers
 from age_gender.models import backbones, calibration, model, store
 from age_gender.models.card import ModelCard
 from age_gender.plots import plot_learning_curves, plot_reliability
-from age_gender.schema import AGE, EYE_COLUMNS, GENDER, HEADS, MAX_AGE
+from age_gender.schema import AGE, EYE_COLUMNS, GENDER, HEADS
 from age_gender.training import checkpoints
 from age_gender.training.checkpoints import BestModel
 
@@ -414,6 +414,9 @@ def prepare(cfg: DictConfig, strategy: tf.distribute.Strategy):
     if crop.aligned:
         train_rows = with_eyes(train_rows, cfg.data.csv, "training")
         val_rows = with_eyes(val_rows, cfg.data.val_csv or cfg.data.csv, "validation")
+    elif crop.upright and not set(EYE_COLUMNS) <= set(train_rows.columns):
+        raise UserError(f"data.upright=true needs the faces' eyes in {cfg.data.csv}: run "
+                        "composite_faces.py or landmarks.py on it first")  # fmt: skip
     gpu = bool(tf.config.list_logical_devices("GPU"))
     mixed = "mixed_float16" if gpu else "mixed_bfloat16"
     keras.mixed_precision.set_global_policy(mixed if cfg.train.mixed_precision else "float32")
@@ -482,6 +485,7 @@ def train(cfg: DictConfig) -> Path:
             print(f"{output_dir} already holds {logged} epochs; raise train.epochs to go on")
             if worker is None:
                 plot_learning_curves(previous, output_dir / CURVES)
+                keep_by_name(cfg, best_path)
             return best_path
         network, train_data, val_data, val_rows, train_count = prepare(cfg, strategy)
         steps_per_epoch = train_count // cfg.train.batch_size
@@ -558,9 +562,7 @@ def train(cfg: DictConfig) -> Path:
         card = finish_card(best_path, val_data, val_rows, cfg, train_count)
         plot_learning_curves(finished_epochs(log_path), output_dir / CURVES)
         print(f"best model: {best_path}\nlearning curves: {output_dir / CURVES}")
-        if cfg.train.name is not None:
-            kept = store.keep(cfg.train.name, best_path, card, output_dir / RELIABILITY)
-            print(f"kept as {cfg.train.name} in {kept} (--model {cfg.train.name})")
+        keep_by_name(cfg, best_path, card)
     return best_path
 
 
@@ -605,8 +607,9 @@ def finish_card(
     figures = validation_figures(network, val_data)
     errors = (figures["age"] - figures["true_age"]).abs().to_numpy()
     try:
+        level = model.model_card(network).interval_level
         fields, held_out = calibration.calibrate(
-            errors, figures["spread"].to_numpy(), cfg.train.seed
+            errors, figures["spread"].to_numpy(), level, cfg.train.seed
         )
     except ValueError as error:
         print(f"warning: age_std left uncalibrated and no interval: {error}")
@@ -614,12 +617,13 @@ def finish_card(
     validation = {**summary(figures), **held_out}
     groups = [column for column in GROUP_COLUMNS if column in val_rows.columns]
     for column in groups:
-        named = val_rows[column].astype(str).to_numpy()
+        named = val_rows[column].fillna("(none)").astype(str).to_numpy()
         validation[f"by_{column}"] = {name: summary(figures[named == name])
                                       for name in sorted(set(named))}  # fmt: skip
     card = dataclasses.replace(model.model_card(network), **fields, provenance={
         "data": {"db": cfg.data.db, "csv": cfg.data.csv, "rows": train_rows,
-                 "val_csv": cfg.data.val_csv, "licence": labels.licence(cfg.data.db)},
+                 "val_csv": cfg.data.val_csv,
+                 "licence": cfg.data.licence or labels.licence(cfg.data.db)},
         "config": OmegaConf.to_container(cfg, resolve=True),
         "commit": source_commit(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -628,7 +632,9 @@ def finish_card(
     model.set_card(network, card)
     with atomic_output(best_path) as temporary:
         network.save(temporary)
-    plot_reliability(decode_spread(figures, card), best_path.parent / RELIABILITY)
+    stds, lows, highs = calibration.calibrated(figures["age"], figures["spread"], card)
+    calibrated = figures.assign(age_std=stds, age_low=lows, age_high=highs)
+    plot_reliability(calibrated, best_path.parent / RELIABILITY)
     if held_out:
         print(f"calibrated on {len(figures)} validation faces: age_std = "
               f"{fields['age_std_scale']:.3f} x spread^{fields['age_std_power']:.2f}, 90 % "
@@ -639,12 +645,14 @@ def finish_card(
     return card
 
 
-def decode_spread(figures: pd.DataFrame, card: ModelCard) -> pd.DataFrame:
-    """`validation_figures` with the age_std and interval the card makes of the raw spread."""
-    std = card.age_std_scale * figures["spread"] ** card.age_std_power
-    half = np.nan if card.interval_scale is None else card.interval_scale * std
-    return figures.assign(age_std=std, age_low=(figures["age"] - half).clip(lower=0),
-                          age_high=(figures["age"] + half).clip(upper=MAX_AGE))  # fmt: skip
+def keep_by_name(cfg: DictConfig, best_path: Path, card: ModelCard | None = None) -> None:
+    """Keeps the best model in the store under `train.name`, if given (also when a finished
+    run is started again with a name)."""
+    if cfg.train.name is None:
+        return
+    card = card or model.model_card(keras.saving.load_model(best_path, compile=False))
+    kept = store.keep(cfg.train.name, best_path, card, best_path.parent / RELIABILITY)
+    print(f"kept as {cfg.train.name} in {kept} (--model {cfg.train.name})")
 
 
 GROUP_COLUMNS = ("race",)  # label columns validation figures are broken down by

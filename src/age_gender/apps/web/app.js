@@ -3,11 +3,19 @@
 // Plain JavaScript, no build step and nothing fetched from elsewhere: it works offline.
 
 // The same smoothing as the demo's video (tracking.py): each frame's boxes are matched to the
-// previous ones by overlap, and age and P(male) are averaged over a track's last frames.
+// previous ones by overlap, and age, its spread and interval and P(male) are averaged over a
+// track's last frames.
 const WINDOW = 8;
 const MIN_OVERLAP = 0.3;
 const MAX_MISSED = 5;
 const BOX_COLOUR = "rgb(255, 140, 0)";
+
+// The mean of each of `keys` over a track's faces, as the demo's tracker averages every
+// field; null where the model gives none (dlib-models).
+function meanOf(history, keys) {
+  return Object.fromEntries(keys.map((key) => [key, history.some((past) => past[key] === null)
+    ? null : history.reduce((sum, past) => sum + past[key], 0) / history.length]));
+}
 
 const $ = (id) => document.getElementById(id);
 const canvas = $("canvas");
@@ -57,6 +65,7 @@ class FaceTracker {
       return {
         ...face,
         age: mean((past) => past.age),
+        ...meanOf(track.history, ["age_std", "age_low", "age_high"]),
         gender: male >= 0.5 ? "M" : "F",
         gender_probability: Math.max(male, 1 - male),
       };
