@@ -404,6 +404,11 @@ def test_a_sweep_whose_runs_share_a_folder_or_hold_a_bad_value_is_refused_first(
         f"train.output_dir={tmp_path}/o/${{model.dropout}}", cwd=tmp_path,
     )  # fmt: skip
     assert "model.dropout must be a number in [0, 1), not 1.5" in user_error(bad)
+    named = run_script(
+        "train.py", "-m", "train.lr=0.01,0.001", *SMALL_MODEL, "train.name=mine",
+        f"train.output_dir={tmp_path}/o/${{train.lr}}", cwd=tmp_path,
+    )  # fmt: skip
+    assert "every run of the sweep would keep its model as train.name=mine" in user_error(named)
     assert not list(tmp_path.iterdir())  # nothing made, not even Hydra's multirun/
 
 

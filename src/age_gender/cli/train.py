@@ -51,8 +51,8 @@ def check_output_dir(arguments: list[str]) -> Path | None:
     output folder that cannot be written, before Hydra writes its files there (Hydra's own
     failures are several lines and a traceback); with -m, those of every run of the sweep, and
     runs that would share a train.output_dir (the later one would take the earlier one's epochs
-    as its own: go on from them, or stop). Returns the output folder of a single run; None for
-    a sweep, and for Hydra's other flags (--help, --cfg), left to Hydra."""
+    as its own: go on from them, or stop) or a train.name. Returns the output folder of a single
+    run; None for a sweep, and for Hydra's other flags (--help, --cfg), left to Hydra."""
     from age_gender.files import check_output_folder, check_room
 
     flags = {argument for argument in arguments if argument.startswith("-")}
@@ -68,9 +68,14 @@ def check_output_dir(arguments: list[str]) -> Path | None:
     if flags and not moved:
         moved = ["multirun"]  # Hydra's files of a sweep: multirun/<date>/<time>/<run>/
     folders: dict[Path, list[str]] = {}
+    names: dict[str, list[str]] = {}
     for run in sweep_runs(overrides) if flags else [overrides]:
         cfg = compose_config(run)
         check_ranges(cfg)  # before Hydra makes the output folder
+        if cfg.train.name is not None and names.setdefault(cfg.train.name, run) is not run:
+            raise UserError(f"every run of the sweep would keep its model as "
+                            f"train.name={cfg.train.name}, each replacing the one before; name "
+                            "each run, e.g. 'train.name=mine_${model.model_name}'")  # fmt: skip
         output_dir = Path(cfg.train.output_dir)
         for folder in [output_dir, *moved]:  # Hydra writes its own files there
             check_output_folder(Path(folder))
