@@ -55,6 +55,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--scenes", type=int, default=120, help="scene frames to build")
     parser.add_argument("--backgrounds", type=Path, default=BACKGROUNDS)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--with_crops",
+        action="store_true",
+        help="train on the crops as they are too (composite_faces.py)",
+    )
     parser.add_argument("--peer", choices=("dlib-models", "none"), default="dlib-models",
                         help="the model measured beside ours")  # fmt: skip
     return parser.parse_args()
@@ -71,9 +76,10 @@ def train(args: argparse.Namespace, meta: Path) -> tuple[Path, float]:
     output_dir, composites = (args.work / "train").resolve(), (args.work / "composites").resolve()
     started = time.perf_counter()
     for split in ("train", "val"):
+        crops_too = ["--with_crops"] if args.with_crops and split == "train" else []
         run("composite_faces.py", "--csv", str(meta / f"utkface_{split}.csv"), "--root",
             str(args.data.resolve()), "--backgrounds", str(args.backgrounds.resolve()),
-            "--output_dir", str(composites), "--overwrite")  # fmt: skip
+            "--output_dir", str(composites), "--overwrite", *crops_too)  # fmt: skip
     run(
         "train.py", "+experiment=utkface_cpu", f"data.root={composites}",
         f"data.csv={composites / 'utkface_train.csv'}",

@@ -58,6 +58,12 @@ def test_composites_are_found_and_turned_upright_by_their_eyes(face_crops, run_s
         face = crops.warp(image, source, 64, angle=angle).astype(float)
         similarity = np.corrcoef(face[middle, middle].ravel(), original[middle, middle].ravel())
         assert similarity[0, 1] > 0.5
+    both = run_script(*command[:-4], "--output_dir", "both", "--with_crops", cwd=face_crops)
+    assert both.returncode == 0, both.stderr[-3000:]
+    with_crops = pd.read_csv(face_crops / "both" / "train.csv")
+    crop_rows = with_crops[with_crops["img_paths"].str.startswith("crops/")]
+    assert len(crop_rows) == len(found) and crop_rows[BOX_COLUMNS].isna().all().all()
+    assert len(with_crops) == len(rows) + len(found)
     again = run_script(*command, "--overwrite", cwd=face_crops)  # each composite made once
     assert again.returncode == 0 and "resuming: 8 of 8 composites are made already" in again.stdout
     assert pd.read_csv(face_crops / "out" / "train.csv").equals(rows)

@@ -86,6 +86,9 @@ def test_demo_lists_and_uses_it_and_a_damaged_entry_is_one_line(stored, run_scri
         refused = run_script("demo.py", "--model", name, "--image_dir", REPO / "examples",
                              "--output_dir", stored / "refused", env=env)  # fmt: skip
         assert message in user_error(refused)
+    refused = run_script("demo.py", "--model", "broken", "--image_dir", REPO / "examples",
+                         "--output_dir", stored / "refused", env=env)  # fmt: skip
+    assert user_error(refused) == f"error: {lines['broken']}"  # as --list-models says
     with pytest.raises(UserError, match="and yours: broken, mine"):
         FaceAnalyzer("nobody")
 

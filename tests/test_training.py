@@ -243,7 +243,7 @@ def test_mirrored_strategy_on_two_cpus_gives_the_same_step(disks):
     np.testing.assert_allclose(figures["mirrored"], figures["single"], rtol=1e-4)
 
 
-def test_bad_input_is_one_line_before_training(disks, tmp_path, run_script):
+def test_bad_input_is_one_line_before_training(disks, tmp_path, run_script, monkeypatch):
     result = run_script("train.py", "data.csv=missing.csv", f"data.root={disks}", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: missing.csv not found")
@@ -290,6 +290,10 @@ def test_bad_input_is_one_line_before_training(disks, tmp_path, run_script):
     assert "data.upright=true needs the faces' eyes in" in error("data.upright=true")
     assert "train.group_balance=race: " in error("train.group_balance=race")
     assert "model name '../x': use up to 64 letters" in error("train.name=../x")
+    assert "model name dex is a built-in model's" in error("train.name=dex")
+    (tmp_path / "home").write_text("a file, not a folder")
+    monkeypatch.setenv("AGE_GENDER_HOME", str(tmp_path / "home"))
+    assert f"the model store {tmp_path}/home/models cannot be written" in error("train.name=x")
 
     # The backbone is checked before any image is: these images do not even exist.
     missing = pd.DataFrame({"genders": [1] * 40, "ages": [3] * 40, "img_paths": ["no.jpg"] * 40})

@@ -9,6 +9,7 @@ A face the detector does not find in its composite is kept as its crop. A second
 """
 
 import argparse
+import shlex
 from pathlib import Path
 
 from age_gender.cli import options
@@ -33,7 +34,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--max_angle", type=number(float, 0, 90), default=25.0,
         help="faces are turned by up to this many degrees either way (default 25)",
     )  # fmt: skip
-    parser.add_argument("--seed", type=int, default=0, help="the same seed, the same composites")
+    parser.add_argument(
+        "--with_crops",
+        action="store_true",
+        help="also keep each face's crop as it is (a row of its own): the model learns both",
+    )
+    parser.add_argument(
+        "--seed", type=number(int, 0, 2**32 - 1), default=0,
+        help="the same seed, the same composites (default 0)",
+    )  # fmt: skip
     options.add_detector_options(parser, "default 1: faces from 32 px, as annotate.py")
     options.add_workers_option(parser)
     options.add_overwrite_option(parser, "an existing CSV (composites made before are kept)")
@@ -60,15 +69,20 @@ def main(argv: list[str] | None = None) -> None:
         sample = min(FRAMING_SAMPLE, len(frame))
         measured = framing.framing_of_crops(frame, args.root, sample, args.seed)
         framed = {} if measured is None else {"margin": measured.margin, "offset": measured.offset}
+        if measured is None:
+            print(f"warning: the detector finds too few faces in {sample} of these crops to "
+                  "measure their framing; faces are pasted as if framed like UTKFace's "
+                  f"(margin {composites.PasteSettings().margin})")  # fmt: skip
         settings = composites.PasteSettings(max_angle=args.max_angle, **framed)
         rows = composites.make_composites(
             frame, args.root, args.output_dir, backgrounds,
             options.detector_spec(args, default_upsample=1), args.workers, args.seed, settings,
+            args.with_crops,
         )  # fmt: skip
         composites.write_rows(rows, output)
-    print(f"{len(rows)} faces -> {output} (train with data.csv={output} "
-          f"data.root={args.output_dir} data.margin={settings.margin:.3f} data.upright=true: "
-          "the crops' own framing)")  # fmt: skip
+    print(f"{len(rows)} faces -> {output} (train with data.csv={shlex.quote(str(output))} "
+          f"data.root={shlex.quote(str(args.output_dir))} data.margin={settings.margin:.3f} "
+          "data.upright=true)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import hashlib
 import math
+import shutil
 from pathlib import Path
 
 import cv2
@@ -29,6 +30,7 @@ from age_gender.images import SUFFIXES, read_image, read_note, with_note
 from age_gender.schema import BOX_COLUMNS, EYE_COLUMNS
 
 FOLDER = "composites"
+CROPS = "crops"  # the crops themselves, with_crops
 JPEG_QUALITY = 92
 MATCH_IOU = 0.3  # a detection is the pasted face when it overlaps its box this much
 
@@ -193,15 +195,18 @@ def make_composites(
     workers: int,
     seed: int = 0,
     settings: PasteSettings = PasteSettings(),
+    with_crops: bool = False,
 ) -> pd.DataFrame:
     """The composites of the face crops of `frame` (whole images under `root`, no boxes) in
     `output_dir`, found by the detector `spec`: the rows with img_paths in it, the detector's
     box and eyes (none where it found no face). Composites written whole before are kept (a
-    resume); a crop that cannot be read is left out."""
+    resume); a crop that cannot be read is left out. `with_crops`: each face found in its
+    composite also keeps a row of its crop as it is (copied into `crops/`), so a model learns
+    both the data set's crops and the detector's boxes."""
     if set(BOX_COLUMNS) & set(frame.columns) and frame[BOX_COLUMNS].notna().any().any():
         raise UserError("these rows have face boxes: composites are made of face crops (the "
                         "whole image is the face), as UTKFace's")  # fmt: skip
-    names = [composite_name(root / path, index, seed, settings, spec)
+    names = [composite_name(root.resolve() / path, index, seed, settings, spec)
              for index, path in enumerate(frame["img_paths"])]  # fmt: skip
     remove_leftovers(output_dir / FOLDER, {Path(name).name for name in names}, recursive=True)
     notes: list[dict | None] = [placement_note(output_dir / name) for name in names]
@@ -238,7 +243,30 @@ def make_composites(
     found = int(np.isfinite(placed[:, 0]).sum())
     print(f"composites: the detector found {found} of {len(kept)} faces "
           f"({found / len(kept):.1%}); the others are kept as their crops")  # fmt: skip
+    if with_crops:
+        result = pd.concat([result, crop_rows(frame, root, output_dir, kept, placed)],
+                           ignore_index=True)  # fmt: skip
     return result
+
+
+def crop_rows(
+    frame: pd.DataFrame, root: Path, output_dir: Path, kept: list[int], placed: np.ndarray
+) -> pd.DataFrame:
+    """Rows of the crops (copied into `crops/`, once) of the faces found in their composites:
+    the others are their crops already."""
+    indices = [index for index, row in zip(kept, placed, strict=True) if np.isfinite(row[0])]
+    names = []
+    for index in indices:
+        source = root / frame["img_paths"].iloc[index]
+        digest = hashlib.sha1(str(source.resolve()).encode("utf-8", "surrogateescape"))
+        name = f"{CROPS}/{digest.hexdigest()[:16]}{source.suffix.lower()}"
+        target = output_dir / name
+        if not (target.is_file() and target.stat().st_size == source.stat().st_size):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_output(target) as temporary:
+                shutil.copyfile(source, temporary)
+        names.append(name)
+    return frame.iloc[indices].assign(img_paths=names)
 
 
 def write_rows(rows: pd.DataFrame, path: Path) -> None:

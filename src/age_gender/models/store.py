@@ -10,6 +10,8 @@ and the reliability plot) and, once exported, its ONNX, TFLite and SavedModel be
 import os
 import re
 import shutil
+import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import yaml
@@ -61,8 +63,9 @@ def find(name: str) -> Path | None:
     """The file (or SavedModel folder) a store name means, or None when the store has no
     such model; an export not made yet is one line saying how to make it."""
     base = name.partition(":")[0]
-    if not NAME.fullmatch(base) or not (models_dir() / base / MODEL).is_file():
+    if not NAME.fullmatch(base) or not (models_dir() / base).is_dir():
         return None  # a path (`runs/12:00/best.keras`), or no such model
+    read_entry(models_dir() / base)  # a damaged entry is its one line
     base, form = split_name(name)
     if form is None:
         return models_dir() / base / MODEL
@@ -73,11 +76,22 @@ def find(name: str) -> Path | None:
     return path
 
 
-def check_free(name: str, replace: bool) -> None:
-    """Refuses, before a run starts, a name the store holds already (unless `replace`)."""
-    if (entry(name) / MODEL).is_file() and not replace:
+def check_free(name: str, replace: bool, taken: Iterable[str] = ()) -> None:
+    """Refuses, before a run starts, a name that is `taken` (the built-in presets') or that the
+    store holds already (unless `replace`), and a store that cannot be written."""
+    if name in taken:
+        raise UserError(f"model name {name} is a built-in model's; choose another train.name")
+    if entry(name).exists() and not replace:
         raise UserError(f"a model named {name} exists in {models_dir()}; choose another "
                         "train.name, or pass train.replace_model=true to replace it")  # fmt: skip
+    try:
+        models_dir().mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=models_dir()):  # writable: the model will fit there
+            pass
+    except OSError as error:
+        raise UserError(f"the model store {models_dir()} cannot be written "
+                        f"({error.strerror or error}); set {HOME} to a folder you can "
+                        "write") from None  # fmt: skip
 
 
 def keep(name: str, model_path: Path, card: ModelCard, plot: Path | None = None) -> Path:
@@ -100,6 +114,21 @@ def keep(name: str, model_path: Path, card: ModelCard, plot: Path | None = None)
     return folder
 
 
+def read_entry(folder: Path) -> ModelCard:
+    """The card of a stored model's folder, or one line saying what is damaged: the same for
+    `--list-models` and for every command that runs it."""
+    if not (folder / MODEL).is_file():
+        raise UserError(f"damaged: {folder / MODEL} is missing")
+    try:
+        text = (folder / CARD).read_bytes()
+    except OSError as error:
+        raise UserError(f"damaged: {folder / CARD}: {error.strerror}") from None
+    try:
+        return ModelCard.parse(read_json(text, str(folder / CARD)), str(folder / CARD))
+    except UserError as error:
+        raise UserError(f"damaged: {error}") from None
+
+
 def entries() -> list[tuple[str, ModelCard | str]]:
     """Each stored model's name and card, or the one line saying what is wrong with it."""
     root = models_dir()
@@ -107,32 +136,32 @@ def entries() -> list[tuple[str, ModelCard | str]]:
     for folder in sorted(root.iterdir()) if root.is_dir() else []:
         if not folder.is_dir() or not NAME.fullmatch(folder.name):
             continue
-        if not (folder / MODEL).is_file():
-            listed.append((folder.name, f"damaged: {folder / MODEL} is missing"))
-            continue
         try:
-            text = (folder / CARD).read_bytes()
-            listed.append((folder.name, ModelCard.parse(read_json(text, str(folder / CARD)),
-                                                        str(folder / CARD))))  # fmt: skip
-        except OSError as error:
-            listed.append((folder.name, f"damaged: {folder / CARD}: {error.strerror}"))
+            listed.append((folder.name, read_entry(folder)))
         except UserError as error:
-            listed.append((folder.name, f"damaged: {error}"))
+            listed.append((folder.name, str(error)))
     return listed
+
+
+def figure(values: object, key: str) -> float | None:
+    """A validation figure of a card's provenance, or None where it is missing or no number."""
+    value = values.get(key) if isinstance(values, dict) else None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def summary(card: ModelCard) -> str:
     """One line of a stored model's card: backbone, size, validation MAE and gender accuracy,
-    and the licence of its training data."""
-    figures = card.provenance.get("validation", {})
-    mae, gender = figures.get("age_mae"), figures.get("gender_accuracy")
-    licence = card.provenance.get("data", {}).get("licence", "unknown")
+    and the licence of its training data (what the card lacks, or holds wrong, is left out)."""
+    figures = card.provenance.get("validation")
+    mae, gender = figure(figures, "age_mae"), figure(figures, "gender_accuracy")
+    data = card.provenance.get("data")
+    licence = data.get("licence") if isinstance(data, dict) else None
     scores = ", ".join(part for part in (
         None if mae is None else f"validation MAE {mae:.2f}",
         None if gender is None else f"gender {gender:.1%}",
     ) if part)  # fmt: skip
     return (f"{card.backbone} at {card.img_size} px; {scores or 'no validation figures'}; "
-            f"data licence: {licence}")  # fmt: skip
+            f"data licence: {licence if isinstance(licence, str) else 'unknown'}")  # fmt: skip
 
 
 def hugging_face_card(name: str, card: ModelCard, with_plot: bool) -> str:

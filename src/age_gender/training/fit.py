@@ -26,6 +26,7 @@ from age_gender.config import AgeBalance, Optimizer, Scheduler, TrainConfig, che
 from age_gender.data import dataset, labels
 from age_gender.errors import UserError
 from age_gender.estimators.base import decode
+from age_gender.estimators.presets import PRESETS
 from age_gender.faces import framing
 from age_gender.faces.crops import CropSpec, is_box
 from age_gender.files import atomic_output, remove_leftovers
@@ -48,7 +49,7 @@ def check_config(cfg: DictConfig) -> None:
     types were checked by the schema, `config.Config`)."""
     check_ranges(cfg)
     if cfg.train.name is not None:
-        store.check_free(cfg.train.name, cfg.train.replace_model)
+        store.check_free(cfg.train.name, cfg.train.replace_model, taken=PRESETS)
     name = cfg.model.model_name
     backbones.family(name).check_size(name, cfg.model.img_size)  # keras' check as it builds
 
