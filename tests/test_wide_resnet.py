@@ -74,7 +74,11 @@ def test_wide_resnet_mistakes_are_one_line(run_script, tmp_path):
     data = [f"data.csv={tmp_path}/labels.csv", f"data.root={tmp_path}/images", "model.img_size=32"]
     for name, weights, message in [
         ("WideResNet15_2", "null", "a wide ResNet's depth is 6n + 4 (10, 16, 22, 28, ...), not 15"),
-        ("WideResNet10_1", "imagenet", "there are no ImageNet weights for a wide ResNet"),
+        (
+            "WideResNet10_1",
+            "imagenet",
+            "model.weights=imagenet: WideResNet10_1 takes null or a weight file",
+        ),
     ]:
         result = run_script(
             "train.py", f"model.model_name={name}", f"model.weights={weights}", *data,

@@ -95,6 +95,5 @@ def check_weights(model_name: str, weights: str | None, is_file: bool) -> None:
     chosen = family(model_name)
     if (weights not in chosen.weights) and not (is_file and chosen.accepts_file):
         words = " or ".join("null" if word is None else word for word in chosen.weights)
-        what = "a file it cannot read" if is_file else "not a word it takes nor a file"
-        raise UserError(f"model.weights={weights}: {what}; {model_name} takes {words}"
+        raise UserError(f"model.weights={weights}: {model_name} takes {words}"
                         f"{' or a weight file' if chosen.accepts_file else ''}")  # fmt: skip
