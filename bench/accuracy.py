@@ -7,8 +7,8 @@ DIR holds UTKFace's aligned and cropped faces, named as released (licence: non-c
 research only; nothing of them is written outside --work). The faces are split by a hash of
 their file names (create_db.py --val_fraction 0.1); composite_faces.py pastes both parts into
 the backgrounds and finds them with MTCNN, utkface_cpu trains on the training part's
-composites (minutes counted from the first composite), and both models are measured on the
-validation faces twice:
+composites and crops (--with_crops; minutes counted from the first composite) and validates on
+the validation part's composites, and both models are measured on the validation faces twice:
 - whole crops: each 200x200 crop is the face, as UTKFace's own benchmarks measure it;
 - scenes: the same faces pasted into 640x480 photo backgrounds (tests/support/scenes.py: 35-230 px,
   turned up to 25 degrees, varied light), through annotate.py with each model's own defaults,
@@ -55,11 +55,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--scenes", type=int, default=120, help="scene frames to build")
     parser.add_argument("--backgrounds", type=Path, default=BACKGROUNDS)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--with_crops",
-        action="store_true",
-        help="train on the crops as they are too (composite_faces.py)",
-    )
     parser.add_argument("--peer", choices=("dlib-models", "none"), default="dlib-models",
                         help="the model measured beside ours")  # fmt: skip
     return parser.parse_args()
@@ -76,7 +71,7 @@ def train(args: argparse.Namespace, meta: Path) -> tuple[Path, float]:
     output_dir, composites = (args.work / "train").resolve(), (args.work / "composites").resolve()
     started = time.perf_counter()
     for split in ("train", "val"):
-        crops_too = ["--with_crops"] if args.with_crops and split == "train" else []
+        crops_too = ["--with_crops"] if split == "train" else []  # the recipe learns both
         run("composite_faces.py", "--csv", str(meta / f"utkface_{split}.csv"), "--root",
             str(args.data.resolve()), "--backgrounds", str(args.backgrounds.resolve()),
             "--output_dir", str(composites), "--overwrite", *crops_too)  # fmt: skip
