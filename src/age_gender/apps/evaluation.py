@@ -227,9 +227,7 @@ TABLE_ROWS = [
     ("cs5", "CS@5", "{:.3f}"),
     ("gender_accuracy", "gender accuracy", "{:.3f}"),
     ("gender_known", "  faces of known gender", "{:d}"),
-    ("within_1_std", "true age within 1 age_std (68.3 %)", "{:.3f}"),
-    ("within_2_std", "true age within 2 age_std (95.4 %)", "{:.3f}"),
-    ("within_interval", "true age within age_low..age_high (90 %)", "{:.3f}"),
+    *((key, label, "{:.3f}") for key, label in calibration.COVERAGE_LABELS.items()),
 ]
 
 

@@ -18,6 +18,12 @@ from age_gender.schema import MAX_AGE
 
 ONE_STD, TWO_STD = 0.6827, 0.9545  # a Gaussian's share within 1 and 2 standard deviations
 POWERS = np.linspace(0.5, 2.5, 41)
+# What `coverage`'s figures are, as the evaluation report and the store's model cards name them.
+COVERAGE_LABELS = {
+    "within_1_std": "true age within 1 age_std (68.3 %)",
+    "within_2_std": "true age within 2 age_std (95.4 %)",
+    "within_interval": "true age within age_low..age_high (90 %)",
+}
 
 
 def calibrated(

@@ -18,6 +18,7 @@ import yaml
 
 from age_gender.errors import UserError
 from age_gender.files import atomic_output
+from age_gender.models.calibration import COVERAGE_LABELS
 from age_gender.models.card import ModelCard, read_json
 
 HOME = "AGE_GENDER_HOME"
@@ -195,9 +196,7 @@ def hugging_face_card(name: str, card: ModelCard, with_plot: bool) -> str:
     ]  # fmt: skip
     for key, label in (("faces", "faces"), ("age_mae", "age MAE (years)"),
                        ("gender_accuracy", "gender accuracy"),
-                       ("within_1_std", "true age within 1 age_std (68.3 %)"),
-                       ("within_2_std", "true age within 2 age_std (95.4 %)"),
-                       ("within_interval", "true age within the 90 % interval")):  # fmt: skip
+                       *COVERAGE_LABELS.items()):  # fmt: skip
         if figures.get(key) is not None:
             value = figures[key]
             lines.append(f"| {label} | {value if isinstance(value, int) else f'{value:.3f}'} |")
