@@ -624,7 +624,8 @@ def finish_card(
     card = dataclasses.replace(model.model_card(network), **fields, provenance={
         "data": {"db": cfg.data.db, "csv": cfg.data.csv, "rows": train_rows,
                  "val_csv": cfg.data.val_csv,
-                 "licence": cfg.data.licence or labels.licence(cfg.data.db)},
+                 "licence": cfg.data.licence or f"{labels.licence(cfg.data.db)} (data.db="
+                 f"{cfg.data.db}'s; set data.licence when the data is another)"},
         "config": OmegaConf.to_container(cfg, resolve=True),
         "commit": source_commit(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
