@@ -2,6 +2,7 @@
 
 python bench/accuracy.py --data data/UTKFace            split, composite, train, evaluate
 python bench/accuracy.py --data data/UTKFace --weight_file runs/final/best.keras   no training
+python bench/accuracy.py --data data/UTKFace --work output/acc_e12 train.epochs=12   a lever
 
 DIR holds UTKFace's aligned and cropped faces, named as released (licence: non-commercial
 research only; nothing of them is written outside --work). The faces are split by a hash of
@@ -57,7 +58,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--peer", choices=("dlib-models", "none"), default="dlib-models",
                         help="the model measured beside ours")  # fmt: skip
-    return parser.parse_args()
+    parser.add_argument("--composites", type=Path,
+                        help="the composites' folder (default: WORK/composites); runs that share "
+                        "it make them once")  # fmt: skip
+    parser.add_argument("overrides", nargs="*",
+                        help="train.py overrides after the recipe's: one lever's run")  # fmt: skip
+    args = parser.parse_args()
+    if args.weight_file and args.overrides:
+        parser.error("overrides change training, and --weight_file skips it: give one of them")
+    return args
 
 
 def run(*command: str) -> None:
@@ -65,22 +74,27 @@ def run(*command: str) -> None:
     subprocess.run([sys.executable, *command], cwd=REPO, check=True)
 
 
-def train(args: argparse.Namespace, meta: Path) -> tuple[Path, float]:
+def train(args: argparse.Namespace, meta: Path) -> tuple[Path, dict[str, float]]:
     """utkface_cpu on the training split's composites (made first, with the validation
-    split's); the best model and the wall-clock minutes of both steps."""
-    output_dir, composites = (args.work / "train").resolve(), (args.work / "composites").resolve()
+    split's); the best model and the wall-clock minutes of each step (composites made by an
+    earlier run sharing --composites cost only their check)."""
+    output_dir = (args.work / "train").resolve()
+    composites = (args.composites or args.work / "composites").resolve()
     started = time.perf_counter()
     for split in ("train", "val"):
         crops_too = ["--with_crops"] if split == "train" else []  # the recipe learns both
         run("composite_faces.py", "--csv", str(meta / f"utkface_{split}.csv"), "--root",
             str(args.data.resolve()), "--backgrounds", str(args.backgrounds.resolve()),
             "--output_dir", str(composites), "--overwrite", *crops_too)  # fmt: skip
+    made = time.perf_counter()
     run(
         "train.py", "+experiment=utkface_cpu", f"data.root={composites}",
         f"data.csv={composites / 'utkface_train.csv'}",
         f"data.val_csv={composites / 'utkface_val.csv'}", f"train.output_dir={output_dir}",
+        *args.overrides,
     )  # fmt: skip
-    return output_dir / "best.keras", (time.perf_counter() - started) / 60
+    minutes = {"composites": (made - started) / 60, "training": (time.perf_counter() - made) / 60}
+    return output_dir / "best.keras", minutes
 
 
 def whole_crops(args, model_path: Path, validation: pd.DataFrame) -> dict[str, dict]:
@@ -176,10 +190,12 @@ def main() -> None:
     crops = whole_crops(args, model_path, validation)
     found = scene_figures(args, model_path, validation)
     (args.work / "figures.json").write_text(
-        json.dumps({"crops": crops, "scenes": found, "minutes": minutes}, indent=1, default=str)
+        json.dumps({"crops": crops, "scenes": found, "minutes": minutes,
+                    "overrides": args.overrides}, indent=1, default=str)  # fmt: skip
     )
-    print(f"\nvalidation faces: {len(validation)}; tta: {args.tta}; training minutes: "
-          f"{'-' if minutes is None else f'{minutes:.1f}'}")  # fmt: skip
+    spent = "-" if minutes is None else ", ".join(f"{k} {v:.1f}" for k, v in minutes.items())
+    print(f"\nvalidation faces: {len(validation)}; tta: {args.tta}; minutes: {spent}; overrides: "
+          f"{' '.join(args.overrides) or 'none'}")  # fmt: skip
     print("| model | MAE | CS@5 | gender | 60+ MAE | scenes: found | MAE | gender | 60+ MAE |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     models = compared(args)
