@@ -189,10 +189,8 @@ def main() -> None:
     validation = labels.read_labels_csv(meta / "utkface_val.csv")
     crops = whole_crops(args, model_path, validation)
     found = scene_figures(args, model_path, validation)
-    (args.work / "figures.json").write_text(
-        json.dumps({"crops": crops, "scenes": found, "minutes": minutes,
-                    "overrides": args.overrides}, indent=1, default=str)  # fmt: skip
-    )
+    figures = {"crops": crops, "scenes": found, "minutes": minutes, "overrides": args.overrides}
+    (args.work / "figures.json").write_text(json.dumps(figures, indent=1, default=str))
     spent = "-" if minutes is None else ", ".join(f"{k} {v:.1f}" for k, v in minutes.items())
     print(f"\nvalidation faces: {len(validation)}; tta: {args.tta}; minutes: {spent}; overrides: "
           f"{' '.join(args.overrides) or 'none'}")  # fmt: skip
