@@ -115,3 +115,11 @@ def test_an_export_lands_beside_it_with_the_same_card(stored, run_script):
     for column in ("age", "age_std", "age_low", "age_high"):
         np.testing.assert_allclose(tables["mine"][column][:1], tables["mine:onnx"][column][:1],
                                    atol=0.05)  # fmt: skip
+    for name, message in [
+        ("mine:onnx", "is an exported model already"),
+        ("dlib-models", "dlib-models is not a Keras model; of the built-in models, original-b3, "
+                        "original-wrn are"),
+        ("nobody", "unknown model 'nobody'; the named models are"),
+    ]:  # fmt: skip
+        refused = run_script("export.py", "--model", name, "--format", "onnx", env=env)
+        assert message in user_error(refused)

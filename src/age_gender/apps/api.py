@@ -20,7 +20,7 @@ import numpy as np
 from age_gender.data.records import image_rows, json_record
 from age_gender.errors import UserError, printable
 from age_gender.estimators.base import Estimator, FaceInputs, face_inputs
-from age_gender.estimators.presets import load_estimator, load_preset
+from age_gender.estimators.presets import load_estimator
 from age_gender.faces.crops import CropSpec
 from age_gender.faces.detection import DETECTORS, DetectorSpec, FaceDetector
 from age_gender.images import read_image
@@ -53,10 +53,7 @@ class FaceAnalyzer:
     ):
         if not isinstance(model, str | Path | Estimator | None):
             raise UserError(f"model must be a named model, a path or an Estimator, not {model!r}")
-        if isinstance(model, str) and not Path(model).exists():
-            self.estimator = load_preset(model)  # a name, or one line listing the names
-        else:
-            self.estimator = model if isinstance(model, Estimator) else load_estimator(model)
+        self.estimator = model if isinstance(model, Estimator) else load_estimator(model)
         if isinstance(detector, str):
             detector = DetectorSpec(detector)
         if not isinstance(detector, DetectorSpec | FaceDetector):

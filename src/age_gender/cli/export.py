@@ -1,5 +1,5 @@
-"""Exports a model (a .keras file of train.py, original HDF5 weights, or a model you named with
-train.name) to ONNX, TFLite or a TensorFlow SavedModel.
+"""Exports a model (a .keras file of train.py, original HDF5 weights, a model you named with
+train.name, or original-b3 / original-wrn) to ONNX, TFLite or a TensorFlow SavedModel.
 
 python export.py --weight_file checkpoint/EfficientNetB3_224/best.keras --format all
 python export.py --model mine --format onnx     # beside it in the store: --model mine:onnx
@@ -25,7 +25,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     model = parser.add_mutually_exclusive_group(required=True)
     model.add_argument("--weight_file", type=Path, help="the model to export")
-    model.add_argument("--model", metavar="NAME", help="a model you trained with train.name=NAME")
+    model.add_argument("--model", metavar="NAME",
+                       help="a model you trained with train.name=NAME, or original-b3 / "
+                       "original-wrn")  # fmt: skip
     parser.add_argument(
         "--format", choices=(*NEEDS, "all"), default="onnx", help="all: every format"
     )
@@ -49,16 +51,15 @@ def main(argv: list[str] | None = None) -> None:
             raise UserError(f"export needs {module}: pip install 'age-gender[export]'") from error
     from age_gender.apps import export  # after parsing: TensorFlow is slow to import
     from age_gender.estimators.keras_model import KerasEstimator
+    from age_gender.estimators.presets import PRESETS, model_file
     from age_gender.files import make_output_folder
     from age_gender.models import store
 
     weight_file, output_dir = args.weight_file, args.output_dir or Path("exported")
     if args.model is not None:
-        weight_file = store.find(store.check_name(args.model))
-        if weight_file is None:
-            raise UserError(f"no model named {args.model} in {store.models_dir()} "
-                            "(--list-models lists them)")  # fmt: skip
-        output_dir = args.output_dir or weight_file.parent
+        weight_file = model_file(args.model)
+        if args.model not in PRESETS:  # the store keeps a model's exports beside it
+            output_dir = args.output_dir or weight_file.parent
     if weight_file.suffix.lower() in (".onnx", ".tflite"):
         raise UserError(
             f"{weight_file} is an exported model already; export takes a .keras file from "

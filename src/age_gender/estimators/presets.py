@@ -84,15 +84,33 @@ def load_preset(name: str) -> Estimator:
     if name in PRESETS:
         preset = PRESETS[name]
         return preset.load(None if preset.weight is None else weights.fetch(preset.weight))
+    estimator = load_file(stored_file(name))
+    estimator.name = name
+    return estimator
+
+
+def stored_file(name: str) -> Path:
+    """The file of the store's model `name`, or one line listing the names there are."""
     stored = store.find(name)
     if stored is None:
         own = [entry for entry, _ in store.entries()]
         raise UserError(f"unknown model {name!r}; the named models are {', '.join(PRESETS)}"
                         f"{', and yours: ' + ', '.join(own) if own else ''} (--list-models "
                         "says what each is)")  # fmt: skip
-    estimator = load_file(stored)
-    estimator.name = name
-    return estimator
+    return stored
+
+
+def model_file(name: str) -> Path:
+    """The Keras file a named model loads from (a preset's weights, fetched once, or a stored
+    model), for what needs the file itself: export."""
+    preset = PRESETS.get(name)
+    if preset is None:
+        return stored_file(name)
+    if preset.weight is None:
+        keras_presets = ", ".join(other.name for other in PRESETS.values() if other.weight)
+        raise UserError(f"{name} is not a Keras model; of the built-in models, {keras_presets} "
+                        "are (and every model you trained)")  # fmt: skip
+    return weights.fetch(preset.weight)
 
 
 def is_name(model: str | Path) -> bool:
@@ -127,8 +145,8 @@ def load_estimator(model: str | Path | None = None) -> Estimator:
         except weights.DownloadError as error:
             print(f"note: {error}; using the bundled dlib-models networks instead")
             return load_preset("dlib-models")
-    if is_name(model):
-        return load_preset(model)
+    if is_name(model) or (isinstance(model, str) and not Path(model).exists()):
+        return load_preset(model)  # a name, or one line listing the names
     return load_file(Path(model))
 
 

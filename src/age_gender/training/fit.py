@@ -641,9 +641,8 @@ def finish_card(
         print(f"calibrated on {len(figures)} validation faces: age_std = "
               f"{fields['age_std_scale']:.3f} x spread^{fields['age_std_power']:.2f}, 90 % "
               f"interval +-{fields['interval_scale']:.2f} age_std; on the half not fitted: "
-              f"{held_out['within_1_std']:.1%} within 1 age_std (68.3 %), "
-              f"{held_out['within_2_std']:.1%} within 2 (95.4 %), "
-              f"{held_out['within_interval']:.1%} within the interval (90 %)")  # fmt: skip
+              + "; ".join(f"{label} {held_out[key]:.1%}"
+                          for key, label in calibration.COVERAGE_LABELS.items()))  # fmt: skip
     return card
 
 
