@@ -23,8 +23,13 @@ def non_max_suppression(
     boxes: np.ndarray, scores: np.ndarray, threshold: float, over_smaller: bool = False
 ) -> np.ndarray:
     """Indices of the boxes kept, best score first: each box dropped when it overlaps a better
-    one by more than `threshold`, measured over the union or, with `over_smaller`, over the
-    smaller box (which also drops a small box inside a big one)."""  # fmt: skip
+    one by more than `threshold`, measured over the union (OpenCV's NMS: a photo's PNet levels
+    hold hundreds of boxes) or, with `over_smaller`, over the smaller box (which also drops a
+    small box inside a big one; the last stage's few boxes)."""  # fmt: skip
+    if not over_smaller:
+        rects = np.column_stack([boxes[:, :2], boxes[:, 2:4] - boxes[:, :2]]).astype(np.float64)
+        kept = cv2.dnn.NMSBoxes(rects, scores.astype(np.float32), 0.0, threshold)
+        return np.asarray(kept, int).reshape(-1)
     order = np.argsort(-scores, kind="stable")
     kept = []
     while order.size:
@@ -101,7 +106,9 @@ def detect(image: np.ndarray, min_face: float = 20) -> tuple[np.ndarray, np.ndar
     score, best first) and their landmarks (N, 5, 2: left eye, right eye, nose, mouth left,
     mouth right, in pixels; left and right as seen in the image)."""
     _, rnet, onet = sessions()
-    normalised = (image.astype(np.float32) - 127.5) / 128
+    normalised = image.astype(np.float32)
+    normalised -= 127.5  # in place: a photo's three temporaries cost as much as PNet's first level
+    normalised /= 128
     boxes = proposals(normalised, min_face)
     if len(boxes):
         offsets, scores = rnet.run(None, {"image": patches(normalised, boxes, 24)})
