@@ -104,7 +104,20 @@ def whole_crops(args, model_path: Path, validation: pd.DataFrame) -> dict[str, d
     truth = validation.rename(columns={"ages": "true_age", "genders": "true_gender"})
     summaries = evaluation.evaluate(estimators, truth, args.data, args.work / "crops",
                                     group_by="race")  # fmt: skip
+    ours = evaluation.report_folder(args.work / "crops", estimators[0]) / "predictions.csv"
+    summaries[estimators[0].name]["gender_by_race_and_age"] = gender_by_race_and_age(ours)
     return dict(zip(compared(args), summaries.values(), strict=True))
+
+
+def gender_by_race_and_age(predictions: Path) -> dict[str, dict[str, float]]:
+    """Gender accuracy on the validation crops by race and age group: whether a gap between
+    races is the races or their shares of children."""
+    table = pd.read_csv(predictions)
+    table["right"] = table["gender"].map({"M": 1, "F": 0}) == table["true_gender"]
+    table["age_group"] = labels.age_groups(table["true_age"])
+    by_age = table.pivot_table(index="age_group", columns="race", values="right",
+                               aggfunc="mean", observed=True)  # fmt: skip
+    return by_age.to_dict()
 
 
 def compared(args) -> tuple[str, ...]:
@@ -230,6 +243,9 @@ def main() -> None:
         cells.append(f"{gap['mae']:.2f}, {gap['gender_accuracy']:.1%}; -, "
                      f"{max(scene_gender) - min(scene_gender):.1%}")  # fmt: skip
     print("| gap, worst - best | " + " | ".join(cells) + " |")
+    by_age = pd.DataFrame(crops["ours"]["gender_by_race_and_age"]).T
+    print("\nours: gender accuracy on crops by race and age group (faces under 10 are the "
+          "hardest)\n" + by_age.to_string(float_format=lambda v: f"{v:.1%}"))  # fmt: skip
     for where, ours in (("crops", crops["ours"]), ("scenes", found["ours"])):
         print(f"\nage_std of ours on {where}: true age within 1 std {ours['within_1_std']:.1%} "
               f"(a Gaussian: 68.3 %), within 2 std {ours['within_2_std']:.1%} (95.4 %), "

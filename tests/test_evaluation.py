@@ -12,6 +12,7 @@ from support import synthetic
 
 from age_gender import plots
 from age_gender.apps import evaluation
+from age_gender.data import labels
 from age_gender.faces.crops import CropSpec
 from age_gender.models import model
 
@@ -215,6 +216,13 @@ def test_unknown_genders_and_mae_per_group(tmp_path, run_script):
                            str(tmp_path / "by_gender"), "--group_by", "genders"])  # fmt: skip
     by_gender = json.loads((tmp_path / "by_gender" / "dlib-models" / "summary.json").read_text())
     assert sorted(by_gender["mae_by_group"]) == ["-1", "0", "1"]
+    # age_group is no label column: each face's decade of true age.
+    evaluate_command.main(["--csv", str(tmp_path / "labels.csv"), "--root",
+                           str(tmp_path / "images"), "--model", "dlib-models", "--output_dir",
+                           str(tmp_path / "by_age"), "--group_by", "age_group"])  # fmt: skip
+    by_age = json.loads((tmp_path / "by_age" / "dlib-models" / "summary.json").read_text())
+    decades = labels.age_groups(frame["ages"]).value_counts()
+    assert {name: group["n"] for name, group in by_age["mae_by_group"].items()} == dict(decades)
     missing = run_script(
         "evaluate.py", "--csv", tmp_path / "labels.csv", "--root", tmp_path / "images",
         "--group_by", "person", cwd=tmp_path,

@@ -126,7 +126,8 @@ class TrainConfig:
     age_balance_power: float = 0.5  # lds: weight = frequency ** -power
     age_loss_weight: float = 1.0
     gender_loss_weight: float = 1.0
-    group_balance: str | None = None  # a label column (race): its groups weigh alike in gender
+    group_balance: str | None = None  # a label column (race), or age_group (decades of age):
+    # its groups weigh alike in the gender loss
     group_balance_power: float = 0.5  # weight = group frequency ** -power, mean 1
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
     mixup_alpha: float = 0.0  # 0 disables mixup; 0.2 is usual

@@ -29,9 +29,6 @@ from age_gender.models import calibration
 from age_gender.plots import plot_age_groups, plot_predicted_vs_real, plot_reliability
 from age_gender.schema import BOX_COLUMNS, PREDICTION_COLUMNS
 
-GROUP_EDGES = (0, 10, 20, 30, 40, 50, 60, 70)
-
-
 # Metrics ------------------------------------------------------------------------------------
 
 
@@ -102,18 +99,15 @@ def spread_coverage(table: pd.DataFrame) -> dict[str, float]:
     return figures
 
 
-def group_name(low: int, high: int | None) -> str:
-    return f"{low}+" if high is None else f"{low}-{high - 1}"
-
-
 def mae_by_age_group(predicted, true) -> dict[str, dict]:
     """Count and MAE for each true-age group; an empty group has MAE None."""
     predicted, true = np.asarray(predicted, float), np.asarray(true, float)
     groups = {}
-    for low, high in zip(GROUP_EDGES, (*GROUP_EDGES[1:], None), strict=True):
+    edges = labels.AGE_GROUP_EDGES
+    for low, high in zip(edges, (*edges[1:], None), strict=True):
         inside = (true >= low) & (true < (high if high is not None else np.inf))
         error = mean_absolute_error(predicted[inside], true[inside]) if inside.any() else None
-        groups[group_name(low, high)] = {"n": int(inside.sum()), "mae": error}
+        groups[labels.age_group_name(low, high)] = {"n": int(inside.sum()), "mae": error}
     return groups
 
 
@@ -361,6 +355,8 @@ def run(
     """Evaluates the models on `truth`, each into its own report folder, and prints the table;
     an earlier report is replaced only with `overwrite`."""
     check_output_folder(output_dir)
+    if group_by == labels.AGE_GROUP and group_by not in truth:
+        truth = truth.assign(**{group_by: labels.age_groups(truth["true_age"])})
     if group_by and group_by not in truth:
         raise UserError(f"--group_by {group_by}: the labels have no such column")
     if group_by in ("file", *PREDICTION_COLUMNS):

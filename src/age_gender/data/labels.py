@@ -371,6 +371,24 @@ def read_appa_real(root: Path, split: str, folder_option: str = "--data_dir") ->
     return _finish(_apply_rules(frame, rules), root / f"gt_avg_{split}.csv")
 
 
+# Not a label column: each face's decade of true age, for `train.group_balance` and
+# `evaluate.py --group_by` (UTKFace's gender gap between races is its share of children).
+AGE_GROUP = "age_group"
+AGE_GROUP_EDGES = (0, 10, 20, 30, 40, 50, 60, 70)
+
+
+def age_group_name(low: int, high: int | None) -> str:
+    return f"{low}+" if high is None else f"{low}-{high - 1}"
+
+
+def age_groups(ages: pd.Series) -> pd.Series:
+    """Each age's group name (0-9, 10-19, ... 70+); an unknown age has none."""
+    bins = [*AGE_GROUP_EDGES, np.inf]
+    names = [age_group_name(low, high) for low, high in
+             zip(AGE_GROUP_EDGES, (*AGE_GROUP_EDGES[1:], None), strict=True)]  # fmt: skip
+    return pd.cut(ages, bins, right=False, labels=names).astype(object)
+
+
 def read_labels_csv(path: Path) -> pd.DataFrame:
     """Reads a CSV in the label schema (as written by create_db.py), checking columns, ranges and
     face boxes; ages are rounded to whole years, as every reader rounds them."""

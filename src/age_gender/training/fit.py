@@ -400,6 +400,9 @@ def gender_weights(cfg: DictConfig, rows: pd.DataFrame, csv: str):
     column = cfg.train.group_balance
     if column is None:
         return None
+    if column == labels.AGE_GROUP and column not in rows.columns:
+        return dataset.balanced_group_weights(labels.age_groups(rows["ages"]),
+                                              cfg.train.group_balance_power)  # fmt: skip
     if column not in rows.columns:
         raise UserError(f"train.group_balance={column}: {csv} has no column {column} (its "
                         f"columns: {', '.join(map(str, rows.columns))})")  # fmt: skip
