@@ -5,17 +5,19 @@ python bench/accuracy.py --data data/UTKFace --weight_file runs/final/best.keras
 python bench/accuracy.py --data data/UTKFace --work output/acc_e12 train.epochs=12   a lever
 
 DIR holds UTKFace's aligned and cropped faces, named as released (licence: non-commercial
-research only; nothing of them is written outside --work). The faces are split by a hash of
-their file names (create_db.py --val_fraction 0.1); composite_faces.py pastes both parts into
-the backgrounds and finds them with MTCNN, utkface_cpu trains on the training part's
-composites and crops (--with_crops; minutes counted from the first composite) and validates on
-the validation part's composites, and both models are measured on the validation faces twice:
+research only; nothing of them is written outside --work and --composites). The faces are split
+by a hash of their file names (create_db.py --val_fraction 0.1); composite_faces.py pastes both
+parts into the backgrounds and finds them with MTCNN (into --composites, where runs that share it
+make them once), utkface_cpu, with any train.py overrides given after the options (one lever's
+run), trains on the training part's composites and crops (--with_crops) and validates on the
+validation part's composites, and both models are measured on the validation faces twice:
 - whole crops: each 200x200 crop is the face, as UTKFace's own benchmarks measure it;
 - scenes: the same faces pasted into 640x480 photo backgrounds (tests/support/scenes.py: 35-230 px,
   turned up to 25 degrees, varied light), through annotate.py with each model's own defaults,
   as a user runs it; MAE and gender over the faces the detector finds (IoU >= 0.3 with the truth).
-Prints one table, then scenes by face size and turn, both by race (UTKFace's label) with the gap
-between the best and worst group, and how often the true age lies within 1 and 2 of our model's
+Prints the minutes of the composites and of training, one table, then scenes by face size and
+turn, both by race (UTKFace's label) with the gap between the best and worst group, our gender
+accuracy by race and age group, and how often the true age lies within 1 and 2 of our model's
 age_std and within its 90 % interval; the last two lines are `utkface_scene_mae: Y` and
 `utkface_mae: X`.
 """
@@ -31,8 +33,10 @@ import numpy as np
 import pandas as pd
 
 from age_gender.apps import evaluation
+from age_gender.config import check_ranges, compose_config
 from age_gender.data import labels
 from age_gender.data.composites import PasteSettings, backgrounds_in
+from age_gender.errors import exit_on_user_error
 from age_gender.estimators.presets import load_estimator
 from age_gender.faces import framing
 from age_gender.models.card import TTA_MODES
@@ -64,14 +68,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("overrides", nargs="*",
                         help="train.py overrides after the recipe's: one lever's run")  # fmt: skip
     args = parser.parse_args()
-    if args.weight_file and args.overrides:
-        parser.error("overrides change training, and --weight_file skips it: give one of them")
+    if args.weight_file and (args.overrides or args.composites):
+        parser.error("overrides and --composites are for training, which --weight_file skips")
     return args
 
 
 def run(*command: str) -> None:
-    """Runs a script of this project; its own line says what went wrong."""
-    subprocess.run([sys.executable, *command], cwd=REPO, check=True)
+    """Runs a script of this project; its own line says what went wrong, and this one stops."""
+    if subprocess.run([sys.executable, *command], cwd=REPO).returncode:
+        sys.exit(f"error: {command[0]} failed (its message is above)")
 
 
 def train(args: argparse.Namespace, meta: Path) -> tuple[Path, dict[str, float]]:
@@ -113,11 +118,11 @@ def gender_by_race_and_age(predictions: Path) -> dict[str, dict[str, float]]:
     """Gender accuracy on the validation crops by race and age group: whether a gap between
     races is the races or their shares of children."""
     table = pd.read_csv(predictions)
-    table["right"] = table["gender"].map({"M": 1, "F": 0}) == table["true_gender"]
-    table["age_group"] = labels.age_groups(table["true_age"])
-    by_age = table.pivot_table(index="age_group", columns="race", values="right",
-                               aggfunc="mean", observed=True)  # fmt: skip
-    return by_age.to_dict()
+    groups = [table["race"], labels.group_column(table, labels.AGE_GROUP, "true_age")]
+    accuracy = table.groupby(groups).apply(
+        lambda faces: evaluation.gender_accuracy(faces["gender"], faces["true_gender"])
+    )
+    return {race: dict(by_age) for race, by_age in accuracy.unstack().iterrows()}
 
 
 def compared(args) -> tuple[str, ...]:
@@ -189,8 +194,11 @@ def scene_errors(matched: pd.DataFrame) -> dict:
     return figures
 
 
+@exit_on_user_error
 def main() -> None:
     args = parse_args()
+    # A mistyped override stops here, in one line, not after the composites.
+    check_ranges(compose_config(["+experiment=utkface_cpu", *args.overrides]))
     meta = (args.work / "meta").resolve()
     meta.mkdir(parents=True, exist_ok=True)
     run("create_db.py", "--db", "utkface", "--data_dir", str(args.data.resolve()),
@@ -243,9 +251,9 @@ def main() -> None:
         cells.append(f"{gap['mae']:.2f}, {gap['gender_accuracy']:.1%}; -, "
                      f"{max(scene_gender) - min(scene_gender):.1%}")  # fmt: skip
     print("| gap, worst - best | " + " | ".join(cells) + " |")
-    by_age = pd.DataFrame(crops["ours"]["gender_by_race_and_age"]).T
-    print("\nours: gender accuracy on crops by race and age group (faces under 10 are the "
-          "hardest)\n" + by_age.to_string(float_format=lambda v: f"{v:.1%}"))  # fmt: skip
+    by_age = pd.DataFrame(crops["ours"]["gender_by_race_and_age"]).T[list(labels.AGE_GROUP_NAMES)]
+    print("\nours: gender accuracy on crops by race and age group\n"
+          + by_age.to_string(float_format=lambda v: f"{v:.1%}"))  # fmt: skip
     for where, ours in (("crops", crops["ours"]), ("scenes", found["ours"])):
         print(f"\nage_std of ours on {where}: true age within 1 std {ours['within_1_std']:.1%} "
               f"(a Gaussian: 68.3 %), within 2 std {ours['within_2_std']:.1%} (95.4 %), "

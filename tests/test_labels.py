@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import scipy.io
 from conftest import REPO
+from omegaconf import OmegaConf
 from support import synthetic
 
 from age_gender import images
@@ -219,3 +220,15 @@ def test_a_label_csv_names_files_by_their_bytes(tmp_path):
         labels.read_labels_csv(path)
     with pytest.raises(UserError, match=r"is not a CSV file \(not text: an image\?\)"):
         annotation.list_images(str(path), tmp_path)
+
+
+def test_age_groups_are_decades_up_to_70_plus():
+    ages = pd.Series([0, 9, 10, 35, 69, 70, 100])
+    assert list(labels.age_groups(ages)) == ["0-9", "0-9", "10-19", "30-39", "60-69", "70+", "70+"]
+    # train.group_balance=age_group: each decade weighs alike in the gender loss.
+    from age_gender.training import fit
+
+    settings = OmegaConf.create({"train": {"group_balance": "age_group",
+                                           "group_balance_power": 1.0}})  # fmt: skip
+    weights = fit.gender_weights(settings, pd.DataFrame({"ages": ages}), "labels.csv")
+    assert weights[:2].sum() == pytest.approx(weights[5:].sum()) == pytest.approx(weights[2])

@@ -6,12 +6,10 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from omegaconf import OmegaConf
 
-from age_gender.data import dataset, labels
+from age_gender.data import dataset
 from age_gender.faces.crops import CropSpec
 from age_gender.models import model
-from age_gender.training import fit
 
 
 def test_the_dldl_target_sums_to_one_and_peaks_at_the_true_age():
@@ -61,16 +59,6 @@ def test_balanced_weights_reach_the_loss(tmp_path):
     data = dataset.make_dataset(frame, tmp_path, CropSpec(8), 4, age_weights=weights)
     _, _, (gender_weights, age_weights) = next(iter(data))
     assert np.allclose(age_weights, weights) and np.allclose(gender_weights, 1.0)
-
-
-def test_age_groups_are_decades_up_to_70_plus():
-    ages = pd.Series([0, 9, 10, 35, 69, 70, 100])
-    assert list(labels.age_groups(ages)) == ["0-9", "0-9", "10-19", "30-39", "60-69", "70+", "70+"]
-    # train.group_balance=age_group: each decade weighs alike in the gender loss.
-    settings = OmegaConf.create({"train": {"group_balance": "age_group",
-                                           "group_balance_power": 1.0}})  # fmt: skip
-    weights = fit.gender_weights(settings, pd.DataFrame({"ages": ages}), "labels.csv")
-    assert weights[:2].sum() == pytest.approx(weights[5:].sum()) == pytest.approx(weights[2])
 
 
 def test_group_weights_let_groups_weigh_alike_and_reach_the_gender_loss(tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, user_error
+from conftest import REPO, refusal, user_error
 
 from age_gender import FaceAnalyzer
 from age_gender.errors import UserError
@@ -115,11 +115,19 @@ def test_an_export_lands_beside_it_with_the_same_card(stored, run_script):
     for column in ("age", "age_std", "age_low", "age_high"):
         np.testing.assert_allclose(tables["mine"][column][:1], tables["mine:onnx"][column][:1],
                                    atol=0.05)  # fmt: skip
-    for name, message in [
-        ("mine:onnx", "is an exported model already"),
-        ("dlib-models", "dlib-models is not a Keras model; of the built-in models, original-b3, "
-                        "original-wrn are"),
-        ("nobody", "unknown model 'nobody'; the named models are"),
-    ]:  # fmt: skip
-        refused = run_script("export.py", "--model", name, "--format", "onnx", env=env)
-        assert message in user_error(refused)
+
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("mine:onnx", "mine:onnx is an export already; export takes the model: --model mine"),
+    ("dlib-models", "dlib-models is not a Keras model; of the built-in models, original-b3, "
+                    "original-wrn are (and every model you trained)"),
+    ("nobody", "unknown model 'nobody'; the named models are"),
+])  # fmt: skip
+def test_export_refuses_what_it_cannot_export_in_one_line(tmp_path, monkeypatch, capsys, name,
+                                                          message):  # fmt: skip
+    from age_gender.cli import export as export_command
+
+    monkeypatch.setenv(store.HOME, str(tmp_path / "home"))
+    assert message in refusal(capsys, export_command.main, "--model", name, "--format", "onnx")
+    assert not (tmp_path / "home").exists() and not (tmp_path / "exported").exists()

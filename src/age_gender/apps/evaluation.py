@@ -102,12 +102,12 @@ def spread_coverage(table: pd.DataFrame) -> dict[str, float]:
 def mae_by_age_group(predicted, true) -> dict[str, dict]:
     """Count and MAE for each true-age group; an empty group has MAE None."""
     predicted, true = np.asarray(predicted, float), np.asarray(true, float)
+    decades = labels.age_groups(pd.Series(true)).to_numpy()
     groups = {}
-    edges = labels.AGE_GROUP_EDGES
-    for low, high in zip(edges, (*edges[1:], None), strict=True):
-        inside = (true >= low) & (true < (high if high is not None else np.inf))
+    for name in labels.AGE_GROUP_NAMES:
+        inside = decades == name
         error = mean_absolute_error(predicted[inside], true[inside]) if inside.any() else None
-        groups[labels.age_group_name(low, high)] = {"n": int(inside.sum()), "mae": error}
+        groups[name] = {"n": int(inside.sum()), "mae": error}
     return groups
 
 
@@ -355,10 +355,10 @@ def run(
     """Evaluates the models on `truth`, each into its own report folder, and prints the table;
     an earlier report is replaced only with `overwrite`."""
     check_output_folder(output_dir)
-    if group_by == labels.AGE_GROUP and group_by not in truth:
-        truth = truth.assign(**{group_by: labels.age_groups(truth["true_age"])})
-    if group_by and group_by not in truth:
+    if group_by and group_by not in (*truth.columns, labels.AGE_GROUP):
         raise UserError(f"--group_by {group_by}: the labels have no such column")
+    if group_by:
+        truth = truth.assign(**{group_by: labels.group_column(truth, group_by, "true_age")})
     if group_by in ("file", *PREDICTION_COLUMNS):
         raise UserError(f"--group_by {group_by}: a column of the predictions table has this "
                         "name; rename it in the CSV")  # fmt: skip

@@ -11,7 +11,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     options.add_labels_options(parser, "genders, ages, img_paths")
     parser.add_argument(
         "--group_by", metavar="COLUMN",
-        help="also report the MAE per value of this column (e.g. subject, for FG-NET)",
+        help="also report the MAE per value of this column (e.g. subject, for FG-NET), or "
+        "per age_group (decades of true age)",
     )  # fmt: skip
     options.add_evaluation_options(parser, "output/evaluation")
     return parser.parse_args(argv)

@@ -51,13 +51,17 @@ def main(argv: list[str] | None = None) -> None:
             raise UserError(f"export needs {module}: pip install 'age-gender[export]'") from error
     from age_gender.apps import export  # after parsing: TensorFlow is slow to import
     from age_gender.estimators.keras_model import KerasEstimator
-    from age_gender.estimators.presets import PRESETS, model_file
+    from age_gender.estimators.presets import PRESETS, named_model_file
     from age_gender.files import make_output_folder
     from age_gender.models import store
 
     weight_file, output_dir = args.weight_file, args.output_dir or Path("exported")
     if args.model is not None:
-        weight_file = model_file(args.model)
+        base, form = store.split_name(args.model)
+        if form is not None:
+            raise UserError(f"{args.model} is an export already; export takes the model: "
+                            f"--model {base}")  # fmt: skip
+        weight_file = named_model_file(args.model)
         if args.model not in PRESETS:  # the store keeps a model's exports beside it
             output_dir = args.output_dir or weight_file.parent
     if weight_file.suffix.lower() in (".onnx", ".tflite"):

@@ -137,11 +137,17 @@ def detector(spec: DetectorSpec):
 
 
 def composite_name(
-    path: Path, index: int, seed: int, settings: PasteSettings, spec: DetectorSpec
+    path: Path,
+    index: int,
+    seed: int,
+    settings: PasteSettings,
+    spec: DetectorSpec,
+    backgrounds: list[Path],
 ) -> str:
     """A face's composite file, named by what defines it (its crop, its row, the seed, how it is
-    pasted and found), so a run with other settings never reuses it."""
-    key = f"{path}|{index}|{seed}|{settings}|{spec}"
+    pasted, into which backgrounds, and found), so a run with other settings never reuses it."""
+    places = "|".join(str(photo.resolve()) for photo in backgrounds)
+    key = f"{path}|{index}|{seed}|{settings}|{spec}|{places}"
     digest = hashlib.sha1(key.encode("utf-8", "surrogateescape")).hexdigest()
     return f"{FOLDER}/{digest[:2]}/{digest[2:18]}.jpg"
 
@@ -206,7 +212,7 @@ def make_composites(
     if set(BOX_COLUMNS) & set(frame.columns) and frame[BOX_COLUMNS].notna().any().any():
         raise UserError("these rows have face boxes: composites are made of face crops (the "
                         "whole image is the face), as UTKFace's")  # fmt: skip
-    names = [composite_name(root.resolve() / path, index, seed, settings, spec)
+    names = [composite_name(root.resolve() / path, index, seed, settings, spec, backgrounds)
              for index, path in enumerate(frame["img_paths"])]  # fmt: skip
     remove_leftovers(output_dir / FOLDER, {Path(name).name for name in names}, recursive=True)
     notes: list[dict | None] = [placement_note(output_dir / name) for name in names]

@@ -10,6 +10,7 @@ import codecs
 import dataclasses
 import datetime
 import hashlib
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -372,21 +373,25 @@ def read_appa_real(root: Path, split: str, folder_option: str = "--data_dir") ->
 
 
 # Not a label column: each face's decade of true age, for `train.group_balance` and
-# `evaluate.py --group_by` (UTKFace's gender gap between races is its share of children).
+# `evaluate.py --group_by` (UTKFace's gender gap between races follows their shares of children).
 AGE_GROUP = "age_group"
 AGE_GROUP_EDGES = (0, 10, 20, 30, 40, 50, 60, 70)
-
-
-def age_group_name(low: int, high: int | None) -> str:
-    return f"{low}+" if high is None else f"{low}-{high - 1}"
+AGE_GROUP_NAMES = (*(f"{low}-{high - 1}" for low, high in itertools.pairwise(AGE_GROUP_EDGES)),
+                   f"{AGE_GROUP_EDGES[-1]}+")  # fmt: skip
 
 
 def age_groups(ages: pd.Series) -> pd.Series:
-    """Each age's group name (0-9, 10-19, ... 70+); an unknown age has none."""
+    """Each age's decade (0-9 ... 70+); an unknown age has none."""
     bins = [*AGE_GROUP_EDGES, np.inf]
-    names = [age_group_name(low, high) for low, high in
-             zip(AGE_GROUP_EDGES, (*AGE_GROUP_EDGES[1:], None), strict=True)]  # fmt: skip
-    return pd.cut(ages, bins, right=False, labels=names).astype(object)
+    return pd.cut(ages, bins, right=False, labels=AGE_GROUP_NAMES).astype(object)
+
+
+def group_column(frame: pd.DataFrame, column: str, ages: str = "ages") -> pd.Series:
+    """The values that group `frame`'s faces: its `column`, or for `age_group` where it has
+    none, the decade of each face's age (the column `ages`)."""
+    if column == AGE_GROUP and column not in frame.columns:
+        return age_groups(frame[ages])
+    return frame[column]
 
 
 def read_labels_csv(path: Path) -> pd.DataFrame:

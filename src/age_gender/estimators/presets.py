@@ -77,6 +77,7 @@ PRESETS = {preset.name: preset for preset in (
            "(the fallback without a network)", "CC0 (public domain)", dlib_models),
 )}  # fmt: skip
 DEFAULT = "original-b3"
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5", ".onnx", ".tflite")
 
 
 def load_preset(name: str) -> Estimator:
@@ -100,7 +101,7 @@ def stored_file(name: str) -> Path:
     return stored
 
 
-def model_file(name: str) -> Path:
+def named_model_file(name: str) -> Path:
     """The Keras file a named model loads from (a preset's weights, fetched once, or a stored
     model), for what needs the file itself: export."""
     preset = PRESETS.get(name)
@@ -145,9 +146,16 @@ def load_estimator(model: str | Path | None = None) -> Estimator:
         except weights.DownloadError as error:
             print(f"note: {error}; using the bundled dlib-models networks instead")
             return load_preset("dlib-models")
-    if is_name(model) or (isinstance(model, str) and not Path(model).exists()):
+    if isinstance(model, str) and (is_name(model) or looks_like_a_name(model)):
         return load_preset(model)  # a name, or one line listing the names
     return load_file(Path(model))
+
+
+def looks_like_a_name(text: str) -> bool:
+    """Whether `text`, naming no model, was meant as a name (one word, no model suffix, not a
+    file here) rather than a path: it is refused with the names, a path with "not found"."""
+    path = Path(text)
+    return path.name == text and path.suffix not in MODEL_SUFFIXES and not path.exists()
 
 
 def models_table() -> str:

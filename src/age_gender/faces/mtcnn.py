@@ -35,7 +35,7 @@ def non_max_suppression(
     while order.size:
         best, rest = order[0], order[1:]
         kept.append(best)
-        order = rest[iou(boxes[best], boxes[rest], over_smaller) <= threshold]
+        order = rest[iou(boxes[best], boxes[rest], over_smaller=True) <= threshold]
     return np.asarray(kept, int)
 
 

@@ -396,17 +396,16 @@ def age_weights(cfg: DictConfig, rows: pd.DataFrame):
 
 
 def gender_weights(cfg: DictConfig, rows: pd.DataFrame, csv: str):
-    """Per-face gender loss weights for `train.group_balance` (a label column), else None."""
+    """Per-face gender loss weights for `train.group_balance` (a label column, or age_group),
+    else None."""
     column = cfg.train.group_balance
     if column is None:
         return None
-    if column == labels.AGE_GROUP and column not in rows.columns:
-        return dataset.balanced_group_weights(labels.age_groups(rows["ages"]),
-                                              cfg.train.group_balance_power)  # fmt: skip
-    if column not in rows.columns:
+    if column not in (*rows.columns, labels.AGE_GROUP):
         raise UserError(f"train.group_balance={column}: {csv} has no column {column} (its "
-                        f"columns: {', '.join(map(str, rows.columns))})")  # fmt: skip
-    return dataset.balanced_group_weights(rows[column], cfg.train.group_balance_power)
+                        f"columns: {', '.join(map(str, rows.columns))}; or age_group)")  # fmt: skip
+    groups = labels.group_column(rows, column)
+    return dataset.balanced_group_weights(groups, cfg.train.group_balance_power)
 
 
 def prepare(cfg: DictConfig, strategy: tf.distribute.Strategy):
@@ -644,7 +643,7 @@ def finish_card(
         print(f"calibrated on {len(figures)} validation faces: age_std = "
               f"{fields['age_std_scale']:.3f} x spread^{fields['age_std_power']:.2f}, 90 % "
               f"interval +-{fields['interval_scale']:.2f} age_std; on the half not fitted: "
-              + "; ".join(f"{label} {held_out[key]:.1%}"
+              + "; ".join(f"{label}: {held_out[key]:.1%}"
                           for key, label in calibration.COVERAGE_LABELS.items()))  # fmt: skip
     return card
 
