@@ -36,7 +36,7 @@ from age_gender.apps import evaluation
 from age_gender.config import check_ranges, compose_config
 from age_gender.data import labels
 from age_gender.data.composites import PasteSettings, backgrounds_in
-from age_gender.errors import exit_on_user_error
+from age_gender.errors import UserError, exit_on_user_error
 from age_gender.estimators.presets import load_estimator
 from age_gender.faces import framing
 from age_gender.models.card import TTA_MODES
@@ -68,6 +68,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("overrides", nargs="*",
                         help="train.py overrides after the recipe's: one lever's run")  # fmt: skip
     args = parser.parse_args()
+    if args.scenes < 1:
+        parser.error(f"--scenes {args.scenes}: build at least one scene")
     if args.weight_file and (args.overrides or args.composites):
         parser.error("overrides and --composites are for training, which --weight_file skips")
     return args
@@ -136,6 +138,10 @@ def scene_figures(args, model_path: Path, validation: pd.DataFrame) -> dict[str,
     backgrounds = backgrounds_in(args.backgrounds)
     # The true boxes sit where the detector boxes these crops: measured on them, not assumed.
     measured = framing.framing_of_crops(validation, args.data, 300, args.seed)
+    if measured is None:
+        raise UserError(f"the detector finds too few faces in {args.data}'s validation crops "
+                        "to measure their framing: are they UTKFace's aligned and cropped "
+                        "faces?")  # fmt: skip
     paste = PasteSettings(margin=measured.margin, offset=measured.offset)
     settings = scenes.SceneSettings(paste=paste)
     made = scenes.build_scenes(validation, args.data, backgrounds, args.scenes, args.seed, settings)

@@ -1,5 +1,6 @@
 """Training through train.py: it learns, resumes, distributes, and refuses bad input early."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -93,6 +94,17 @@ def test_the_model_learns_age_and_gender(disks, tmp_path, run_script):
     assert (output / "age_std_reliability.png").read_bytes()[:4] == b"\x89PNG"
     again = run_script(*command, cwd=tmp_path, env=home)
     assert "a model named disks exists in" in user_error(again)
+    # Killed after its last epoch, before its card was finished: started again with a name, the
+    # run finishes the card first rather than keeping an uncalibrated model.
+    network = keras.saving.load_model(output / "best.keras")
+    model.set_card(network, dataclasses.replace(card, provenance={}, age_std_scale=1.0,
+                                                interval_scale=None))  # fmt: skip
+    network.save(output / "best.keras")
+    finished = run_script(*command[:-1], "train.name=finished", cwd=tmp_path, env=home)
+    assert "already holds 5 epochs" in finished.stdout, finished.stderr[-3000:]
+    kept = json.loads((tmp_path / "home" / "models" / "finished" / "card.json").read_text())
+    assert kept["provenance"]["validation"]["faces"] == 200
+    assert kept["age_std_scale"] == pytest.approx(card.age_std_scale, rel=1e-3)
 
 
 # The families README.md promises, each by its smallest member.

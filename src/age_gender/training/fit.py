@@ -488,7 +488,11 @@ def train(cfg: DictConfig) -> Path:
             print(f"{output_dir} already holds {logged} epochs; raise train.epochs to go on")
             if worker is None:
                 plot_learning_curves(previous, output_dir / CURVES)
-                keep_by_name(cfg, best_path)
+                card = None
+                if unfinished(best_path):  # killed after its last epoch, before its card
+                    _, _, val_data, val_rows, train_count = prepare(cfg, strategy)
+                    card = finish_card(best_path, val_data, val_rows, cfg, train_count)
+                keep_by_name(cfg, best_path, card)
             return best_path
         network, train_data, val_data, val_rows, train_count = prepare(cfg, strategy)
         steps_per_epoch = train_count // cfg.train.batch_size
@@ -646,6 +650,14 @@ def finish_card(
               + "; ".join(f"{label}: {held_out[key]:.1%}"
                           for key, label in calibration.COVERAGE_LABELS.items()))  # fmt: skip
     return card
+
+
+def unfinished(best_path: Path) -> bool:
+    """Whether the best model lacks its calibration and provenance (`finish_card`): a run
+    killed after its last epoch, before they were written."""
+    if not best_path.exists():
+        return False
+    return not model.model_card(keras.saving.load_model(best_path, compile=False)).provenance
 
 
 def keep_by_name(cfg: DictConfig, best_path: Path, card: ModelCard | None = None) -> None:
