@@ -489,7 +489,9 @@ def train(cfg: DictConfig) -> Path:
             if worker is None:
                 plot_learning_curves(previous, output_dir / CURVES)
                 card = None
-                if unfinished(best_path):  # killed after its last epoch, before its card
+                if best_path.exists():  # read once: for the check below and for the store
+                    card = model.model_card(keras.saving.load_model(best_path, compile=False))
+                if card is not None and not card.provenance:  # killed before its card was done
                     _, _, val_data, val_rows, train_count = prepare(cfg, strategy)
                     card = finish_card(best_path, val_data, val_rows, cfg, train_count)
                 keep_by_name(cfg, best_path, card)
@@ -650,14 +652,6 @@ def finish_card(
               + "; ".join(f"{label}: {held_out[key]:.1%}"
                           for key, label in calibration.COVERAGE_LABELS.items()))  # fmt: skip
     return card
-
-
-def unfinished(best_path: Path) -> bool:
-    """Whether the best model lacks its calibration and provenance (`finish_card`): a run
-    killed after its last epoch, before they were written."""
-    if not best_path.exists():
-        return False
-    return not model.model_card(keras.saving.load_model(best_path, compile=False)).provenance
 
 
 def keep_by_name(cfg: DictConfig, best_path: Path, card: ModelCard | None = None) -> None:
