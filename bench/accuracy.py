@@ -68,6 +68,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("overrides", nargs="*",
                         help="train.py overrides after the recipe's: one lever's run")  # fmt: skip
     args = parser.parse_args()
+    if not args.data.is_dir():
+        parser.error(f"--data {args.data} is not a folder: pass UTKFace's face crops (the "
+                     "folder UTKFace.tar.gz extracts to)")  # fmt: skip
     if args.scenes < 1:
         parser.error(f"--scenes {args.scenes}: build at least one scene")
     if args.weight_file and (args.overrides or args.composites):

@@ -55,6 +55,7 @@ def test_bad_input_is_one_clear_error(tmp_path):
         FaceAnalyzer("dlib-models", tta="flip")
     for wrong, message in [((42,), "model must be"),
                            (("no-such-model",), "unknown model .no-such-model.; the named"),
+                           (("",), "the model is an empty name"),
                            (("dlib-models", None), "detector must be")]:  # fmt: skip
         with pytest.raises(UserError, match=message):
             FaceAnalyzer(*wrong)

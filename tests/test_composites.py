@@ -14,6 +14,7 @@ from age_gender.data import composites
 from age_gender.data.composites import PasteSettings
 from age_gender.faces import crops
 from age_gender.faces.crops import CropSpec
+from age_gender.faces.detection import DetectorSpec
 from age_gender.images import read_image
 from age_gender.schema import BOX_COLUMNS, EYE_COLUMNS
 
@@ -86,3 +87,19 @@ def test_wrong_inputs_are_one_line(face_crops, run_script):
         BACKGROUNDS, "--output_dir", "out2", cwd=face_crops,
     )  # fmt: skip
     assert "these rows have face boxes" in user_error(result)
+
+
+def test_a_crop_or_background_replaced_in_place_is_a_new_composite(tmp_path):
+    crop, backdrop = tmp_path / "40_1_0_1.jpg", tmp_path / "room.jpg"
+    crop.write_bytes(b"a crop")
+    backdrop.write_bytes(b"a room")
+
+    def name() -> str:
+        return composites.composite_name(crop, 0, 0, PasteSettings(), DetectorSpec(), [backdrop])
+
+    first = name()
+    assert name() == first  # the same files: the composite is reused
+    crop.write_bytes(b"another crop")
+    second = name()
+    backdrop.write_bytes(b"another room")
+    assert len({first, second, name()}) == 3

@@ -230,5 +230,5 @@ def test_age_groups_are_decades_up_to_70_plus():
 
     settings = OmegaConf.create({"train": {"group_balance": "age_group",
                                            "group_balance_power": 1.0}})  # fmt: skip
-    weights = fit.gender_weights(settings, pd.DataFrame({"ages": ages}), "labels.csv")
+    weights = fit.gender_weights(settings, pd.DataFrame({"ages": ages}))
     assert weights[:2].sum() == pytest.approx(weights[5:].sum()) == pytest.approx(weights[2])

@@ -135,6 +135,17 @@ def test_a_report_moved_aside_by_a_killed_run_is_put_back(tmp_path):
     assert not leftovers(report.parent) and sorted(report.parent.iterdir()) == [report]
 
 
+def test_a_report_holding_an_input_is_never_replaced(tmp_path):
+    report = tmp_path / "reports" / "model"
+    report.mkdir(parents=True)
+    labels = report / "labels.csv"
+    labels.write_text("img_paths,ages,genders\n")
+    with pytest.raises(UserError, match="holds .*labels.csv, an input"):
+        evaluation.check_reports(tmp_path / "reports", [Named("model")], True, (labels,))
+    assert labels.read_text() == "img_paths,ages,genders\n"
+    evaluation.check_reports(tmp_path / "reports", [Named("model")], True, (tmp_path,))
+
+
 def test_a_resumed_face_cache_clears_a_killed_runs_face(tmp_path):
     (tmp_path / "images").mkdir()
     cv2.imwrite(str(tmp_path / "images" / "a.jpg"), np.full((120, 160, 3), 90, np.uint8))

@@ -117,12 +117,24 @@ def test_an_export_lands_beside_it_with_the_same_card(stored, run_script):
                                    atol=0.05)  # fmt: skip
 
 
+@pytest.mark.parametrize(("option", "message"), [
+    ("--model=", "argument --model: is empty"),
+    ("--weight_file=", "argument --weight_file: is empty"),
+    ("--model= ", "argument --model: is empty"),
+    ("--weight_file=dlib-models", "dlib-models names a model: pass --model dlib-models"),
+])  # fmt: skip
+def test_an_empty_or_misplaced_model_option_is_one_line(capsys, option, message):
+    from age_gender.cli import demo
+
+    assert message in refusal(capsys, demo.main, option, "--image_dir", REPO / "examples")
+
 
 @pytest.mark.parametrize(("name", "message"), [
     ("mine:onnx", "mine:onnx is an export already; export takes the model: --model mine"),
     ("dlib-models", "dlib-models is not a Keras model; of the built-in models, original-b3, "
                     "original-wrn are (and every model you trained)"),
-    ("nobody", "unknown model 'nobody'; the named models are"),
+    ("nobody", "unknown model 'nobody'; the named models are original-b3, original-wrn "
+               "(demo.py --list-models"),
 ])  # fmt: skip
 def test_export_refuses_what_it_cannot_export_in_one_line(tmp_path, monkeypatch, capsys, name,
                                                           message):  # fmt: skip

@@ -75,6 +75,10 @@ def test_the_model_learns_age_and_gender(disks, tmp_path, run_script):
     assert f"calibrated on 200 validation faces: age_std = {card.age_std_scale:.3f}" in (
         result.stdout
     )
+    assert (
+        "warning: calibrated on 200 validation faces only: the 90 % interval holds on new "
+        "faces to about +-2.1%" in result.stdout
+    )
     data, figures = card.provenance["data"], card.provenance["validation"]
     assert data["rows"] == len(pd.read_csv(disks / "train.csv")) and data["db"] == "imdb"
     assert "non-commercial research" in data["licence"]
@@ -301,8 +305,10 @@ def test_bad_input_is_one_line_before_training(disks, tmp_path, run_script, monk
     )
     assert "data.upright=true needs the faces' eyes in" in error("data.upright=true")
     assert "train.group_balance=race: " in error("train.group_balance=race")
-    assert "model name '../x': use up to 64 letters" in error("train.name=../x")
+    assert "model name '../x': use up to 64 ASCII letters" in error("train.name=../x")
     assert "model name dex is a built-in model's" in error("train.name=dex")
+    with pytest.raises(UserError, match="train.name=Zoë: Hydra reads letters outside ASCII"):
+        config(["train.name=Zoë"])
     (tmp_path / "home").write_text("a file, not a folder")
     monkeypatch.setenv("AGE_GENDER_HOME", str(tmp_path / "home"))
     assert f"the model store {tmp_path}/home/models cannot be written" in error("train.name=x")
@@ -311,6 +317,8 @@ def test_bad_input_is_one_line_before_training(disks, tmp_path, run_script, monk
     missing = pd.DataFrame({"genders": [1] * 40, "ages": [3] * 40, "img_paths": ["no.jpg"] * 40})
     missing.to_csv(tmp_path / "missing.csv", index=False)
     assert "unknown backbone" in error(f"data.csv={tmp_path}/missing.csv", "model.model_name=X")
+    assert "has no column race" in error(f"data.csv={tmp_path}/missing.csv",
+                                         "train.group_balance=race")  # fmt: skip
     message = error(f"data.val_csv={tmp_path}/missing.csv")
     assert message.startswith("none of the validation images")
 

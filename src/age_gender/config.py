@@ -169,12 +169,23 @@ class Config:
 ConfigStore.instance().store(name="schema", node=Config)
 
 
+def check_quoted(overrides: list[str]) -> None:
+    """Hydra's grammar reads letters outside ASCII only in quotes, and its lexer's error names
+    a token, not what to do."""
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if not value.isascii() and value[:1] not in ("'", '"'):
+            raise UserError(f"{override}: Hydra reads letters outside ASCII only in quotes: "
+                            f"{key}='{value}'")  # fmt: skip
+
+
 def compose_config(overrides: list[str]) -> DictConfig:
     """The configuration train.py would run with these overrides, or one line saying why there
     is none (Hydra's own failures are several lines and a traceback)."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 
+    check_quoted(overrides)
     removed = [override for override in overrides if override.startswith("~")]
     if removed:
         raise UserError(f"{removed[0]}: keys cannot be removed, the schema needs every one; set "

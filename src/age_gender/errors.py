@@ -100,3 +100,15 @@ def number(
         return value
 
     return parse
+
+
+def given(kind: type = str) -> Callable[[str], object]:
+    """An argparse type: `kind` of a text that is not blank (`--model=` names nothing, and
+    `Path("")` would be the current folder)."""
+
+    def parse(text: str):
+        if not text.strip():
+            raise argparse.ArgumentTypeError("is empty")
+        return kind(text)
+
+    return parse

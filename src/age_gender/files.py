@@ -254,6 +254,16 @@ def remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def identity(path: Path) -> str:
+    """A file as a cache key: its real path, size and time of change, so a file replaced in
+    place under the same name is a new key (a missing one is its path: the reader reports it)."""
+    try:
+        status = path.stat()
+    except OSError:
+        return str(path)
+    return f"{path.resolve()}|{status.st_size}|{status.st_mtime_ns}"
+
+
 def size_of(path: Path) -> int:
     """Bytes in a file or a folder's files (what a writer had written when it failed)."""
     if path.is_file():

@@ -297,12 +297,20 @@ def report_folder(output_dir: Path, estimator) -> Path:
     return output_dir / re.sub(r"[^\w.-]+", "_", estimator.name)
 
 
-def check_reports(output_dir: Path, estimators: list, overwrite: bool) -> None:
+def check_reports(
+    output_dir: Path, estimators: list, overwrite: bool, inputs: tuple[Path, ...] = ()
+) -> None:
     """Refuses, before any prediction, to replace an earlier run's report without
-    `overwrite`. A report a killed run had moved aside is put back first."""
+    `overwrite`, or one that holds an input (the labels, the images): a report is replaced
+    whole. A report a killed run had moved aside is put back first."""
     remove_leftovers(output_dir, [report_folder(output_dir, one).name for one in estimators])
     existing = [report_folder(output_dir, one) for one in estimators]
     existing = [folder for folder in existing if folder.exists()]
+    for folder in existing:
+        held = [path for path in inputs if path.resolve().is_relative_to(folder.resolve())]
+        if held:
+            raise UserError(f"{folder} holds {held[0]}, an input, and a report is replaced "
+                            "whole; choose another --output_dir")  # fmt: skip
     if existing and not overwrite:
         raise UserError(
             f"{existing[0]} holds an earlier report; pass --overwrite to replace it or choose "
@@ -351,9 +359,10 @@ def run(
     batch_size: int = 32,
     overwrite: bool = False,
     group_by: str | None = None,
+    inputs: tuple[Path, ...] = (),
 ) -> dict[str, dict]:
     """Evaluates the models on `truth`, each into its own report folder, and prints the table;
-    an earlier report is replaced only with `overwrite`."""
+    an earlier report is replaced only with `overwrite`, and never one holding `inputs`."""
     check_output_folder(output_dir)
     if group_by and group_by not in (*truth.columns, labels.AGE_GROUP):
         raise UserError(f"--group_by {group_by}: the labels have no such column")
@@ -366,7 +375,7 @@ def run(
     if len(set(folders)) < len(folders):
         raise UserError("a model is named twice: each model is evaluated once, into its own "
                         "report folder")  # fmt: skip
-    check_reports(output_dir, estimators, overwrite)
+    check_reports(output_dir, estimators, overwrite, inputs)
     summaries = evaluate(estimators, truth, root, output_dir, detector, batch_size, group_by)
     print(format_table(summaries))
     print(f"reports in {output_dir}/")

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     detector = options.make_detector(args, default_upsample=1) if args.detect else None
     evaluation.run(
         options.evaluation_models(args), truth, args.root, args.output_dir, detector,
-        args.batch_size, args.overwrite, group_by,
+        args.batch_size, args.overwrite, group_by, (args.csv, args.root),
     )  # fmt: skip
 
 

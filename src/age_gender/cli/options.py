@@ -5,7 +5,7 @@ import argparse
 import os
 from pathlib import Path
 
-from age_gender.errors import number
+from age_gender.errors import given, number
 from age_gender.estimators.base import Estimator
 from age_gender.estimators.presets import (
     DEFAULT,
@@ -55,12 +55,12 @@ def add_model_choice(parser: argparse.ArgumentParser, several: bool = False) -> 
     many = {"nargs": "*", "default": []} if several else {}
     default = f"default: the {DEFAULT} model" + ("" if several else ", downloaded once")
     choice.add_argument(
-        "--weight_file", type=Path, **many,
+        "--weight_file", type=given(Path), **many,
         help=f"{'models' if several else 'a model'}: a .keras file from train.py, original "
         f".hdf5 weights, or a model exported to .onnx / .tflite ({default})",
     )  # fmt: skip
     choice.add_argument(
-        "--model", metavar="NAME", **many,
+        "--model", metavar="NAME", type=given(), **many,
         help=f"{'named models' if several else 'a named model'}: {', '.join(PRESETS)}, or one "
         "you trained with train.name=NAME (NAME:onnx for its export; --list-models lists them)",
     )  # fmt: skip

@@ -25,7 +25,7 @@ from age_gender import jobs
 from age_gender.errors import UserError
 from age_gender.faces import crops
 from age_gender.faces.detection import DetectorSpec
-from age_gender.files import atomic_output, remove_leftovers
+from age_gender.files import atomic_output, identity, remove_leftovers
 from age_gender.images import SUFFIXES, read_image, read_note, with_note
 from age_gender.schema import BOX_COLUMNS, EYE_COLUMNS
 
@@ -145,9 +145,10 @@ def composite_name(
     backgrounds: list[Path],
 ) -> str:
     """A face's composite file, named by what defines it (its crop, its row, the seed, how it is
-    pasted, into which backgrounds, and found), so a run with other settings never reuses it."""
-    places = "|".join(str(photo.resolve()) for photo in backgrounds)
-    key = f"{path}|{index}|{seed}|{settings}|{spec}|{places}"
+    pasted, into which backgrounds, and found; the files by `files.identity`), so a run with
+    other settings, or after a crop or background is replaced in place, never reuses it."""
+    places = "|".join(identity(photo) for photo in backgrounds)
+    key = f"{identity(path)}|{index}|{seed}|{settings}|{spec}|{places}"
     digest = hashlib.sha1(key.encode("utf-8", "surrogateescape")).hexdigest()
     return f"{FOLDER}/{digest[:2]}/{digest[2:18]}.jpg"
 
@@ -264,10 +265,10 @@ def crop_rows(
     names = []
     for index in indices:
         source = root / frame["img_paths"].iloc[index]
-        digest = hashlib.sha1(str(source.resolve()).encode("utf-8", "surrogateescape"))
+        digest = hashlib.sha1(identity(source).encode("utf-8", "surrogateescape"))
         name = f"{CROPS}/{digest.hexdigest()[:16]}{source.suffix.lower()}"
         target = output_dir / name
-        if not (target.is_file() and target.stat().st_size == source.stat().st_size):
+        if not target.is_file():
             target.parent.mkdir(parents=True, exist_ok=True)
             with atomic_output(target) as temporary:
                 shutil.copyfile(source, temporary)

@@ -24,7 +24,7 @@ from age_gender.data import labels
 from age_gender.errors import UserError
 from age_gender.faces import crops
 from age_gender.faces.crops import CropSpec, is_box
-from age_gender.files import atomic_output, remove_leftovers
+from age_gender.files import atomic_output, identity, remove_leftovers
 from age_gender.images import decode_image, read_note, with_note
 from age_gender.schema import BOUNDS_COLUMNS, BOX_COLUMNS, CACHE_MARGIN
 
@@ -45,12 +45,7 @@ def cached_name(path: Path, box: np.ndarray, margin: float, side: int) -> str:
     """The cached file of one face, named by what defines its pixels (the image file itself,
     by its real path, size and time of change; the box, margin and size), so a run can tell what
     is done and another CSV or --root naming other images never reuses it."""
-    try:
-        status = path.stat()
-        source = f"{path.resolve()}|{status.st_size}|{status.st_mtime_ns}"
-    except OSError:  # missing: cache_face reports it
-        source = str(path)
-    key = f"{source}|{box.tolist()}|{margin}|{side}"
+    key = f"{identity(path)}|{box.tolist()}|{margin}|{side}"
     digest = hashlib.sha1(key.encode("utf-8", "surrogateescape")).hexdigest()
     return f"{FOLDER}/{digest[:2]}/{digest[2:18]}.jpg"
 

@@ -90,14 +90,15 @@ def load_preset(name: str) -> Estimator:
     return estimator
 
 
-def stored_file(name: str) -> Path:
-    """The file of the store's model `name`, or one line listing the names there are."""
+def stored_file(name: str, offered: tuple[str, ...] = tuple(PRESETS), lister: str = "") -> Path:
+    """The file of the store's model `name`, or one line listing the names there are: the
+    presets `offered` and the user's (`lister`: the command whose --list-models says more)."""
     stored = store.find(name)
     if stored is None:
         own = [entry for entry, _ in store.entries()]
-        raise UserError(f"unknown model {name!r}; the named models are {', '.join(PRESETS)}"
-                        f"{', and yours: ' + ', '.join(own) if own else ''} (--list-models "
-                        "says what each is)")  # fmt: skip
+        raise UserError(f"unknown model {name!r}; the named models are {', '.join(offered)}"
+                        f"{', and yours: ' + ', '.join(own) if own else ''} ({lister}"
+                        "--list-models says what each is)")  # fmt: skip
     return stored
 
 
@@ -105,12 +106,13 @@ def named_model_file(name: str) -> Path:
     """The Keras file a named model loads from (a preset's weights, fetched once, or a stored
     model), for what needs the file itself: export."""
     preset = PRESETS.get(name)
+    keras_presets = tuple(other.name for other in PRESETS.values() if other.weight)
     if preset is None:
-        return stored_file(name)
+        return stored_file(name, keras_presets, "demo.py ")
     if preset.weight is None:
-        keras_presets = ", ".join(other.name for other in PRESETS.values() if other.weight)
-        raise UserError(f"{name} is not a Keras model; of the built-in models, {keras_presets} "
-                        "are (and every model you trained)")  # fmt: skip
+        raise UserError(f"{name} is not a Keras model; of the built-in models, "
+                        f"{', '.join(keras_presets)} are (and every model you "
+                        "trained)")  # fmt: skip
     return weights.fetch(preset.weight)
 
 
@@ -146,8 +148,14 @@ def load_estimator(model: str | Path | None = None) -> Estimator:
         except weights.DownloadError as error:
             print(f"note: {error}; using the bundled dlib-models networks instead")
             return load_preset("dlib-models")
+    if isinstance(model, str) and not model.strip():
+        raise UserError("the model is an empty name: give a named model (--list-models lists "
+                        "them) or a model file")  # fmt: skip
     if isinstance(model, str) and (is_name(model) or looks_like_a_name(model)):
         return load_preset(model)  # a name, or one line listing the names
+    if not Path(model).exists() and is_name(str(model)):  # --weight_file given a name
+        raise UserError(f"weight file {model} not found; {model} names a model: pass --model "
+                        f"{model}")  # fmt: skip
     return load_file(Path(model))
 
 

@@ -18,6 +18,9 @@ from age_gender.schema import MAX_AGE
 
 ONE_STD, TWO_STD = 0.6827, 0.9545  # a Gaussian's share within 1 and 2 standard deviations
 POWERS = np.linspace(0.5, 2.5, 41)
+# Below this many faces a 90 % interval's share on new faces is uncertain by more than 2 points
+# (its binomial spread, sqrt(0.9 * 0.1 / n)): worth a warning, not a refusal.
+FEW_FACES = 300
 # What `coverage`'s figures are, as the evaluation report and the store's model cards name them.
 COVERAGE_LABELS = {
     "within_1_std": "true age within 1 age_std (68.3 %)",

@@ -41,8 +41,8 @@ def models_dir() -> Path:
 def check_name(name: str) -> str:
     """`name`, if it can name a model (letters, digits, '.', '_', '-'; not a path)."""
     if not NAME.fullmatch(name):
-        raise UserError(f"model name {name!r}: use up to 64 letters, digits, '.', '_' or '-', "
-                        "starting with a letter or digit")  # fmt: skip
+        raise UserError(f"model name {name!r}: use up to 64 ASCII letters, digits, '.', '_' or "
+                        "'-', starting with a letter or digit")  # fmt: skip
     return name
 
 

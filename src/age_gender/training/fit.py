@@ -395,16 +395,19 @@ def age_weights(cfg: DictConfig, rows: pd.DataFrame):
     )
 
 
-def gender_weights(cfg: DictConfig, rows: pd.DataFrame, csv: str):
-    """Per-face gender loss weights for `train.group_balance` (a label column, or age_group),
-    else None."""
+def check_group_balance(cfg: DictConfig, rows: pd.DataFrame, csv: str) -> None:
+    """`train.group_balance` must be a label column of `csv`, or age_group."""
     column = cfg.train.group_balance
-    if column is None:
-        return None
-    if column not in (*rows.columns, labels.AGE_GROUP):
+    if column is not None and column not in (*rows.columns, labels.AGE_GROUP):
         raise UserError(f"train.group_balance={column}: {csv} has no column {column} (its "
                         f"columns: {', '.join(map(str, rows.columns))}; or age_group)")  # fmt: skip
-    groups = labels.group_column(rows, column)
+
+
+def gender_weights(cfg: DictConfig, rows: pd.DataFrame):
+    """Per-face gender loss weights for `train.group_balance`, else None."""
+    if cfg.train.group_balance is None:
+        return None
+    groups = labels.group_column(rows, cfg.train.group_balance)
     return dataset.balanced_group_weights(groups, cfg.train.group_balance_power)
 
 
@@ -413,6 +416,7 @@ def prepare(cfg: DictConfig, strategy: tf.distribute.Strategy):
     training rows; checks the data."""
     keras.utils.set_random_seed(cfg.train.seed)
     train_rows, val_rows = read_splits(cfg.data, cfg.train.seed)
+    check_group_balance(cfg, train_rows, cfg.data.csv)
     crop = crop_spec(cfg, train_rows)
     if crop.aligned:
         train_rows = with_eyes(train_rows, cfg.data.csv, "training")
@@ -441,7 +445,7 @@ def prepare(cfg: DictConfig, strategy: tf.distribute.Strategy):
     train_data = dataset.make_dataset(
         train_rows, Path(cfg.data.root), crop, cfg.train.batch_size, training_config(cfg),
         shuffle=True, seed=cfg.train.seed, age_weights=age_weights(cfg, train_rows),
-        gender_weights=gender_weights(cfg, train_rows, cfg.data.csv),
+        gender_weights=gender_weights(cfg, train_rows),
     )  # fmt: skip
     val_data = dataset.make_dataset(val_rows, Path(cfg.data.val_root), crop, cfg.train.batch_size)
     return network, train_data, val_data, val_rows, len(train_rows)
@@ -645,6 +649,12 @@ def finish_card(
     stds, lows, highs = calibration.calibrated(figures["age"], figures["spread"], card)
     calibrated = figures.assign(age_std=stds, age_low=lows, age_high=highs)
     plot_reliability(calibrated, best_path.parent / RELIABILITY)
+    if held_out and len(figures) < calibration.FEW_FACES:
+        print(
+            f"warning: calibrated on {len(figures)} validation faces only: the 90 % interval "
+            f"holds on new faces to about +-{math.sqrt(0.09 / len(figures)):.1%} (with "
+            f"{calibration.FEW_FACES}: +-{math.sqrt(0.09 / calibration.FEW_FACES):.1%})"
+        )
     if held_out:
         print(f"calibrated on {len(figures)} validation faces: age_std = "
               f"{fields['age_std_scale']:.3f} x spread^{fields['age_std_power']:.2f}, 90 % "
