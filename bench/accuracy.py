@@ -12,8 +12,9 @@ make them once), utkface_cpu, with any train.py overrides given after the option
 run), trains on the training part's composites and crops (--with_crops) and validates on the
 validation part's composites, and both models are measured on the validation faces twice:
 - whole crops: each 200x200 crop is the face, as UTKFace's own benchmarks measure it;
-- scenes: the same faces pasted into 640x480 photo backgrounds (tests/support/scenes.py: 35-230 px,
-  turned up to 25 degrees, varied light), through annotate.py with each model's own defaults,
+- scenes: the same faces pasted into 640x480 photo backgrounds (--scene_backgrounds, by default
+  training's; tests/support/scenes.py: 35-230 px, turned up to 25 degrees, varied light),
+  through annotate.py with each model's own defaults,
   as a user runs it; MAE and gender over the faces the detector finds (IoU >= 0.3 with the truth).
 Prints the minutes of the composites and of training, one table, then scenes by face size and
 turn, both by race (UTKFace's label) with the gap between the best and worst group, our gender
@@ -58,7 +59,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--weight_file", type=Path, help="a trained model: skip training")
     parser.add_argument("--tta", choices=TTA_MODES, default="flip")
     parser.add_argument("--scenes", type=int, default=120, help="scene frames to build")
-    parser.add_argument("--backgrounds", type=Path, default=BACKGROUNDS)
+    parser.add_argument("--backgrounds", type=Path, default=BACKGROUNDS,
+                        help="photos the training composites are made in")  # fmt: skip
+    parser.add_argument("--scene_backgrounds", type=Path,
+                        help="photos the scenes are built in (default: --backgrounds); others "
+                        "than training's measure photos it never saw")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--peer", choices=("dlib-models", "none"), default="dlib-models",
                         help="the model measured beside ours")  # fmt: skip
@@ -138,7 +143,7 @@ def compared(args) -> tuple[str, ...]:
 def scene_figures(args, model_path: Path, validation: pd.DataFrame) -> dict[str, dict]:
     """Scenes of the validation faces through annotate.py, for both models."""
     folder = args.work / "scenes"
-    backgrounds = backgrounds_in(args.backgrounds)
+    backgrounds = backgrounds_in(args.scene_backgrounds or args.backgrounds)
     # The true boxes sit where the detector boxes these crops: measured on them, not assumed.
     measured = framing.framing_of_crops(validation, args.data, 300, args.seed)
     if measured is None:
@@ -219,11 +224,13 @@ def main() -> None:
     validation = labels.read_labels_csv(meta / "utkface_val.csv")
     crops = whole_crops(args, model_path, validation)
     found = scene_figures(args, model_path, validation)
-    figures = {"crops": crops, "scenes": found, "minutes": minutes, "overrides": args.overrides}
+    places = args.scene_backgrounds or args.backgrounds
+    figures = {"crops": crops, "scenes": found, "minutes": minutes, "overrides": args.overrides,
+               "backgrounds": str(args.backgrounds), "scene_backgrounds": str(places)}  # fmt: skip
     (args.work / "figures.json").write_text(json.dumps(figures, indent=1, default=str))
     spent = "-" if minutes is None else ", ".join(f"{k} {v:.1f}" for k, v in minutes.items())
     print(f"\nvalidation faces: {len(validation)}; tta: {args.tta}; minutes: {spent}; overrides: "
-          f"{' '.join(args.overrides) or 'none'}")  # fmt: skip
+          f"{' '.join(args.overrides) or 'none'}; scenes in {places}")  # fmt: skip
     print("| model | MAE | CS@5 | gender | 60+ MAE | scenes: found | MAE | gender | 60+ MAE |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     models = compared(args)

@@ -4,6 +4,7 @@ import json
 import math
 import os
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,6 +15,7 @@ from age_gender import plots
 from age_gender.apps import evaluation
 from age_gender.faces.crops import CropSpec
 from age_gender.models import model
+from age_gender.schema import EYE_COLUMNS
 
 
 def test_metrics_against_hand_computed_values():
@@ -228,3 +230,20 @@ def test_unknown_genders_and_mae_per_group(tmp_path, run_script):
         "--group_by", "person", cwd=tmp_path,
     )  # fmt: skip
     assert "--group_by person: the labels have no such column" in user_error(missing)
+
+
+def test_a_rows_eyes_turn_its_face_upright_as_in_training(tmp_path, varied_model):
+    from age_gender.estimators.presets import load_estimator
+
+    estimator = load_estimator(varied_model / "tiny.keras")  # upright: the eyes turn the crop
+    image = np.random.default_rng(0).integers(0, 255, (120, 160, 3), np.uint8)
+    (tmp_path / "a.png").write_bytes(cv2.imencode(".png", image[..., ::-1])[1].tobytes())
+    box, eyes = (40, 20, 120, 100), (60.0, 50.0, 100.0, 70.0)  # turned about 27 degrees
+    rows = pd.DataFrame({"img_paths": ["a.png", "a.png"], "x_min": 40, "y_min": 20,
+                         "x_max": 120, "y_max": 100})  # fmt: skip
+    rows[EYE_COLUMNS] = [eyes, [np.nan] * 4]
+    predictions, _, _ = evaluation.predict_rows(estimator, rows, tmp_path)
+    turned, level = (estimator.predict_inputs([estimator.inputs(image, [box], [face_eyes])])[0]
+                     for face_eyes in (eyes, None))  # fmt: skip
+    assert predictions["age"].tolist() == pytest.approx([turned.age, level.age], abs=1e-3)
+    assert abs(turned.age - level.age) > 1e-3

@@ -115,13 +115,13 @@ def mae_by_age_group(predicted, true) -> dict[str, dict]:
 
 
 def face_box(
-    row_box: np.ndarray, image: np.ndarray, detector: FaceDetector | None
+    row_box: np.ndarray, row_eyes: tuple | None, image: np.ndarray, detector: FaceDetector | None
 ) -> tuple[tuple, tuple | None, bool]:
-    """The row's box (`labels.face_boxes`), else the detector's best face, else the whole
-    image; the eyes where the detector gave them; and whether the detector, when asked, found
-    a face."""
+    """The row's box (`labels.face_boxes`) with its eyes (`labels.face_eyes`), else the
+    detector's best face, else the whole image; the eyes where the row or the detector gave
+    them; and whether the detector, when asked, found a face."""
     if is_box(row_box):
-        return tuple(int(value) for value in row_box), None, True
+        return tuple(int(value) for value in row_box), row_eyes, True
     found = detector.detect(image) if detector is not None else []
     if found:
         return found[0].box, found[0].eyes, True
@@ -141,19 +141,22 @@ def predict_rows(
     """
     records, unreadable, no_face = [], [], []
     with tqdm(total=len(rows), desc=estimator.name, unit="image") as bar:
-        boxes = labels.face_boxes(rows)
+        boxes, eyes_of_rows = labels.face_boxes(rows), labels.face_eyes(rows)
         for start in range(0, len(rows), batch_size):
             faces, done = [], []
             chunk = rows.iloc[start : start + batch_size]
-            for row, row_box in zip(
-                chunk.itertuples(), boxes[start : start + len(chunk)], strict=True
+            for row, row_box, row_eyes in zip(
+                chunk.itertuples(),
+                boxes[start : start + len(chunk)],
+                eyes_of_rows[start : start + len(chunk)],
+                strict=True,
             ):
                 image = read_image(root / row.img_paths)
                 name = printable(row.img_paths)  # the report is read by people: text
                 if image is None:
                     unreadable.append(name)
                     continue
-                box, eyes, found = face_box(row_box, image, detector)
+                box, eyes, found = face_box(row_box, row_eyes, image, detector)
                 if not overlaps(image.shape, box):
                     unreadable.append(f"{name} (face box outside the image)")
                     continue

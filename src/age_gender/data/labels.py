@@ -19,7 +19,7 @@ import scipy.io
 
 from age_gender.errors import UserError, printable
 from age_gender.images import SUFFIXES, has_image_signature
-from age_gender.schema import BOX_COLUMNS, LABEL_COLUMNS, MAX_AGE, UNKNOWN_GENDER
+from age_gender.schema import BOX_COLUMNS, EYE_COLUMNS, LABEL_COLUMNS, MAX_AGE, UNKNOWN_GENDER
 
 IMDB_WIKI_FIELDS = ("full_path", "dob", "gender", "photo_taken", "face_score", "second_face_score")
 IMDB_CLEAN_SPLITS = ("train", "valid", "test")
@@ -447,6 +447,15 @@ def face_boxes(frame: pd.DataFrame) -> np.ndarray:
     if not set(BOX_COLUMNS) <= set(frame.columns):
         return np.zeros((len(frame), 4), np.float32)
     return np.nan_to_num(frame[BOX_COLUMNS].to_numpy(np.float32))
+
+
+def face_eyes(frame: pd.DataFrame) -> list[tuple | None]:
+    """Each row's eyes (left x, y, right x, y) where all four are given (landmarks.py,
+    composite_faces.py), else None: what turns a face upright as training did."""
+    if not set(EYE_COLUMNS) <= set(frame.columns):
+        return [None] * len(frame)
+    values = frame[EYE_COLUMNS].to_numpy(float)
+    return [tuple(row) if np.isfinite(row).all() else None for row in values]
 
 
 def check_boxes(frame: pd.DataFrame, path: Path) -> None:
