@@ -43,8 +43,10 @@ def test_a_model_saved_before_the_card_loads_as_version_1(tmp_path):
 
 
 def test_calibration_holds_on_faces_it_was_not_fitted_on():
-    """Errors whose spread the model over- and under-states, with heavy tails: the fitted
-    age_std holds 68 % and about 95 % on new faces, and the interval 90 %."""
+    """Errors whose spread the model over- and under-states, with tails heavier than any power
+    of the spread makes Gaussian (Student's t, 4 degrees): on new faces the fitted age_std
+    misses 68.3 % and 95.4 % less than one that holds 68.3 % alone, each share on its own side,
+    and the interval holds 90 %."""
     rng = np.random.default_rng(0)
 
     def faces(count):
@@ -58,9 +60,17 @@ def test_calibration_holds_on_faces_it_was_not_fitted_on():
     new_errors, new_spreads = faces(20000)
     stds = fields["age_std_scale"] * new_spreads ** fields["age_std_power"]
     figures = calibration.coverage(new_errors, stds, fields["interval_scale"])
-    assert figures["within_1_std"] == pytest.approx(0.683, abs=0.02)
+    one_only = np.quantile(errors / spreads**1.5, 0.683) * new_spreads**1.5  # the true power
+    assert worst_miss(figures) < 0.7 * worst_miss(calibration.coverage(new_errors, one_only))
+    assert 0.683 < figures["within_1_std"] < 0.74 and 0.91 < figures["within_2_std"] < 0.954
     assert figures["within_interval"] == pytest.approx(0.90, abs=0.02)
     assert held_out["within_interval"] == pytest.approx(0.90, abs=0.03)
+
+
+def worst_miss(figures: dict[str, float]) -> float:
+    """The larger miss of the shares within 1 and 2 age_std, in their binomial spreads."""
+    return max(abs(figures["within_1_std"] - 0.6827) / np.sqrt(0.6827 * 0.3173),
+               abs(figures["within_2_std"] - 0.9545) / np.sqrt(0.9545 * 0.0455))  # fmt: skip
 
 
 def test_a_served_card_names_no_file_of_the_training_machine():
