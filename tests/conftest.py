@@ -32,6 +32,13 @@ def astronaut():
     return cv2.cvtColor(cv2.imread(str(REPO / "examples" / "astronaut.png")), cv2.COLOR_BGR2RGB)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first, in file order: the two test processes (make test's -n 2, with
+    --dist worksteal) then share them from the start, rather than one of them finishing with a
+    training run while the other has nothing left."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 def run_script():
     """Runs `python <script> args...` of the repository (or `python -c CODE args...`) in `cwd`;

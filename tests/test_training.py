@@ -111,22 +111,17 @@ def test_the_model_learns_age_and_gender(disks, tmp_path, run_script):
     assert kept["age_std_scale"] == pytest.approx(card.age_std_scale, rel=1e-3)
 
 
-# The families README.md promises, each by its smallest member.
-# The families whose graphs differ (plain ResNet and VGG add nothing to these), each by its
-# smallest member: EfficientNet (which failed at epoch 2), EfficientNetV2, ConvNeXt, MobileNetV3
-# (utkface_cpu's) and the wide ResNets (the original's is WideResNet16_8).
-BACKBONE_FAMILIES = [
-    "EfficientNetB0",
-    "EfficientNetV2B0",
-    "ConvNeXtTiny",
-    "MobileNetV3Small",
-    "WideResNet10_2",
-]
+# The families README.md promises whose graphs differ (plain ResNet and VGG add nothing to
+# these), each by its smallest member: EfficientNet (which failed at epoch 2), EfficientNetV2,
+# ConvNeXt and the wide ResNets (the original's is WideResNet16_8). MobileNetV3 (the small model
+# of every other training test here) trains in all the others.
+BACKBONE_FAMILIES = ["EfficientNetB0", "EfficientNetV2B0", "ConvNeXtTiny", "WideResNet10_2"]
 
 
 @pytest.mark.slow
 def test_every_backbone_family_trains_past_its_first_epoch(disks, tmp_path, run_script):
-    """EfficientNet used to fail at epoch 2 on a data set of unknown length."""
+    """EfficientNet used to fail at epoch 2 on a data set of unknown length. One sweep (-m) of
+    them all: each run trains in its own folder."""
     rows = pd.read_csv(disks / "train.csv")
     rows[:32].to_csv(tmp_path / "train.csv", index=False)  # two steps an epoch: the bug
     rows[32:48].to_csv(tmp_path / "val.csv", index=False)  # was at the second epoch's start
@@ -361,9 +356,11 @@ def test_freeze_then_train_resumes_in_its_phase(disks, tmp_path, run_script):
     )
     backbone.save_weights(tmp_path / "backbone.weights.h5")
     output = tmp_path / "run"
+    pd.read_csv(disks / "train.csv")[:96].to_csv(tmp_path / "small.csv", index=False)
     options = [
-        *data_options(disks), *SMALL_MODEL[:2], f"model.weights={tmp_path}/backbone.weights.h5",
-        "train.freeze_epochs=1", f"train.output_dir={output}",
+        *data_options(disks), f"data.csv={tmp_path}/small.csv", *SMALL_MODEL[:2],
+        f"model.weights={tmp_path}/backbone.weights.h5", "train.freeze_epochs=1",
+        f"train.output_dir={output}",
     ]  # fmt: skip
 
     def backbone_changes(weights_file) -> list[str]:
@@ -434,24 +431,6 @@ def test_a_sweep_whose_runs_share_a_folder_or_hold_a_bad_value_is_refused_first(
     )  # fmt: skip
     assert "every run of the sweep would keep its model as train.name=mine" in user_error(named)
     assert not list(tmp_path.iterdir())  # nothing made, not even Hydra's multirun/
-
-
-@pytest.mark.slow
-def test_a_sweep_trains_each_run_in_its_own_folder(disks, tmp_path, run_script):
-    rows = pd.read_csv(disks / "train.csv")
-    rows[:32].to_csv(tmp_path / "train.csv", index=False)
-    rows[32:48].to_csv(tmp_path / "val.csv", index=False)
-    result = run_script(
-        "train.py", "-m", "train.lr=0.01,0.001", *SMALL_MODEL, "model.img_size=32",
-        "train.epochs=1", "train.batch_size=16", f"data.csv={tmp_path}/train.csv",
-        f"data.val_csv={tmp_path}/val.csv", f"data.root={disks}/images",
-        f"train.output_dir={tmp_path}/runs/${{train.lr}}", cwd=tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    for rate in ("0.01", "0.001"):
-        log = pd.read_csv(tmp_path / "runs" / rate / "log.csv")
-        assert log["epoch"].tolist() == [0], rate
-        assert (tmp_path / "runs" / rate / "best.keras").stat().st_size > 0, rate
 
 
 def test_labels_naming_files_by_bytes_that_are_not_utf8_are_one_line(tmp_path, run_script):
