@@ -17,12 +17,12 @@ demo: $(BIN)/activate
 # Two test processes: most tests wait on a subprocess, a server or a file, not on the cores.
 test: $(BIN)/activate
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n 2 --dist worksteal --durations=15
+	$(BIN)/python -m pytest -n 2 --durations=15
 
 # Everything but the tests marked slow (training, killed processes, servers, browser, Ray).
 test-fast: $(BIN)/activate
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n 2 --dist worksteal -m "not slow" --durations=15
+	$(BIN)/python -m pytest -n 2 -m "not slow" --durations=15
 
 lint: $(BIN)/activate
 	$(BIN)/ruff check --fix .

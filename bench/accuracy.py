@@ -76,6 +76,11 @@ def parse_args() -> argparse.Namespace:
     if not args.data.is_dir():
         parser.error(f"--data {args.data} is not a folder: pass UTKFace's face crops (the "
                      "folder UTKFace.tar.gz extracts to)")  # fmt: skip
+    if args.scene_backgrounds is not None:
+        try:
+            backgrounds_in(args.scene_backgrounds)  # before the training, not after it
+        except UserError as error:
+            parser.error(f"--scene_backgrounds: {error}")
     if args.scenes < 1:
         parser.error(f"--scenes {args.scenes}: build at least one scene")
     if args.weight_file and (args.overrides or args.composites):

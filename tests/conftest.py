@@ -33,8 +33,8 @@ def astronaut():
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The slow tests first, in file order: the two test processes (make test's -n 2, with
-    --dist worksteal) then share them from the start, rather than one of them finishing with a
+    """The slow tests first, in file order: xdist hands them out in turn to the two test
+    processes (make test's -n 2) from the start, rather than one of them finishing with a
     training run while the other has nothing left."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 

@@ -140,7 +140,7 @@ def test_a_report_holding_an_input_is_never_replaced(tmp_path):
     report.mkdir(parents=True)
     labels = report / "labels.csv"
     labels.write_text("img_paths,ages,genders\n")
-    with pytest.raises(UserError, match="holds .*labels.csv, an input"):
+    with pytest.raises(UserError, match="writing .*model would replace an input file"):
         evaluation.check_reports(tmp_path / "reports", [Named("model")], True, (labels,))
     assert labels.read_text() == "img_paths,ages,genders\n"
     evaluation.check_reports(tmp_path / "reports", [Named("model")], True, (tmp_path,))

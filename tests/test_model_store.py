@@ -143,3 +143,15 @@ def test_export_refuses_what_it_cannot_export_in_one_line(tmp_path, monkeypatch,
     monkeypatch.setenv(store.HOME, str(tmp_path / "home"))
     assert message in refusal(capsys, export_command.main, "--model", name, "--format", "onnx")
     assert not (tmp_path / "home").exists() and not (tmp_path / "exported").exists()
+
+
+def test_export_refuses_a_name_as_its_file_before_making_a_folder(tmp_path, monkeypatch, capsys):
+    from age_gender.cli import export as export_command
+
+    monkeypatch.chdir(tmp_path)
+    line = refusal(capsys, export_command.main, "--weight_file", "dlib-models")
+    assert "dlib-models names a model: pass --model dlib-models" in line
+    assert "is empty" in refusal(capsys, export_command.main, "--weight_file=")
+    assert "missing.keras not found" in refusal(capsys, export_command.main, "--weight_file",
+                                                "missing.keras")  # fmt: skip
+    assert not list(tmp_path.iterdir())  # no exported/ left behind

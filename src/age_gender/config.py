@@ -169,14 +169,14 @@ class Config:
 ConfigStore.instance().store(name="schema", node=Config)
 
 
-def check_quoted(overrides: list[str]) -> None:
-    """Hydra's grammar reads letters outside ASCII only in quotes, and its lexer's error names
-    a token, not what to do."""
+def unquoted_letters(overrides: list[str]) -> str | None:
+    """Why Hydra could not parse `overrides`, where one has letters outside ASCII: its grammar
+    reads them only in quotes, and its lexer's error names a token, not what to do."""
     for override in overrides:
-        key, _, value = override.partition("=")
-        if not value.isascii() and value[:1] not in ("'", '"'):
-            raise UserError(f"{override}: Hydra reads letters outside ASCII only in quotes: "
-                            f"{key}='{value}'")  # fmt: skip
+        if not override.isascii():
+            return (f"{override}: Hydra reads letters outside ASCII only in quotes, e.g. "
+                    "train.name='Zoë' (see docs/training.md)")  # fmt: skip
+    return None
 
 
 def compose_config(overrides: list[str]) -> DictConfig:
@@ -185,7 +185,6 @@ def compose_config(overrides: list[str]) -> DictConfig:
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 
-    check_quoted(overrides)
     removed = [override for override in overrides if override.startswith("~")]
     if removed:
         raise UserError(f"{removed[0]}: keys cannot be removed, the schema needs every one; set "
@@ -206,6 +205,8 @@ def compose_config(overrides: list[str]) -> DictConfig:
         with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
             return compose("config", overrides=overrides)
     except (HydraException, ValueError) as error:
+        if isinstance(error, HydraException) and unquoted_letters(overrides):
+            raise UserError(unquoted_letters(overrides)) from error
         reasons = [str(error).strip()]
         if error.__cause__ is not None:  # the value's own error: what is wrong with it
             reasons.append(str(error.__cause__).strip())

@@ -20,6 +20,7 @@ from age_gender.faces.crops import is_box, overlaps
 from age_gender.faces.detection import FaceDetector
 from age_gender.files import (
     atomic_output,
+    check_inputs_kept,
     check_output_folder,
     make_output_folder,
     remove_leftovers,
@@ -309,11 +310,7 @@ def check_reports(
     remove_leftovers(output_dir, [report_folder(output_dir, one).name for one in estimators])
     existing = [report_folder(output_dir, one) for one in estimators]
     existing = [folder for folder in existing if folder.exists()]
-    for folder in existing:
-        held = [path for path in inputs if path.resolve().is_relative_to(folder.resolve())]
-        if held:
-            raise UserError(f"{folder} holds {held[0]}, an input, and a report is replaced "
-                            "whole; choose another --output_dir")  # fmt: skip
+    check_inputs_kept(existing, list(inputs))
     if existing and not overwrite:
         raise UserError(
             f"{existing[0]} holds an earlier report; pass --overwrite to replace it or choose "

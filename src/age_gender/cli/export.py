@@ -10,7 +10,7 @@ import importlib
 from pathlib import Path
 
 from age_gender.cli.options import add_overwrite_option, add_tta_option
-from age_gender.errors import ArgumentParser, UserError, exit_on_user_error
+from age_gender.errors import ArgumentParser, UserError, exit_on_user_error, given
 
 NEEDS = {
     "onnx": ("tf2onnx", "onnx", "onnxruntime"),
@@ -24,8 +24,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     model = parser.add_mutually_exclusive_group(required=True)
-    model.add_argument("--weight_file", type=Path, help="the model to export")
-    model.add_argument("--model", metavar="NAME",
+    model.add_argument("--weight_file", type=given(Path), help="the model to export")
+    model.add_argument("--model", metavar="NAME", type=given(),
                        help="a model you trained with train.name=NAME, or original-b3 / "
                        "original-wrn")  # fmt: skip
     parser.add_argument(
@@ -50,8 +50,9 @@ def main(argv: list[str] | None = None) -> None:
         except ImportError as error:
             raise UserError(f"export needs {module}: pip install 'age-gender[export]'") from error
     from age_gender.apps import export  # after parsing: TensorFlow is slow to import
+    from age_gender.estimators.base import model_file
     from age_gender.estimators.keras_model import KerasEstimator
-    from age_gender.estimators.presets import PRESETS, named_model_file
+    from age_gender.estimators.presets import PRESETS, check_not_a_name, named_model_file
     from age_gender.files import make_output_folder
     from age_gender.models import store
 
@@ -64,6 +65,8 @@ def main(argv: list[str] | None = None) -> None:
         weight_file = named_model_file(args.model)
         if args.model not in PRESETS:  # the store keeps a model's exports beside it
             output_dir = args.output_dir or weight_file.parent
+    check_not_a_name(weight_file)
+    model_file(weight_file)  # before the output folder is made
     if weight_file.suffix.lower() in (".onnx", ".tflite"):
         raise UserError(
             f"{weight_file} is an exported model already; export takes a .keras file from "

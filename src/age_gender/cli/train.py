@@ -14,7 +14,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from age_gender.config import CONFIG_DIR, Engine, check_quoted, check_ranges, compose_config
+from age_gender.config import CONFIG_DIR, Engine, check_ranges, compose_config, unquoted_letters
 from age_gender.errors import UserError, exit_on_user_error
 
 START_ROOM = 1_000_000  # bytes: Hydra's files and the log, written before any check can run
@@ -27,10 +27,11 @@ def sweep_runs(overrides: list[str]) -> list[list[str]]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
-    check_quoted(overrides)
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as error:
+        if unquoted_letters(overrides):
+            raise UserError(unquoted_letters(overrides)) from error
         reason = str(error).splitlines()[0]
         raise UserError(f"{reason} (see docs/training.md for the keys)") from error
     choices: dict[str, list[str]] = {}

@@ -90,15 +90,17 @@ def load_preset(name: str) -> Estimator:
     return estimator
 
 
-def stored_file(name: str, offered: tuple[str, ...] = tuple(PRESETS), lister: str = "") -> Path:
+def stored_file(
+    name: str, offered: tuple[str, ...] = tuple(PRESETS), more: str = "--list-models"
+) -> Path:
     """The file of the store's model `name`, or one line listing the names there are: the
-    presets `offered` and the user's (`lister`: the command whose --list-models says more)."""
+    presets `offered` and the user's (`more`: where each is described)."""
     stored = store.find(name)
     if stored is None:
         own = [entry for entry, _ in store.entries()]
         raise UserError(f"unknown model {name!r}; the named models are {', '.join(offered)}"
-                        f"{', and yours: ' + ', '.join(own) if own else ''} ({lister}"
-                        "--list-models says what each is)")  # fmt: skip
+                        f"{', and yours: ' + ', '.join(own) if own else ''} ({more} says "
+                        "what each is)")  # fmt: skip
     return stored
 
 
@@ -108,7 +110,7 @@ def named_model_file(name: str) -> Path:
     preset = PRESETS.get(name)
     keras_presets = tuple(other.name for other in PRESETS.values() if other.weight)
     if preset is None:
-        return stored_file(name, keras_presets, "demo.py ")
+        return stored_file(name, keras_presets, "demo.py --list-models")
     if preset.weight is None:
         raise UserError(f"{name} is not a Keras model; of the built-in models, "
                         f"{', '.join(keras_presets)} are (and every model you "
@@ -153,10 +155,15 @@ def load_estimator(model: str | Path | None = None) -> Estimator:
                         "them) or a model file")  # fmt: skip
     if isinstance(model, str) and (is_name(model) or looks_like_a_name(model)):
         return load_preset(model)  # a name, or one line listing the names
-    if not Path(model).exists() and is_name(str(model)):  # --weight_file given a name
-        raise UserError(f"weight file {model} not found; {model} names a model: pass --model "
-                        f"{model}")  # fmt: skip
+    check_not_a_name(Path(model))
     return load_file(Path(model))
+
+
+def check_not_a_name(path: Path) -> None:
+    """Refuses a model's name given as a model file (`--weight_file dlib-models`), saying so."""
+    if not path.exists() and is_name(str(path)):
+        raise UserError(f"weight file {path} not found; {path} names a model: pass --model "
+                        f"{path}")  # fmt: skip
 
 
 def looks_like_a_name(text: str) -> bool:

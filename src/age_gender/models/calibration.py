@@ -22,7 +22,7 @@ from age_gender.schema import MAX_AGE
 ONE_STD, TWO_STD = 0.6827, 0.9545  # a Gaussian's share within 1 and 2 standard deviations
 POWERS = np.linspace(0.5, 2.5, 41)
 SCALE_QUANTILES = np.linspace(0.55, 0.85, 121)  # the scales tried: these shares within 1 age_std
-# Below this many faces a 90 % interval's share on new faces is uncertain by more than 2 points
+# Below this many faces a 90 % interval's share on new faces is uncertain by more than 1.7 points
 # (its binomial spread, sqrt(0.9 * 0.1 / n)): worth a warning, not a refusal.
 FEW_FACES = 300
 # What `coverage`'s figures are, as the evaluation report and the store's model cards name them.
@@ -56,10 +56,10 @@ def fit_spread(errors: np.ndarray, spreads: np.ndarray) -> tuple[float, float]:
         ratios = np.sort(errors / spreads**power)
         scales = np.quantile(ratios, SCALE_QUANTILES)
         miss = misses(ratios, scales).max(axis=0)
-        best = int(np.argmin(miss))
-        fits.append((float(miss[best]), float(scales[best]), float(power)))
-    _, scale, power = min(fits)
-    return scale, power
+        best = len(miss) - 1 - int(np.argmin(miss[::-1]))  # a tie: the wider age_std
+        fits.append((float(miss[best]), -float(scales[best]), float(power)))
+    _, wider, power = min(fits)
+    return -wider, power
 
 
 def misses(sorted_ratios: np.ndarray, scales: np.ndarray) -> np.ndarray:
