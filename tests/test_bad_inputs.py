@@ -195,6 +195,8 @@ def test_unwritable_output_places_are_one_line_before_any_model_loads(tmp_path, 
     photos = photo_folder(tmp_path / "photos")
     csv = tmp_path / "labels.csv"
     csv.write_text("genders,ages,img_paths\n0,40,a.png\n")
+    model = tmp_path / "m.keras"
+    model.write_text("not a model: the refusal comes before it would load")
     cases = [
         (demo_script.main, ["--image_dir", photos, "--output_dir", place, "--no-display"]),
         (annotate_script.main, [photos, "--output", place / "t.csv"]),
@@ -204,7 +206,7 @@ def test_unwritable_output_places_are_one_line_before_any_model_loads(tmp_path, 
             create_db_script.main,
             ["--db", "fgnet", "--data_dir", photos, "--output", place / "f.csv"],
         ),  # fmt: skip
-        (export_script.main, ["--weight_file", tmp_path / "m.keras", "--output_dir", place]),
+        (export_script.main, ["--weight_file", model, "--output_dir", place]),
         (train_script.check_output_dir, [f"train.output_dir={place}"]),
     ]
     for main, argv in cases:
