@@ -103,3 +103,24 @@ def test_a_crop_or_background_replaced_in_place_is_a_new_composite(tmp_path):
     second = name()
     backdrop.write_bytes(b"another room")
     assert len({first, second, name()}) == 3
+
+
+def test_a_found_faces_crop_is_copied_once_and_anew_when_replaced(tmp_path):
+    crop, output = tmp_path / "faces" / "40_1_0_1.jpg", tmp_path / "out"
+    crop.parent.mkdir()
+    crop.write_bytes(b"a crop")
+    frame = pd.DataFrame({"img_paths": [crop.name, "missed.jpg"], "ages": [40, 9]})
+    placed = np.array([[10.0, 10, 50, 50], [np.nan] * 4])  # the second face was not found
+
+    rows = composites.crop_rows(frame, crop.parent, output, [0, 1], placed)
+    assert rows["ages"].tolist() == [40]  # only a found face has a crop row
+    copy = output / rows["img_paths"].iloc[0]
+    assert copy.read_bytes() == b"a crop"
+    copied_at = copy.stat().st_mtime_ns
+    again = composites.crop_rows(frame, crop.parent, output, [0, 1], placed)
+    assert again.equals(rows) and copy.stat().st_mtime_ns == copied_at  # reused, not copied
+
+    crop.write_bytes(b"another crop, replaced under its name")
+    renewed = composites.crop_rows(frame, crop.parent, output, [0, 1], placed)
+    assert renewed["img_paths"].iloc[0] != rows["img_paths"].iloc[0]
+    assert (output / renewed["img_paths"].iloc[0]).read_bytes().startswith(b"another crop")

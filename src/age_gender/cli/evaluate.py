@@ -3,14 +3,14 @@
 import argparse
 
 from age_gender.cli import options
-from age_gender.errors import ArgumentParser, UserError, exit_on_user_error
+from age_gender.errors import ArgumentParser, UserError, exit_on_user_error, given
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__)
     options.add_labels_options(parser, "genders, ages, img_paths")
     parser.add_argument(
-        "--group_by", metavar="COLUMN",
+        "--group_by", metavar="COLUMN", type=given(),
         help="also report the MAE per value of this column (e.g. subject, for FG-NET), or "
         "per age_group (decades of true age)",
     )  # fmt: skip
@@ -24,8 +24,6 @@ def main(argv: list[str] | None = None) -> None:
     from age_gender.apps import evaluation
     from age_gender.data import labels
 
-    if args.group_by is not None and not args.group_by.strip():
-        raise UserError("--group_by needs a column name of the CSV (e.g. subject)")
     if not args.root.is_dir():
         raise UserError(f"image folder {args.root} does not exist")
     truth = labels.read_labels_csv(args.csv)

@@ -35,7 +35,6 @@ from age_gender.schema import (
     AGE_CLASSES,
     BOUNDS_COLUMNS,
     CACHE_MARGIN,
-    EYE_COLUMNS,
     GENDER,
     GENDER_CLASSES,
     HEADS,
@@ -350,16 +349,14 @@ def label_tensors(
     """Columns as arrays: rows without a face box get an empty one (`labels.face_boxes`), rows
     without eyes (and rows not from a face cache, without bounds) NaN ones. The loss weights of
     each row are 1 unless `age_weights` or `gender_weights` are given."""
-    eyes, bounds = (np.full((len(frame), 4), np.nan, np.float32) for _ in range(2))
-    if set(EYE_COLUMNS) <= set(frame.columns):
-        eyes = frame[EYE_COLUMNS].to_numpy(np.float32)
+    bounds = np.full((len(frame), 4), np.nan, np.float32)
     if set(BOUNDS_COLUMNS) <= set(frame.columns):
         bounds = frame[BOUNDS_COLUMNS].to_numpy(np.float32)
 
     return {
         "path": np.array([str(root / path) for path in frame["img_paths"]]),
         "box": labels.face_boxes(frame),
-        "eyes": eyes,
+        "eyes": labels.eye_values(frame),
         "bounds": bounds,
         "age": frame["ages"].to_numpy(np.int32),
         "gender": frame["genders"].to_numpy(np.int32),

@@ -449,13 +449,18 @@ def face_boxes(frame: pd.DataFrame) -> np.ndarray:
     return np.nan_to_num(frame[BOX_COLUMNS].to_numpy(np.float32))
 
 
-def face_eyes(frame: pd.DataFrame) -> list[tuple | None]:
-    """Each row's eyes (left x, y, right x, y) where all four are given (landmarks.py,
-    composite_faces.py), else None: what turns a face upright as training did."""
+def eye_values(frame: pd.DataFrame) -> np.ndarray:
+    """Each row's eyes (left x, y, right x, y; landmarks.py, composite_faces.py) as an (n, 4)
+    array, NaN where the frame has no eye columns or a row lacks a value: the one reading of the
+    eyes that turn a face upright, in training and evaluation alike."""
     if not set(EYE_COLUMNS) <= set(frame.columns):
-        return [None] * len(frame)
-    values = frame[EYE_COLUMNS].to_numpy(float)
-    return [tuple(row) if np.isfinite(row).all() else None for row in values]
+        return np.full((len(frame), len(EYE_COLUMNS)), np.nan, np.float32)
+    return frame[EYE_COLUMNS].apply(pd.to_numeric, errors="coerce").to_numpy(np.float32)
+
+
+def face_eyes(frame: pd.DataFrame) -> list[tuple | None]:
+    """Each row's eyes (`eye_values`) where all four are given, else None."""
+    return [tuple(row) if np.isfinite(row).all() else None for row in eye_values(frame)]
 
 
 def check_boxes(frame: pd.DataFrame, path: Path) -> None:

@@ -81,9 +81,9 @@ def face_inputs(
     image: np.ndarray, boxes: list, eyes: list | None, crop: CropSpec | None
 ) -> FaceInputs:
     """What a model takes of one image's faces, made without the model (so in a worker process,
-    from the crop spec alone): the crops, aligned or turned upright by the eyes for a model
-    trained so, of a model
-    of this project; the image and its boxes for one that crops faces itself (`crop` None)."""
+    from the crop spec alone): for a model of this project its crops, aligned or turned upright
+    by the eyes if it was trained so (eyes not given are found by dlib's predictor); for one
+    that crops faces itself (`crop` None) the image and its boxes."""
     if crop is None:
         return image, list(boxes)
     eyes = list(eyes or [None] * len(boxes))
