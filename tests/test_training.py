@@ -112,10 +112,11 @@ def test_the_model_learns_age_and_gender(disks, tmp_path, run_script):
 
 
 # The families README.md promises whose graphs differ (plain ResNet and VGG add nothing to
-# these), each by its smallest member: EfficientNet (which failed at epoch 2), EfficientNetV2,
-# ConvNeXt and the wide ResNets (the original's is WideResNet16_8). MobileNetV3 (the small model
-# of every other training test here) trains in all the others.
-BACKBONE_FAMILIES = ["EfficientNetB0", "EfficientNetV2B0", "ConvNeXtTiny", "WideResNet10_2"]
+# these), each by its smallest member: EfficientNet (which failed at epoch 2; EfficientNetV2
+# takes its road: scaling inside the model, the same blocks), ConvNeXt and the wide ResNets (the
+# original's is WideResNet16_8). MobileNetV3 (the small model of every other training test here)
+# trains in all the others.
+BACKBONE_FAMILIES = ["EfficientNetB0", "ConvNeXtTiny", "WideResNet10_2"]
 
 
 @pytest.mark.slow
@@ -190,8 +191,6 @@ def test_an_interrupted_run_resumes_with_its_weights(disks, tmp_path):
     assert f"resuming {output} at epoch {total} of {total}" in resumed.stdout
     assert pd.read_csv(log_path)["epoch"].tolist() == list(range(total))
     assert list((output / "wandb").glob("offline-run-*"))
-    again = train(total)
-    assert again.returncode == 0 and f"already holds {total} epochs" in again.stdout
 
     # A backup cut mid-write (a kill, a full disk) is named and passed over for the previous
     # one; the epoch it held is trained again and logged once.
@@ -330,13 +329,13 @@ def test_bad_input_is_one_line_before_training(disks, tmp_path, run_script, monk
 
 @pytest.mark.slow
 def test_a_refused_start_leaves_no_output_folder(disks, tmp_path, run_script):
-    for override in ("train.epochs=0", "model.dropout=1.5", "model.model_name=ResNet5"):
-        result = run_script(
-            "train.py", *data_options(disks), *SMALL_MODEL, override,
-            f"train.output_dir={tmp_path}/o", cwd=tmp_path,
-        )  # fmt: skip
-        user_error(result)
-        assert not (tmp_path / "o").exists(), override
+    # Refused at the last check before training (each earlier one: the test above, in-process).
+    result = run_script(
+        "train.py", *data_options(disks), *SMALL_MODEL, "model.model_name=ResNet5",
+        f"train.output_dir={tmp_path}/o", cwd=tmp_path,
+    )  # fmt: skip
+    user_error(result)
+    assert not (tmp_path / "o").exists()
     # The default output folder (checkpoint/<model>_<size>), its parent included; a file named
     # as the image folder.
     (tmp_path / "notes.txt").write_text("not a folder")
