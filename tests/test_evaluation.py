@@ -239,11 +239,17 @@ def test_a_rows_eyes_turn_its_face_upright_as_in_training(tmp_path, varied_model
     image = np.random.default_rng(0).integers(0, 255, (120, 160, 3), np.uint8)
     (tmp_path / "a.png").write_bytes(cv2.imencode(".png", image[..., ::-1])[1].tobytes())
     box, eyes = (40, 20, 120, 100), (60.0, 50.0, 100.0, 70.0)  # turned about 27 degrees
-    rows = pd.DataFrame({"img_paths": ["a.png", "a.png"], "x_min": 40, "y_min": 20,
-                         "x_max": 120, "y_max": 100})  # fmt: skip
-    rows[EYE_COLUMNS] = [eyes, [np.nan] * 4]
+    rows = pd.DataFrame({"img_paths": ["a.png"] * 3, "x_min": 40.0, "y_min": 20.0,
+                         "x_max": 120.0, "y_max": 100.0})  # fmt: skip
+    rows.loc[2, ["x_min", "y_min", "x_max", "y_max"]] = np.nan  # a crop: the image is the face
+    rows[EYE_COLUMNS] = [eyes, [np.nan] * 4, eyes]
     predictions, _, _ = evaluation.predict_rows(estimator, rows, tmp_path)
-    turned, level = (estimator.predict_inputs([estimator.inputs(image, [box], [face_eyes])])[0]
-                     for face_eyes in (eyes, None))  # fmt: skip
-    assert predictions["age"].tolist() == pytest.approx([turned.age, level.age], abs=1e-3)
-    assert abs(turned.age - level.age) > 1e-3
+    everything = (0, 0, 160, 120)
+    turned, level, whole, whole_level = (
+        estimator.predict_inputs([estimator.inputs(image, [face], [face_eyes])])[0]
+        for face, face_eyes in ((box, eyes), (box, None), (everything, eyes), (everything, None))
+    )
+    assert predictions["age"].tolist() == pytest.approx(
+        [turned.age, level.age, whole.age], abs=1e-3
+    )
+    assert abs(turned.age - level.age) > 1e-3 and abs(whole.age - whole_level.age) > 1e-3

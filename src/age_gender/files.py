@@ -142,9 +142,9 @@ def output_folder(path: Path) -> Iterator[Path]:
 def check_inputs_kept(outputs: list[Path], inputs: list[Path]) -> None:
     """Refuses outputs that would replace an input file (the same path, or a link to it), or
     an output folder, replaced whole, that holds one."""
-    kept = [path.resolve() for path in inputs]
-    replaced = [path for path in outputs
-                if any(source.is_relative_to(path.resolve()) for source in kept)]  # fmt: skip
+    sources = [path.resolve() for path in inputs]
+    kept = {place for source in sources for place in (source, *source.parents)}
+    replaced = [path for path in outputs if path.resolve() in kept]  # one lookup per output
     if replaced:
         others = f" and {len(replaced) - 1} more" if len(replaced) > 1 else ""
         raise UserError(

@@ -119,14 +119,14 @@ def face_box(
     row_box: np.ndarray, row_eyes: tuple | None, image: np.ndarray, detector: FaceDetector | None
 ) -> tuple[tuple, tuple | None, bool]:
     """The row's box (`labels.face_boxes`) with its eyes (`labels.face_eyes`), else the
-    detector's best face, else the whole image; the eyes where the row or the detector gave
-    them; and whether the detector, when asked, found a face."""
+    detector's best face with its eyes, else the whole image (a crop, as UTKFace's) with the
+    row's eyes, as training turns it; and whether the detector, when asked, found a face."""
     if is_box(row_box):
         return tuple(int(value) for value in row_box), row_eyes, True
     found = detector.detect(image) if detector is not None else []
     if found:
         return found[0].box, found[0].eyes, True
-    return (0, 0, image.shape[1], image.shape[0]), None, detector is None
+    return (0, 0, image.shape[1], image.shape[0]), row_eyes, detector is None
 
 
 def predict_rows(
