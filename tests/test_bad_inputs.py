@@ -641,7 +641,7 @@ def test_an_empty_group_a_file_for_a_folder_and_a_momentum_above_1_are_refused(t
 
     csv = tmp_path / "labels.csv"
     csv.write_text("genders,ages,img_paths\n1,25,a.png\n")
-    assert "argument --group_by: is empty" in refusal(
+    assert "argument --group_by: is empty: give a column of the CSV" in refusal(
         capsys, evaluate_script.main, "--csv", csv, "--root", tmp_path, "--group_by", " "
     )
     assert "is a file, not the data set's folder" in refusal(

@@ -232,3 +232,21 @@ def test_age_groups_are_decades_up_to_70_plus():
                                            "group_balance_power": 1.0}})  # fmt: skip
     weights = fit.gender_weights(settings, pd.DataFrame({"ages": ages}))
     assert weights[:2].sum() == pytest.approx(weights[5:].sum()) == pytest.approx(weights[2])
+
+
+def test_eye_positions_that_are_not_numbers_are_one_line(tmp_path):
+    """Read as eyes not found, they would leave faces unturned without a word."""
+    header = "genders,ages,img_paths,eye_left_x,eye_left_y,eye_right_x,eye_right_y\n"
+    (tmp_path / "found.csv").write_text(header + "1,30,a.jpg,1,2,3,4\n0,20,b.jpg,,,,\n")
+    found = labels.read_labels_csv(tmp_path / "found.csv")
+    assert labels.row_eyes(found) == [(1, 2, 3, 4), None]  # the second: none found
+    for values, message in [
+        ("1,2,x,4", "1 rows have eye positions that are not numbers (e.g. row 2, a.jpg)"),
+        ("1,2,inf,4", "run landmarks.py on it again"),
+    ]:
+        (tmp_path / "eyes.csv").write_text(header + f"1,30,a.jpg,{values}\n")
+        with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            labels.read_labels_csv(tmp_path / "eyes.csv")
+    (tmp_path / "half.csv").write_text("genders,ages,img_paths,eye_left_x\n1,30,a.jpg,1\n")
+    with pytest.raises(UserError, match="eye positions need all of eye_left_x, eye_left_y"):
+        labels.read_labels_csv(tmp_path / "half.csv")

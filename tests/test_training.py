@@ -326,8 +326,10 @@ def test_bad_input_is_one_line_before_training(disks, tmp_path, run_script, monk
     assert "train.group_balance=race: " in error("train.group_balance=race")
     assert "model name '../x': use up to 64 ASCII letters" in error("train.name=../x")
     assert "model name dex is a built-in model's" in error("train.name=dex")
-    with pytest.raises(UserError, match="train.name=Zoë: Hydra reads letters outside ASCII"):
-        config(["train.name=Zoë"])
+    with pytest.raises(UserError, match="data.csv=/données/x.csv: Hydra reads letters outside"):
+        config(["data.csv=/données/x.csv"])
+    with pytest.raises(UserError, match="Key 'nmae' not in"):  # quoted: the real mistake named
+        config(["data.csv='/données/x.csv'", "train.nmae=3"])
     (tmp_path / "home").write_text("a file, not a folder")
     monkeypatch.setenv("AGE_GENDER_HOME", str(tmp_path / "home"))
     assert f"the model store {tmp_path}/home/models cannot be written" in error("train.name=x")

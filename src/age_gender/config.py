@@ -170,12 +170,15 @@ ConfigStore.instance().store(name="schema", node=Config)
 
 
 def unquoted_letters(overrides: list[str]) -> str | None:
-    """Why Hydra could not parse `overrides`, where one has letters outside ASCII: its grammar
-    reads them only in quotes, and its lexer's error names a token, not what to do."""
+    """Why Hydra could not parse `overrides`, where one has letters outside ASCII in a value
+    not in quotes: its grammar reads them only in quotes, and its lexer's error names a token,
+    not what to do."""
     for override in overrides:
-        if not override.isascii():
+        value = override.partition("=")[2]
+        quoted = len(value) > 1 and value[0] == value[-1] and value[0] in "'\""
+        if not override.isascii() and not quoted:
             return (f"{override}: Hydra reads letters outside ASCII only in quotes, e.g. "
-                    "train.name='Zoë' (see docs/training.md)")  # fmt: skip
+                    "data.csv='/données/labels.csv' (see docs/training.md)")  # fmt: skip
     return None
 
 
@@ -183,7 +186,7 @@ def compose_config(overrides: list[str]) -> DictConfig:
     """The configuration train.py would run with these overrides, or one line saying why there
     is none (Hydra's own failures are several lines and a traceback)."""
     from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
+    from hydra.errors import HydraException, OverrideParseException
 
     removed = [override for override in overrides if override.startswith("~")]
     if removed:
@@ -205,8 +208,9 @@ def compose_config(overrides: list[str]) -> DictConfig:
         with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
             return compose("config", overrides=overrides)
     except (HydraException, ValueError) as error:
-        if isinstance(error, HydraException) and unquoted_letters(overrides):
-            raise UserError(unquoted_letters(overrides)) from error
+        hint = unquoted_letters(overrides) if isinstance(error, OverrideParseException) else None
+        if hint:
+            raise UserError(hint) from error
         reasons = [str(error).strip()]
         if error.__cause__ is not None:  # the value's own error: what is wrong with it
             reasons.append(str(error.__cause__).strip())

@@ -102,13 +102,13 @@ def number(
     return parse
 
 
-def given(kind: type = str) -> Callable[[str], object]:
+def given(kind: type, what: str) -> Callable[[str], object]:
     """An argparse type: `kind` of a text that is not blank (`--model=` names nothing, and
-    `Path("")` would be the current folder)."""
+    `Path("")` would be the current folder); `what` says what to give instead."""
 
     def parse(text: str):
         if not text.strip():
-            raise argparse.ArgumentTypeError("is empty")
+            raise argparse.ArgumentTypeError(f"is empty: give {what}")
         return kind(text)
 
     return parse

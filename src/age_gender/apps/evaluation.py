@@ -118,7 +118,7 @@ def mae_by_age_group(predicted, true) -> dict[str, dict]:
 def face_box(
     row_box: np.ndarray, row_eyes: tuple | None, image: np.ndarray, detector: FaceDetector | None
 ) -> tuple[tuple, tuple | None, bool]:
-    """The row's box (`labels.face_boxes`) with its eyes (`labels.face_eyes`), else the
+    """The row's box (`labels.face_boxes`) with its eyes (`labels.row_eyes`), else the
     detector's best face with its eyes, else the whole image (a crop, as UTKFace's) with the
     row's eyes, as training turns it; and whether the detector, when asked, found a face."""
     if is_box(row_box):
@@ -142,7 +142,7 @@ def predict_rows(
     """
     records, unreadable, no_face = [], [], []
     with tqdm(total=len(rows), desc=estimator.name, unit="image") as bar:
-        boxes, eyes_of_rows = labels.face_boxes(rows), labels.face_eyes(rows)
+        boxes, eyes_of_rows = labels.face_boxes(rows), labels.row_eyes(rows)
         for start in range(0, len(rows), batch_size):
             faces, done = [], []
             chunk = rows.iloc[start : start + batch_size]

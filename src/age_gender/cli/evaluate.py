@@ -10,7 +10,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__)
     options.add_labels_options(parser, "genders, ages, img_paths")
     parser.add_argument(
-        "--group_by", metavar="COLUMN", type=given(),
+        "--group_by", metavar="COLUMN", type=given(str, "a column of the CSV, e.g. subject"),
         help="also report the MAE per value of this column (e.g. subject, for FG-NET), or "
         "per age_group (decades of true age)",
     )  # fmt: skip

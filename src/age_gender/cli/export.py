@@ -9,7 +9,7 @@ import argparse
 import importlib
 from pathlib import Path
 
-from age_gender.cli.options import add_overwrite_option, add_tta_option
+from age_gender.cli.options import MODEL_NAME, add_overwrite_option, add_tta_option
 from age_gender.errors import ArgumentParser, UserError, exit_on_user_error, given
 
 NEEDS = {
@@ -24,8 +24,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     model = parser.add_mutually_exclusive_group(required=True)
-    model.add_argument("--weight_file", type=given(Path), help="the model to export")
-    model.add_argument("--model", metavar="NAME", type=given(),
+    model.add_argument(
+        "--weight_file", type=given(Path, "a .keras or .hdf5 file"), help="the model to export"
+    )
+    model.add_argument("--model", metavar="NAME", type=given(str, MODEL_NAME),
                        help="a model you trained with train.name=NAME, or original-b3 / "
                        "original-wrn")  # fmt: skip
     parser.add_argument(

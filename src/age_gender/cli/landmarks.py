@@ -29,7 +29,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     from age_gender.data import label_eyes, labels
     from age_gender.files import check_inputs_kept, check_output_path
-    from age_gender.schema import EYE_COLUMNS
 
     output = args.output or args.csv.with_name(f"{args.csv.stem}_eyes.csv")
     check_output_path(output, args.overwrite)
@@ -43,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
         frame, args.root, output, args.workers, args.chunk_size, detector,
         args.overwrite,
     )  # fmt: skip
-    found = int(result[EYE_COLUMNS].notna().all(axis=1).sum())
+    found = sum(eyes is not None for eyes in labels.row_eyes(result))
     print(f"eyes found for {found} of {len(result)} faces -> {output}")
 
 

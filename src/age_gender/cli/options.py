@@ -17,6 +17,8 @@ from age_gender.estimators.presets import (
 from age_gender.faces.detection import DETECTORS, DetectorSpec, FaceDetector
 from age_gender.models.card import TTA_MODES
 
+MODEL_NAME = "a named model (demo.py --list-models lists them)"  # what --model= lacks
+
 MAX_UPSAMPLE = 3  # 4 would search a 640x480 photo at 10240x7680 (236 MB) per pyramid level
 
 
@@ -55,12 +57,12 @@ def add_model_choice(parser: argparse.ArgumentParser, several: bool = False) -> 
     many = {"nargs": "*", "default": []} if several else {}
     default = f"default: the {DEFAULT} model" + ("" if several else ", downloaded once")
     choice.add_argument(
-        "--weight_file", type=given(Path), **many,
+        "--weight_file", type=given(Path, "a model file"), **many,
         help=f"{'models' if several else 'a model'}: a .keras file from train.py, original "
         f".hdf5 weights, or a model exported to .onnx / .tflite ({default})",
     )  # fmt: skip
     choice.add_argument(
-        "--model", metavar="NAME", type=given(), **many,
+        "--model", metavar="NAME", type=given(str, MODEL_NAME), **many,
         help=f"{'named models' if several else 'a named model'}: {', '.join(PRESETS)}, or one "
         "you trained with train.name=NAME (NAME:onnx for its export; --list-models lists them)",
     )  # fmt: skip

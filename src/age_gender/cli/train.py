@@ -25,13 +25,14 @@ def sweep_runs(overrides: list[str]) -> list[list[str]]:
     """The overrides of each run of a sweep (`-m a=1,2 b=3,4`: four runs), as Hydra's basic
     sweeper makes them."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
+    from hydra.errors import HydraException, OverrideParseException
 
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as error:
-        if unquoted_letters(overrides):
-            raise UserError(unquoted_letters(overrides)) from error
+        hint = unquoted_letters(overrides) if isinstance(error, OverrideParseException) else None
+        if hint:
+            raise UserError(hint) from error
         reason = str(error).splitlines()[0]
         raise UserError(f"{reason} (see docs/training.md for the keys)") from error
     choices: dict[str, list[str]] = {}

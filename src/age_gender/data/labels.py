@@ -413,6 +413,8 @@ def read_labels_csv(path: Path) -> pd.DataFrame:
         raise UserError(f"{path}: a face box needs all of {', '.join(BOX_COLUMNS)}")
     if all(has_boxes):
         check_boxes(frame, path)
+    if set(EYE_COLUMNS) & set(frame.columns):
+        check_eyes(frame, path)
     no_path = frame["img_paths"].isna() | (frame["img_paths"].str.strip() == "")
     if no_path.any():
         row = int(np.flatnonzero(no_path.to_numpy())[0])
@@ -458,9 +460,24 @@ def eye_values(frame: pd.DataFrame) -> np.ndarray:
     return frame[EYE_COLUMNS].apply(pd.to_numeric, errors="coerce").to_numpy(np.float32)
 
 
-def face_eyes(frame: pd.DataFrame) -> list[tuple | None]:
+def row_eyes(frame: pd.DataFrame) -> list[tuple | None]:
     """Each row's eyes (`eye_values`) where all four are given, else None."""
     return [tuple(row) if np.isfinite(row).all() else None for row in eye_values(frame)]
+
+
+def check_eyes(frame: pd.DataFrame, path: Path) -> None:
+    """Refuses eye positions that are not numbers (an edited or cut CSV), which would otherwise
+    read as eyes not found; a row whose four values are empty has none (landmarks.py)."""
+    if not set(EYE_COLUMNS) <= set(frame.columns):
+        raise UserError(f"{path}: eye positions need all of {', '.join(EYE_COLUMNS)}")
+    values = frame[EYE_COLUMNS].apply(pd.to_numeric, errors="coerce").to_numpy(float)
+    broken = (frame[EYE_COLUMNS].notna().to_numpy() & ~np.isfinite(values)).any(axis=1)
+    if broken.any():
+        row = int(np.flatnonzero(broken)[0])
+        raise UserError(
+            f"{path}: {int(broken.sum())} rows have eye positions that are not numbers (e.g. "
+            f"row {row + 2}, {frame['img_paths'].iloc[row]}); run landmarks.py on it again"
+        )
 
 
 def check_boxes(frame: pd.DataFrame, path: Path) -> None:

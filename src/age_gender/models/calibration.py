@@ -23,7 +23,7 @@ ONE_STD, TWO_STD = 0.6827, 0.9545  # a Gaussian's share within 1 and 2 standard 
 POWERS = np.linspace(0.5, 2.5, 41)
 SCALE_QUANTILES = np.linspace(0.55, 0.85, 121)  # the scales tried: these shares within 1 age_std
 # Below this many faces a 90 % interval's share on new faces is uncertain by more than 1.7 points
-# (its binomial spread, sqrt(0.9 * 0.1 / n)): worth a warning, not a refusal.
+# (`share_spread`): worth a warning, not a refusal.
 FEW_FACES = 300
 # What `coverage`'s figures are, as the evaluation report and the store's model cards name them.
 COVERAGE_LABELS = {
@@ -71,6 +71,23 @@ def misses(sorted_ratios: np.ndarray, scales: np.ndarray) -> np.ndarray:
         share = np.searchsorted(sorted_ratios, width * scales, side="right") / len(sorted_ratios)
         rows.append(np.abs(share - target) / np.sqrt(target * (1 - target)))
     return np.array(rows)
+
+
+def share_spread(level: float, faces: int) -> float:
+    """How far an interval's share of `level` fitted on `faces` may be from its share on new
+    faces: the binomial spread sqrt(level (1 - level) / faces)."""
+    return math.sqrt(level * (1 - level) / faces)
+
+
+def few_faces_warning(level: float, faces: int) -> str | None:
+    """The warning for a calibration on fewer than `FEW_FACES` faces, else None."""
+    if faces >= FEW_FACES:
+        return None
+    return (
+        f"warning: calibrated on {faces} validation faces only: the {level * 100:g} % interval "
+        f"holds on new faces to about +-{share_spread(level, faces):.1%} (with {FEW_FACES}: "
+        f"+-{share_spread(level, FEW_FACES):.1%})"
+    )
 
 
 def fit_interval(errors: np.ndarray, stds: np.ndarray, level: float) -> float:

@@ -660,12 +660,9 @@ def finish_card(
     stds, lows, highs = calibration.calibrated(figures["age"], figures["spread"], card)
     calibrated = figures.assign(age_std=stds, age_low=lows, age_high=highs)
     plot_reliability(calibrated, best_path.parent / RELIABILITY)
-    if held_out and len(figures) < calibration.FEW_FACES:
-        print(
-            f"warning: calibrated on {len(figures)} validation faces only: the 90 % interval "
-            f"holds on new faces to about +-{math.sqrt(0.09 / len(figures)):.1%} (with "
-            f"{calibration.FEW_FACES}: +-{math.sqrt(0.09 / calibration.FEW_FACES):.1%})"
-        )
+    warning = calibration.few_faces_warning(card.interval_level, len(figures))
+    if held_out and warning:
+        print(warning)
     if held_out:
         print(f"calibrated on {len(figures)} validation faces: age_std = "
               f"{fields['age_std_scale']:.3f} x spread^{fields['age_std_power']:.2f}, 90 % "
