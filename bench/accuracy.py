@@ -37,7 +37,7 @@ from age_gender.apps import evaluation
 from age_gender.config import check_ranges, compose_config
 from age_gender.data import labels
 from age_gender.data.composites import PasteSettings, backgrounds_in
-from age_gender.errors import UserError, exit_on_user_error
+from age_gender.errors import UserError, exit_on_user_error, given
 from age_gender.estimators.presets import load_estimator
 from age_gender.faces import framing
 from age_gender.models.card import TTA_MODES
@@ -54,20 +54,23 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data", type=Path, required=True, help="UTKFace's face crops")
-    parser.add_argument("--work", type=Path, default=Path("output/accuracy"))
-    parser.add_argument("--weight_file", type=Path, help="a trained model: skip training")
+    parser.add_argument("--data", type=given(Path, "UTKFace's face crops"), required=True,
+                        help="UTKFace's face crops")  # fmt: skip
+    parser.add_argument("--work", type=given(Path, "a folder"), default=Path("output/accuracy"))
+    parser.add_argument("--weight_file", type=given(Path, "a model file"),
+                        help="a trained model: skip training")  # fmt: skip
     parser.add_argument("--tta", choices=TTA_MODES, default="flip")
     parser.add_argument("--scenes", type=int, default=120, help="scene frames to build")
-    parser.add_argument("--backgrounds", type=Path, default=BACKGROUNDS,
+    photos = given(Path, "a folder of photos")
+    parser.add_argument("--backgrounds", type=photos, default=BACKGROUNDS,
                         help="photos the training composites are made in")  # fmt: skip
-    parser.add_argument("--scene_backgrounds", type=Path,
+    parser.add_argument("--scene_backgrounds", type=photos,
                         help="photos the scenes are built in (default: --backgrounds); others "
                         "than training's measure photos it never saw")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--peer", choices=("dlib-models", "none"), default="dlib-models",
                         help="the model measured beside ours")  # fmt: skip
-    parser.add_argument("--composites", type=Path,
+    parser.add_argument("--composites", type=given(Path, "a folder"),
                         help="the composites' folder (default: WORK/composites); runs that share "
                         "it make them once")  # fmt: skip
     parser.add_argument("overrides", nargs="*",
@@ -76,11 +79,15 @@ def parse_args() -> argparse.Namespace:
     if not args.data.is_dir():
         parser.error(f"--data {args.data} is not a folder: pass UTKFace's face crops (the "
                      "folder UTKFace.tar.gz extracts to)")  # fmt: skip
-    if args.scene_backgrounds is not None:
-        try:
-            backgrounds_in(args.scene_backgrounds)  # before the training, not after it
-        except UserError as error:
-            parser.error(f"--scene_backgrounds: {error}")
+    for option in ("backgrounds", "scene_backgrounds"):  # before the training, not after it
+        if getattr(args, option) is not None:
+            try:
+                backgrounds_in(getattr(args, option))
+            except UserError as error:
+                parser.error(f"--{option}: {error}")
+    for option in ("work", "composites"):
+        if getattr(args, option) is not None and getattr(args, option).is_file():
+            parser.error(f"--{option} {getattr(args, option)} is a file: pass a folder")
     if args.scenes < 1:
         parser.error(f"--scenes {args.scenes}: build at least one scene")
     if args.weight_file and (args.overrides or args.composites):

@@ -155,3 +155,26 @@ def test_export_refuses_a_name_as_its_file_before_making_a_folder(tmp_path, monk
     assert "missing.keras not found" in refusal(capsys, export_command.main, "--weight_file",
                                                 "missing.keras")  # fmt: skip
     assert not list(tmp_path.iterdir())  # no exported/ left behind
+
+
+def test_no_report_or_export_replaces_the_model_it_was_made_from(stored, capsys):
+    """A report folder is named after its model, and a SavedModel export is a folder: either
+    one, replaced whole with --overwrite, must not be where the model lives."""
+    from age_gender.cli import evaluate, export
+
+    home, kept = stored / "home" / "models", stored / "home" / "models" / "mine"
+    images = stored / "img"
+    images.mkdir()
+    (stored / "labels.csv").write_text("genders,ages,img_paths\n0,40,a.png\n")
+    line = refusal(capsys, evaluate.main, "--csv", stored / "labels.csv", "--root", images,
+                   "--model", "mine", "--output_dir", home, "--overwrite")  # fmt: skip
+    assert f"writing {kept} would replace an input file" in line
+    assert (kept / "model.keras").is_file() and (kept / "card.json").is_file()
+
+    inside = stored / "exp" / "best_saved_model"
+    inside.mkdir(parents=True)
+    (inside / "best.keras").write_bytes((stored / "best.keras").read_bytes())
+    line = refusal(capsys, export.main, "--weight_file", inside / "best.keras", "--output_dir",
+                   stored / "exp", "--format", "saved_model", "--overwrite")  # fmt: skip
+    assert f"writing {inside} would replace an input file" in line
+    assert (inside / "best.keras").is_file()

@@ -141,6 +141,22 @@ def test_every_backbone_family_trains_past_its_first_epoch(disks, tmp_path, run_
         assert (tmp_path / "runs" / name / "best.keras").stat().st_size > 0, name
 
 
+def test_a_log_cut_mid_write_or_not_of_train_py_is_read_as_such(tmp_path):
+    log = tmp_path / "log.csv"
+    log.write_text("epoch,loss,val_loss\n0,3.0,2.5\n1,2.0,1.5\n2,1.")  # killed mid-row
+    assert fit.finished_epochs(log)["epoch"].tolist() == [0, 1]
+    fit.trim_log(log, 2)  # resumed at epoch 3: the next row starts on a line of its own
+    assert log.read_text() == "epoch,loss,val_loss\n0,3.0,2.5\n1,2.0,1.5\n"
+    log.write_text("epo")  # not even the header whole: Keras writes it anew
+    fit.trim_log(log, 0)
+    assert fit.finished_epochs(log).empty and not log.exists()
+    for text, reason in [("genders,ages,img_paths\n1,30,a.jpg\n", "it has no epoch column"),
+                         ("\xff\xfe\x00 not text\n", "it is not a CSV")]:  # fmt: skip
+        log.write_bytes(text.encode("latin-1"))
+        with pytest.raises(UserError, match=f"log.csv is not a log of train.py \\({reason}"):
+            fit.finished_epochs(log)
+
+
 def test_the_training_step_is_traced_once(disks):
     """A second trace (TensorFlow's, when the first creates variables) costs seconds a phase.
     The heads alone on pooled pixels: the losses and metrics are what is built late."""
@@ -155,7 +171,7 @@ def test_the_training_step_is_traced_once(disks):
     traces, step = [], network.train_step  # runs once per trace, inside the graph being built
     network.train_step = lambda batch: traces.append(batch) or step(batch)
     fit.build_metrics(network, data)
-    network.fit(data, epochs=2, verbose=0)
+    network.fit(data, epochs=2, verbose=0, shuffle=False)
     assert len(traces) == 1
 
 
@@ -315,6 +331,7 @@ def test_bad_input_is_one_line_before_training(disks, tmp_path, run_script, monk
                        ("model.img_size", -5), ("train.batch_size", 0)]:  # fmt: skip
         assert f"{key} must be a whole number of 1 or more, not {value}" in error(f"{key}={value}")
     assert "model.dropout must be a number in [0, 1), not 1.5" in error("model.dropout=1.5")
+    assert "train.output_dir is empty: give the run's folder" in error("train.output_dir=''")
     assert "data.margin must be a number at least 0" in error("data.margin=-0.2")
     assert "train.mixup_alpha must be a number at least 0" in error("train.mixup_alpha=-1")
     assert "train.warmup_epochs must be a number at least 0" in error("train.warmup_epochs=-1")

@@ -221,6 +221,9 @@ def compose_config(overrides: list[str]) -> DictConfig:
 
 def check_ranges(cfg: DictConfig) -> None:
     """Refuses, in one line, values of the right type outside their range."""
+    if not str(cfg.train.output_dir).strip():  # Path("") is the current folder
+        raise UserError("train.output_dir is empty: give the run's folder, e.g. "
+                        "train.output_dir=runs/first")  # fmt: skip
     for key in ("train.epochs", "train.batch_size", "model.img_size", "workers.count",
                 "workers.cpus"):  # fmt: skip
         if OmegaConf.select(cfg, key) < 1:

@@ -31,9 +31,10 @@ def main(argv: list[str] | None = None) -> None:
     truth = truth.rename(columns=names)
     group_by = names.get(args.group_by, args.group_by)
     detector = options.make_detector(args, default_upsample=1) if args.detect else None
+    inputs = (args.csv, args.root, *options.model_files(args))
     evaluation.run(
         options.evaluation_models(args), truth, args.root, args.output_dir, detector,
-        args.batch_size, args.overwrite, group_by, (args.csv, args.root),
+        args.batch_size, args.overwrite, group_by, inputs,
     )  # fmt: skip
 
 

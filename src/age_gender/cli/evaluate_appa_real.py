@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     detector = options.make_detector(args, default_upsample=1) if args.detect else None
     evaluation.run(
         options.evaluation_models(args), truth, args.appa_dir, args.output_dir, detector,
-        args.batch_size, args.overwrite, inputs=(args.appa_dir,),
+        args.batch_size, args.overwrite, inputs=(args.appa_dir, *options.model_files(args)),
     )  # fmt: skip
 
 

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     from age_gender.estimators.base import model_file
     from age_gender.estimators.keras_model import KerasEstimator
     from age_gender.estimators.presets import PRESETS, check_not_a_name, named_model_file
-    from age_gender.files import make_output_folder
+    from age_gender.files import check_inputs_kept, make_output_folder
     from age_gender.models import store
 
     weight_file, output_dir = args.weight_file, args.output_dir or Path("exported")
@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     folder = make_output_folder(output_dir)  # before the model loads: fails fast
     paths = {form: folder / f"{weight_file.stem}{store.EXPORT_SUFFIXES[form]}" for form in forms}
+    check_inputs_kept(list(paths.values()), [weight_file])  # --overwrite replaces an export whole
     for path in paths.values():
         if path.exists() and not args.overwrite:
             raise UserError(f"{path} exists from an earlier export; pass --overwrite to replace it")

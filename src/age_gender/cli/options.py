@@ -15,6 +15,7 @@ from age_gender.estimators.presets import (
     models_table,
 )
 from age_gender.faces.detection import DETECTORS, DetectorSpec, FaceDetector
+from age_gender.models import store
 from age_gender.models.card import TTA_MODES
 
 MODEL_NAME = "a named model (demo.py --list-models lists them)"  # what --model= lacks
@@ -95,6 +96,13 @@ def add_evaluation_options(parser: argparse.ArgumentParser, output_dir: str) -> 
     add_tta_option(parser)
     parser.add_argument("--output_dir", type=Path, default=Path(output_dir))
     add_overwrite_option(parser, "an earlier report in --output_dir")
+
+
+def model_files(args: argparse.Namespace) -> list[Path]:
+    """The files of the models `add_evaluation_options` named that the user keeps (given
+    files, the store's models): inputs no report may replace."""
+    stored = [store.find(name) for name in args.model if name not in PRESETS]
+    return [*args.weight_file, *(path for path in stored if path is not None)]
 
 
 def evaluation_models(args: argparse.Namespace) -> list[Estimator]:

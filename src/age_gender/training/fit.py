@@ -7,6 +7,7 @@ before the first step, so a run fails in seconds, not hours in.
 import contextlib
 import dataclasses
 import datetime
+import io
 import json
 import math
 import os
@@ -242,17 +243,34 @@ def make_optimizer(
 
 
 def finished_epochs(log_path: Path) -> pd.DataFrame:
-    """The epochs a previous run of this output folder logged (empty when there is none)."""
-    if not log_path.exists() or log_path.stat().st_size == 0:
+    """The epochs a previous run of this output folder logged (empty when there is none); a
+    last line a kill cut mid-write is no epoch (`trim_log` drops it). A file of another
+    program's under the log's name is one line."""
+    text = log_path.read_bytes() if log_path.exists() else b""
+    whole = text[: text.rfind(b"\n") + 1]
+    if not whole.strip():
         return pd.DataFrame()
-    return pd.read_csv(log_path)
+    try:
+        logged = pd.read_csv(io.BytesIO(whole))
+    except (UnicodeDecodeError, pd.errors.ParserError) as error:
+        logged, reason = None, f"it is not a CSV: {type(error).__name__}"
+    else:
+        reason = "it has no epoch column"
+    if logged is None or "epoch" not in logged.columns:
+        raise UserError(f"{log_path} is not a log of train.py ({reason}): choose another "
+                        "train.output_dir, or move the file")  # fmt: skip
+    return logged
 
 
 def trim_log(log_path: Path, epoch: int) -> None:
-    """Drops the logged epochs from `epoch` on: a run resumed from an earlier backup trains
-    them again, and the log should hold each epoch once."""
+    """Drops the logged epochs from `epoch` on (a run resumed from an earlier backup trains
+    them again, and the log should hold each epoch once) and a last line cut mid-write, which
+    the next row would be appended to."""
     logged = finished_epochs(log_path)
-    if len(logged) and (logged["epoch"] >= epoch).any():
+    cut = log_path.exists() and not log_path.read_bytes().endswith(b"\n")
+    if not len(logged) and cut:  # not even the header whole: Keras writes it anew
+        log_path.unlink()
+    elif len(logged) and ((logged["epoch"] >= epoch).any() or cut):
         with atomic_output(log_path) as temporary:
             logged[logged["epoch"] < epoch].to_csv(temporary, index=False)
 
