@@ -169,10 +169,14 @@ class Config:
 ConfigStore.instance().store(name="schema", node=Config)
 
 
-def unquoted_letters(overrides: list[str]) -> str | None:
-    """Why Hydra could not parse `overrides`, where one has letters outside ASCII in a value
-    not in quotes: its grammar reads them only in quotes, and its lexer's error names a token,
-    not what to do."""
+def unquoted_letters(error: Exception, overrides: list[str]) -> str | None:
+    """Why Hydra could not parse `overrides` (`error`, its parse error), where one has letters
+    outside ASCII in a value not in quotes: its grammar reads them only in quotes, and its
+    lexer's error names a token, not what to do."""
+    from hydra.errors import OverrideParseException
+
+    if not isinstance(error, OverrideParseException):
+        return None
     for override in overrides:
         value = override.partition("=")[2]
         quoted = len(value) > 1 and value[0] == value[-1] and value[0] in "'\""
@@ -186,7 +190,7 @@ def compose_config(overrides: list[str]) -> DictConfig:
     """The configuration train.py would run with these overrides, or one line saying why there
     is none (Hydra's own failures are several lines and a traceback)."""
     from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException, OverrideParseException
+    from hydra.errors import HydraException
 
     removed = [override for override in overrides if override.startswith("~")]
     if removed:
@@ -208,7 +212,7 @@ def compose_config(overrides: list[str]) -> DictConfig:
         with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
             return compose("config", overrides=overrides)
     except (HydraException, ValueError) as error:
-        hint = unquoted_letters(overrides) if isinstance(error, OverrideParseException) else None
+        hint = unquoted_letters(error, overrides)
         if hint:
             raise UserError(hint) from error
         reasons = [str(error).strip()]

@@ -25,12 +25,12 @@ def sweep_runs(overrides: list[str]) -> list[list[str]]:
     """The overrides of each run of a sweep (`-m a=1,2 b=3,4`: four runs), as Hydra's basic
     sweeper makes them."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException, OverrideParseException
+    from hydra.errors import HydraException
 
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as error:
-        hint = unquoted_letters(overrides) if isinstance(error, OverrideParseException) else None
+        hint = unquoted_letters(error, overrides)
         if hint:
             raise UserError(hint) from error
         reason = str(error).splitlines()[0]

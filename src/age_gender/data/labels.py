@@ -470,8 +470,7 @@ def check_eyes(frame: pd.DataFrame, path: Path) -> None:
     read as eyes not found; a row whose four values are empty has none (landmarks.py)."""
     if not set(EYE_COLUMNS) <= set(frame.columns):
         raise UserError(f"{path}: eye positions need all of {', '.join(EYE_COLUMNS)}")
-    values = frame[EYE_COLUMNS].apply(pd.to_numeric, errors="coerce").to_numpy(float)
-    broken = (frame[EYE_COLUMNS].notna().to_numpy() & ~np.isfinite(values)).any(axis=1)
+    broken = (frame[EYE_COLUMNS].notna().to_numpy() & ~np.isfinite(eye_values(frame))).any(axis=1)
     if broken.any():
         row = int(np.flatnonzero(broken)[0])
         raise UserError(

@@ -246,10 +246,16 @@ def finished_epochs(log_path: Path) -> pd.DataFrame:
     """The epochs a previous run of this output folder logged (empty when there is none); a
     last line a kill cut mid-write is no epoch (`trim_log` drops it). A file of another
     program's under the log's name is one line."""
+    return read_log(log_path)[0]
+
+
+def read_log(log_path: Path) -> tuple[pd.DataFrame, bool]:
+    """`finished_epochs`, and whether the file ends in a line a kill cut mid-write."""
     text = log_path.read_bytes() if log_path.exists() else b""
     whole = text[: text.rfind(b"\n") + 1]
+    cut = len(whole) < len(text)
     if not whole.strip():
-        return pd.DataFrame()
+        return pd.DataFrame(), cut
     try:
         logged = pd.read_csv(io.BytesIO(whole))
     except (UnicodeDecodeError, pd.errors.ParserError) as error:
@@ -259,15 +265,14 @@ def finished_epochs(log_path: Path) -> pd.DataFrame:
     if logged is None or "epoch" not in logged.columns:
         raise UserError(f"{log_path} is not a log of train.py ({reason}): choose another "
                         "train.output_dir, or move the file")  # fmt: skip
-    return logged
+    return logged, cut
 
 
 def trim_log(log_path: Path, epoch: int) -> None:
     """Drops the logged epochs from `epoch` on (a run resumed from an earlier backup trains
     them again, and the log should hold each epoch once) and a last line cut mid-write, which
     the next row would be appended to."""
-    logged = finished_epochs(log_path)
-    cut = log_path.exists() and not log_path.read_bytes().endswith(b"\n")
+    logged, cut = read_log(log_path)
     if not len(logged) and cut:  # not even the header whole: Keras writes it anew
         log_path.unlink()
     elif len(logged) and ((logged["epoch"] >= epoch).any() or cut):
