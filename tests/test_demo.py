@@ -2,6 +2,10 @@
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import cv2
 import numpy as np
@@ -14,6 +18,7 @@ from age_gender.cli import demo as demo_cli
 from age_gender.data.records import read_csv_table
 
 ASTRONAUT = REPO / "examples" / "astronaut.png"
+PREDICTIONS = ["predictions.csv", "predictions.json"]
 
 
 def awkward_folder(folder):
@@ -266,3 +271,39 @@ def test_a_run_stopped_early_knows_the_renamed_copies_it_wrote(tmp_path, capsys)
         "photo-1.png", "photo.png", "predictions.csv", "predictions.json", "zz.png"
     ]  # fmt: skip
     assert read_csv_table(out / "predictions.csv")["file"].tolist() == ["photo.png", "photo", "zz"]
+
+
+def test_a_killed_run_is_redone_with_overwrite(tmp_path, capsys):
+    """SIGKILL leaves annotated copies and no table: the run listed its copies first, so a new
+    run knows them as the demo's (asks for --overwrite, then replaces them) and a user's own
+    file there is still refused."""
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    photos.mkdir()
+    for number in range(40):
+        (photos / f"{number:02}.png").write_bytes(ASTRONAUT.read_bytes())
+    arguments = ["--image_dir", photos, "--output_dir", out, "--model", "dlib-models",
+                 "--no-display"]  # fmt: skip
+    run = subprocess.Popen(
+        [sys.executable, REPO / "demo.py", *map(str, arguments)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not (out / "00.png").exists() and run.poll() is None:
+        assert time.monotonic() < deadline, "no copy was written"
+        time.sleep(0.01)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    assert (out / "00.png").exists() and not (out / "predictions.csv").exists()
+
+    line = refusal(capsys, demo_cli.main, *arguments)
+    assert line.startswith(f"error: {out}/00.png") and "pass --overwrite" in line
+    (out / "mine.png").write_bytes(b"")
+    (photos / "mine.png").write_bytes(ASTRONAUT.read_bytes())
+    line = refusal(capsys, demo_cli.main, *arguments, "--overwrite")
+    assert line.startswith(f"error: {out}/mine.png is not an output of the last demo run")
+    (photos / "mine.png").unlink()
+    demo_cli.main([*map(str, arguments), "--overwrite"])
+    assert len(read_csv_table(out / "predictions.csv")) == 40
+    assert sorted(os.listdir(out)) == sorted(
+        [f"{number:02}.png" for number in range(40)] + ["mine.png", *PREDICTIONS]
+    )

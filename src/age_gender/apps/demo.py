@@ -5,6 +5,7 @@ With a display (and an OpenCV built with windows) results are shown; otherwise, 
 are written to the output folder.
 """
 
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -105,13 +106,47 @@ def write_image(path: Path, image: np.ndarray) -> None:
 
 
 PREDICTION_FILES = ["predictions.csv", "predictions.json"]
+# The copies a run into a folder may write, listed before its first image and removed once its
+# tables are written: a run killed before them (SIGKILL, a power cut) leaves copies no table
+# lists, and the list keeps them the demo's to replace.
+PENDING = ".demo-pending.json"
+
+
+def pending_outputs(output_dir: Path) -> set[Path]:
+    """The outputs of the runs into `output_dir` that did not finish (`mark_pending`)."""
+    try:
+        names = json.loads((output_dir / PENDING).read_text())
+    except (OSError, ValueError):
+        return set()
+    if not isinstance(names, list):
+        return set()
+    names = [name for name in names if isinstance(name, str)]
+    return {output_dir / name for name in names if Path(name).name == name}  # no other folder
+
+
+def mark_pending(output_dir: Path, names: list[str]) -> None:
+    """Lists `names`, the copies this run may write, with those the folder already holds as the
+    demo's (a finished run's, an unfinished one's), before the first is written."""
+    known = {path.name for path in earlier_outputs(output_dir)} | set(names)
+    with atomic_output(output_dir / PENDING) as temporary:
+        temporary.write_text(json.dumps(sorted(known)))  # ASCII: a name's odd bytes escaped
+
+
+def finish_pending(output_dir: Path) -> None:
+    """Forgets the list once the run's tables name what it wrote."""
+    (output_dir / PENDING).unlink(missing_ok=True)
 
 
 def earlier_outputs(output_dir: Path) -> set[Path]:
-    """What the last demo run into `output_dir` wrote there, as its predictions.csv records
-    (each name's bytes): the annotated copies of the images it read (named by the one rule,
-    `annotated_names`), its video, and the tables. Nothing else in the folder is the demo's to
-    replace."""
+    """What earlier demo runs into `output_dir` wrote there: as the last finished run's
+    predictions.csv records it (each name's bytes), the annotated copies of the images it read
+    (named by the one rule, `annotated_names`), its video and the tables; and what unfinished
+    runs listed (`pending_outputs`). Nothing else in the folder is the demo's to replace."""
+    return pending_outputs(output_dir) | finished_outputs(output_dir)
+
+
+def finished_outputs(output_dir: Path) -> set[Path]:
+    """The outputs predictions.csv in `output_dir` records (see `earlier_outputs`)."""
     if not (output_dir / "predictions.json").is_file():  # the demo writes both tables
         return set()
     try:
@@ -136,7 +171,7 @@ def check_outputs(
     earlier run's output."""
     if output_dir is None:
         return
-    remove_leftovers(output_dir, names)  # an annotated copy or table a killed run was writing
+    remove_leftovers(output_dir, [*names, PENDING])  # what a killed run was writing
     outputs = [output_dir / name for name in names]
     check_inputs_kept(outputs, inputs)
     existing = [path for path in outputs if path.exists()]

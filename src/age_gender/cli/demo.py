@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> None:
         make_output_folder(output_dir)
         # Two runs into one folder would each write a table of only their own images.
         lock = jobs.Lock(output_dir, name=None)  # the folder itself: no file among the outputs
+        if args.image_dir is not None:
+            demo.mark_pending(output_dir, names)
     print(f"model: {estimator.name}, detector: {args.detector}")
     annotator = demo.Annotator(estimator, detector)
     try:
@@ -77,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         if lock is not None:
             lock.close()
     if output_dir is not None:
+        demo.finish_pending(output_dir)
         print(f"annotated results and predictions.csv / predictions.json in {output_dir}/")
 
 
