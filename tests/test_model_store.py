@@ -149,8 +149,11 @@ def test_export_refuses_a_name_as_its_file_before_making_a_folder(tmp_path, monk
     from age_gender.cli import export as export_command
 
     monkeypatch.chdir(tmp_path)
+    line = refusal(capsys, export_command.main, "--weight_file", "original-b3")
+    assert "original-b3 names a model: pass --model original-b3" in line
+    # Not --model for a model export cannot take either: why it cannot.
     line = refusal(capsys, export_command.main, "--weight_file", "dlib-models")
-    assert "dlib-models names a model: pass --model dlib-models" in line
+    assert "dlib-models is not a Keras model" in line
     assert "is empty" in refusal(capsys, export_command.main, "--weight_file=")
     assert "missing.keras not found" in refusal(capsys, export_command.main, "--weight_file",
                                                 "missing.keras")  # fmt: skip

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
         weight_file = named_model_file(args.model)
         if args.model not in PRESETS:  # the store keeps a model's exports beside it
             output_dir = args.output_dir or weight_file.parent
-    check_not_a_name(weight_file)
+    check_not_a_name(weight_file, keras=True)
     model_file(weight_file)  # before the output folder is made
     if weight_file.suffix.lower() in (".onnx", ".tflite"):
         raise UserError(

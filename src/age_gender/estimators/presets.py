@@ -108,14 +108,23 @@ def named_model_file(name: str) -> Path:
     """The Keras file a named model loads from (a preset's weights, fetched once, or a stored
     model), for what needs the file itself: export."""
     preset = PRESETS.get(name)
-    keras_presets = tuple(other.name for other in PRESETS.values() if other.weight)
     if preset is None:
-        return stored_file(name, keras_presets, "demo.py --list-models")
-    if preset.weight is None:
-        raise UserError(f"{name} is not a Keras model; of the built-in models, "
-                        f"{', '.join(keras_presets)} are (and every model you "
-                        "trained)")  # fmt: skip
+        return stored_file(name, keras_presets(), "demo.py --list-models")
+    check_keras(name)
     return weights.fetch(preset.weight)
+
+
+def keras_presets() -> tuple[str, ...]:
+    return tuple(preset.name for preset in PRESETS.values() if preset.weight)
+
+
+def check_keras(name: str) -> None:
+    """Refuses a built-in model that has no Keras file (dlib-models: two dlib networks), for
+    what needs one: export."""
+    if name in PRESETS and PRESETS[name].weight is None:
+        raise UserError(f"{name} is not a Keras model; of the built-in models, "
+                        f"{', '.join(keras_presets())} are (and every model you "
+                        "trained)")  # fmt: skip
 
 
 def is_name(model: str | Path) -> bool:
@@ -159,9 +168,12 @@ def load_estimator(model: str | Path | None = None) -> Estimator:
     return load_file(Path(model))
 
 
-def check_not_a_name(path: Path) -> None:
-    """Refuses a model's name given as a model file (`--weight_file dlib-models`), saying so."""
+def check_not_a_name(path: Path, keras: bool = False) -> None:
+    """Refuses a model's name given as a model file (`--weight_file dlib-models`), saying so;
+    with `keras`, one that has no Keras file says that instead (--model would fail too)."""
     if not path.exists() and is_name(str(path)):
+        if keras:
+            check_keras(str(path))
         raise UserError(f"weight file {path} not found; {path} names a model: pass --model "
                         f"{path}")  # fmt: skip
 
