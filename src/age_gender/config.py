@@ -228,6 +228,13 @@ def check_ranges(cfg: DictConfig) -> None:
     if not str(cfg.train.output_dir).strip():  # Path("") is the current folder
         raise UserError("train.output_dir is empty: give the run's folder, e.g. "
                         "train.output_dir=runs/first")  # fmt: skip
+    for key, hint in (
+        ("train.group_balance", "a label column (race), age_group, or null for none"),
+        ("train.trainable_from", "a layer name's start (block11), or null for every layer"),
+    ):  # fmt: skip
+        value = OmegaConf.select(cfg, key)
+        if value is not None and not str(value).strip():
+            raise UserError(f"{key} is empty: give {hint}")
     for key in ("train.epochs", "train.batch_size", "model.img_size", "workers.count",
                 "workers.cpus"):  # fmt: skip
         if OmegaConf.select(cfg, key) < 1:
