@@ -128,6 +128,11 @@ def test_a_second_evaluation_keeps_the_first_report(tmp_path, capsys):
         capsys, evaluate_script.main, *args
     )
     assert (out / "dlib-models" / "summary.json").read_bytes() == summary
+    # The second --model is one more model, not the first one's replacement: one model twice
+    # would write its report over itself, so it is refused before any prediction.
+    line = refusal(capsys, evaluate_script.main, *args, "--model", "dlib-models", "--overwrite")
+    assert line.startswith("error: dlib-models is named twice: each model is evaluated once")
+    assert (out / "dlib-models" / "summary.json").read_bytes() == summary
 
 
 # Hangs and crashes ------------------------------------------------------------------------------
@@ -570,7 +575,7 @@ def test_what_a_hostile_user_tried_next(tmp_path, capsys):
     )  # fmt: skip
     assert "--model" in both and "--weight_file" in both and not (tmp_path / "o").exists()
     csv.write_text("genders,ages,img_paths\n1,25,a.png\n")
-    assert "a model is named twice" in refusal(
+    assert "dlib-models is named twice" in refusal(
         capsys, evaluate_script.main, "--csv", csv, "--root", tmp_path,
         "--model", "dlib-models", "dlib-models", "--output_dir", tmp_path / "r",
     )  # fmt: skip

@@ -306,10 +306,20 @@ def check_reports(
 ) -> None:
     """Refuses, before any prediction, to replace an earlier run's report without
     `overwrite`, or one that holds an input (the labels, the images): a report is replaced
-    whole. A report a killed run had moved aside is put back first."""
-    remove_leftovers(output_dir, [report_folder(output_dir, one).name for one in estimators])
-    existing = [report_folder(output_dir, one) for one in estimators]
-    existing = [folder for folder in existing if folder.exists()]
+    whole. A report a killed run had moved aside is put back first. Two models whose reports
+    would share a folder (one named twice; `a b/m.keras` and `a_b/m.keras`) are refused."""
+    folders = {}
+    for estimator in estimators:
+        folder = report_folder(output_dir, estimator)
+        if folder in folders and folders[folder] == estimator.name:
+            raise UserError(f"{estimator.name} is named twice: each model is evaluated once, "
+                            "into its own report folder")  # fmt: skip
+        if folder in folders:
+            raise UserError(f"{folders[folder]} and {estimator.name} would share the report "
+                            f"folder {folder}: copy one to another name")  # fmt: skip
+        folders[folder] = estimator.name
+    remove_leftovers(output_dir, [folder.name for folder in folders])
+    existing = [folder for folder in folders if folder.exists()]
     check_inputs_kept(existing, list(inputs))
     if existing and not overwrite:
         raise UserError(
@@ -371,10 +381,6 @@ def run(
     if group_by in ("file", *PREDICTION_COLUMNS):
         raise UserError(f"--group_by {group_by}: a column of the predictions table has this "
                         "name; rename it in the CSV")  # fmt: skip
-    folders = [report_folder(output_dir, estimator) for estimator in estimators]
-    if len(set(folders)) < len(folders):
-        raise UserError("a model is named twice: each model is evaluated once, into its own "
-                        "report folder")  # fmt: skip
     check_reports(output_dir, estimators, overwrite, inputs)
     summaries = evaluate(estimators, truth, root, output_dir, detector, batch_size, group_by)
     print(format_table(summaries))

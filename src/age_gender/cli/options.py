@@ -55,7 +55,7 @@ def add_model_choice(parser: argparse.ArgumentParser, several: bool = False) -> 
     """`--weight_file` or `--model` (argparse refuses both), and `--list-models`; `several`:
     any number of each, evaluated side by side."""
     choice = parser if several else parser.add_mutually_exclusive_group()
-    many = {"nargs": "*", "default": []} if several else {}
+    many = {"nargs": "+", "action": "extend", "default": []} if several else {}
     default = f"default: the {DEFAULT} model" + ("" if several else ", downloaded once")
     choice.add_argument(
         "--weight_file", type=given(Path, "a model file"), **many,
