@@ -96,16 +96,16 @@ def worker_index() -> int | None:
     return index
 
 
-def across_workers(network: keras.Model, strategy: tf.distribute.Strategy, data) -> None:
-    """Readies `network` for `fit` on several workers, past keras-team/keras#20585 (Keras 3 up to
-    3.15 at least): `fit` inside `strategy.scope()` then trains as on one machine.
+def across_workers(network: keras.Model) -> None:
+    """Readies `network`, its losses and metrics built (`build_metrics`, in the strategy's
+    scope), for `fit` on several workers, past keras-team/keras#20585 (Keras 3 up to 3.15 at
+    least): `fit` inside `strategy.scope()` then trains as on one machine.
 
-    - Keras' `fit` first builds the model symbolically from a batch of its distributed dataset,
+    - Keras' `fit` would build the model again from a batch of its distributed dataset,
       averaged across workers with `strategy.reduce`, which cannot take a nested batch (images
-      and a dict of labels). So the loss and metrics are built eagerly on one real batch
-      (evaluated: no weight changes), and the model forgets the strategy it was built under,
-      which is all that makes Keras ask for that build; `fit` then takes the strategy from the
-      scope it runs in, as Keras' `distribute_strategy` falls back to.
+      and a dict of labels). The model forgets the strategy it was built under, which is all
+      that makes Keras ask for that build; `fit` then takes the strategy from the scope it
+      runs in, as Keras' `distribute_strategy` falls back to.
     - Keras averages each step's logs with `reduce("MEAN", value, axis=0)`, which a scalar has
       no axis for: the steps return one value per worker instead."""
     for name in ("train_step", "test_step"):
@@ -115,8 +115,6 @@ def across_workers(network: keras.Model, strategy: tf.distribute.Strategy, data)
             return {key: tf.reshape(value, [1]) for key, value in step(batch).items()}
 
         setattr(network, name, per_worker)
-    with strategy.scope():
-        network.test_on_batch(*next(iter(data)))
     network._distribute_strategy = None
 
 
@@ -368,10 +366,13 @@ def compile_for(
 def build_metrics(network: keras.Model, data: tf.data.Dataset) -> None:
     """Creates the compiled losses' and metrics' variables before `fit`. Without a distribution
     strategy Keras leaves them to the first trace of the training step, and TensorFlow traces a
-    function whose first trace created variables a second time (3-10 s a phase on 2 cores)."""
-    build = getattr(network, "_symbolic_build", None)  # Keras' own, private: fit's fallback
+    function whose first trace created variables a second time (3-10 s a phase on 2 cores);
+    with one, `fit` cannot build them from several workers' batches (`across_workers`)."""
+    build = getattr(network, "_symbolic_build", None)  # Keras' own, private
     if build is not None:
         build(data_batch=data.element_spec)
+    else:  # one real batch, evaluated: no weight changes
+        network.test_on_batch(*next(iter(data)))
 
 
 def with_eyes(rows: pd.DataFrame, csv: str, name: str) -> pd.DataFrame:
@@ -575,10 +576,10 @@ def train(cfg: DictConfig) -> Path:
             callbacks.append(BestModel(backup_dir / BEST_MODEL, MONITOR, best, keep=False))
         # Last: an epoch is backed up once logged and saved, so a resume never skips its row.
         callbacks.append(checkpoints.Backup(backup_dir))
-        if several:
-            across_workers(network, strategy, val_data)
         with strategy.scope():  # where fit would create them under a strategy
             build_metrics(network, train_data)
+        if several:
+            across_workers(network)
         try:
             with strategy.scope() if several else contextlib.nullcontext():
                 network.fit(
