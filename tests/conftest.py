@@ -5,10 +5,13 @@ import http.server
 import io
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -59,6 +62,21 @@ def run_script():
         )
 
     return run
+
+
+def kill_when(arguments: list, ready: Callable[[], bool], what: str, timeout: float = 300) -> None:
+    """Runs `python arguments...` and SIGKILLs it with its children once `ready()` holds: what
+    a run killed at that moment leaves behind. Fails if `ready()` never holds (`what`)."""
+    run = subprocess.Popen(
+        [sys.executable, *map(str, arguments)], start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while not ready() and run.poll() is None:
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
 
 
 def refusal(capsys, main, *argv) -> str:

@@ -2,16 +2,12 @@
 three formats, resume after SIGKILL, and Ray on a local instance giving the local engine's rows."""
 
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import cv2
 import pandas as pd
 import pytest
-from conftest import REPO, user_error
+from conftest import REPO, kill_when, user_error
 from support import synthetic
 
 ASTRONAUT = REPO / "examples" / "astronaut.png"
@@ -84,17 +80,12 @@ def test_a_killed_run_resumes_and_lists_every_image_once(tmp_path, run_script):
     output = tmp_path / "faces.parquet"
     arguments = [REPO / "annotate.py", tmp_path / "photos", "--output", output,
                  "--model", "dlib-models", "--part_size", "2", "--workers", "1"]  # fmt: skip
-    run = subprocess.Popen(
-        [sys.executable, *map(str, arguments)], start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
     parts = tmp_path / ".faces.parquet.parts"
-    deadline = time.monotonic() + 300
-    while len(list(parts.glob("[0-9]*.pkl"))) < 2 and run.poll() is None:  # whole parts
-        assert time.monotonic() < deadline, "no part was written"
-        time.sleep(0.05)
-    os.killpg(run.pid, signal.SIGKILL)  # the run and its workers, at once
-    run.wait()
+
+    def whole_parts() -> bool:
+        return len(list(parts.glob("[0-9]*.pkl"))) >= 2
+
+    kill_when(arguments, whole_parts, "no part was written")  # the run and its workers
     assert not output.exists()
     for part in parts.glob("[0-9]*.pkl"):  # complete or absent
         pd.read_pickle(part)
@@ -182,16 +173,7 @@ def test_a_csv_naming_an_image_by_bytes_that_are_not_utf8_finds_it(tmp_path, run
 def killed_after_start(arguments: list, parts: Path) -> None:
     """Runs `python arguments...` and kills it (with its workers) once its parts folder holds
     its settings: what a run killed at any moment leaves."""
-    run = subprocess.Popen(
-        [sys.executable, *map(str, arguments)], start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 300
-    while not (parts / "settings.json").exists() and run.poll() is None:
-        assert time.monotonic() < deadline, "the run never started its parts"
-        time.sleep(0.01)
-    os.killpg(run.pid, signal.SIGKILL)
-    run.wait()
+    kill_when(arguments, (parts / "settings.json").exists, "the run never started its parts")
     assert (parts / "settings.json").exists(), "the run ended before it was killed"
 
 

@@ -2,16 +2,12 @@
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, refusal, user_error
+from conftest import REPO, kill_when, refusal, user_error
 from PIL import Image
 
 from age_gender.cli import demo as demo_cli
@@ -283,16 +279,7 @@ def test_a_killed_run_is_redone_with_overwrite(tmp_path, capsys):
         (photos / f"{number:02}.png").write_bytes(ASTRONAUT.read_bytes())
     arguments = ["--image_dir", photos, "--output_dir", out, "--model", "dlib-models",
                  "--no-display"]  # fmt: skip
-    run = subprocess.Popen(
-        [sys.executable, REPO / "demo.py", *map(str, arguments)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 300
-    while not (out / "00.png").exists() and run.poll() is None:
-        assert time.monotonic() < deadline, "no copy was written"
-        time.sleep(0.01)
-    run.send_signal(signal.SIGKILL)
-    run.wait()
+    kill_when([REPO / "demo.py", *arguments], (out / "00.png").exists, "no copy was written")
     assert (out / "00.png").exists() and not (out / "predictions.csv").exists()
 
     line = refusal(capsys, demo_cli.main, *arguments)

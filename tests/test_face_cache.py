@@ -1,17 +1,12 @@
 """cache_faces.py: the cache gives training the crops of the originals, and resumes after a kill."""
 
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, user_error
+from conftest import REPO, kill_when, user_error
 
 from age_gender.config import ErasingConfig, TrainConfig
 from age_gender.data import dataset, face_cache
@@ -96,16 +91,11 @@ def test_a_killed_cache_resumes(tmp_path, run_script):
     frame.to_csv(tmp_path / "labels.csv", index=False)
     arguments = ["--csv", tmp_path / "labels.csv", "--root", tmp_path / "images",
                  "--output_dir", tmp_path / "cache", "--workers", "1"]  # fmt: skip
-    run = subprocess.Popen(
-        [sys.executable, str(REPO / "cache_faces.py"), *map(str, arguments)],
-        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while len(list((tmp_path / "cache").glob("faces/*/[!.]*.jpg"))) < 20 and run.poll() is None:
-        assert time.monotonic() < deadline, "nothing was cached"
-        time.sleep(0.01)
-    os.killpg(run.pid, signal.SIGKILL)
-    run.wait()
+
+    def cached() -> bool:
+        return len(list((tmp_path / "cache").glob("faces/*/[!.]*.jpg"))) >= 20
+
+    kill_when([REPO / "cache_faces.py", *arguments], cached, "nothing was cached", timeout=120)
     assert not (tmp_path / "cache" / "labels.csv").exists()
     for path in (tmp_path / "cache").glob("faces/*/[!.]*.jpg"):  # complete or absent
         assert cv2.imread(str(path)) is not None, path
