@@ -95,7 +95,8 @@ def test_a_crop_or_background_replaced_in_place_is_a_new_composite(tmp_path):
     backdrop.write_bytes(b"a room")
 
     def name() -> str:
-        return composites.composite_name(crop, 0, 0, PasteSettings(), DetectorSpec(), [backdrop])
+        places = composites.places_key([backdrop])
+        return composites.composite_name(crop, 0, 0, PasteSettings(), DetectorSpec(), places)
 
     first = name()
     assert name() == first  # the same files: the composite is reused

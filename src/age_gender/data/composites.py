@@ -60,12 +60,21 @@ def backgrounds_in(folder: Path) -> list[Path]:
     return paths
 
 
-def background(paths: list[Path], rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
-    """A random part of a random background photo, scaled to cover `size` (width, height)."""
-    path = paths[rng.integers(len(paths))]
+@functools.lru_cache(maxsize=64)
+def background_photo(path: Path, version: str) -> np.ndarray:
+    """A background photo, decoded once per process and `version` (`files.identity`): every
+    face pasted into it would decode it again (about a fifth of a composite's time)."""
     image = read_image(path)
     if image is None:
         raise UserError(f"background {path} cannot be read")
+    image.setflags(write=False)  # shared by every face: a paste works on a copy
+    return image
+
+
+def background(paths: list[Path], rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
+    """A random part of a random background photo, scaled to cover `size` (width, height)."""
+    path = paths[rng.integers(len(paths))]
+    image = background_photo(path, identity(path))
     width, height = size
     scale = max(width / image.shape[1], height / image.shape[0]) * rng.uniform(1.0, 1.5)
     interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
@@ -142,15 +151,20 @@ def composite_name(
     seed: int,
     settings: PasteSettings,
     spec: DetectorSpec,
-    backgrounds: list[Path],
+    places: str,
 ) -> str:
     """A face's composite file, named by what defines it (its crop, its row, the seed, how it is
-    pasted, into which backgrounds, and found; the files by `files.identity`), so a run with
-    other settings, or after a crop or background is replaced in place, never reuses it."""
-    places = "|".join(identity(photo) for photo in backgrounds)
+    pasted, into which backgrounds (`places_key`), and found; the files by `files.identity`), so
+    a run with other settings, or after a crop or background is replaced in place, never
+    reuses it."""
     key = f"{identity(path)}|{index}|{seed}|{settings}|{spec}|{places}"
     digest = hashlib.sha1(key.encode("utf-8", "surrogateescape")).hexdigest()
     return f"{FOLDER}/{digest[:2]}/{digest[2:18]}.jpg"
+
+
+def places_key(backgrounds: list[Path]) -> str:
+    """The background photos as one composite's name takes them: each file's identity."""
+    return "|".join(identity(photo) for photo in backgrounds)
 
 
 def placement_note(path: Path) -> dict | None:
@@ -213,7 +227,8 @@ def make_composites(
     if set(BOX_COLUMNS) & set(frame.columns) and frame[BOX_COLUMNS].notna().any().any():
         raise UserError("these rows have face boxes: composites are made of face crops (the "
                         "whole image is the face), as UTKFace's")  # fmt: skip
-    names = [composite_name(root.resolve() / path, index, seed, settings, spec, backgrounds)
+    places = places_key(backgrounds)
+    names = [composite_name(root.resolve() / path, index, seed, settings, spec, places)
              for index, path in enumerate(frame["img_paths"])]  # fmt: skip
     remove_leftovers(output_dir / FOLDER, {Path(name).name for name in names}, recursive=True)
     notes: list[dict | None] = [placement_note(output_dir / name) for name in names]
