@@ -37,7 +37,7 @@ from age_gender.apps import evaluation
 from age_gender.config import check_ranges, compose_config
 from age_gender.data import labels
 from age_gender.data.composites import PasteSettings, backgrounds_in
-from age_gender.errors import UserError, exit_on_user_error, given
+from age_gender.errors import ArgumentParser, UserError, exit_on_user_error, given
 from age_gender.estimators.presets import load_estimator
 from age_gender.faces import framing
 from age_gender.models.card import TTA_MODES
@@ -51,7 +51,7 @@ BACKGROUNDS = REPO / "examples" / "backgrounds"
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", type=given(Path, "UTKFace's face crops"), required=True,

@@ -12,7 +12,6 @@ images/s of both, faces/s and peak memory; the last line is annotate_vs_demo = a
 images/s / the demo's. Goal on 2 cores: at least 1.8.
 """
 
-import argparse
 import os
 import resource
 import sys
@@ -26,6 +25,7 @@ import numpy as np
 
 from age_gender import jobs
 from age_gender.apps import annotation, demo
+from age_gender.errors import ArgumentParser
 from age_gender.estimators.presets import load_estimator
 from age_gender.faces.crops import CropSpec
 from age_gender.faces.detection import DETECTORS, DetectorSpec
@@ -74,7 +74,7 @@ def main() -> None:
 
     from age_gender.models import model
 
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--batch_size", type=int, default=4)

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from age_gender.data.composites import PasteSettings, backgrounds_in
+from age_gender.errors import ArgumentParser
 from age_gender.faces import detection, framing
 from age_gender.images import read_image
 from age_gender.plots import plt, save_png
@@ -50,7 +51,7 @@ DETECTORS = {  # label: settings; the defaults are the two MTCNN ones at upsampl
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", type=Path, required=True, help="UTKFace's face crops")

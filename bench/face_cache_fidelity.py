@@ -11,14 +11,13 @@ accuracy on each.
 cached faces crop as the photos there. Last line: cache_mae_change (cache minus originals, years).
 """
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from age_gender.data import dataset, labels
-from age_gender.errors import UserError, exit_on_user_error
+from age_gender.errors import ArgumentParser, UserError, exit_on_user_error
 from age_gender.estimators.presets import load_estimator
 from age_gender.faces.crops import CropSpec, is_box
 
@@ -29,7 +28,7 @@ def pipeline_crops(frame: pd.DataFrame, root: Path, crop: CropSpec) -> np.ndarra
 
 @exit_on_user_error
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--csv", type=Path, required=True, help="faces with boxes")
     parser.add_argument("--root", type=Path, required=True, help="their images")
     parser.add_argument("--cached_csv", type=Path, required=True, help="cache_faces.py's CSV")

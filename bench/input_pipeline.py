@@ -17,7 +17,6 @@ the same steps fed the same batches from memory, alternating, the median of 3 ro
 line: fit_input_cost; goal at most 1.05.
 """
 
-import argparse
 import os
 import sys
 import tempfile
@@ -30,6 +29,7 @@ import pandas as pd
 
 from age_gender.config import ErasingConfig, TrainConfig
 from age_gender.data import dataset, face_cache
+from age_gender.errors import ArgumentParser
 from age_gender.faces.crops import CropSpec
 
 # The benches share the tests' helpers (tests/support: not in the installed package).
@@ -209,7 +209,7 @@ def fit_main(data_dir: Path | None, steps: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fit", action="store_true", help="time training steps (see above)")
     parser.add_argument("--data", type=Path, help="--fit: a UTKFace folder instead of JPEGs")
     parser.add_argument("--steps", type=int, default=5, help="--fit: steps per feed and round")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from age_gender.apps import evaluation
 from age_gender.data import labels
+from age_gender.errors import ArgumentParser
 from age_gender.estimators.presets import load_estimator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,7 +76,7 @@ LEVERS = {
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", type=Path, required=True, help="UTKFace's face crops")

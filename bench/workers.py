@@ -12,11 +12,12 @@ before keeping its share, not a speed-up. Each rate is (images x (epochs - 1)) o
 The last line is `two_workers_vs_one: X` (images/s on two workers over one worker's).
 """
 
-import argparse
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from age_gender.errors import ArgumentParser
 
 # The benches share the tests' helpers (tests/support: not in the installed package).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -33,7 +34,7 @@ def seconds(overrides: list[str], count: int, folder: Path, gpus: bool) -> float
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=512)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--model", default="MobileNetV3Small")
