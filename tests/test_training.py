@@ -26,7 +26,7 @@ from age_gender.training import checkpoints, fit
 
 SMALL_MODEL = [
     "model.model_name=MobileNetV3Small",
-    "model.img_size=64",
+    "model.img_size=32",
     "model.weights=null",
     "model.batchnorm_momentum=0.9",
 ]
@@ -69,7 +69,7 @@ def test_the_model_learns_age_and_gender(disks, tmp_path, run_script):
     assert best["val_pred_age_mae"] < 0.4 * mean_predictor_mae
     assert best["val_pred_gender_accuracy"] > 0.9
     card = model.model_card(keras.saving.load_model(output / "best.keras"))
-    assert card.crop == CropSpec(64, 0.4) and card.backbone == "MobileNetV3Small"
+    assert card.crop == CropSpec(32, 0.4) and card.backbone == "MobileNetV3Small"
     # Fitted on the validation faces, then recorded; the card says where the model came from.
     assert 0 < card.age_std_scale != 1.0 and card.interval_scale > 0
     assert f"calibrated on 200 validation faces: age_std = {card.age_std_scale:.3f}" in (
@@ -212,11 +212,11 @@ def test_an_interrupted_run_resumes_with_its_weights(disks, tmp_path):
 
     # The backup holds the weights of its epoch: they give the validation loss logged for it.
     cfg = config(data + SMALL_MODEL)
-    network = model.build_model("MobileNetV3Small", CropSpec(64), None, 0.0, 0.9)
+    network = model.build_model("MobileNetV3Small", CropSpec(32), None, 0.0, 0.9)
     model.compile_model(network, keras.optimizers.Adam())
     network.load_weights(output / "backup" / f"epoch-{done:04d}.weights.h5")
     rows = pd.read_csv(tmp_path / "val.csv")
-    val_data = dataset.make_dataset(rows, disks / "images", CropSpec(64), cfg.train.batch_size)
+    val_data = dataset.make_dataset(rows, disks / "images", CropSpec(32), cfg.train.batch_size)
     loss = network.evaluate(val_data, verbose=0, return_dict=True)["loss"]
     assert loss == pytest.approx(pd.read_csv(log_path)["val_loss"][done - 1], rel=1e-3)
 
@@ -400,7 +400,7 @@ def test_freeze_then_train_resumes_in_its_phase(disks, tmp_path, run_script):
     """train.freeze_epochs=1: epoch 1 leaves the backbone as loaded, epoch 2 (a resumed run)
     trains it."""
     backbone = keras.applications.MobileNetV3Small(
-        include_top=False, weights=None, input_shape=(64, 64, 3), pooling="avg"
+        include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg"
     )
     backbone.save_weights(tmp_path / "backbone.weights.h5")
     output = tmp_path / "run"
@@ -412,7 +412,7 @@ def test_freeze_then_train_resumes_in_its_phase(disks, tmp_path, run_script):
     ]  # fmt: skip
 
     def backbone_changes(weights_file) -> list[str]:
-        network = model.build_model("MobileNetV3Small", CropSpec(64), None)
+        network = model.build_model("MobileNetV3Small", CropSpec(32), None)
         network.load_weights(weights_file)
         return [
             layer.name
