@@ -253,3 +253,17 @@ def test_a_rows_eyes_turn_its_face_upright_as_in_training(tmp_path, varied_model
         [turned.age, level.age, whole.age], abs=1e-3
     )
     assert abs(turned.age - level.age) > 1e-3 and abs(whole.age - whole_level.age) > 1e-3
+
+
+def test_two_models_whose_reports_would_share_a_folder_are_refused(tmp_path, varied_model):
+    """`m1/x_y.keras` and `m1_x/y.keras` both write their report to `m1_x_y.keras/`."""
+    from age_gender.errors import UserError
+    from age_gender.estimators.presets import load_estimator
+
+    models = []
+    for path in (tmp_path / "m1" / "x_y.keras", tmp_path / "m1_x" / "y.keras"):
+        path.parent.mkdir()
+        path.symlink_to(varied_model / "tiny.keras")
+        models.append(load_estimator(path))
+    with pytest.raises(UserError, match="would share the report folder .*: copy one to another"):
+        evaluation.check_reports(tmp_path / "reports", models, overwrite=True)
