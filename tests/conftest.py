@@ -66,7 +66,7 @@ def run_script():
 
 def kill_when(arguments: list, ready: Callable[[], bool], what: str, timeout: float = 300) -> None:
     """Runs `python arguments...` and SIGKILLs it with its children once `ready()` holds: what
-    a run killed at that moment leaves behind. Fails if `ready()` never holds (`what`)."""
+    a run killed at that moment leaves behind. Fails, saying `what`, if `ready()` never holds."""
     run = subprocess.Popen(
         [sys.executable, *map(str, arguments)], start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -77,6 +77,7 @@ def kill_when(arguments: list, ready: Callable[[], bool], what: str, timeout: fl
         time.sleep(0.01)
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
+    assert ready(), f"{what}: the run ended first"
 
 
 def refusal(capsys, main, *argv) -> str:

@@ -174,7 +174,6 @@ def killed_after_start(arguments: list, parts: Path) -> None:
     """Runs `python arguments...` and kills it (with its workers) once its parts folder holds
     its settings: what a run killed at any moment leaves."""
     kill_when(arguments, (parts / "settings.json").exists, "the run never started its parts")
-    assert (parts / "settings.json").exists(), "the run ended before it was killed"
 
 
 @pytest.mark.slow

@@ -107,7 +107,7 @@ def test_demo_never_replaces_a_file_it_did_not_write(tmp_path, capsys):
             "--output_dir", tmp_path / "coll", "--no-display"]  # fmt: skip
     for extra in [[], ["--overwrite"]]:
         line = refusal(capsys, demo_script.main, *args, *extra)
-        assert f"{own} is not an output of the last demo run there" in line, line
+        assert f"{own} is not an output of an earlier demo run there" in line, line
     assert own.read_bytes() == b"the user's own photo"
     # A table the user wrote, even one naming x.png, does not make x.png the demo's either.
     (tmp_path / "coll" / "predictions.csv").write_text("file,frame,status\nx.png,,ok\n")

@@ -6,7 +6,6 @@ from conftest import user_error
 
 
 @pytest.mark.parametrize(("arguments", "message"), [
-    (["--data", "labels.csv"], "--data labels.csv is not a folder: pass UTKFace's face crops"),
     (["--data", "faces", "--composites", "labels.csv"],
      "--composites labels.csv is a file: pass a folder"),
     (["--data", "faces", "--scene_backgrounds", "faces"],

@@ -270,27 +270,24 @@ def test_a_run_stopped_early_knows_the_renamed_copies_it_wrote(tmp_path, capsys)
 
 
 def test_a_killed_run_is_redone_with_overwrite(tmp_path, capsys):
-    """SIGKILL leaves annotated copies and no table: the run listed its copies first, so a new
-    run knows them as the demo's (asks for --overwrite, then replaces them) and a user's own
-    file there is still refused."""
+    """SIGKILL leaves annotated copies and no table: the run listed each copy as it wrote it,
+    so a new run knows them as the demo's (asks for --overwrite, then replaces them), while a
+    file of the user's where the killed run had not yet written is still refused."""
     photos, out = tmp_path / "photos", tmp_path / "out"
     photos.mkdir()
-    for number in range(40):
+    for number in range(12):
         (photos / f"{number:02}.png").write_bytes(ASTRONAUT.read_bytes())
     arguments = ["--image_dir", photos, "--output_dir", out, "--model", "dlib-models",
                  "--no-display"]  # fmt: skip
     kill_when([REPO / "demo.py", *arguments], (out / "00.png").exists, "no copy was written")
-    assert (out / "00.png").exists() and not (out / "predictions.csv").exists()
+    assert not (out / "predictions.csv").exists() and not (out / "11.png").exists()
 
     line = refusal(capsys, demo_cli.main, *arguments)
     assert line.startswith(f"error: {out}/00.png") and "pass --overwrite" in line
-    (out / "mine.png").write_bytes(b"")
-    (photos / "mine.png").write_bytes(ASTRONAUT.read_bytes())
+    (out / "11.png").write_bytes(b"mine")
     line = refusal(capsys, demo_cli.main, *arguments, "--overwrite")
-    assert line.startswith(f"error: {out}/mine.png is not an output of the last demo run")
-    (photos / "mine.png").unlink()
+    assert line.startswith(f"error: {out}/11.png is not an output of an earlier demo run")
+    (out / "11.png").unlink()
     demo_cli.main([*map(str, arguments), "--overwrite"])
-    assert len(read_csv_table(out / "predictions.csv")) == 40
-    assert sorted(os.listdir(out)) == sorted(
-        [f"{number:02}.png" for number in range(40)] + ["mine.png", *PREDICTIONS]
-    )
+    assert len(read_csv_table(out / "predictions.csv")) == 12
+    assert sorted(os.listdir(out)) == [f"{number:02}.png" for number in range(12)] + PREDICTIONS

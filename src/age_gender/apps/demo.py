@@ -106,43 +106,55 @@ def write_image(path: Path, image: np.ndarray) -> None:
 
 
 PREDICTION_FILES = ["predictions.csv", "predictions.json"]
-# The copies a run into a folder may write, listed before its first image and removed once its
-# tables are written: a run killed before them (SIGKILL, a power cut) leaves copies no table
-# lists, and the list keeps them the demo's to replace.
-PENDING = ".demo-pending.json"
+# The copies written by runs into a folder that did not finish, one JSON string a line: a run
+# killed before its tables (SIGKILL, a power cut) or stopped early leaves copies that no table
+# lists, and this list keeps them the demo's to replace. A copy is listed once it is written,
+# so a kill between the two leaves it unlisted: refused, never a user's file replaced.
+UNFINISHED = ".demo-unfinished.jsonl"
 
 
-def pending_outputs(output_dir: Path) -> set[Path]:
-    """The outputs of the runs into `output_dir` that did not finish (`mark_pending`)."""
+def unfinished_outputs(output_dir: Path) -> set[Path]:
+    """The copies runs into `output_dir` that did not finish wrote (a line cut by a kill is
+    passed over)."""
     try:
-        names = json.loads((output_dir / PENDING).read_text())
+        lines = (output_dir / UNFINISHED).read_text().splitlines()
     except (OSError, ValueError):
         return set()
-    if not isinstance(names, list):
-        return set()
-    names = [name for name in names if isinstance(name, str)]
+    names = set()
+    for line in lines:
+        try:
+            names.add(json.loads(line))
+        except ValueError:
+            continue
+    names = {name for name in names if isinstance(name, str)}
     return {output_dir / name for name in names if Path(name).name == name}  # no other folder
 
 
-def mark_pending(output_dir: Path, names: list[str]) -> None:
-    """Lists `names`, the copies this run may write, with those the folder already holds as the
-    demo's (a finished run's, an unfinished one's), before the first is written."""
-    known = {path.name for path in earlier_outputs(output_dir)} | set(names)
-    with atomic_output(output_dir / PENDING) as temporary:
-        temporary.write_text(json.dumps(sorted(known)))  # ASCII: a name's odd bytes escaped
+def start_unfinished(output_dir: Path) -> None:
+    """Lists the outputs the folder already holds as the demo's (a finished run's and those of
+    runs that did not finish) before this run writes or replaces any: its own follow one by one
+    (`add_unfinished`)."""
+    known = sorted(path.name for path in earlier_outputs(output_dir))
+    with atomic_output(output_dir / UNFINISHED) as temporary:
+        temporary.write_text("".join(f"{json.dumps(name)}\n" for name in known))  # ASCII
 
 
-def finish_pending(output_dir: Path) -> None:
-    """Forgets the list once the run's tables name what it wrote."""
-    (output_dir / PENDING).unlink(missing_ok=True)
+def add_unfinished(output_dir: Path, name: str) -> None:
+    with open(output_dir / UNFINISHED, "a") as listed:
+        listed.write(f"{json.dumps(name)}\n")  # odd bytes escaped: ASCII
+
+
+def finish_unfinished(output_dir: Path) -> None:
+    """Forgets the list once a run's tables list every copy it wrote."""
+    (output_dir / UNFINISHED).unlink(missing_ok=True)
 
 
 def earlier_outputs(output_dir: Path) -> set[Path]:
     """What earlier demo runs into `output_dir` wrote there: as the last finished run's
     predictions.csv records it (each name's bytes), the annotated copies of the images it read
     (named by the one rule, `annotated_names`), its video and the tables; and what unfinished
-    runs listed (`pending_outputs`). Nothing else in the folder is the demo's to replace."""
-    return pending_outputs(output_dir) | finished_outputs(output_dir)
+    runs wrote (`unfinished_outputs`). Nothing else in the folder is the demo's to replace."""
+    return unfinished_outputs(output_dir) | finished_outputs(output_dir)
 
 
 def finished_outputs(output_dir: Path) -> set[Path]:
@@ -171,7 +183,7 @@ def check_outputs(
     earlier run's output."""
     if output_dir is None:
         return
-    remove_leftovers(output_dir, [*names, PENDING])  # what a killed run was writing
+    remove_leftovers(output_dir, [*names, UNFINISHED])  # what a killed run was writing
     outputs = [output_dir / name for name in names]
     check_inputs_kept(outputs, inputs)
     existing = [path for path in outputs if path.exists()]
@@ -180,9 +192,9 @@ def check_outputs(
     if foreign:
         others = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
         raise UserError(
-            f"{printable(str(foreign[0]))}{others} is not an output of the last demo run there "
-            "(the predictions.csv there does not list it), so the demo will not replace it; "
-            "move it or choose another --output_dir"
+            f"{printable(str(foreign[0]))}{others} is not an output of an earlier demo run "
+            f"there (neither its predictions.csv nor {UNFINISHED} lists it), so the demo will "
+            "not replace it; move it or choose another --output_dir"
         )
     if existing and not overwrite:
         others = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
@@ -243,6 +255,7 @@ def run_images(
         except UserError:  # the table lists only the images whose copy was written
             del annotator.rows[done:]
             raise
+        add_unfinished(output_dir, name)
     if unreadable:
         print(f"skipped {len(unreadable)} files that are not readable images (not an image, "
               f"cut short or corrupt), e.g. {printable(unreadable[0].name)}")  # fmt: skip

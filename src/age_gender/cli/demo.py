@@ -65,21 +65,24 @@ def main(argv: list[str] | None = None) -> None:
         # Two runs into one folder would each write a table of only their own images.
         lock = jobs.Lock(output_dir, name=None)  # the folder itself: no file among the outputs
         if args.image_dir is not None:
-            demo.mark_pending(output_dir, names)
+            demo.start_unfinished(output_dir)
     print(f"model: {estimator.name}, detector: {args.detector}")
     annotator = demo.Annotator(estimator, detector)
+    finished = False
     try:
         if args.image_dir is not None:
             demo.run_images(annotator, images, names, others, output_dir)
         else:
             demo.run_video(annotator, capture, name, output_dir)
+        finished = True
     finally:  # the images done so far keep their predictions, whatever stopped the run
         if output_dir is not None and annotator.rows:
             annotator.write_predictions(output_dir)
+        if output_dir is not None and finished:  # the tables list every copy: no run is owed
+            demo.finish_unfinished(output_dir)
         if lock is not None:
             lock.close()
     if output_dir is not None:
-        demo.finish_pending(output_dir)
         print(f"annotated results and predictions.csv / predictions.json in {output_dir}/")
 
 

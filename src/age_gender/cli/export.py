@@ -52,9 +52,9 @@ def main(argv: list[str] | None = None) -> None:
         except ImportError as error:
             raise UserError(f"export needs {module}: pip install 'age-gender[export]'") from error
     from age_gender.apps import export  # after parsing: TensorFlow is slow to import
+    from age_gender.estimators import presets
     from age_gender.estimators.base import model_file
     from age_gender.estimators.keras_model import KerasEstimator
-    from age_gender.estimators.presets import PRESETS, check_not_a_name, named_model_file
     from age_gender.files import check_inputs_kept, make_output_folder
     from age_gender.models import store
 
@@ -64,10 +64,12 @@ def main(argv: list[str] | None = None) -> None:
         if form is not None:
             raise UserError(f"{args.model} is an export already; export takes the model: "
                             f"--model {base}")  # fmt: skip
-        weight_file = named_model_file(args.model)
-        if args.model not in PRESETS:  # the store keeps a model's exports beside it
+        weight_file = presets.named_model_file(args.model)
+        if args.model not in presets.PRESETS:  # the store keeps a model's exports beside it
             output_dir = args.output_dir or weight_file.parent
-    check_not_a_name(weight_file, keras=True)
+    if not weight_file.exists():  # a name: export cannot take dlib-models under any option
+        presets.check_keras(str(weight_file))
+    presets.check_not_a_name(weight_file)
     model_file(weight_file)  # before the output folder is made
     if weight_file.suffix.lower() in (".onnx", ".tflite"):
         raise UserError(

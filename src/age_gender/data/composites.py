@@ -60,7 +60,7 @@ def backgrounds_in(folder: Path) -> list[Path]:
     return paths
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=8)  # 8 phone photos: about 300 MB a process
 def background_photo(path: Path, version: str) -> np.ndarray:
     """A background photo, decoded once per process and `version` (`files.identity`): every
     face pasted into it would decode it again (about a fifth of a composite's time)."""

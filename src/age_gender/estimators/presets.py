@@ -115,6 +115,7 @@ def named_model_file(name: str) -> Path:
 
 
 def keras_presets() -> tuple[str, ...]:
+    """The built-in models that are Keras files (what export takes)."""
     return tuple(preset.name for preset in PRESETS.values() if preset.weight)
 
 
@@ -168,12 +169,9 @@ def load_estimator(model: str | Path | None = None) -> Estimator:
     return load_file(Path(model))
 
 
-def check_not_a_name(path: Path, keras: bool = False) -> None:
-    """Refuses a model's name given as a model file (`--weight_file dlib-models`), saying so;
-    with `keras`, one that has no Keras file says that instead (--model would fail too)."""
+def check_not_a_name(path: Path) -> None:
+    """Refuses a model's name given as a model file (`--weight_file dlib-models`), saying so."""
     if not path.exists() and is_name(str(path)):
-        if keras:
-            check_keras(str(path))
         raise UserError(f"weight file {path} not found; {path} names a model: pass --model "
                         f"{path}")  # fmt: skip
 

@@ -368,11 +368,7 @@ def build_metrics(network: keras.Model, data: tf.data.Dataset) -> None:
     strategy Keras leaves them to the first trace of the training step, and TensorFlow traces a
     function whose first trace created variables a second time (3-10 s a phase on 2 cores);
     with one, `fit` cannot build them from several workers' batches (`across_workers`)."""
-    build = getattr(network, "_symbolic_build", None)  # Keras' own, private
-    if build is not None:
-        build(data_batch=data.element_spec)
-    else:  # one real batch, evaluated: no weight changes
-        network.test_on_batch(*next(iter(data)))
+    network._symbolic_build(data_batch=data.element_spec)  # Keras' own (private; in Keras 3)
 
 
 def with_eyes(rows: pd.DataFrame, csv: str, name: str) -> pd.DataFrame:
