@@ -291,3 +291,29 @@ def test_a_killed_run_is_redone_with_overwrite(tmp_path, capsys):
     demo_cli.main([*map(str, arguments), "--overwrite"])
     assert len(read_csv_table(out / "predictions.csv")) == 12
     assert sorted(os.listdir(out)) == [f"{number:02}.png" for number in range(12)] + PREDICTIONS
+
+
+def test_the_list_of_unfinished_copies_reads_only_names_and_keeps_what_no_table_lists(tmp_path):
+    from age_gender.apps import demo
+    from age_gender.schema import COLUMNS
+
+    lines = ['["x"]', '"../up.png"', '"/abs.png"', '"kept.png"', '"done.png"', "null", "3", '"cu']
+    (tmp_path / demo.UNFINISHED).write_text("\n".join(lines))
+    assert demo.unfinished_outputs(tmp_path) == {tmp_path / "kept.png", tmp_path / "done.png"}
+    # A run killed between its two tables wrote only predictions.csv: it is still the demo's.
+    row = dict.fromkeys(COLUMNS, "") | {"file": "done.png", "status": "ok", "faces": "0"}
+    pd.DataFrame([row], columns=COLUMNS).to_csv(tmp_path / "predictions.csv", index=False)
+    assert tmp_path / "done.png" in demo.finished_outputs(tmp_path)
+    demo.finish_unfinished(tmp_path)  # a finished run's table names done.png, not kept.png
+    assert demo.unfinished_outputs(tmp_path) == {tmp_path / "kept.png"}
+
+
+def test_a_video_into_a_folder_whose_name_is_not_utf8_is_one_line(tmp_path, capsys):
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 5, (64, 64))
+    writer.write(np.zeros((64, 64, 3), np.uint8))
+    writer.release()
+    out = os.path.join(os.fsencode(tmp_path), b"out\xff")  # OpenCV's writer crashed on it
+    line = refusal(capsys, demo_cli.main, "--video", clip, "--output_dir", os.fsdecode(out),
+                   "--model", "dlib-models")  # fmt: skip
+    assert "OpenCV cannot write a video into a folder whose name is not UTF-8" in line

@@ -61,8 +61,14 @@ class Annotator:
 
     def write_predictions(self, output_dir: Path) -> None:
         table = typed(self.rows)
-        for name in PREDICTION_FILES:
-            write_table(table, output_dir / name)
+        try:
+            for name in PREDICTION_FILES:
+                write_table(table, output_dir / name)
+        except OSError as error:  # the folder made read-only, or moved, during the run
+            raise UserError(
+                f"cannot write {output_dir / name}: {error.strerror or error}; "
+                "the annotated copies are there without their table"
+            ) from error
 
 
 WRITABLE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -123,30 +129,49 @@ def unfinished_outputs(output_dir: Path) -> set[Path]:
     names = set()
     for line in lines:
         try:
-            names.add(json.loads(line))
+            name = json.loads(line)
         except ValueError:
             continue
-    names = {name for name in names if isinstance(name, str)}
-    return {output_dir / name for name in names if Path(name).name == name}  # no other folder
+        if isinstance(name, str) and Path(name).name == name:  # no other folder
+            names.add(output_dir / name)
+    return names
 
 
 def start_unfinished(output_dir: Path) -> None:
     """Lists the outputs the folder already holds as the demo's (a finished run's and those of
     runs that did not finish) before this run writes or replaces any: its own follow one by one
     (`add_unfinished`)."""
-    known = sorted(path.name for path in earlier_outputs(output_dir))
-    with atomic_output(output_dir / UNFINISHED) as temporary:
-        temporary.write_text("".join(f"{json.dumps(name)}\n" for name in known))  # ASCII
+    write_unfinished(output_dir, earlier_outputs(output_dir))
+
+
+def write_unfinished(output_dir: Path, outputs: set[Path]) -> None:
+    """Lists `outputs` anew, or removes the list when there are none."""
+    path = output_dir / UNFINISHED
+    try:
+        if not outputs:
+            path.unlink(missing_ok=True)
+            return
+        with atomic_output(path) as temporary:
+            lines = (f"{json.dumps(output.name)}\n" for output in sorted(outputs))
+            temporary.write_text("".join(lines))  # ASCII: a name's odd bytes escaped
+    except OSError as error:
+        raise UserError(f"cannot write {path}: {error.strerror or error}; remove it, or "
+                        "choose another --output_dir") from error  # fmt: skip
 
 
 def add_unfinished(output_dir: Path, name: str) -> None:
-    with open(output_dir / UNFINISHED, "a") as listed:
-        listed.write(f"{json.dumps(name)}\n")  # odd bytes escaped: ASCII
+    path = output_dir / UNFINISHED
+    try:
+        with open(path, "a") as listed:
+            listed.write(f"{json.dumps(name)}\n")  # ASCII: a name's odd bytes escaped
+    except OSError as error:
+        raise UserError(f"cannot write {path}: {error.strerror or error}") from error
 
 
 def finish_unfinished(output_dir: Path) -> None:
-    """Forgets the list once a run's tables list every copy it wrote."""
-    (output_dir / UNFINISHED).unlink(missing_ok=True)
+    """Once a run's tables list every copy it wrote, the list keeps only the copies of other
+    runs that did not finish (another folder's images, say): none, mostly."""
+    write_unfinished(output_dir, unfinished_outputs(output_dir) - finished_outputs(output_dir))
 
 
 def earlier_outputs(output_dir: Path) -> set[Path]:
@@ -158,9 +183,8 @@ def earlier_outputs(output_dir: Path) -> set[Path]:
 
 
 def finished_outputs(output_dir: Path) -> set[Path]:
-    """The outputs predictions.csv in `output_dir` records (see `earlier_outputs`)."""
-    if not (output_dir / "predictions.json").is_file():  # the demo writes both tables
-        return set()
+    """The outputs predictions.csv in `output_dir` records (see `earlier_outputs`); a CSV of
+    the output schema is the demo's (a run killed between its two tables wrote only it)."""
     try:
         table = read_csv_table(output_dir / "predictions.csv")
     except (OSError, ValueError):  # none, or not a table: nothing there is known to be ours
@@ -270,6 +294,17 @@ def frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
         if not ok:
             return
         yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+
+def check_video_output(output_dir: Path | None) -> None:
+    """Refuses a folder OpenCV's video writer cannot name (it crashes on a path that is not
+    UTF-8)."""
+    try:
+        str(output_dir).encode()
+    except UnicodeEncodeError as error:
+        raise UserError(f"output folder {printable(str(output_dir))}: OpenCV cannot write a "
+                        "video into a folder whose name is not UTF-8; choose another "
+                        "--output_dir") from error  # fmt: skip
 
 
 def open_capture(source: Path | int) -> cv2.VideoCapture:

@@ -50,13 +50,16 @@ def main(argv: list[str] | None = None) -> None:
         check_output_folder(output_dir)
     if args.image_dir is not None:
         images, names, others = demo.folder_plan(args.image_dir, output_dir, args.overwrite)
+        inputs, outputs = [*images, *others], [*names, *demo.PREDICTION_FILES]
     else:
         capture = demo.open_capture(args.video if args.video else args.camera)
         name = args.video.stem if args.video else f"camera{args.camera}"
-        demo.check_outputs(
+        inputs, outputs = (
             [args.video] if args.video else [],
-            [f"{name}.mp4", *demo.PREDICTION_FILES], output_dir, args.overwrite,
-        )  # fmt: skip
+            [f"{name}.mp4", *demo.PREDICTION_FILES],
+        )
+        demo.check_video_output(output_dir)
+        demo.check_outputs(inputs, outputs, output_dir, args.overwrite)
     detector = options.make_detector(args, default_upsample=int(args.image_dir is not None))
     estimator = options.load_model(args)
     lock = None
@@ -64,6 +67,8 @@ def main(argv: list[str] | None = None) -> None:
         make_output_folder(output_dir)
         # Two runs into one folder would each write a table of only their own images.
         lock = jobs.Lock(output_dir, name=None)  # the folder itself: no file among the outputs
+        # Again, now that no other run writes there: one may have finished since the check.
+        demo.check_outputs(inputs, outputs, output_dir, args.overwrite)
         if args.image_dir is not None:
             demo.start_unfinished(output_dir)
     print(f"model: {estimator.name}, detector: {args.detector}")
