@@ -334,6 +334,8 @@ def test_bad_input_is_one_line_before_training(disks, tmp_path, run_script, monk
     assert "train.output_dir is empty: give the run's folder" in error("train.output_dir=''")
     assert "train.group_balance is empty: give a label column" in error("train.group_balance=")
     assert "train.trainable_from is empty: give a layer" in error("train.trainable_from=")
+    with pytest.raises(UserError, match="train.group_balance: Interpolation key 'oops' not found"):
+        config(["train.group_balance=${oops}"])  # resolved at once: not a traceback mid-run
     assert "data.margin must be a number at least 0" in error("data.margin=-0.2")
     assert "train.mixup_alpha must be a number at least 0" in error("train.mixup_alpha=-1")
     assert "train.warmup_epochs must be a number at least 0" in error("train.warmup_epochs=-1")

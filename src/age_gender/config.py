@@ -191,6 +191,7 @@ def compose_config(overrides: list[str]) -> DictConfig:
     is none (Hydra's own failures are several lines and a traceback)."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     removed = [override for override in overrides if override.startswith("~")]
     if removed:
@@ -210,8 +211,10 @@ def compose_config(overrides: list[str]) -> DictConfig:
                             "(see docs/training.md for the keys)")  # fmt: skip
     try:
         with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-            return compose("config", overrides=overrides)
-    except (HydraException, ValueError) as error:
+            cfg = compose("config", overrides=overrides)
+        OmegaConf.to_container(cfg, resolve=True)  # `${oops}`: its error now, not mid-run
+        return cfg
+    except (HydraException, OmegaConfBaseException, ValueError) as error:
         hint = unquoted_letters(error, overrides)
         if hint:
             raise UserError(hint) from error
@@ -219,6 +222,8 @@ def compose_config(overrides: list[str]) -> DictConfig:
         if error.__cause__ is not None:  # the value's own error: what is wrong with it
             reasons.append(str(error.__cause__).strip())
         lines = [reason.splitlines()[0] for reason in reasons if reason]
+        if getattr(error, "full_key", None):  # OmegaConf's errors name the key on a later line
+            lines.insert(0, error.full_key)
         raise UserError(f"{': '.join(lines) or type(error).__name__} (see "
                         "docs/training.md for the keys)") from error  # fmt: skip
 
