@@ -267,3 +267,10 @@ def test_two_models_whose_reports_would_share_a_folder_are_refused(tmp_path, var
         models.append(load_estimator(path))
     with pytest.raises(UserError, match="would share the report folder .*: copy one to another"):
         evaluation.check_reports(tmp_path / "reports", models, overwrite=True)
+    # A path longer than a file name may be (255 bytes) still gets a folder of its own.
+    deep = tmp_path / ("d" * 120) / ("e" * 120) / "model.keras"
+    deep.parent.mkdir(parents=True)
+    deep.symlink_to(varied_model / "tiny.keras")
+    folder = evaluation.report_folder(tmp_path / "reports", load_estimator(deep))
+    assert len(folder.name.encode()) <= 200 and folder.name.endswith("e_model.keras")
+    evaluation.check_reports(tmp_path / "reports", [load_estimator(deep)], overwrite=False)

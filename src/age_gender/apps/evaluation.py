@@ -4,6 +4,7 @@ Metrics: MAE (against apparent and real age where both exist), the ChaLearn LAP 
 CS@5 (share within 5 years), gender accuracy, and MAE by age group (0-9, ..., 70+).
 """
 
+import hashlib
 import json
 import math
 import re
@@ -297,8 +298,13 @@ def write_report(table: pd.DataFrame, summary: dict, output_dir: Path) -> None:
 
 def report_folder(output_dir: Path, estimator) -> Path:
     """Each model's report folder: its path (or name) with `_` for anything else than letters,
-    digits, `.` and `-`, so two runs' best.keras stay apart."""
-    return output_dir / re.sub(r"[^\w.-]+", "_", estimator.name)
+    digits, `.` and `-`, so two runs' best.keras stay apart; a path too long to be one file
+    name (255 bytes) keeps its end and a digest of the whole."""
+    name = re.sub(r"[^\w.-]+", "_", estimator.name)
+    if len(name.encode()) > 200:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:12]
+        name = f"{digest}_{name.encode()[-180:].decode(errors='ignore')}"
+    return output_dir / name
 
 
 def check_reports(
