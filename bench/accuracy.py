@@ -40,6 +40,7 @@ from age_gender.data.composites import PasteSettings, backgrounds_in
 from age_gender.errors import ArgumentParser, UserError, exit_on_user_error, given
 from age_gender.estimators.presets import load_estimator
 from age_gender.faces import framing
+from age_gender.files import check_output_folder
 from age_gender.models.card import TTA_MODES
 
 # The benches share the tests' helpers (tests/support: not in the installed package).
@@ -86,8 +87,13 @@ def parse_args() -> argparse.Namespace:
             except UserError as error:
                 parser.error(f"--{option}: {error}")
     for option in ("work", "composites"):
-        if getattr(args, option) is not None and getattr(args, option).is_file():
-            parser.error(f"--{option} {getattr(args, option)} is a file: pass a folder")
+        if getattr(args, option) is not None:
+            try:
+                check_output_folder(getattr(args, option))
+            except UserError as error:
+                parser.error(f"--{option}: {error}")
+    if args.weight_file is not None and not args.weight_file.exists():
+        parser.error(f"--weight_file {args.weight_file} not found: pass a model file")
     if args.scenes < 1:
         parser.error(f"--scenes {args.scenes}: build at least one scene")
     if args.weight_file and (args.overrides or args.composites):
@@ -96,9 +102,11 @@ def parse_args() -> argparse.Namespace:
 
 
 def run(*command: str) -> None:
-    """Runs a script of this project; its own line says what went wrong, and this one stops."""
-    if subprocess.run([sys.executable, *command], cwd=REPO).returncode:
-        sys.exit(f"error: {command[0]} failed (its message is above)")
+    """Runs a script of this project; its own line says what went wrong, and this one stops
+    with its exit status."""
+    returncode = subprocess.run([sys.executable, *command], cwd=REPO).returncode
+    if returncode:
+        sys.exit(returncode)
 
 
 def train(args: argparse.Namespace, meta: Path) -> tuple[Path, dict[str, float]]:

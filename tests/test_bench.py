@@ -7,7 +7,7 @@ from conftest import user_error
 
 @pytest.mark.parametrize(("arguments", "message"), [
     (["--data", "faces", "--composites", "labels.csv"],
-     "--composites labels.csv is a file: pass a folder"),
+     "--composites: output folder labels.csv is a file"),
     (["--data", "faces", "--scene_backgrounds", "faces"],
      "--scene_backgrounds: no background photos in faces"),
     (["--data", "faces", "train.epochs=0"], "train.epochs must be a whole number of 1 or more"),
