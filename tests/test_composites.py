@@ -12,6 +12,7 @@ from test_framing import tight_crops
 
 from age_gender.data import composites
 from age_gender.data.composites import PasteSettings
+from age_gender.errors import UserError
 from age_gender.faces import crops
 from age_gender.faces.crops import CropSpec
 from age_gender.faces.detection import DetectorSpec
@@ -87,6 +88,15 @@ def test_wrong_inputs_are_one_line(face_crops, run_script):
         BACKGROUNDS, "--output_dir", "out2", cwd=face_crops,
     )  # fmt: skip
     assert "these rows have face boxes" in user_error(result)
+
+
+def test_a_background_that_cannot_be_read_stops_before_any_composite(tmp_path):
+    folder = tmp_path / "backgrounds"
+    folder.mkdir()
+    (folder / "room.png").write_bytes((REPO / "examples" / "cat_no_face.png").read_bytes())
+    (folder / "empty.jpg").write_bytes(b"")
+    with pytest.raises(UserError, match="empty.jpg cannot be read .*: remove it"):
+        composites.backgrounds_in(folder)
 
 
 def test_a_crop_or_background_replaced_in_place_is_a_new_composite(tmp_path):

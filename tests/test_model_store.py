@@ -131,6 +131,7 @@ def test_an_empty_or_misplaced_model_option_is_one_line(capsys, option, message)
 
 @pytest.mark.parametrize(("name", "message"), [
     ("mine:onnx", "mine:onnx is an export already; export takes the model: --model mine"),
+    ("dlib-models:onnx", "dlib-models is not a Keras model"),
     ("dlib-models", "dlib-models is not a Keras model; of the built-in models, original-b3, "
                     "original-wrn are (and every model you trained)"),
     ("nobody", "unknown model 'nobody'; the named models are original-b3, original-wrn "

@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.model is not None:
         base, form = store.split_name(args.model)
         if form is not None:
+            presets.check_keras(base)  # dlib-models:onnx: no --model would do
             raise UserError(f"{args.model} is an export already; export takes the model: "
                             f"--model {base}")  # fmt: skip
         weight_file = presets.named_model_file(args.model)

@@ -52,11 +52,14 @@ class PasteSettings:
 
 
 def backgrounds_in(folder: Path) -> list[Path]:
-    """The background photos of `folder`, or one line saying there are none."""
+    """The background photos of `folder`, each read once now (a photo that cannot be read
+    stops the run before any composite, not midway), or one line saying what is wrong."""
     paths = sorted(path for path in folder.glob("*") if path.suffix.lower() in SUFFIXES)
     if not folder.is_dir() or not paths:
         raise UserError(f"no background photos in {folder}: give a folder of photos without "
                         "faces (e.g. examples/backgrounds)")  # fmt: skip
+    for path in paths:
+        background_photo(path, identity(path))
     return paths
 
 
@@ -66,7 +69,8 @@ def background_photo(path: Path, version: str) -> np.ndarray:
     face pasted into it would decode it again (about a fifth of a composite's time)."""
     image = read_image(path)
     if image is None:
-        raise UserError(f"background {path} cannot be read")
+        raise UserError(f"background {path} cannot be read (not an image, cut short or "
+                        "corrupt): remove it from the folder")  # fmt: skip
     image.setflags(write=False)  # shared by every face: a paste works on a copy
     return image
 
