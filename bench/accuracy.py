@@ -105,6 +105,8 @@ def run(*command: str) -> None:
     """Runs a script of this project; its own line says what went wrong, and this one stops
     with its exit status."""
     returncode = subprocess.run([sys.executable, *command], cwd=REPO).returncode
+    if returncode < 0:  # killed (out of memory, a crash): it wrote no line of its own
+        sys.exit(f"error: {command[0]} was killed by signal {-returncode}")
     if returncode:
         sys.exit(returncode)
 

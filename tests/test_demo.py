@@ -300,12 +300,25 @@ def test_the_list_of_unfinished_copies_reads_only_names_and_keeps_what_no_table_
     lines = ['["x"]', '"../up.png"', '"/abs.png"', '"kept.png"', '"done.png"', "null", "3", '"cu']
     (tmp_path / demo.UNFINISHED).write_text("\n".join(lines))
     assert demo.unfinished_outputs(tmp_path) == {tmp_path / "kept.png", tmp_path / "done.png"}
-    # A run killed between its two tables wrote only predictions.csv: it is still the demo's.
+    # annotate.py writes the output schema's CSV too, never the JSON: that is not the demo's.
     row = dict.fromkeys(COLUMNS, "") | {"file": "done.png", "status": "ok", "faces": "0"}
     pd.DataFrame([row], columns=COLUMNS).to_csv(tmp_path / "predictions.csv", index=False)
-    assert tmp_path / "done.png" in demo.finished_outputs(tmp_path)
-    demo.finish_unfinished(tmp_path)  # a finished run's table names done.png, not kept.png
+    assert demo.finished_outputs(tmp_path) == set()
+    # A run lists its tables before it starts: one killed between the two left a list that
+    # names them, and only the names whose files are there.
+    for name in ("kept.png", "done.png"):
+        (tmp_path / name).write_bytes(b"a copy")
+    demo.start_unfinished(tmp_path)
+    tables = {tmp_path / "predictions.csv", tmp_path / "predictions.json"}
+    assert (
+        demo.unfinished_outputs(tmp_path) == {tmp_path / "kept.png", tmp_path / "done.png"} | tables
+    )
+    (tmp_path / "predictions.json").write_text("[]")  # the run's tables are written whole
+    demo.finish_unfinished(tmp_path)  # they name done.png, not kept.png
     assert demo.unfinished_outputs(tmp_path) == {tmp_path / "kept.png"}
+    (tmp_path / "kept.png").unlink()  # gone: the list forgets it
+    demo.finish_unfinished(tmp_path)
+    assert not (tmp_path / demo.UNFINISHED).exists()
 
 
 def test_a_video_into_a_folder_whose_name_is_not_utf8_is_one_line(tmp_path, capsys):
@@ -316,4 +329,7 @@ def test_a_video_into_a_folder_whose_name_is_not_utf8_is_one_line(tmp_path, caps
     out = os.path.join(os.fsencode(tmp_path), b"out\xff")  # OpenCV's writer crashed on it
     line = refusal(capsys, demo_cli.main, "--video", clip, "--output_dir", os.fsdecode(out),
                    "--model", "dlib-models")  # fmt: skip
-    assert "OpenCV cannot write a video into a folder whose name is not UTF-8" in line
+    assert line.endswith(
+        "OpenCV cannot write a video into a folder whose name is not UTF-8; "
+        "choose another --output_dir"
+    )

@@ -66,8 +66,7 @@ class Annotator:
                 write_table(table, output_dir / name)
         except OSError as error:  # the folder made read-only, or moved, during the run
             raise UserError(
-                f"cannot write {output_dir / name}: {error.strerror or error}; "
-                "the annotated copies are there without their table"
+                f"cannot write {output_dir / name}: {error.strerror or error}"
             ) from error
 
 
@@ -112,16 +111,16 @@ def write_image(path: Path, image: np.ndarray) -> None:
 
 
 PREDICTION_FILES = ["predictions.csv", "predictions.json"]
-# The copies written by runs into a folder that did not finish, one JSON string a line: a run
-# killed before its tables (SIGKILL, a power cut) or stopped early leaves copies that no table
-# lists, and this list keeps them the demo's to replace. A copy is listed once it is written,
-# so a kill between the two leaves it unlisted: refused, never a user's file replaced.
+# The demo's outputs in a folder that its last finished run's tables do not name, one JSON
+# string a line: the copies of a run killed before its tables (SIGKILL, a power cut) or stopped
+# early, the tables of a run killed between them, and earlier runs' copies that a later run did
+# not redo. A copy is listed once it is written, so a kill between the two leaves it unlisted:
+# refused, never a user's file replaced; a name whose file is gone is dropped.
 UNFINISHED = ".demo-unfinished.jsonl"
 
 
 def unfinished_outputs(output_dir: Path) -> set[Path]:
-    """The copies runs into `output_dir` that did not finish wrote (a line cut by a kill is
-    passed over)."""
+    """The outputs `UNFINISHED` lists in `output_dir` (a line cut by a kill is passed over)."""
     try:
         lines = (output_dir / UNFINISHED).read_text().splitlines()
     except (OSError, ValueError):
@@ -139,14 +138,17 @@ def unfinished_outputs(output_dir: Path) -> set[Path]:
 
 def start_unfinished(output_dir: Path) -> None:
     """Lists the outputs the folder already holds as the demo's (a finished run's and those of
-    runs that did not finish) before this run writes or replaces any: its own follow one by one
-    (`add_unfinished`)."""
-    write_unfinished(output_dir, earlier_outputs(output_dir))
+    runs that did not finish) and this run's tables, before this run writes or replaces any: its
+    copies follow one by one (`add_unfinished`)."""
+    tables = {output_dir / name for name in PREDICTION_FILES}
+    write_unfinished(output_dir, earlier_outputs(output_dir), also=tables)
 
 
-def write_unfinished(output_dir: Path, outputs: set[Path]) -> None:
-    """Lists `outputs` anew, or removes the list when there are none."""
+def write_unfinished(output_dir: Path, outputs: set[Path], also: set[Path] = frozenset()) -> None:
+    """Lists those of `outputs` that are there, and `also`, anew; or removes the list when
+    there are none."""
     path = output_dir / UNFINISHED
+    outputs = {output for output in outputs if output.is_file()} | also
     try:
         if not outputs:
             path.unlink(missing_ok=True)
@@ -169,8 +171,8 @@ def add_unfinished(output_dir: Path, name: str) -> None:
 
 
 def finish_unfinished(output_dir: Path) -> None:
-    """Once a run's tables list every copy it wrote, the list keeps only the copies of other
-    runs that did not finish (another folder's images, say): none, mostly."""
+    """Once a run's tables list every copy it wrote, the list keeps only the outputs they do not
+    name (earlier runs' copies of other images), or goes."""
     write_unfinished(output_dir, unfinished_outputs(output_dir) - finished_outputs(output_dir))
 
 
@@ -183,8 +185,11 @@ def earlier_outputs(output_dir: Path) -> set[Path]:
 
 
 def finished_outputs(output_dir: Path) -> set[Path]:
-    """The outputs predictions.csv in `output_dir` records (see `earlier_outputs`); a CSV of
-    the output schema is the demo's (a run killed between its two tables wrote only it)."""
+    """The outputs predictions.csv in `output_dir` records (see `earlier_outputs`): only a CSV
+    of the output schema with its JSON beside is a finished demo run's (annotate.py writes the
+    same CSV, never the JSON; a run killed between the two lists them in `UNFINISHED`)."""
+    if not (output_dir / "predictions.json").is_file():
+        return set()
     try:
         table = read_csv_table(output_dir / "predictions.csv")
     except (OSError, ValueError):  # none, or not a table: nothing there is known to be ours
@@ -296,15 +301,13 @@ def frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
         yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
 
 
-def check_video_output(output_dir: Path | None) -> None:
-    """Refuses a folder OpenCV's video writer cannot name (it crashes on a path that is not
-    UTF-8)."""
+def check_utf8(path: Path, refusal: str) -> None:
+    """Refuses a path OpenCV's video reader or writer cannot take (the writer crashes on a name
+    that is not UTF-8), with `refusal` after the path."""
     try:
-        str(output_dir).encode()
+        str(path).encode()
     except UnicodeEncodeError as error:
-        raise UserError(f"output folder {printable(str(output_dir))}: OpenCV cannot write a "
-                        "video into a folder whose name is not UTF-8; choose another "
-                        "--output_dir") from error  # fmt: skip
+        raise UserError(f"{printable(str(path))}: {refusal}") from error
 
 
 def open_capture(source: Path | int) -> cv2.VideoCapture:
@@ -315,11 +318,7 @@ def open_capture(source: Path | int) -> cv2.VideoCapture:
         if not source.is_file():
             what = "is not a file" if source.exists() else "does not exist"
             raise UserError(f"video {source} {what}")
-        try:
-            str(source).encode()
-        except UnicodeEncodeError as error:
-            raise UserError(f"video {source!r}: OpenCV cannot open a name that is not UTF-8; "
-                            "rename the file") from error  # fmt: skip
+        check_utf8(source, "OpenCV cannot open a video whose name is not UTF-8; rename it")
         source = str(source)
     capture = cv2.VideoCapture(source)
     if not capture.isOpened():

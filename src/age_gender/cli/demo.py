@@ -6,10 +6,11 @@ python demo.py --video clip.mp4 --output_dir out
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 from age_gender.cli import options
-from age_gender.errors import ArgumentParser, exit_on_user_error, number
+from age_gender.errors import ArgumentParser, UserError, exit_on_user_error, number
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -58,7 +59,9 @@ def main(argv: list[str] | None = None) -> None:
             [args.video] if args.video else [],
             [f"{name}.mp4", *demo.PREDICTION_FILES],
         )
-        demo.check_video_output(output_dir)
+        if output_dir is not None:
+            demo.check_utf8(output_dir, "OpenCV cannot write a video into a folder whose name "
+                            "is not UTF-8; choose another --output_dir")  # fmt: skip
         demo.check_outputs(inputs, outputs, output_dir, args.overwrite)
     detector = options.make_detector(args, default_upsample=int(args.image_dir is not None))
     estimator = options.load_model(args)
@@ -82,7 +85,12 @@ def main(argv: list[str] | None = None) -> None:
         finished = True
     finally:  # the images done so far keep their predictions, whatever stopped the run
         if output_dir is not None and annotator.rows:
-            annotator.write_predictions(output_dir)
+            try:
+                annotator.write_predictions(output_dir)
+            except UserError as error:
+                if finished:
+                    raise
+                print(f"note: {error}", file=sys.stderr)  # what stopped the run comes last
         if output_dir is not None and finished:  # the tables list every copy: no run is owed
             demo.finish_unfinished(output_dir)
         if lock is not None:
