@@ -235,6 +235,7 @@ def main() -> None:
     args = parse_args()
     # A mistyped override stops here, in one line, not after the composites.
     check_ranges(compose_config(["+experiment=utkface_cpu", *args.overrides]))
+    labels.read_utkface(args.data)  # faces that are not UTKFace's stop here, before WORK is made
     meta = (args.work / "meta").resolve()
     meta.mkdir(parents=True, exist_ok=True)
     run("create_db.py", "--db", "utkface", "--data_dir", str(args.data.resolve()),

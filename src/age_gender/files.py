@@ -15,6 +15,11 @@ from age_gender.errors import UserError, disk_error, disk_reason
 from age_gender.images import is_image_file
 
 
+def cannot_write(path: Path, error: OSError, advice: str = "") -> UserError:
+    """The one line for an output the system refused: the path, its reason, then `advice`."""
+    return UserError(f"cannot write {path}: {error.strerror or error}{advice}")
+
+
 def check_writable(folder: Path, output: Path) -> None:
     """Fails when nothing can be created in `folder` (read-only, no permission): checked by
     creating a file there, since permission bits say nothing of read-only mounts or root."""
@@ -22,9 +27,7 @@ def check_writable(folder: Path, output: Path) -> None:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as error:
-        raise UserError(
-            f"cannot write {output}: {error.strerror or error} in {folder}; choose another place"
-        ) from error
+        raise cannot_write(output, error, f" in {folder}; choose another place") from error
 
 
 def nearest_existing(path: Path) -> Path:

@@ -22,7 +22,7 @@ from age_gender.apps.tracking import FaceTracker
 from age_gender.data.records import image_rows, read_csv_table, typed, unreadable_row, write_table
 from age_gender.errors import UserError, printable
 from age_gender.faces.detection import FaceDetector
-from age_gender.files import atomic_output, check_inputs_kept, remove_leftovers
+from age_gender.files import atomic_output, cannot_write, check_inputs_kept, remove_leftovers
 from age_gender.images import is_image_file, read_image
 from age_gender.schema import COLUMNS, UNREADABLE
 
@@ -65,9 +65,7 @@ class Annotator:
             for name in PREDICTION_FILES:
                 write_table(table, output_dir / name)
         except OSError as error:  # the folder made read-only, or moved, during the run
-            raise UserError(
-                f"cannot write {output_dir / name}: {error.strerror or error}"
-            ) from error
+            raise cannot_write(output_dir / name, error) from error
 
 
 WRITABLE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -107,7 +105,7 @@ def write_image(path: Path, image: np.ndarray) -> None:
         with atomic_output(path) as temporary:
             temporary.write_bytes(encoded.tobytes())
     except OSError as error:
-        raise UserError(f"cannot write {path}: {error.strerror or error}") from error
+        raise cannot_write(path, error) from error
 
 
 PREDICTION_FILES = ["predictions.csv", "predictions.json"]
@@ -157,8 +155,8 @@ def write_unfinished(output_dir: Path, outputs: set[Path], also: set[Path] = fro
             lines = (f"{json.dumps(output.name)}\n" for output in sorted(outputs))
             temporary.write_text("".join(lines))  # ASCII: a name's odd bytes escaped
     except OSError as error:
-        raise UserError(f"cannot write {path}: {error.strerror or error}; remove it, or "
-                        "choose another --output_dir") from error  # fmt: skip
+        advice = "; remove it, or choose another --output_dir"
+        raise cannot_write(path, error, advice) from error
 
 
 def add_unfinished(output_dir: Path, name: str) -> None:
@@ -167,7 +165,7 @@ def add_unfinished(output_dir: Path, name: str) -> None:
         with open(path, "a") as listed:
             listed.write(f"{json.dumps(name)}\n")  # ASCII: a name's odd bytes escaped
     except OSError as error:
-        raise UserError(f"cannot write {path}: {error.strerror or error}") from error
+        raise cannot_write(path, error) from error
 
 
 def finish_unfinished(output_dir: Path) -> None:

@@ -5,7 +5,7 @@ import argparse
 import os
 from pathlib import Path
 
-from age_gender.errors import given, number
+from age_gender.errors import UserError, given, number, printable
 from age_gender.estimators.base import Estimator
 from age_gender.estimators.presets import (
     DEFAULT,
@@ -105,8 +105,20 @@ def model_files(args: argparse.Namespace) -> list[Path]:
     return [*args.weight_file, *(path for path in stored if path is not None)]
 
 
+def check_each_file_once(paths: list[Path]) -> None:
+    """Refuses one model file given under two names (`m.keras` and `./m.keras`, or a link to
+    it), which would be evaluated twice; the same name twice is `check_reports`' refusal."""
+    first = {}
+    for path in paths:
+        same = first.setdefault(path.resolve(), path)
+        if same != path:
+            raise UserError(f"{printable(str(path))} is {printable(str(same))} again: each "
+                            "model is evaluated once; give it once")  # fmt: skip
+
+
 def evaluation_models(args: argparse.Namespace) -> list[Estimator]:
     """The models `add_evaluation_options` named (default: the default model), with `--tta`."""
+    check_each_file_once(args.weight_file)
     estimators = [load_estimator(path) for path in args.weight_file]
     estimators += [load_preset(name) for name in args.model]
     estimators = estimators or [load_estimator()]

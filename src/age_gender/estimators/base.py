@@ -181,7 +181,8 @@ class CropEstimator(Estimator):
 def model_file(path: Path) -> Path:
     """`path`, which must be a file (one line saying what it is otherwise)."""
     if not path.is_file():
-        raise UserError(f"weight file {path} {'is a folder' if path.is_dir() else 'not found'}")
+        what = "is a folder" if path.is_dir() else "is not a file" if path.exists() else "not found"
+        raise UserError(f"weight file {path} {what}")
     return path
 
 
