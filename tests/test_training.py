@@ -180,7 +180,7 @@ def test_the_training_step_is_traced_once(disks):
 
 
 @pytest.mark.slow
-def test_an_interrupted_run_resumes_with_its_weights(disks, tmp_path):
+def test_an_interrupted_run_resumes_with_its_weights(disks, tmp_path, capsys):
     output = tmp_path / "run"
     pd.read_csv(disks / "train.csv")[:320].to_csv(tmp_path / "train.csv", index=False)
     pd.read_csv(disks / "val.csv")[:64].to_csv(tmp_path / "val.csv", index=False)
@@ -188,10 +188,12 @@ def test_an_interrupted_run_resumes_with_its_weights(disks, tmp_path):
             f"data.root={disks}/images"]  # fmt: skip
     environment = {"WANDB_MODE": "offline", "TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"}
 
+    def overrides(epochs: int) -> list[str]:
+        return [*data, *SMALL_MODEL, f"train.epochs={epochs}", "train.lr_scheduler=constant",
+                f"train.output_dir={output}"]  # fmt: skip
+
     def train(epochs: int, wait: bool = True, *extra: str):
-        arguments = [sys.executable, str(REPO / "train.py"), *data, *SMALL_MODEL,
-                     f"train.epochs={epochs}", "train.lr_scheduler=constant",
-                     f"train.output_dir={output}", *extra]  # fmt: skip
+        arguments = [sys.executable, str(REPO / "train.py"), *overrides(epochs), *extra]
         if wait:
             return subprocess.run(
                 arguments, cwd=tmp_path, env=environment, capture_output=True, text=True
@@ -233,12 +235,14 @@ def test_an_interrupted_run_resumes_with_its_weights(disks, tmp_path):
 
     # A backup cut mid-write (a kill, a full disk) is named and passed over for the previous
     # one; the epoch it held is trained again and logged once.
+    # In this process: train.py's start is the runs' above.
     backup = output / "backup" / f"epoch-{total:04d}.weights.h5"
     os.truncate(backup, backup.stat().st_size // 2)
-    cut = train(total + 1)
-    assert cut.returncode == 0, cut.stderr[-3000:]
-    assert f"the backup {backup} is damaged" in cut.stdout
-    assert f"resuming {output} at epoch {total} of {total + 1}" in cut.stdout
+    capsys.readouterr()
+    fit.train(config(overrides(total + 1)))
+    said = capsys.readouterr().out
+    assert f"the backup {backup} is damaged" in said
+    assert f"resuming {output} at epoch {total} of {total + 1}" in said
     assert sorted(path.name for path in (output / "backup").iterdir()) == [
         f"epoch-{total:04d}.weights.h5",
         f"epoch-{total + 1:04d}.weights.h5",
@@ -403,9 +407,9 @@ def test_imagenet_weights_offline_say_what_to_do(disks, tmp_path, run_script, of
 
 
 @pytest.mark.slow
-def test_freeze_then_train_resumes_in_its_phase(disks, tmp_path, run_script):
+def test_freeze_then_train_resumes_in_its_phase(disks, tmp_path, capsys):
     """train.freeze_epochs=1: epoch 1 leaves the backbone as loaded, epoch 2 (a resumed run)
-    trains it."""
+    trains it. train.py's steps in this process: its start is the learning test's."""
     backbone = keras.applications.MobileNetV3Small(
         include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg"
     )
@@ -433,27 +437,24 @@ def test_freeze_then_train_resumes_in_its_phase(disks, tmp_path, run_script):
             )
         ]
 
-    first = run_script("train.py", *options, "train.epochs=1", cwd=tmp_path)
-    assert first.returncode == 0, first.stderr[-3000:]
-    assert "epochs 1-1: heads only" in first.stdout
+    fit.train(config([*options, "train.epochs=1"]))
+    assert "epochs 1-1: heads only" in capsys.readouterr().out
     assert backbone_changes(output / "backup-heads" / "epoch-0001.weights.h5") == []
-    second = run_script("train.py", *options, "train.epochs=2", cwd=tmp_path)
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert f"resuming {output} at epoch 2 of 2" in second.stdout
+    fit.train(config([*options, "train.epochs=2"]))
+    assert f"resuming {output} at epoch 2 of 2" in capsys.readouterr().out
     assert len(backbone_changes(output / "backup" / "epoch-0002.weights.h5")) > 10
     assert pd.read_csv(output / "log.csv")["epoch"].tolist() == [0, 1]
 
 
 @pytest.mark.slow
-def test_plateau_lowers_the_learning_rate(disks, tmp_path, run_script):
+def test_plateau_lowers_the_learning_rate(disks, tmp_path):
     pd.read_csv(disks / "train.csv")[:96].to_csv(tmp_path / "small.csv", index=False)
-    result = run_script(
-        "train.py", *data_options(disks), f"data.csv={tmp_path}/small.csv", *SMALL_MODEL,
+    fit.train(config([
+        *data_options(disks), f"data.csv={tmp_path}/small.csv", *SMALL_MODEL,
         "train.epochs=3", "train.lr=0.002", "train.lr_scheduler=plateau",
         "train.plateau.patience=0", "train.plateau.factor=0.25", "train.plateau.min_delta=1000",
-        f"train.output_dir={tmp_path / 'run'}", cwd=tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+        f"train.output_dir={tmp_path / 'run'}",
+    ]))  # fmt: skip
     # Epoch 1 improves on nothing; epochs 2 and 3 miss min_delta, so each ends with the rate
     # cut by the factor (the log shows the rate an epoch trained with).
     rates = pd.read_csv(tmp_path / "run" / "log.csv")["learning_rate"].tolist()
