@@ -90,7 +90,7 @@ def test_an_aligned_model_aligns_at_inference(faces, tmp_path, run_script):
     rows = pd.read_csv(eyes)[:2]
     pd.concat([rows] * 8).to_csv(tmp_path / "train.csv", index=False)
     run = tmp_path / "run"
-    small = ["data.align=true", "model.model_name=MobileNetV3Small", "model.img_size=32",
+    small = ["data.align=true", "model.model_name=WideResNet10_2", "model.img_size=32",
              "model.weights=null"]  # fmt: skip
     fit.train(compose_config([  # train.py's steps, in this process
         f"data.csv={tmp_path}/train.csv", f"data.val_csv={tmp_path}/train.csv",

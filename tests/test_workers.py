@@ -33,7 +33,7 @@ def faces(tmp_path_factory) -> Path:
 def train_command(faces: Path, output: Path, epochs: int) -> list[str]:
     return [
         f"data.csv={faces}/train.csv", f"data.val_csv={faces}/val.csv",
-        f"data.root={faces}/images", "model.model_name=MobileNetV3Small", "model.weights=null",
+        f"data.root={faces}/images", "model.model_name=WideResNet10_2", "model.weights=null",
         "model.img_size=32", "model.batchnorm_momentum=0.9", f"train.epochs={epochs}",
         "train.batch_size=16", f"train.output_dir={output}",
     ]  # fmt: skip
@@ -56,7 +56,7 @@ def weights(path: Path) -> dict[str, np.ndarray]:
 
 def assert_same_weights(first: Path, second: Path) -> None:
     one, other = weights(first), weights(second)
-    assert one.keys() == other.keys() and len(one) > 100
+    assert one.keys() == other.keys() and len(one) > 50  # the model's and the optimizer's
     different = [name for name in one if not np.array_equal(one[name], other[name])]
     assert not different, different[:5]
 
