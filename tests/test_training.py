@@ -223,6 +223,7 @@ def test_an_interrupted_run_resumes_with_its_weights(disks, tmp_path, capsys):
     cfg = config(data + SMALL_MODEL)
     network = model.build_model("WideResNet10_2", CropSpec(32), None, 0.0, 0.9)
     model.compile_model(network, keras.optimizers.Adam())
+    network.optimizer.build(network.trainable_variables)  # the backup holds its state too
     network.load_weights(output / "backup" / f"epoch-{done:04d}.weights.h5")
     rows = pd.read_csv(tmp_path / "val.csv")
     val_data = dataset.make_dataset(rows, disks / "images", CropSpec(32), cfg.train.batch_size)
