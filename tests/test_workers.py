@@ -2,6 +2,7 @@
 processes on 127.0.0.1 train as one, the chief alone writes the results, and a killed job
 started again resumes from the backup every worker has."""
 
+import re
 import signal
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from support import synthetic
 from support.cluster import finish, free_port, start_workers
 
 from age_gender.config import compose_config
+from age_gender.errors import UserError
 from age_gender.training import fit
 
 pytestmark = pytest.mark.slow
@@ -131,7 +133,8 @@ def test_ray_cluster_that_cannot_be_reached_is_one_line(faces, tmp_path, run_scr
     )
 
 
-def test_a_wrong_tf_config_is_one_line_and_leaves_nothing(faces, tmp_path, run_script):
+def test_a_wrong_tf_config_is_one_line_and_leaves_nothing(faces, tmp_path, monkeypatch):
+    """train.py's steps in this process: each is refused before any strategy is made."""
     cases = {
         "{bad": "TF_CONFIG is not JSON",
         '{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 5}}':
@@ -139,7 +142,7 @@ def test_a_wrong_tf_config_is_one_line_and_leaves_nothing(faces, tmp_path, run_s
         "[1]": 'TF_CONFIG must be {"cluster": {...}, "task": {...}}',
     }  # fmt: skip
     for config, words in cases.items():
-        result = run_script("train.py", *train_command(faces, tmp_path / "run", 1), cwd=tmp_path,
-                            env={"TF_CONFIG": config})  # fmt: skip
-        assert words in user_error(result)
+        monkeypatch.setenv("TF_CONFIG", config)
+        with pytest.raises(UserError, match=re.escape(words)):
+            fit.train(compose_config(train_command(faces, tmp_path / "run", 1)))
         assert not (tmp_path / "run").exists()
