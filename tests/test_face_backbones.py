@@ -10,8 +10,9 @@ import keras
 import numpy as np
 import onnxruntime
 import pytest
-from conftest import REPO, user_error
+from conftest import REPO, refusal
 
+from age_gender.cli import export
 from age_gender.errors import UserError
 from age_gender.faces.crops import CropSpec
 from age_gender.models import dlib_resnet, model
@@ -99,18 +100,14 @@ def test_damaged_weight_files_are_one_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_face_backbone_exports_with_parity(tmp_path, run_script):
+def test_face_backbone_exports_with_parity(tmp_path, capsys):
+    """export.py's steps in this process (its start is the export test's)."""
     network = model.build_model("CydralAge", CropSpec(64), dlib_resnet.PACKAGED, feature_norm=True)
     network.save(tmp_path / "cydral.keras")
-    result = run_script(
-        "export.py", "--weight_file", tmp_path / "cydral.keras", "--format", "all",
-        "--output_dir", tmp_path / "exported", cwd=tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+    options = ["--weight_file", tmp_path / "cydral.keras", "--output_dir", tmp_path / "exported"]
+    export.main([str(option) for option in [*options, "--format", "all"]])
+    said = capsys.readouterr().out
     for form in ("onnx", "tflite", "saved_model"):
-        assert f"{form} parity on 8 crops" in result.stdout
-    again = run_script(
-        "export.py", "--weight_file", tmp_path / "cydral.keras", "--format", "onnx",
-        "--output_dir", tmp_path / "exported", cwd=tmp_path,
-    )  # fmt: skip
-    assert "cydral.onnx exists from an earlier export; pass --overwrite" in user_error(again)
+        assert f"{form} parity on 8 crops" in said
+    again = refusal(capsys, export.main, *options, "--format", "onnx")
+    assert "cydral.onnx exists from an earlier export; pass --overwrite" in again
