@@ -13,6 +13,7 @@ from support import synthetic
 
 from age_gender import plots
 from age_gender.apps import evaluation
+from age_gender.cli import evaluate, evaluate_appa_real
 from age_gender.faces.crops import CropSpec
 from age_gender.models import model
 from age_gender.schema import EYE_COLUMNS
@@ -51,17 +52,18 @@ def test_age_std_coverage_groups_and_their_gap_by_hand(tmp_path):
 
 
 @pytest.mark.slow
-def test_appa_real_report_matches_its_predictions(tmp_path, run_script):
+def test_appa_real_report_matches_its_predictions(tmp_path, capsys, monkeypatch):
+    """evaluate_appa_real.py's steps in this process (TensorFlow is loaded here already)."""
     appa = tmp_path / "appa-real-release"
     synthetic.write_appa_real(appa, "valid", 12, size=48, seed=2)
     (appa / "valid" / "000003.jpg_face.jpg").write_bytes(b"broken")
     model.build_model("MobileNetV3Small", CropSpec(32), None).save(tmp_path / "tiny.keras")
-    result = run_script(
-        "evaluate_appa_real.py", "--appa_dir", appa, "--weight_file", "tiny.keras",
-        "--model", "dlib-models", "--output_dir", tmp_path / "out", "--batch_size", "5",
-        cwd=tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+    monkeypatch.chdir(tmp_path)
+    evaluate_appa_real.main([
+        "--appa_dir", str(appa), "--weight_file", "tiny.keras", "--model", "dlib-models",
+        "--output_dir", str(tmp_path / "out"), "--batch_size", "5",
+    ])  # fmt: skip
+    said = capsys.readouterr().out
     report = tmp_path / "out" / "tiny.keras"
     table = pd.read_csv(report / "predictions.csv")
     summary = json.loads((report / "summary.json").read_text(), parse_constant=strict_json)
@@ -70,7 +72,7 @@ def test_appa_real_report_matches_its_predictions(tmp_path, run_script):
     mae_real = (table["age"] - table["true_age"]).abs().mean()
     mae_apparent = (table["age"] - table["apparent_age_avg"]).abs().mean()
     assert summary["mae"] == pytest.approx(mae_real)
-    lines = result.stdout.splitlines()
+    lines = said.splitlines()
     row = next(line for line in lines if line.startswith("MAE vs real age")).split()
     assert float(row[4]) == pytest.approx(mae_real, abs=0.005)
     row = next(line for line in lines if line.startswith("MAE vs apparent age")).split()
@@ -85,8 +87,9 @@ def strict_json(constant):
     raise AssertionError(f"{constant} is not JSON")
 
 
-def test_several_faces_per_image_are_each_their_own_row(tmp_path, run_script):
-    """IMDB-Clean lists each face of an image on its own row, with its box."""
+def test_several_faces_per_image_are_each_their_own_row(tmp_path, monkeypatch):
+    """IMDB-Clean lists each face of an image on its own row, with its box (evaluate.py's steps
+    in this process)."""
     frame = synthetic.write_disk_dataset(tmp_path / "images", 4, size=64)
     rows = pd.concat([frame, frame]).reset_index(drop=True)
     rows["ages"] = [10, 20, 30, 40, 50, 60, 70, 80]
@@ -94,12 +97,11 @@ def test_several_faces_per_image_are_each_their_own_row(tmp_path, run_script):
     rows["x_max"], rows["y_max"] = [34] * 4 + [60] * 4, [34] * 4 + [60] * 4
     rows.to_csv(tmp_path / "faces.csv", index=False)
     model.build_model("MobileNetV3Small", CropSpec(32), None).save(tmp_path / "tiny.keras")
-    result = run_script(
-        "evaluate.py", "--csv", tmp_path / "faces.csv", "--root", tmp_path / "images",
-        "--weight_file", "tiny.keras", "--output_dir", tmp_path / "out", "--batch_size", "3",
-        cwd=tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+    monkeypatch.chdir(tmp_path)
+    evaluate.main([
+        "--csv", str(tmp_path / "faces.csv"), "--root", str(tmp_path / "images"),
+        "--weight_file", "tiny.keras", "--output_dir", str(tmp_path / "out"), "--batch_size", "3",
+    ])  # fmt: skip
     table = pd.read_csv(tmp_path / "out" / "tiny.keras" / "predictions.csv")
     summary = json.loads((tmp_path / "out" / "tiny.keras" / "summary.json").read_text())
     assert summary["n"] == summary["evaluated"] == len(table) == 8
@@ -211,17 +213,15 @@ def test_unknown_genders_and_mae_per_group(tmp_path, run_script):
     assert "MAE subject 002" in result.stdout and "gender subject 001" in result.stdout
     assert "MAE gap, worst subject - best" in result.stdout
     # The label columns group by their own names too.
-    from age_gender.cli import evaluate as evaluate_command
-
-    evaluate_command.main(["--csv", str(tmp_path / "labels.csv"), "--root",
-                           str(tmp_path / "images"), "--model", "dlib-models", "--output_dir",
-                           str(tmp_path / "by_gender"), "--group_by", "genders"])  # fmt: skip
+    evaluate.main(["--csv", str(tmp_path / "labels.csv"), "--root", str(tmp_path / "images"),
+                   "--model", "dlib-models", "--output_dir", str(tmp_path / "by_gender"),
+                   "--group_by", "genders"])  # fmt: skip
     by_gender = json.loads((tmp_path / "by_gender" / "dlib-models" / "summary.json").read_text())
     assert sorted(by_gender["mae_by_group"]) == ["-1", "0", "1"]
     # age_group is no label column: each face's decade of true age.
-    evaluate_command.main(["--csv", str(tmp_path / "labels.csv"), "--root",
-                           str(tmp_path / "images"), "--model", "dlib-models", "--output_dir",
-                           str(tmp_path / "by_age"), "--group_by", "age_group"])  # fmt: skip
+    evaluate.main(["--csv", str(tmp_path / "labels.csv"), "--root", str(tmp_path / "images"),
+                   "--model", "dlib-models", "--output_dir", str(tmp_path / "by_age"),
+                   "--group_by", "age_group"])  # fmt: skip
     by_age = json.loads((tmp_path / "by_age" / "dlib-models" / "summary.json").read_text())
     decades = {name: group["n"] for name, group in by_age["mae_by_group"].items()}
     assert decades == {"0-9": 1, "10-19": 2, "20-29": 1, "40-49": 1, "60-69": 1, "70+": 2}
