@@ -80,6 +80,12 @@ def parse_args() -> argparse.Namespace:
     if not args.data.is_dir():
         parser.error(f"--data {args.data} is not a folder: pass UTKFace's face crops (the "
                      "folder UTKFace.tar.gz extracts to)")  # fmt: skip
+    try:
+        labels.read_utkface(args.data)
+    except UserError:
+        parser.error(f"--data {args.data}: no image there is named as UTKFace's are "
+                     "(AGE_GENDER_RACE_DATE.jpg): pass the folder UTKFace.tar.gz extracts "
+                     "to")  # fmt: skip
     for option in ("backgrounds", "scene_backgrounds"):  # before the training, not after it
         if getattr(args, option) is not None:
             try:
@@ -235,7 +241,6 @@ def main() -> None:
     args = parse_args()
     # A mistyped override stops here, in one line, not after the composites.
     check_ranges(compose_config(["+experiment=utkface_cpu", *args.overrides]))
-    labels.read_utkface(args.data)  # faces that are not UTKFace's stop here, before WORK is made
     meta = (args.work / "meta").resolve()
     meta.mkdir(parents=True, exist_ok=True)
     run("create_db.py", "--db", "utkface", "--data_dir", str(args.data.resolve()),

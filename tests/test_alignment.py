@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, user_error
+from conftest import REPO, SMALL_MODEL, user_error
 
 from age_gender import jobs
 from age_gender.config import compose_config
@@ -90,8 +90,7 @@ def test_an_aligned_model_aligns_at_inference(faces, tmp_path, run_script):
     rows = pd.read_csv(eyes)[:2]
     pd.concat([rows] * 8).to_csv(tmp_path / "train.csv", index=False)
     run = tmp_path / "run"
-    small = ["data.align=true", "model.model_name=WideResNet10_2", "model.img_size=32",
-             "model.weights=null"]  # fmt: skip
+    small = ["data.align=true", *SMALL_MODEL]
     fit.train(compose_config([  # train.py's steps, in this process
         f"data.csv={tmp_path}/train.csv", f"data.val_csv={tmp_path}/train.csv",
         f"data.root={faces}/img", *small, "train.epochs=1", "train.batch_size=8",

@@ -579,6 +579,7 @@ def test_what_a_hostile_user_tried_next(tmp_path, capsys):
         capsys, evaluate_script.main, "--csv", csv, "--root", tmp_path,
         "--model", "dlib-models", "dlib-models", "--output_dir", tmp_path / "r",
     )  # fmt: skip
+    (tmp_path / "x.keras").write_bytes(b"")  # refused before it is read
     (tmp_path / "link.keras").symlink_to(tmp_path / "x.keras")  # one file, two names
     assert f"{tmp_path}/link.keras is {tmp_path}/x.keras again: each model is evaluated once" in (
         refusal(capsys, evaluate_script.main, "--csv", csv, "--root", tmp_path, "--weight_file",

@@ -10,16 +10,18 @@ from conftest import REPO, user_error
 @pytest.mark.parametrize(("arguments", "message"), [
     (["--data", "faces", "--composites", "labels.csv"],
      "--composites: output folder labels.csv is a file"),
-    (["--data", "faces", "--scene_backgrounds", "faces"],
-     "--scene_backgrounds: no background photos in faces"),
+    (["--data", "faces", "--scene_backgrounds", "empty"],
+     "--scene_backgrounds: no background photos in empty"),
     (["--data", "faces", "train.epochs=0"], "train.epochs must be a whole number of 1 or more"),
-    (["--data", "photos"], "no rows of photos are left after filtering"),  # no UTKFace names
+    (["--data", "photos"], "--data photos: no image there is named as UTKFace's are"),
 ])  # fmt: skip
 def test_accuracy_refuses_before_any_work(tmp_path, run_script, arguments, message):
-    (tmp_path / "faces").mkdir()
-    (tmp_path / "photos").mkdir()
-    shutil.copy(REPO / "examples" / "astronaut.png", tmp_path / "photos" / "holiday.png")
+    for folder, name in [("faces", "30_1_0_20170109150557335.jpg"), ("photos", "holiday.jpg")]:
+        (tmp_path / folder).mkdir()
+        shutil.copy(REPO / "examples" / "astronaut.png", tmp_path / folder / name)
+    (tmp_path / "empty").mkdir()
     (tmp_path / "labels.csv").write_text("")
+    before = sorted(tmp_path.iterdir())
     result = run_script("bench/accuracy.py", *arguments, "--work", "work", cwd=tmp_path)
     assert message in user_error(result)
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["faces", "labels.csv", "photos"]
+    assert sorted(tmp_path.iterdir()) == before

@@ -1,7 +1,6 @@
 """export.py to ONNX and TFLite: parity with Keras, metadata, and inference without TensorFlow."""
 
 import json
-import os
 import re
 
 import httpx
@@ -9,13 +8,14 @@ import numpy as np
 import onnx
 import pandas as pd
 import pytest
-from conftest import REPO, user_error
+from conftest import REPO, refusal, user_error
 from support.server_process import running_server
 from test_leftovers import strand
 
 from age_gender.cli import demo as demo_script
+from age_gender.cli import export as export_script
 from age_gender.errors import UserError
-from age_gender.estimators.base import exported_card, model_file
+from age_gender.estimators.base import exported_card
 from age_gender.estimators.presets import load_estimator
 from age_gender.models.card import ModelCard
 
@@ -123,12 +123,12 @@ def test_damaged_card_is_one_line_naming_the_field(tmp_path):
         load_estimator(tmp_path / "m.tflite")
 
 
-def test_bad_exports_are_one_line(tmp_path, run_script):
+def test_bad_exports_are_one_line(tmp_path, run_script, capsys, monkeypatch):
     missing = run_script("export.py", "--weight_file", "none.keras", cwd=tmp_path)
     assert "weight file none.keras not found" in user_error(missing)
-    os.mkfifo(tmp_path / "pipe.keras")  # there, but no file: never opened (it would block)
-    with pytest.raises(UserError, match="weight file .*pipe.keras is not a file"):
-        model_file(tmp_path / "pipe.keras")
+    monkeypatch.chdir(tmp_path)  # there, but no file
+    line = refusal(capsys, export_script.main, "--weight_file", "/dev/null")
+    assert "weight file /dev/null is not a file" in line and not list(tmp_path.iterdir())
     for name, message in [
         ("broken.onnx", "is not an ONNX model"),
         ("lone.tflite", "lone.tflite.json not found: export.py writes it beside lone.tflite"),

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, refusal, user_error
+from conftest import REPO, SMALL_MODEL, refusal, user_error
 from support.synthetic import write_disk_dataset
 from test_bad_inputs import photo_folder
 
@@ -134,8 +134,7 @@ def test_every_command_names_the_file_the_full_disk_refused(tmp_path, full_disk,
 def train_into(folder: Path, data: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(REPO / "train.py"), f"data.csv={data / 'meta.csv'}",
-         f"data.root={data}", "model.model_name=WideResNet10_2", "model.img_size=32",
-         "model.weights=null", "train.epochs=1", "train.batch_size=8",
+         f"data.root={data}", *SMALL_MODEL, "train.epochs=1", "train.batch_size=8",
          f"train.output_dir={folder}"],
         capture_output=True, text=True, timeout=600,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},

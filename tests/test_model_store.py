@@ -94,11 +94,10 @@ def test_demo_lists_and_uses_it_and_a_damaged_entry_is_one_line(stored, run_scri
 
 
 @pytest.mark.slow
-def test_an_export_lands_beside_it_with_the_same_card(stored, monkeypatch):
+def test_an_export_lands_beside_it_with_the_same_card(stored):
     """The commands' steps in this process (their starts are tested elsewhere)."""
     from age_gender.cli import demo, export
 
-    monkeypatch.setenv(store.HOME, str(stored / "home"))
     export.main(["--model", "mine", "--format", "onnx"])
     folder = stored / "home" / "models" / "mine"
     import onnx

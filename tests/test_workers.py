@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import user_error
+from conftest import SMALL_MODEL, user_error
 from support import synthetic
 from support.cluster import finish, free_port, start_workers
 
@@ -35,8 +35,7 @@ def faces(tmp_path_factory) -> Path:
 def train_command(faces: Path, output: Path, epochs: int) -> list[str]:
     return [
         f"data.csv={faces}/train.csv", f"data.val_csv={faces}/val.csv",
-        f"data.root={faces}/images", "model.model_name=WideResNet10_2", "model.weights=null",
-        "model.img_size=32", "model.batchnorm_momentum=0.9", f"train.epochs={epochs}",
+        f"data.root={faces}/images", *SMALL_MODEL, f"train.epochs={epochs}",
         "train.batch_size=16", f"train.output_dir={output}",
     ]  # fmt: skip
 
@@ -134,7 +133,9 @@ def test_ray_cluster_that_cannot_be_reached_is_one_line(faces, tmp_path, run_scr
 
 
 def test_a_wrong_tf_config_is_one_line_and_leaves_nothing(faces, tmp_path, monkeypatch):
-    """train.py's steps in this process: each is refused before any strategy is made."""
+    """In this process: TF_CONFIG is checked on its own (a check that let one through would
+    make a strategy here, waiting for workers that never come), and training refuses the first
+    case before it makes any folder."""
     cases = {
         "{bad": "TF_CONFIG is not JSON",
         '{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 5}}':
@@ -144,5 +145,8 @@ def test_a_wrong_tf_config_is_one_line_and_leaves_nothing(faces, tmp_path, monke
     for config, words in cases.items():
         monkeypatch.setenv("TF_CONFIG", config)
         with pytest.raises(UserError, match=re.escape(words)):
-            fit.train(compose_config(train_command(faces, tmp_path / "run", 1)))
-        assert not (tmp_path / "run").exists()
+            fit.tf_config()
+    monkeypatch.setenv("TF_CONFIG", "{bad")
+    with pytest.raises(UserError, match="TF_CONFIG is not JSON"):
+        fit.train(compose_config(train_command(faces, tmp_path / "run", 1)))
+    assert not (tmp_path / "run").exists()

@@ -15,9 +15,10 @@ from age_gender.errors import UserError, disk_error, disk_reason
 from age_gender.images import is_image_file
 
 
-def cannot_write(path: Path, error: OSError, advice: str = "") -> UserError:
-    """The one line for an output the system refused: the path, its reason, then `advice`."""
-    return UserError(f"cannot write {path}: {error.strerror or error}{advice}")
+def cannot_write(what: Path | str, error: OSError, advice: str | None = None) -> UserError:
+    """The one line for an output the system refused: what, the system's reason, what to do."""
+    return UserError(f"cannot write {what}: {error.strerror or error}"
+                     + (f"; {advice}" if advice else ""))  # fmt: skip
 
 
 def check_writable(folder: Path, output: Path) -> None:
@@ -27,7 +28,8 @@ def check_writable(folder: Path, output: Path) -> None:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as error:
-        raise cannot_write(output, error, f" in {folder}; choose another place") from error
+        advice = f"nothing can be made in {folder}; choose another place"
+        raise cannot_write(output, error, advice) from error
 
 
 def nearest_existing(path: Path) -> Path:

@@ -155,8 +155,7 @@ def write_unfinished(output_dir: Path, outputs: set[Path], also: set[Path] = fro
             lines = (f"{json.dumps(output.name)}\n" for output in sorted(outputs))
             temporary.write_text("".join(lines))  # ASCII: a name's odd bytes escaped
     except OSError as error:
-        advice = "; remove it, or choose another --output_dir"
-        raise cannot_write(path, error, advice) from error
+        raise cannot_write(path, error, "remove it, or choose another --output_dir") from error
 
 
 def add_unfinished(output_dir: Path, name: str) -> None:

@@ -106,9 +106,10 @@ def model_files(args: argparse.Namespace) -> list[Path]:
 
 
 def check_each_file_once(paths: list[Path]) -> None:
-    """Refuses one model file given under two names (`m.keras` and `./m.keras`, or a link to
-    it), which would be evaluated twice; the same name twice is `check_reports`' refusal."""
-    first = {}
+    """Refuses one model file given under two names (`m.keras` and `$PWD/m.keras`, a link to
+    it, a stored model and its file), which would be evaluated twice; the same name twice is
+    `check_reports`' refusal."""
+    first: dict[Path, Path] = {}
     for path in paths:
         same = first.setdefault(path.resolve(), path)
         if same != path:
@@ -118,7 +119,7 @@ def check_each_file_once(paths: list[Path]) -> None:
 
 def evaluation_models(args: argparse.Namespace) -> list[Estimator]:
     """The models `add_evaluation_options` named (default: the default model), with `--tta`."""
-    check_each_file_once(args.weight_file)
+    check_each_file_once(model_files(args))
     estimators = [load_estimator(path) for path in args.weight_file]
     estimators += [load_preset(name) for name in args.model]
     estimators = estimators or [load_estimator()]

@@ -25,7 +25,7 @@ from age_gender import jobs
 from age_gender.errors import UserError
 from age_gender.faces import crops
 from age_gender.faces.detection import DetectorSpec
-from age_gender.files import atomic_output, identity, remove_leftovers
+from age_gender.files import atomic_output, cannot_write, identity, remove_leftovers
 from age_gender.images import SUFFIXES, read_image, read_note, with_note
 from age_gender.schema import BOX_COLUMNS, EYE_COLUMNS
 
@@ -206,8 +206,8 @@ def make_composite(task: tuple) -> tuple[int, dict | str]:
         with atomic_output(target) as temporary:
             temporary.write_bytes(data)
     except OSError as error:
-        raise UserError(f"cannot write composites in {target.parent.parent}: {error.strerror}; "
-                        "choose another --output_dir") from None  # fmt: skip
+        folder = f"composites in {target.parent.parent}"
+        raise cannot_write(folder, error, "choose another --output_dir") from None
     return index, note
 
 

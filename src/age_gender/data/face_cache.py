@@ -24,7 +24,7 @@ from age_gender.data import labels
 from age_gender.errors import UserError
 from age_gender.faces import crops
 from age_gender.faces.crops import CropSpec, is_box
-from age_gender.files import atomic_output, identity, remove_leftovers
+from age_gender.files import atomic_output, cannot_write, identity, remove_leftovers
 from age_gender.images import decode_image, read_note, with_note
 from age_gender.schema import BOUNDS_COLUMNS, BOX_COLUMNS, CACHE_MARGIN
 
@@ -106,8 +106,8 @@ def cache_face(task: tuple) -> tuple[int, tuple[int, list[float]] | str]:
         with atomic_output(target) as temporary:  # a full disk: its own line
             temporary.write_bytes(data)
     except OSError as error:  # the cache's folder, not this face: every face would fail
-        raise UserError(f"cannot write the face cache in {target.parent.parent}: "
-                        f"{error.strerror}; choose another --output_dir") from None  # fmt: skip
+        folder = f"the face cache in {target.parent.parent}"
+        raise cannot_write(folder, error, "choose another --output_dir") from None
     return index, (len(data), placement)
 
 
