@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def faces(tmp_path_factory) -> Path:
-    """96 disk images: 64 to train on (4 batches of 16), 32 to validate."""
+    """96 disk images: 64 to train on (2 batches of 32: 16 a worker), 32 to validate."""
     root = tmp_path_factory.mktemp("faces")
     frame = synthetic.write_disk_dataset(root / "images", 96, size=64, seed=0)
     frame[:64].to_csv(root / "train.csv", index=False)
@@ -36,7 +36,7 @@ def train_command(faces: Path, output: Path, epochs: int) -> list[str]:
     return [
         f"data.csv={faces}/train.csv", f"data.val_csv={faces}/val.csv",
         f"data.root={faces}/images", *SMALL_MODEL, f"train.epochs={epochs}",
-        "train.batch_size=16", f"train.output_dir={output}",
+        "train.batch_size=32", f"train.output_dir={output}",
     ]  # fmt: skip
 
 
@@ -114,13 +114,14 @@ def test_two_workers_on_ray_train_as_one_and_only_the_chief_writes(faces, tmp_pa
         assert_same_weights(output / "backup" / name, output / "backup" / "worker-1" / name)
 
     # One worker with the same global batch: the same data, order and gradients, but batch norm
-    # normalises each worker's half batch by that half's own statistics in training, so the
-    # steps agree only closely (measured: the losses within 2 %). train.py's steps in this
-    # process, as one worker alone runs them.
+    # normalises each worker's half batch by that half's own statistics in training, and its
+    # moving statistics (the validation's) are those halves', so the steps agree only closely
+    # (measured, WideResNet10_2: training losses within 0.8 %, validation losses within 3.2 %).
+    # train.py's steps in this process, as one worker alone runs them.
     fit.train(compose_config(train_command(faces, tmp_path / "alone", 2)))
     two, one = pd.read_csv(output / "log.csv"), pd.read_csv(tmp_path / "alone" / "log.csv")
-    for column in ("loss", "val_loss"):
-        np.testing.assert_allclose(two[column], one[column], rtol=0.05)
+    np.testing.assert_allclose(two["loss"], one["loss"], rtol=0.02)
+    np.testing.assert_allclose(two["val_loss"], one["val_loss"], rtol=0.05)
 
 
 def test_ray_cluster_that_cannot_be_reached_is_one_line(faces, tmp_path, run_script):
