@@ -581,10 +581,16 @@ def test_what_a_hostile_user_tried_next(tmp_path, capsys):
     )  # fmt: skip
     (tmp_path / "x.keras").write_bytes(b"")  # refused before it is read
     (tmp_path / "link.keras").symlink_to(tmp_path / "x.keras")  # one file, two names
-    assert f"{tmp_path}/link.keras is {tmp_path}/x.keras again: each model is evaluated once" in (
-        refusal(capsys, evaluate_script.main, "--csv", csv, "--root", tmp_path, "--weight_file",
-                tmp_path / "x.keras", tmp_path / "link.keras", "--output_dir", tmp_path / "r")
-    )  # fmt: skip
+    os.link(tmp_path / "x.keras", tmp_path / "hard.keras")
+    for other in ("link.keras", "hard.keras"):
+        assert f"{tmp_path}/{other} is {tmp_path}/x.keras again: each model is evaluated" in (
+            refusal(capsys, evaluate_script.main, "--csv", csv, "--root", tmp_path,
+                    "--weight_file", tmp_path / "x.keras", tmp_path / other, "--output_dir",
+                    tmp_path / "r")
+        )  # fmt: skip
+    (tmp_path / "loop.keras").symlink_to(tmp_path / "loop.keras")  # a link to itself
+    assert "loop.keras" in refusal(capsys, evaluate_script.main, "--csv", csv, "--root",
+                                   tmp_path, "--weight_file", tmp_path / "loop.keras")  # fmt: skip
     assert "Could not override 'nonexist_key'" in refusal(
         capsys, train_script.check_output_dir, "nonexist_key=3"
     )

@@ -143,6 +143,22 @@ def test_a_file_named_by_bytes_that_are_not_utf8_is_evaluated(tmp_path, run_scri
     assert summary["evaluated"] == 2  # the report names it as text: d\ufffdisk.png
 
 
+def test_a_fifo_named_as_an_image_is_unreadable_not_waited_on(tmp_path, run_script):
+    """Reading a FIFO waits for a writer that never comes: the reader takes regular files only
+    (the run's timeout fails this test, rather than hanging the suite, if it ever waits)."""
+    frame = synthetic.write_disk_dataset(tmp_path / "images", 2, size=48)
+    os.mkfifo(tmp_path / "images" / "pipe.png")
+    rows = pd.concat([frame, frame[:1].assign(img_paths="pipe.png")])
+    rows.to_csv(tmp_path / "labels.csv", index=False)
+    result = run_script(
+        "evaluate.py", "--csv", tmp_path / "labels.csv", "--root", tmp_path / "images",
+        "--model", "dlib-models", "--output_dir", tmp_path / "out", cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "dlib-models" / "summary.json").read_text())
+    assert summary["unreadable"] == ["pipe.png"] and summary["evaluated"] == 2
+
+
 def test_missing_data_and_unknown_columns_are_one_line(tmp_path, run_script):
     result = run_script("evaluate_appa_real.py", "--model", "dlib-models", cwd=tmp_path)
     assert result.returncode == 2 and "./download.sh --appa" in result.stderr

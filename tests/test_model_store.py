@@ -174,6 +174,9 @@ def test_no_report_or_export_replaces_the_model_it_was_made_from(stored, capsys)
                    "--model", "mine", "--output_dir", home, "--overwrite")  # fmt: skip
     assert f"writing {kept} would replace an input file" in line
     assert (kept / "model.keras").is_file() and (kept / "card.json").is_file()
+    line = refusal(capsys, evaluate.main, "--csv", stored / "labels.csv", "--root", images,
+                   "--model", "mine", "--weight_file", kept / "model.keras")  # fmt: skip
+    assert f"mine is {kept}/model.keras again: each model is evaluated once" in line
 
     inside = stored / "exp" / "best_saved_model"
     inside.mkdir(parents=True)

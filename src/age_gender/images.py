@@ -8,8 +8,10 @@ an image. Training's `dataset.drop_unreadable` refuses what this reader refuses,
 TensorFlow's strict decoder refuses besides (coded data scrambled, which OpenCV reads as noise).
 """
 
+import errno
 import json
 import os
+import stat
 from pathlib import Path
 
 import cv2
@@ -136,12 +138,21 @@ def read_note(path: Path) -> dict | None:
     return note if isinstance(note, dict) else None
 
 
+def file_bytes(path: str | Path) -> bytes:
+    """A file's bytes; OSError for anything but a regular file (reading a FIFO waits for a
+    writer forever, a device may never end)."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(descriptor, "rb") as file:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        return file.read()
+
+
 def read_image(path: Path) -> np.ndarray | None:
-    """`decode_image` of a file; None when it cannot be read (missing, a folder, no access, a
-    name with a NUL byte)."""
+    """`decode_image` of a file; None when it cannot be read (missing, a folder, a FIFO, no
+    access, a name with a NUL byte)."""
     try:
-        with open(path, "rb") as file:
-            return decode_image(file.read())
+        return decode_image(file_bytes(path))
     except (OSError, ValueError):
         return None
 
@@ -151,8 +162,7 @@ def readable_file(path: str) -> bool:
     caller decodes them itself (training's strict probe, at a fraction of the cost); any other
     file is decoded."""
     try:
-        with open(path, "rb") as file:
-            data = file.read()
+        data = file_bytes(path)
     except (OSError, ValueError):
         return False
     if is_jpeg(data):
@@ -163,17 +173,15 @@ def readable_file(path: str) -> bool:
 def unreadable_reason(path: str) -> str:
     """Why an image file failed to decode: missing, empty, not an image, truncated, or corrupt.
 
-    Reads only the first and last bytes: a cut JPEG lacks its end marker, a cut PNG its IEND chunk.
+    By the first and last bytes: a cut JPEG lacks its end marker, a cut PNG its IEND chunk.
     """
     try:
-        with open(path, "rb") as file:
-            head = file.read(12)
-            file.seek(max(0, file.seek(0, 2) - 1024))
-            tail = file.read()
+        data = file_bytes(path)
     except FileNotFoundError:
         return "missing"
     except OSError as error:
         return error.strerror or "unreadable"
+    head, tail = data[:12], data[-1024:]
     if not head:
         return "empty"
     if is_jpeg(head):

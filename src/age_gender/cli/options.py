@@ -98,28 +98,39 @@ def add_evaluation_options(parser: argparse.ArgumentParser, output_dir: str) -> 
     add_overwrite_option(parser, "an earlier report in --output_dir")
 
 
+def named_files(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """The files of the models `add_evaluation_options` named that the user keeps (given files,
+    the store's models), each with the name the user gave it."""
+    stored = [(name, store.find(name)) for name in args.model if name not in PRESETS]
+    given_files = [(str(path), path) for path in args.weight_file]
+    return given_files + [(name, path) for name, path in stored if path is not None]
+
+
 def model_files(args: argparse.Namespace) -> list[Path]:
-    """The files of the models `add_evaluation_options` named that the user keeps (given
-    files, the store's models): inputs no report may replace."""
-    stored = [store.find(name) for name in args.model if name not in PRESETS]
-    return [*args.weight_file, *(path for path in stored if path is not None)]
+    """The files of `named_files`: inputs no report may replace."""
+    return [path for _, path in named_files(args)]
 
 
-def check_each_file_once(paths: list[Path]) -> None:
-    """Refuses one model file given under two names (`m.keras` and `$PWD/m.keras`, a link to
-    it, a stored model and its file), which would be evaluated twice; the same name twice is
-    `check_reports`' refusal."""
-    first: dict[Path, Path] = {}
-    for path in paths:
-        same = first.setdefault(path.resolve(), path)
-        if same != path:
-            raise UserError(f"{printable(str(path))} is {printable(str(same))} again: each "
-                            "model is evaluated once; give it once")  # fmt: skip
+def check_each_file_once(args: argparse.Namespace) -> None:
+    """Refuses one model file given under two names (`m.keras` and `$PWD/m.keras`, a link or a
+    hard link to it, a stored model and its file), which would be evaluated twice; the same
+    name twice is `check_reports`' refusal."""
+    first: dict[object, str] = {}
+    for name, path in named_files(args):
+        try:
+            status = path.stat()
+            key: object = (status.st_dev, status.st_ino)  # the file, by any of its names
+        except OSError:  # missing, or a link loop: loading it says so
+            key = os.path.abspath(path)
+        earlier = first.setdefault(key, name)
+        if earlier != name:
+            raise UserError(f"{printable(name)} is {printable(earlier)} again: each model is "
+                            "evaluated once; give it once")  # fmt: skip
 
 
 def evaluation_models(args: argparse.Namespace) -> list[Estimator]:
     """The models `add_evaluation_options` named (default: the default model), with `--tta`."""
-    check_each_file_once(model_files(args))
+    check_each_file_once(args)
     estimators = [load_estimator(path) for path in args.weight_file]
     estimators += [load_preset(name) for name in args.model]
     estimators = estimators or [load_estimator()]

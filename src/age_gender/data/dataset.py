@@ -120,8 +120,7 @@ def load_face(
     original image lies in a face cache's (NaN: the image is the original)."""
     name = path.decode(errors="surrogateescape")
     try:
-        with open(name, "rb") as file:
-            data = file.read()
+        data = images.file_bytes(name)
     except OSError as error:  # drop_unreadable let it through, then the file changed
         raise ValueError(f"cannot read {name}: {error.strerror}") from error
     augment = train.augment if train is not None else None

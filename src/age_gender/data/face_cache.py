@@ -25,7 +25,7 @@ from age_gender.errors import UserError
 from age_gender.faces import crops
 from age_gender.faces.crops import CropSpec, is_box
 from age_gender.files import atomic_output, cannot_write, identity, remove_leftovers
-from age_gender.images import decode_image, read_note, with_note
+from age_gender.images import decode_image, file_bytes, read_note, with_note
 from age_gender.schema import BOUNDS_COLUMNS, BOX_COLUMNS, CACHE_MARGIN
 
 JPEG_QUALITY = 95
@@ -88,8 +88,7 @@ def cache_face(task: tuple) -> tuple[int, tuple[int, list[float]] | str]:
     read, the box lies outside it)."""
     index, source, target, box, crop, room_factor = task
     try:
-        with open(source, "rb") as file:
-            image = decode_image(file.read(), rgb=False)  # strict: a cut JPEG is not cached
+        image = decode_image(file_bytes(source), rgb=False)  # strict: a cut JPEG is not cached
     except OSError:
         image = None
     if image is None:
