@@ -129,6 +129,11 @@ def test_bad_exports_are_one_line(tmp_path, run_script, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # there, but no file
     line = refusal(capsys, export_script.main, "--weight_file", "/dev/null")
     assert "weight file /dev/null is not a file" in line and not list(tmp_path.iterdir())
+    (tmp_path / "m.keras").write_bytes(b"")  # refused before it is read
+    (tmp_path / "out" / "m.onnx").mkdir(parents=True)  # a folder where the file would go
+    line = refusal(capsys, export_script.main, "--weight_file", "m.keras", "--output_dir", "out",
+                   "--format", "onnx", "--overwrite")  # fmt: skip
+    assert "out/m.onnx is a folder, not an earlier export; move it" in line
     for name, message in [
         ("broken.onnx", "is not an ONNX model"),
         ("lone.tflite", "lone.tflite.json not found: export.py writes it beside lone.tflite"),

@@ -223,9 +223,9 @@ def check_outputs(
             "not replace it; move it or choose another --output_dir"
         )
     if existing and not overwrite:
-        others = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+        others = f" and {len(existing) - 1} more exist" if len(existing) > 1 else " exists"
         raise UserError(
-            f"{existing[0]}{others} exist from an earlier run; pass --overwrite to replace them "
+            f"{existing[0]}{others} from an earlier run; pass --overwrite to replace them "
             "or choose another --output_dir"
         )
 

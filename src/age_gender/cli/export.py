@@ -80,7 +80,11 @@ def main(argv: list[str] | None = None) -> None:
     folder = make_output_folder(output_dir)  # before the model loads: fails fast
     paths = {form: folder / f"{weight_file.stem}{store.EXPORT_SUFFIXES[form]}" for form in forms}
     check_inputs_kept(list(paths.values()), [weight_file])  # --overwrite replaces an export whole
-    for path in paths.values():
+    for form, path in paths.items():
+        if path.exists() and path.is_dir() != (form == "saved_model"):  # a SavedModel: a folder
+            what = "a file" if form == "saved_model" else "a folder"
+            raise UserError(f"{path} is {what}, not an earlier export; move it or choose "
+                            "another --output_dir")  # fmt: skip
         if path.exists() and not args.overwrite:
             raise UserError(f"{path} exists from an earlier export; pass --overwrite to replace it")
     estimator = KerasEstimator.load(weight_file)
