@@ -38,6 +38,7 @@ from age_gender.config import check_ranges, compose_config
 from age_gender.data import labels
 from age_gender.data.composites import PasteSettings, backgrounds_in
 from age_gender.errors import ArgumentParser, UserError, exit_on_user_error, given
+from age_gender.estimators.base import model_file
 from age_gender.estimators.presets import load_estimator
 from age_gender.faces import framing
 from age_gender.files import check_output_folder
@@ -98,8 +99,11 @@ def parse_args() -> argparse.Namespace:
                 check_output_folder(getattr(args, option))
             except UserError as error:
                 parser.error(f"--{option}: {error}")
-    if args.weight_file is not None and not args.weight_file.exists():
-        parser.error(f"--weight_file {args.weight_file} not found: pass a model file")
+    if args.weight_file is not None and not args.weight_file.is_dir():  # a SavedModel's folder
+        try:
+            model_file(args.weight_file)  # not found, or not a file (a device, a FIFO)
+        except UserError as error:
+            parser.error(f"--weight_file: {error}")
     if args.scenes < 1:
         parser.error(f"--scenes {args.scenes}: build at least one scene")
     if args.weight_file and (args.overrides or args.composites):

@@ -14,6 +14,8 @@ from conftest import REPO, user_error
      "--scene_backgrounds: no background photos in empty"),
     (["--data", "faces", "train.epochs=0"], "train.epochs must be a whole number of 1 or more"),
     (["--data", "photos"], "--data photos: no image there is named as UTKFace's are"),
+    (["--data", "faces", "--weight_file", "no.keras"], "weight file no.keras not found"),
+    (["--data", "faces", "--weight_file", "/dev/null"], "weight file /dev/null is not a file"),
 ])  # fmt: skip
 def test_accuracy_refuses_before_any_work(tmp_path, run_script, arguments, message):
     for folder, name in [("faces", "30_1_0_20170109150557335.jpg"), ("photos", "holiday.jpg")]:
