@@ -588,6 +588,12 @@ def test_what_a_hostile_user_tried_next(tmp_path, capsys):
                     "--weight_file", tmp_path / "x.keras", tmp_path / other, "--output_dir",
                     tmp_path / "r")
         )  # fmt: skip
+    long_name = tmp_path / f"{'a' * 300}.keras"  # over the 255 bytes file systems take a name
+    for main, options in [(evaluate_script.main, ["--csv", csv, "--root", tmp_path]),
+                          (demo_script.main, ["--image_dir", REPO / "examples"])]:  # fmt: skip
+        line = refusal(capsys, main, *options, "--weight_file", long_name)
+        assert line.endswith("a.keras: a name in it is longer than the file system takes; choose "
+                             "a shorter one")  # fmt: skip
     (tmp_path / "loop.keras").symlink_to(tmp_path / "loop.keras")  # a link to itself
     assert "loop.keras" in refusal(capsys, evaluate_script.main, "--csv", csv, "--root",
                                    tmp_path, "--weight_file", tmp_path / "loop.keras")  # fmt: skip
