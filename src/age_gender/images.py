@@ -13,6 +13,7 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -138,13 +139,20 @@ def read_note(path: Path) -> dict | None:
     return note if isinstance(note, dict) else None
 
 
-def file_bytes(path: str | Path) -> bytes:
-    """A file's bytes; OSError for anything but a regular file (reading a FIFO waits for a
-    writer forever, a device may never end)."""
+def open_regular(path: str | Path) -> BinaryIO:
+    """A file opened for reading; OSError for anything but a regular file (reading a FIFO waits
+    for a writer forever, a device may never end)."""
     descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    with os.fdopen(descriptor, "rb") as file:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", str(path))
+    file = os.fdopen(descriptor, "rb")
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        file.close()
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    return file
+
+
+def file_bytes(path: str | Path) -> bytes:
+    """A regular file's bytes (`open_regular`)."""
+    with open_regular(path) as file:
         return file.read()
 
 
@@ -173,15 +181,17 @@ def readable_file(path: str) -> bool:
 def unreadable_reason(path: str) -> str:
     """Why an image file failed to decode: missing, empty, not an image, truncated, or corrupt.
 
-    By the first and last bytes: a cut JPEG lacks its end marker, a cut PNG its IEND chunk.
+    Reads only the first and last bytes: a cut JPEG lacks its end marker, a cut PNG its IEND chunk.
     """
     try:
-        data = file_bytes(path)
+        with open_regular(path) as file:
+            head = file.read(12)
+            file.seek(max(0, file.seek(0, 2) - 1024))
+            tail = file.read()
     except FileNotFoundError:
         return "missing"
     except OSError as error:
         return error.strerror or "unreadable"
-    head, tail = data[:12], data[-1024:]
     if not head:
         return "empty"
     if is_jpeg(head):
