@@ -56,8 +56,9 @@ def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
             sys.exit(2)
         except OSError as error:  # a writer outside `files.atomic_output` (a log, a library)
             if error.errno == errno.ENAMETOOLONG:  # any path an option gave, where it is used
-                print(f"error: {printable(str(error.filename))}: a name in it is longer than "
-                      "the file system takes; choose a shorter one", file=sys.stderr)  # fmt: skip
+                path = printable(str(error.filename)) if error.filename else "a path"
+                print(f"error: {path}: a name in it is longer than the file system takes; "
+                      "choose a shorter one", file=sys.stderr)  # fmt: skip
                 sys.exit(2)
             if disk_error(error) is None:
                 raise
